@@ -1,0 +1,192 @@
+//! SignalR's connection layer, the Rust counterpart of ASP.NET Core's `Http.Connections`.
+//!
+//! It knows nothing of hubs: it negotiates connections, runs the WebSockets, Server-Sent Events
+//! and long-polling transports, authenticates requests, and hands each connection's bytes to a
+//! [`ConnectionHandler`]. The hub layer (crate `signalr`) is one such handler; the raw `/echo`
+//! endpoint of the test server is another.
+//!
+//! Contract used by the layers above (keep these names stable):
+//! * [`ConnectionHandler`] / [`ConnectionApplication`]: the application side of a connection.
+//! * [`Connection`]: the handle an application uses to send, switch transfer format and abort.
+//! * [`HttpConnectionOptions`]: per-endpoint options with .NET's defaults.
+//! * [`Authenticator`] and [`User`]: who is calling (token from `Authorization: Bearer` or the
+//!   `access_token` query parameter, cookies, or anything else the application checks).
+//! * [`RequestInfo`]: headers, query and cookies of the HTTP request that carries the connection.
+//! * [`endpoint`]: an axum router for one endpoint path; [`CaseInsensitivePaths`] makes paths
+//!   match case-insensitively and with a trailing slash, like ASP.NET routing.
+
+// The modules below are the intended layout; the connection-layer owner fills them in.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// A transport, as named in the negotiate response and by `GetActiveTransportName`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportType {
+    /// `WebSockets`.
+    WebSockets,
+    /// `ServerSentEvents`.
+    ServerSentEvents,
+    /// `LongPolling`.
+    LongPolling,
+}
+
+impl TransportType {
+    /// The exact wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportType::WebSockets => "WebSockets",
+            TransportType::ServerSentEvents => "ServerSentEvents",
+            TransportType::LongPolling => "LongPolling",
+        }
+    }
+}
+
+/// The format of the bytes an application sends: decides WebSocket Text or Binary frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransferFormat {
+    /// UTF-8 text (WebSocket Text frames).
+    Text,
+    /// Bytes (WebSocket Binary frames); not possible over Server-Sent Events.
+    Binary,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    /// The user identifier used for `Clients.User(...)` (.NET: the NameIdentifier claim).
+    pub identifier: Option<String>,
+    /// Every claim as (type, value); a type may repeat (e.g. several roles).
+    pub claims: Vec<(String, String)>,
+}
+
+/// The HTTP request that carries a connection (the WebSocket upgrade, the SSE GET, or the first
+/// long poll), as seen by the application.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// Request headers.
+    pub headers: http::HeaderMap,
+    /// Query parameters in order, as decoded pairs.
+    pub query: Vec<(String, String)>,
+    /// Cookies sent with the request (name, value).
+    pub cookies: Vec<(String, String)>,
+    /// The request path.
+    pub path: String,
+}
+
+/// Decides who a request is from. Called for negotiate and for every transport request.
+pub trait Authenticator: Send + Sync + 'static {
+    /// `Ok(Some(user))` for a known caller, `Ok(None)` for an anonymous one, `Err` to answer 401.
+    ///
+    /// `bearer` is the token from `Authorization: Bearer …`, or else from `access_token=` in
+    /// the query string.
+    fn authenticate(&self, request: &RequestInfo, bearer: Option<&str>) -> Result<Option<User>, Unauthorized>;
+}
+
+/// The request carries credentials that are missing, invalid or expired.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unauthorized: {0}")]
+pub struct Unauthorized(pub String);
+
+/// Why bytes could not be queued on a connection.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum ConnectionSendError {
+    /// The connection is closed.
+    #[error("connection is closed")]
+    Closed,
+    /// The outbound buffer is full; the connection is being closed as a slow consumer.
+    #[error("outbound buffer is full")]
+    Full,
+}
+
+/// The application side of a connection, created once the transport is up.
+#[async_trait]
+pub trait ConnectionApplication: Send + 'static {
+    /// Bytes from the client, in order, in whatever chunks they arrived. The transport reads no
+    /// more until this returns, which is how inbound backpressure works, so it must not wait for
+    /// anything that needs further input.
+    async fn on_data(&mut self, data: Bytes);
+    /// The connection ended (client closed, transport failed, timed out or aborted). Called once.
+    async fn on_closed(&mut self);
+}
+
+/// Creates the application for every new connection of an endpoint.
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// A connection's transport is up. The returned application receives its bytes.
+    fn on_connected(&self, connection: Connection) -> Box<dyn ConnectionApplication>;
+}
+
+/// A live connection, as the application sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<dyn ConnectionInner>,
+}
+
+/// What a transport implements behind [`Connection`]; not for applications.
+pub trait ConnectionInner: Send + Sync + 'static {
+    /// See [`Connection::connection_id`].
+    fn connection_id(&self) -> &str;
+    /// See [`Connection::transport`].
+    fn transport(&self) -> TransportType;
+    /// See [`Connection::request`].
+    fn request(&self) -> &RequestInfo;
+    /// See [`Connection::user`].
+    fn user(&self) -> Option<&User>;
+    /// See [`Connection::send`].
+    fn send(&self, data: Bytes) -> Result<(), ConnectionSendError>;
+    /// See [`Connection::set_transfer_format`].
+    fn set_transfer_format(&self, format: TransferFormat);
+    /// See [`Connection::close`].
+    fn close(&self);
+    /// See [`Connection::abort`].
+    fn abort(&self);
+    /// See [`Connection::is_closed`].
+    fn is_closed(&self) -> bool;
+}
+
+impl Connection {
+    /// Wraps a transport's connection state.
+    pub fn new(inner: Arc<dyn ConnectionInner>) -> Self {
+        Self { inner }
+    }
+    /// The public connection id (not the secret token).
+    pub fn connection_id(&self) -> &str {
+        self.inner.connection_id()
+    }
+    /// The transport in use.
+    pub fn transport(&self) -> TransportType {
+        self.inner.transport()
+    }
+    /// The HTTP request that carries the connection.
+    pub fn request(&self) -> &RequestInfo {
+        self.inner.request()
+    }
+    /// The authenticated user, if any.
+    pub fn user(&self) -> Option<&User> {
+        self.inner.user()
+    }
+    /// Queues bytes for the client without waiting. Bytes queued together may leave in one
+    /// write; each call's bytes must be whole protocol messages.
+    pub fn send(&self, data: Bytes) -> Result<(), ConnectionSendError> {
+        self.inner.send(data)
+    }
+    /// Chooses Text or Binary WebSocket frames for what is sent from now on.
+    pub fn set_transfer_format(&self, format: TransferFormat) {
+        self.inner.set_transfer_format(format)
+    }
+    /// Ends the connection gracefully after what is queued has been sent (WebSocket close 1000,
+    /// SSE stream end, long polling 200 then 204).
+    pub fn close(&self) {
+        self.inner.close()
+    }
+    /// Ends the connection at once.
+    pub fn abort(&self) {
+        self.inner.abort()
+    }
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}

@@ -1,0 +1,191 @@
+//! The lifetime-manager seam: where hub sends leave the process (or don't).
+//!
+//! Like ASP.NET Core's `HubLifetimeManager<THub>`: the hub layer hands every send, group change
+//! and client-result call to a [`HubLifetimeManager`]. [`crate::hub::DefaultHubLifetimeManager`]
+//! delivers within this process; `signalr_redis::RedisHubLifetimeManager` delivers through Redis
+//! to every node. Hub code never knows which one it runs on.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use signalr_protocol::{CompletionMessage, HubMessage, HubProtocol, Value};
+
+/// A hub message together with its encodings, each made at most once per protocol.
+///
+/// A broadcast to 10,000 connections is encoded once per protocol in use, and every connection
+/// gets a clone of the same [`Bytes`]. A message received from a backplane arrives already
+/// encoded ([`SerializedMessage::from_encoded`]) and is written out unchanged.
+#[derive(Debug)]
+pub struct SerializedMessage {
+    message: Option<HubMessage>,
+    /// (protocol name, framed bytes); a short list, one entry per protocol.
+    encoded: Mutex<Vec<(&'static str, Bytes)>>,
+    /// Encodings received from elsewhere under names that may not be `'static`.
+    foreign: Vec<(String, Bytes)>,
+}
+
+impl SerializedMessage {
+    /// Wraps a message to be encoded lazily, per protocol.
+    pub fn new(message: HubMessage) -> Self {
+        Self { message: Some(message), encoded: Mutex::new(Vec::new()), foreign: Vec::new() }
+    }
+
+    /// A message that exists only as framed bytes per protocol name (e.g. from Redis).
+    pub fn from_encoded(encodings: Vec<(String, Bytes)>) -> Self {
+        Self { message: None, encoded: Mutex::new(Vec::new()), foreign: encodings }
+    }
+
+    /// The decoded message, when this one was built from a [`HubMessage`].
+    pub fn message(&self) -> Option<&HubMessage> {
+        self.message.as_ref()
+    }
+
+    /// The framed bytes of this message in `protocol`, encoding it on first use.
+    ///
+    /// Returns `None` when the message came pre-encoded without this protocol, or when it
+    /// cannot be encoded in it (the error is for the caller to log).
+    pub fn encoded(&self, protocol: &dyn HubProtocol) -> Option<Bytes> {
+        let name = protocol.name();
+        if let Some((_, bytes)) = self.foreign.iter().find(|(n, _)| n == name) {
+            return Some(bytes.clone());
+        }
+        let message = self.message.as_ref()?;
+        let mut cache = self.encoded.lock();
+        if let Some((_, bytes)) = cache.iter().find(|(n, _)| *n == name) {
+            return Some(bytes.clone());
+        }
+        let mut out = Vec::with_capacity(128);
+        protocol.write_message(message, &mut out).ok()?;
+        let bytes = Bytes::from(out);
+        cache.push((name, bytes.clone()));
+        Some(bytes)
+    }
+}
+
+/// Why a message could not be handed to a connection.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection is closed or closing.
+    #[error("connection is closed")]
+    Closed,
+    /// The connection's outbound buffer is full; it is being disconnected as a slow consumer.
+    #[error("outbound buffer is full")]
+    Full,
+    /// The message has no encoding in the connection's protocol.
+    #[error("message has no encoding for protocol '{0}'")]
+    NoEncoding(&'static str),
+}
+
+/// Why a lifetime-manager operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifetimeError {
+    /// No connection with this id exists (on any node).
+    #[error("Connection '{0}' does not exist.")]
+    UnknownConnection(String),
+    /// The connection went away before answering a client-result invocation.
+    #[error("Connection '{0}' disconnected.")]
+    Disconnected(String),
+    /// The client answered a client-result invocation with an error; the text is the client's.
+    #[error("{0}")]
+    ClientError(String),
+    /// A cross-node operation got no answer in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// The backplane could not carry the message.
+    #[error("backplane: {0}")]
+    Backplane(String),
+}
+
+/// A connection as the lifetime manager sees it: an id, an optional user, a protocol, and a
+/// non-blocking way to hand it encoded messages.
+///
+/// Implemented by the hub layer's connection; a lifetime manager keeps `Arc<dyn HubConnection>`
+/// for the connections that live on this node.
+pub trait HubConnection: Send + Sync + 'static {
+    /// The public connection id (`Context.ConnectionId`).
+    fn connection_id(&self) -> &str;
+    /// The user identifier (`Context.UserIdentifier`), if the connection is authenticated.
+    fn user_identifier(&self) -> Option<&str>;
+    /// The hub protocol this connection speaks.
+    fn protocol(&self) -> &dyn HubProtocol;
+    /// Queues an already-encoded frame (in [`HubConnection::protocol`]) without waiting.
+    fn send_encoded(&self, frame: Bytes) -> Result<(), SendError>;
+    /// Queues `message` in this connection's protocol without waiting.
+    fn send(&self, message: &SerializedMessage) -> Result<(), SendError> {
+        let protocol = self.protocol();
+        match message.encoded(protocol) {
+            Some(frame) => self.send_encoded(frame),
+            None => Err(SendError::NoEncoding(protocol.name())),
+        }
+    }
+    /// Closes the connection from the server side.
+    fn abort(&self);
+}
+
+/// Routes hub sends, group membership and client results; the backplane seam.
+///
+/// All send methods take the message already wrapped, so that it is encoded at most once per
+/// protocol, whatever the number of receivers or nodes.
+#[async_trait]
+pub trait HubLifetimeManager: Send + Sync + 'static {
+    /// A connection finished its handshake on this node.
+    async fn on_connected(&self, connection: Arc<dyn HubConnection>) -> Result<(), LifetimeError>;
+    /// A connection on this node is gone; drop its groups, user and pending results.
+    async fn on_disconnected(&self, connection_id: &str) -> Result<(), LifetimeError>;
+
+    /// Every connection of the hub.
+    async fn send_all(&self, message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
+    /// Every connection except `excluded` (connection ids).
+    async fn send_all_except(
+        &self,
+        message: Arc<SerializedMessage>,
+        excluded: &[String],
+    ) -> Result<(), LifetimeError>;
+    /// One connection.
+    async fn send_connection(
+        &self,
+        connection_id: &str,
+        message: Arc<SerializedMessage>,
+    ) -> Result<(), LifetimeError>;
+    /// Several connections.
+    async fn send_connections(
+        &self,
+        connection_ids: &[String],
+        message: Arc<SerializedMessage>,
+    ) -> Result<(), LifetimeError>;
+    /// The members of a group.
+    async fn send_group(&self, group: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
+    /// The members of several groups (a connection in two of them gets the message twice, as in .NET).
+    async fn send_groups(&self, groups: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
+    /// The members of a group except `excluded` (connection ids).
+    async fn send_group_except(
+        &self,
+        group: &str,
+        message: Arc<SerializedMessage>,
+        excluded: &[String],
+    ) -> Result<(), LifetimeError>;
+    /// Every connection of a user.
+    async fn send_user(&self, user_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
+    /// Every connection of several users.
+    async fn send_users(&self, user_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
+
+    /// Adds a connection (on any node) to a group.
+    async fn add_to_group(&self, connection_id: &str, group: &str) -> Result<(), LifetimeError>;
+    /// Removes a connection (on any node) from a group.
+    async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), LifetimeError>;
+
+    /// Invokes `target` on one client (on any node) and waits for its result.
+    ///
+    /// `invocation` carries no id; the manager assigns one from its own namespace.
+    async fn invoke_connection(
+        &self,
+        connection_id: &str,
+        target: &str,
+        arguments: Vec<Value>,
+    ) -> Result<Value, LifetimeError>;
+    /// A client on this node answered a client-result invocation. Returns false when the id is
+    /// not a pending client result (the caller then ignores the completion, as .NET does).
+    async fn set_connection_result(&self, connection_id: &str, completion: CompletionMessage) -> bool;
+}
