@@ -20,6 +20,9 @@ use signalr_protocol::{CompletionMessage, HubMessage, HubProtocol, Value};
 #[derive(Debug)]
 pub struct SerializedMessage {
     message: Option<HubMessage>,
+    /// The same message with payload values in MessagePack form, written by binary protocols
+    /// (so that byte arrays and timestamps keep their MessagePack types).
+    binary_variant: Option<HubMessage>,
     /// (protocol name, framed bytes); a short list, one entry per protocol.
     encoded: Mutex<Vec<(&'static str, Bytes)>>,
     /// Encodings received from elsewhere under names that may not be `'static`.
@@ -29,12 +32,19 @@ pub struct SerializedMessage {
 impl SerializedMessage {
     /// Wraps a message to be encoded lazily, per protocol.
     pub fn new(message: HubMessage) -> Self {
-        Self { message: Some(message), encoded: Mutex::new(Vec::new()), foreign: Vec::new() }
+        Self { message: Some(message), binary_variant: None, encoded: Mutex::new(Vec::new()), foreign: Vec::new() }
+    }
+
+    /// Wraps a message built twice from the same Rust values: `text` with JSON payload values
+    /// (used by text protocols and returned by [`SerializedMessage::message`]) and `binary` with
+    /// MessagePack payload values (used by binary protocols). The hub layer builds sends this way.
+    pub fn with_variants(text: HubMessage, binary: HubMessage) -> Self {
+        Self { message: Some(text), binary_variant: Some(binary), encoded: Mutex::new(Vec::new()), foreign: Vec::new() }
     }
 
     /// A message that exists only as framed bytes per protocol name (e.g. from Redis).
     pub fn from_encoded(encodings: Vec<(String, Bytes)>) -> Self {
-        Self { message: None, encoded: Mutex::new(Vec::new()), foreign: encodings }
+        Self { message: None, binary_variant: None, encoded: Mutex::new(Vec::new()), foreign: encodings }
     }
 
     /// The decoded message, when this one was built from a [`HubMessage`].
@@ -51,7 +61,10 @@ impl SerializedMessage {
         if let Some((_, bytes)) = self.foreign.iter().find(|(n, _)| n == name) {
             return Some(bytes.clone());
         }
-        let message = self.message.as_ref()?;
+        let message = match (&self.binary_variant, protocol.transfer_format()) {
+            (Some(binary), signalr_protocol::TransferFormat::Binary) => binary,
+            _ => self.message.as_ref()?,
+        };
         let mut cache = self.encoded.lock();
         if let Some((_, bytes)) = cache.iter().find(|(n, _)| *n == name) {
             return Some(bytes.clone());
@@ -111,6 +124,9 @@ pub trait HubConnection: Send + Sync + 'static {
     /// The hub protocol this connection speaks.
     fn protocol(&self) -> &dyn HubProtocol;
     /// Queues an already-encoded frame (in [`HubConnection::protocol`]) without waiting.
+    ///
+    /// Frames passed here are hub Invocations; with stateful reconnect they are numbered and
+    /// kept for replay until the client acknowledges them.
     fn send_encoded(&self, frame: Bytes) -> Result<(), SendError>;
     /// Queues `message` in this connection's protocol without waiting.
     fn send(&self, message: &SerializedMessage) -> Result<(), SendError> {

@@ -1,0 +1,88 @@
+//! `signalr-testserver`: serves the functional-test application.
+//!
+//! ```text
+//! signalr-testserver --urls http://127.0.0.1:0 [--redis <connection string>] [--channel-prefix <prefix>]
+//! ```
+//! Prints `Now listening on: http://127.0.0.1:<port>` once it accepts connections.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::Parser;
+use signalr::HubLifetimeManager;
+use signalr_testserver::AppArgs;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(name = "signalr-testserver", about = "The SignalR functional-test server (TestHub and friends)")]
+struct Args {
+    /// The address to listen on, `http://127.0.0.1:PORT` (port 0 picks a free one).
+    #[arg(long, default_value = "http://127.0.0.1:5000")]
+    urls: String,
+    /// Use the Redis backplane with this StackExchange.Redis-style connection string.
+    #[arg(long)]
+    redis: Option<String>,
+    /// The backplane channel prefix.
+    #[arg(long = "channel-prefix")]
+    channel_prefix: Option<String>,
+}
+
+/// Chooses `TestHub`'s lifetime manager: in-process, or the Redis backplane with `--redis`.
+async fn lifetime_manager(args: &Args, hub_name: &str) -> Result<Option<Arc<dyn HubLifetimeManager>>, String> {
+    let Some(connection_string) = &args.redis else {
+        return Ok(None);
+    };
+    // ==== REDIS BACKPLANE: the signalr-redis owner fills this in ====
+    // `--channel-prefix` overrides `channelPrefix=` of the connection string.
+    let mut options = signalr_redis::RedisBackplaneOptions::from_connection_string(connection_string, hub_name)
+        .map_err(|e| format!("--redis: {e}"))?;
+    if let Some(prefix) = &args.channel_prefix {
+        options = options.with_channel_prefix(prefix.clone());
+    }
+    let manager = signalr_redis::RedisHubLifetimeManager::new(options).map_err(|e| format!("--redis: {e}"))?;
+    // Redis may still be away: the server starts anyway and the backplane reconnects.
+    if !manager.wait_until_healthy(std::time::Duration::from_secs(5)).await {
+        eprintln!("signalr-testserver: Redis backplane not reachable yet ({:?}); retrying in the background", manager.status().last_error);
+    }
+    Ok(Some(Arc::new(manager)))
+    // ==== END REDIS BACKPLANE ====
+}
+
+/// `http://127.0.0.1:PORT` → `127.0.0.1:PORT`.
+fn listen_address(urls: &str) -> Result<String, String> {
+    let first = urls.split(';').next().unwrap_or_default().trim();
+    let address = first
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("--urls must start with http:// (got '{first}')"))?
+        .trim_end_matches('/');
+    if address.is_empty() {
+        return Err("--urls has no host:port".to_owned());
+    }
+    Ok(address.to_owned())
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Err(error) = run(args).await {
+        eprintln!("signalr-testserver: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let address = listen_address(&args.urls)?;
+    let manager = lifetime_manager(&args, signalr_testserver::test_hub::TEST_HUB_NAME).await?;
+    let app = signalr_testserver::build_app(AppArgs { test_hub_lifetime_manager: manager, hub_options: None });
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("Now listening on: http://{local}");
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, app).await.map_err(|e| format!("server failed: {e}"))
+}
