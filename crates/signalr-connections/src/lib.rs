@@ -12,12 +12,68 @@
 //! * [`Authenticator`] and [`User`]: who is calling (token from `Authorization: Bearer` or the
 //!   `access_token` query parameter, cookies, or anything else the application checks).
 //! * [`RequestInfo`]: headers, query and cookies of the HTTP request that carries the connection.
-//! * [`endpoint`]: an axum router for one endpoint path; [`CaseInsensitivePaths`] makes paths
+//! * [`endpoint`]: an axum router for one endpoint path; [`case_insensitive_paths`] makes paths
 //!   match case-insensitively and with a trailing slash, like ASP.NET routing.
+//!
+//! Transports and options are described in `docs/transports.md`; the WebSocket design (one task
+//! per connection, coalesced writes, buffer sizes) in `docs/decisions/0003-websocket-transport.md`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use axum::Router;
+//! use bytes::Bytes;
+//! use signalr_connections::{
+//!     Connection, ConnectionApplication, ConnectionHandler, CorsPolicy, HttpConnectionOptions,
+//!     case_insensitive_paths, endpoint,
+//! };
+//!
+//! /// Echoes every byte back.
+//! struct Echo;
+//! struct EchoApp(Connection);
+//!
+//! impl ConnectionHandler for Echo {
+//!     fn on_connected(&self, connection: Connection) -> Box<dyn ConnectionApplication> {
+//!         Box::new(EchoApp(connection))
+//!     }
+//! }
+//!
+//! #[async_trait::async_trait]
+//! impl ConnectionApplication for EchoApp {
+//!     async fn on_data(&mut self, data: Bytes) {
+//!         let _ = self.0.send(data);
+//!     }
+//!     async fn on_closed(&mut self) {}
+//! }
+//!
+//! # async fn run() {
+//! let options = HttpConnectionOptions::default().cors(CorsPolicy::any_origin());
+//! let app = case_insensitive_paths(Router::new().nest("/echo", endpoint(options, Arc::new(Echo))));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
 
-// The modules below are the intended layout; the connection-layer owner fills them in.
+#![warn(missing_docs)]
+
+mod cors;
+mod dispatch;
+mod ids;
+mod longpolling;
+mod negotiate;
+mod options;
+mod paths;
+mod request;
+mod responses;
+mod sse;
+mod state;
+mod websocket;
 
 use std::sync::Arc;
+
+pub use dispatch::endpoint;
+pub use options::{AllowedOrigins, CorsPolicy, HttpConnectionOptions};
+pub use paths::case_insensitive_paths;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -82,7 +138,11 @@ pub trait Authenticator: Send + Sync + 'static {
     ///
     /// `bearer` is the token from `Authorization: Bearer …`, or else from `access_token=` in
     /// the query string.
-    fn authenticate(&self, request: &RequestInfo, bearer: Option<&str>) -> Result<Option<User>, Unauthorized>;
+    fn authenticate(
+        &self,
+        request: &RequestInfo,
+        bearer: Option<&str>,
+    ) -> Result<Option<User>, Unauthorized>;
 }
 
 /// The request carries credentials that are missing, invalid or expired.
@@ -110,6 +170,11 @@ pub trait ConnectionApplication: Send + 'static {
     async fn on_data(&mut self, data: Bytes);
     /// The connection ended (client closed, transport failed, timed out or aborted). Called once.
     async fn on_closed(&mut self);
+    /// Stateful reconnect only: a new WebSocket took over this connection after the previous one
+    /// dropped. Bytes queued but unsent on the old socket were discarded; the application resends
+    /// what the client has not acknowledged (the hub layer sends `Sequence` and replays). Called
+    /// before any new bytes are read.
+    async fn on_reconnected(&mut self) {}
 }
 
 /// Creates the application for every new connection of an endpoint.
@@ -144,6 +209,24 @@ pub trait ConnectionInner: Send + Sync + 'static {
     fn abort(&self);
     /// See [`Connection::is_closed`].
     fn is_closed(&self) -> bool;
+    /// See [`Connection::stateful_reconnect`].
+    fn stateful_reconnect(&self) -> bool {
+        false
+    }
+    /// See [`Connection::negotiate_version`].
+    fn negotiate_version(&self) -> u32 {
+        0
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("connection_id", &self.connection_id())
+            .field("transport", &self.transport())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
 }
 
 impl Connection {
@@ -188,5 +271,15 @@ impl Connection {
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+    /// Whether stateful reconnect was negotiated (client asked, endpoint allows, WebSockets):
+    /// the connection then survives an ungraceful socket drop for the disconnect timeout and
+    /// [`ConnectionApplication::on_reconnected`] is called when a new socket takes over.
+    pub fn stateful_reconnect(&self) -> bool {
+        self.inner.stateful_reconnect()
+    }
+    /// The negotiate version of the connection (0, or 1; 0 for skipNegotiation WebSockets).
+    pub fn negotiate_version(&self) -> u32 {
+        self.inner.negotiate_version()
     }
 }

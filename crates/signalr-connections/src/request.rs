@@ -1,0 +1,209 @@
+//! Reading what the connection layer needs from an HTTP request: query pairs, cookies, the bearer
+//! token, and the [`RequestInfo`] handed to applications.
+
+use http::HeaderMap;
+use http::request::Parts;
+
+use crate::RequestInfo;
+
+/// Decodes a query string into pairs (`+` is a space, `%XX` escapes; invalid escapes are kept).
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) => (percent_decode(key), percent_decode(value)),
+            None => (percent_decode(pair), String::new()),
+        })
+        .collect()
+}
+
+fn hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn percent_decode(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high * 16 + low);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+}
+
+/// The first value of query key `name`, compared case-insensitively like ASP.NET.
+pub(crate) fn query_value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// Cookies of every `Cookie` header, in order.
+pub(crate) fn parse_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|cookie| {
+            let (name, value) = cookie.trim().split_once('=')?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            (!name.is_empty()).then(|| (name.trim().to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The bearer token from `Authorization: Bearer …`, else the `access_token` query parameter.
+pub(crate) fn bearer_token(request: &RequestInfo) -> Option<String> {
+    let from_header = request
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        })
+        .filter(|token| !token.is_empty());
+    from_header.or_else(|| {
+        query_value(&request.query, "access_token")
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    })
+}
+
+/// A copy of `headers` whose values live in one small buffer of their own.
+///
+/// hyper's header values are slices of the connection's read buffer (8 KiB or more); keeping
+/// them for the life of a connection would keep that whole buffer alive.
+fn compact_headers(headers: &HeaderMap) -> HeaderMap {
+    let total: usize = headers.values().map(|v| v.len()).sum();
+    let mut buffer = bytes::BytesMut::with_capacity(total);
+    for value in headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = buffer.freeze();
+    let mut compact = HeaderMap::with_capacity(headers.len());
+    let mut offset = 0;
+    for (name, value) in headers {
+        let end = offset + value.len();
+        let copied = http::HeaderValue::from_maybe_shared(buffer.slice(offset..end))
+            .map(|mut copied| {
+                copied.set_sensitive(value.is_sensitive());
+                copied
+            })
+            .unwrap_or_else(|_| value.clone());
+        compact.append(name.clone(), copied);
+        offset = end;
+    }
+    compact
+}
+
+/// Builds the [`RequestInfo`] of a request (the headers are copied, compactly).
+pub(crate) fn request_info(parts: &mut Parts) -> RequestInfo {
+    let headers = compact_headers(&parts.headers);
+    RequestInfo {
+        query: parts.uri.query().map(parse_query).unwrap_or_default(),
+        cookies: parse_cookies(&headers),
+        // Under `Router::nest` the URI lost its prefix; the original one has the full path.
+        path: parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(
+                || parts.uri.path().to_owned(),
+                |original| original.0.path().to_owned(),
+            ),
+        headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_pairs() {
+        let pairs = parse_query("a=1&b=x%20y+z&c&d=%zz&e=%41%");
+        assert_eq!(
+            pairs,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y z".into()),
+                ("c".into(), String::new()),
+                ("d".into(), "%zz".into()),
+                ("e".into(), "A%".into()),
+            ]
+        );
+        assert_eq!(query_value(&pairs, "A"), Some("1"));
+    }
+
+    #[test]
+    fn compacts_headers_keeping_order_and_repeats() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", "1".parse().unwrap());
+        headers.append("x-a", "2".parse().unwrap());
+        headers.insert("x-b", "three".parse().unwrap());
+        let compact = compact_headers(&headers);
+        assert_eq!(
+            compact.get_all("x-a").iter().collect::<Vec<_>>(),
+            vec!["1", "2"]
+        );
+        assert_eq!(compact["x-b"], "three");
+        assert_eq!(compact.len(), 3);
+    }
+
+    #[test]
+    fn parses_cookies_and_bearer() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            "testCookie=testValue; other=\"q\"".parse().unwrap(),
+        );
+        headers.insert(http::header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        let cookies = parse_cookies(&headers);
+        assert_eq!(
+            cookies,
+            vec![
+                ("testCookie".into(), "testValue".into()),
+                ("other".into(), "q".into())
+            ]
+        );
+        let info = RequestInfo {
+            headers,
+            query: vec![("access_token".into(), "q".into())],
+            ..Default::default()
+        };
+        assert_eq!(bearer_token(&info).as_deref(), Some("abc"));
+        let info = RequestInfo {
+            query: vec![("access_token".into(), "q".into())],
+            ..Default::default()
+        };
+        assert_eq!(bearer_token(&info).as_deref(), Some("q"));
+    }
+}

@@ -1,0 +1,476 @@
+//! Connection state shared by the transports, the connection table of an endpoint and the shared
+//! heartbeat that sweeps inactive connections (one task per endpoint, like .NET's 1 s heartbeat;
+//! no timer per connection).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::ids::ShortId;
+use crate::options::HttpConnectionOptions;
+use crate::{
+    Connection, ConnectionApplication, ConnectionHandler, ConnectionInner, ConnectionSendError,
+    RequestInfo, TransferFormat, TransportType, User,
+};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Negotiated; no transport request yet.
+    Negotiated,
+    /// A transport carries it.
+    Active,
+    /// Stateful reconnect: the WebSocket dropped; waiting for a new one.
+    AwaitingReconnect,
+    /// Ended and removed from the table.
+    Disposed,
+}
+
+/// The mutable part of a connection, behind a short-held lock (never held across an await).
+pub(crate) struct Shared {
+    pub(crate) status: Status,
+    pub(crate) transport: Option<TransportType>,
+    pub(crate) format: TransferFormat,
+    /// Whole messages queued by the application and not yet taken by the transport.
+    pub(crate) queue: VecDeque<Bytes>,
+    pub(crate) queued_bytes: usize,
+    /// Bytes taken by the transport whose write has not finished.
+    pub(crate) in_flight_bytes: usize,
+    /// When the current write started; the heartbeat aborts writes older than the send timeout.
+    pub(crate) write_started: Option<Instant>,
+    /// The application asked for a graceful end.
+    pub(crate) close_requested: bool,
+    /// The connection must end at once (abort, slow consumer, send timeout).
+    pub(crate) aborted: bool,
+    /// Since when nothing carries the connection (negotiated, between polls, awaiting reconnect).
+    pub(crate) inactive_since: Option<Instant>,
+    /// Long polling: the generation of the newest poll; an older poll that sees a newer one ends
+    /// with 204.
+    pub(crate) poll_generation: u64,
+    /// WebSockets: a newer socket is taking over (stateful reconnect).
+    pub(crate) superseded: bool,
+    /// POST data that arrived before the application started.
+    pub(crate) pending_inbound: Vec<Bytes>,
+    /// The single task or body stream that writes for this connection (WebSockets, SSE).
+    pub(crate) waker: Option<Waker>,
+}
+
+impl Shared {
+    /// Takes every queued message into `batch`; returns their total length.
+    pub(crate) fn take_queue(&mut self, batch: &mut Vec<Bytes>) -> usize {
+        self.take_batch(batch, usize::MAX)
+    }
+
+    /// Takes queued messages into `batch` while their total stays within `max_bytes` (always at
+    /// least one); returns their total length.
+    pub(crate) fn take_batch(&mut self, batch: &mut Vec<Bytes>, max_bytes: usize) -> usize {
+        let mut taken = 0;
+        while let Some(next) = self.queue.front() {
+            if taken > 0 && taken + next.len() > max_bytes {
+                break;
+            }
+            taken += next.len();
+            batch.push(self.queue.pop_front().expect("front exists"));
+        }
+        self.queued_bytes -= taken;
+        if self.queue.is_empty() && self.queue.capacity() > 16 {
+            // Do not keep a burst's worth of capacity on an idle connection.
+            self.queue = VecDeque::new();
+        }
+        taken
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Registers the writer's waker unless the same one is registered.
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(current) if current.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
+}
+
+/// One connection: what [`Connection`] points to.
+pub(crate) struct ConnState {
+    pub(crate) id: ShortId,
+    pub(crate) token: ShortId,
+    pub(crate) negotiate_version: u32,
+    pub(crate) stateful_reconnect: bool,
+    pub(crate) outbound_limit: usize,
+    pub(crate) shared: Mutex<Shared>,
+    /// Wakes waiting long polls (several may wait: an old one and the one replacing it).
+    pub(crate) notify: Notify,
+    /// The application. Held for the whole life of a WebSocket task, and per request by POSTs,
+    /// which serialises concurrent sends.
+    pub(crate) app: tokio::sync::Mutex<Option<Box<dyn ConnectionApplication>>>,
+    pub(crate) request: OnceLock<RequestInfo>,
+    pub(crate) user: OnceLock<Option<User>>,
+    manager: Weak<Manager>,
+}
+
+static EMPTY_REQUEST: OnceLock<RequestInfo> = OnceLock::new();
+
+impl ConnState {
+    fn new(
+        manager: Weak<Manager>,
+        id: ShortId,
+        token: ShortId,
+        negotiate_version: u32,
+        stateful_reconnect: bool,
+        outbound_limit: usize,
+    ) -> Self {
+        Self {
+            manager,
+            id,
+            token,
+            negotiate_version,
+            stateful_reconnect,
+            outbound_limit,
+            shared: Mutex::new(Shared {
+                status: Status::Negotiated,
+                transport: None,
+                format: TransferFormat::Text,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                in_flight_bytes: 0,
+                write_started: None,
+                close_requested: false,
+                aborted: false,
+                inactive_since: Some(Instant::now()),
+                poll_generation: 0,
+                superseded: false,
+                pending_inbound: Vec::new(),
+                waker: None,
+            }),
+            notify: Notify::new(),
+            app: tokio::sync::Mutex::new(None),
+            request: OnceLock::new(),
+            user: OnceLock::new(),
+        }
+    }
+
+    /// Aborts the connection. A WebSocket task or a waiting long poll ends it when woken; when
+    /// nothing is sure to run soon — between long polls, awaiting a reconnect, never connected,
+    /// or an SSE body that hyper stops polling while the client does not read — it is ended here,
+    /// so the application hears of it at once.
+    fn abort_locked(&self, mut shared: parking_lot::MutexGuard<'_, Shared>) {
+        shared.aborted = true;
+        self.wake_all(&mut shared);
+        let unattended = shared.status != Status::Active
+            || shared.transport == Some(TransportType::ServerSentEvents)
+            || (shared.transport == Some(TransportType::LongPolling)
+                && shared.inactive_since.is_some());
+        drop(shared);
+        if unattended && let Some(manager) = self.manager.upgrade() {
+            manager.dispose_token(self.token);
+        }
+    }
+
+    /// Wakes whoever writes for this connection: the WebSocket task or SSE body through the
+    /// registered waker, waiting long polls through `notify` (only they wait on it).
+    pub(crate) fn wake_all(&self, shared: &mut Shared) {
+        shared.wake();
+        if shared.transport == Some(TransportType::LongPolling) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+impl ConnectionInner for ConnState {
+    fn connection_id(&self) -> &str {
+        self.id.as_str()
+    }
+
+    fn transport(&self) -> TransportType {
+        self.shared
+            .lock()
+            .transport
+            .unwrap_or(TransportType::WebSockets)
+    }
+
+    fn request(&self) -> &RequestInfo {
+        self.request
+            .get()
+            .unwrap_or_else(|| EMPTY_REQUEST.get_or_init(RequestInfo::default))
+    }
+
+    fn user(&self) -> Option<&User> {
+        self.user.get().and_then(Option::as_ref)
+    }
+
+    fn send(&self, data: Bytes) -> Result<(), ConnectionSendError> {
+        let mut shared = self.shared.lock();
+        if shared.status == Status::Disposed || shared.aborted || shared.close_requested {
+            return Err(ConnectionSendError::Closed);
+        }
+        if shared.status == Status::AwaitingReconnect {
+            // The socket is gone; the application replays unacknowledged messages after the
+            // reconnect, so bytes sent meanwhile are dropped rather than buffered twice.
+            return Ok(());
+        }
+        let pending = shared.queued_bytes + shared.in_flight_bytes;
+        if pending > 0 && pending + data.len() > self.outbound_limit {
+            tracing::debug!(
+                connection_id = self.id.as_str(),
+                pending,
+                "outbound buffer full; closing slow consumer"
+            );
+            self.abort_locked(shared);
+            return Err(ConnectionSendError::Full);
+        }
+        let was_empty = shared.queue.is_empty();
+        shared.queued_bytes += data.len();
+        shared.queue.push_back(data);
+        if was_empty {
+            self.wake_all(&mut shared);
+        }
+        Ok(())
+    }
+
+    fn set_transfer_format(&self, format: TransferFormat) {
+        self.shared.lock().format = format;
+    }
+
+    fn close(&self) {
+        let mut shared = self.shared.lock();
+        if shared.status == Status::Disposed {
+            return;
+        }
+        shared.close_requested = true;
+        self.wake_all(&mut shared);
+        if shared.status == Status::AwaitingReconnect || shared.status == Status::Negotiated {
+            // Nothing can carry the close; end now.
+            drop(shared);
+            if let Some(manager) = self.manager.upgrade() {
+                manager.dispose_token(self.token);
+            }
+        }
+    }
+
+    fn abort(&self) {
+        let shared = self.shared.lock();
+        if shared.status == Status::Disposed {
+            return;
+        }
+        self.abort_locked(shared);
+    }
+
+    fn is_closed(&self) -> bool {
+        let shared = self.shared.lock();
+        shared.status == Status::Disposed || shared.aborted || shared.close_requested
+    }
+
+    fn stateful_reconnect(&self) -> bool {
+        self.stateful_reconnect
+    }
+
+    fn negotiate_version(&self) -> u32 {
+        self.negotiate_version
+    }
+}
+
+/// The connections of one endpoint, its options and its handler.
+pub(crate) struct Manager {
+    pub(crate) options: HttpConnectionOptions,
+    pub(crate) handler: Arc<dyn ConnectionHandler>,
+    connections: RwLock<HashMap<ShortId, Arc<ConnState>>>,
+    heartbeat_started: AtomicBool,
+    /// The runtime serving the endpoint, so that a `send` or `abort` from any thread can end a
+    /// connection (and run the application's `on_closed`) there.
+    runtime: OnceLock<tokio::runtime::Handle>,
+}
+
+impl Manager {
+    pub(crate) fn new(
+        options: HttpConnectionOptions,
+        handler: Arc<dyn ConnectionHandler>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            options,
+            handler,
+            connections: RwLock::new(HashMap::new()),
+            heartbeat_started: AtomicBool::new(false),
+            runtime: OnceLock::new(),
+        })
+    }
+
+    /// Creates and registers a connection. `skip_negotiation` connections have id = token.
+    pub(crate) fn create(
+        self: &Arc<Self>,
+        negotiate_version: u32,
+        stateful_reconnect: bool,
+        skip_negotiation: bool,
+    ) -> Arc<ConnState> {
+        self.ensure_heartbeat();
+        let id = ShortId::random();
+        let token = if negotiate_version == 0 || skip_negotiation {
+            id
+        } else {
+            ShortId::random()
+        };
+        let conn = Arc::new(ConnState::new(
+            Arc::downgrade(self),
+            id,
+            token,
+            negotiate_version,
+            stateful_reconnect,
+            self.options.outbound_buffer_limit,
+        ));
+        self.connections.write().insert(token, conn.clone());
+        conn
+    }
+
+    /// The connection with this token, if it is still registered.
+    pub(crate) fn get(&self, token: &str) -> Option<Arc<ConnState>> {
+        let token = ShortId::parse(token)?;
+        self.connections.read().get(&token).cloned()
+    }
+
+    fn remove(&self, conn: &Arc<ConnState>) {
+        let mut connections = self.connections.write();
+        if connections
+            .get(&conn.token)
+            .is_some_and(|current| Arc::ptr_eq(current, conn))
+        {
+            connections.remove(&conn.token);
+        }
+    }
+
+    /// Marks a connection disposed and removes it. Returns false if it already was.
+    pub(crate) fn mark_disposed(&self, conn: &Arc<ConnState>) -> bool {
+        {
+            let mut shared = conn.shared.lock();
+            if shared.status == Status::Disposed {
+                return false;
+            }
+            shared.status = Status::Disposed;
+            shared.queue.clear();
+            shared.queued_bytes = 0;
+            shared.pending_inbound.clear();
+            conn.wake_all(&mut shared);
+        }
+        self.remove(conn);
+        true
+    }
+
+    /// Disposes a connection whose application is not held by a running task: removes it and
+    /// calls the application's `on_closed` once (after any POST in progress).
+    pub(crate) fn dispose(&self, conn: &Arc<ConnState>) {
+        if self.mark_disposed(conn) {
+            let conn = conn.clone();
+            let Some(runtime) = self.runtime.get() else {
+                return;
+            };
+            runtime.spawn(async move {
+                let app = conn.app.lock().await.take();
+                if let Some(mut app) = app {
+                    app.on_closed().await;
+                }
+            });
+        }
+    }
+
+    /// Disposes the registered connection with this token (see [`Manager::dispose`]).
+    pub(crate) fn dispose_token(&self, token: ShortId) {
+        let conn = self.connections.read().get(&token).cloned();
+        if let Some(conn) = conn {
+            self.dispose(&conn);
+        }
+    }
+
+    /// Creates the application (once) and hands it POST data that arrived before it existed.
+    pub(crate) async fn start_app(
+        &self,
+        conn: &Arc<ConnState>,
+        slot: &mut Option<Box<dyn ConnectionApplication>>,
+    ) {
+        if slot.is_some() {
+            return;
+        }
+        let mut app = self.handler.on_connected(Connection::new(conn.clone()));
+        let early = std::mem::take(&mut conn.shared.lock().pending_inbound);
+        for data in early {
+            app.on_data(data).await;
+        }
+        *slot = Some(app);
+    }
+
+    fn ensure_heartbeat(self: &Arc<Self>) {
+        if self.heartbeat_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let runtime = self.runtime.get_or_init(tokio::runtime::Handle::current);
+        runtime.spawn(heartbeat(Arc::downgrade(self)));
+    }
+
+    /// One heartbeat tick: disposes connections inactive for longer than the disconnect timeout
+    /// and aborts writes stuck for longer than the send timeout.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let disconnect_timeout = self.options.disconnect_timeout;
+        let send_timeout = self.options.transport_send_timeout;
+        let mut expired = Vec::new();
+        {
+            let connections = self.connections.read();
+            for conn in connections.values() {
+                let mut shared = conn.shared.lock();
+                if let Some(since) = shared.inactive_since
+                    && now.saturating_duration_since(since) > disconnect_timeout
+                {
+                    expired.push(conn.clone());
+                    continue;
+                }
+                if let Some(started) = shared.write_started
+                    && now.saturating_duration_since(started) > send_timeout
+                    && !shared.aborted
+                {
+                    tracing::debug!(connection_id = conn.id.as_str(), "send timed out; aborting");
+                    shared.aborted = true;
+                    conn.wake_all(&mut shared);
+                }
+            }
+        }
+        for conn in expired {
+            tracing::debug!(
+                connection_id = conn.id.as_str(),
+                "inactive for the disconnect timeout; removing"
+            );
+            self.dispose(&conn);
+        }
+    }
+}
+
+async fn heartbeat(manager: Weak<Manager>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(manager) = manager.upgrade() else {
+            return;
+        };
+        manager.sweep(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Per-connection memory is a headline target: keep the connection state small.
+    #[test]
+    fn connection_state_stays_small() {
+        assert!(
+            std::mem::size_of::<super::ConnState>() <= 600,
+            "{}",
+            std::mem::size_of::<super::ConnState>()
+        );
+    }
+}
