@@ -1,0 +1,822 @@
+//! The two Redis connections of a node and what keeps them alive.
+//!
+//! * **Publisher**: one multiplexed connection. Publishes go into a bounded queue; one task takes
+//!   everything queued (up to [`MAX_BATCH`]) and sends it as one pipeline, so concurrent
+//!   PUBLISHes share a round trip and keep their order. While Redis is away the queue fills
+//!   (oldest dropped when full, counted) and drains once Redis is back.
+//! * **Subscriber**: one RESP2 Pub/Sub connection. redis-rs's connection driver only reads the
+//!   socket and hands messages to a channel; our reader task forwards them to the processing
+//!   task's bounded queue without doing any work itself, so a slow hub never stops the socket
+//!   from being drained (Redis drops subscribers whose output buffer fills).
+//!   Subscription changes go through one ordered command queue owned by the subscriber task,
+//!   which also re-issues every SUBSCRIBE after a reconnect.
+//!
+//! Both reconnect with capped, jittered exponential backoff. Construction never waits for Redis.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RedisConfig;
+
+/// Most PUBLISH commands sent in one pipeline.
+pub const MAX_BATCH: usize = 1024;
+/// Most channels named in one SUBSCRIBE when re-subscribing.
+const SUBSCRIBE_CHUNK: usize = 1000;
+
+/// How the node's Redis connections are doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Both connections are up.
+    Healthy,
+    /// At least one connection is down; local delivery goes on, cross-node traffic waits.
+    Unhealthy,
+}
+
+/// A snapshot of the backplane's health, readable by the application (e.g. `/health/ready`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackplaneStatus {
+    /// Healthy when both connections are up.
+    pub health: Health,
+    /// Whether the publishing connection is up.
+    pub publisher_connected: bool,
+    /// Whether the subscribing connection is up (and every subscription re-issued).
+    pub subscriber_connected: bool,
+    /// The last connection error, kept after recovery for diagnosis.
+    pub last_error: Option<String>,
+}
+
+impl BackplaneStatus {
+    fn starting() -> Self {
+        Self {
+            health: Health::Unhealthy,
+            publisher_connected: false,
+            subscriber_connected: false,
+            last_error: Some("connecting".into()),
+        }
+    }
+
+    /// Whether [`BackplaneStatus::health`] is [`Health::Healthy`].
+    pub fn is_healthy(&self) -> bool {
+        self.health == Health::Healthy
+    }
+}
+
+/// Counters of the backplane since start, readable by the application (e.g. for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackplaneCounters {
+    /// Messages PUBLISHed to Redis.
+    pub published: u64,
+    /// Messages received from Redis on subscribed channels.
+    pub received: u64,
+    /// Successful reconnections (of either connection) after a loss.
+    pub reconnects: u64,
+    /// Messages waiting in the publish queue right now.
+    pub queued: u64,
+    /// Messages dropped from the publish queue because it was full (oldest first), or refused
+    /// by Redis.
+    pub dropped: u64,
+    /// Received messages dropped because the processing queue was full.
+    pub receive_dropped: u64,
+    /// Received messages that could not be read (garbage, truncated, unknown protocol) and were
+    /// skipped.
+    pub invalid: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub dropped: AtomicU64,
+    pub receive_dropped: AtomicU64,
+    pub invalid: AtomicU64,
+}
+
+/// Settings of the connection machinery.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Where and how to connect.
+    pub config: RedisConfig,
+    /// PEM root certificates to trust for TLS instead of the system's (e.g. a private CA).
+    pub tls_root_certificates: Option<Vec<u8>>,
+    /// Publishes held while Redis is away; the oldest is dropped when full.
+    pub publish_queue_capacity: usize,
+    /// Received messages waiting for the processing task; newer ones are dropped when full.
+    pub receive_queue_capacity: usize,
+    /// First reconnect delay.
+    pub reconnect_min_delay: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max_delay: Duration,
+    /// Idle time after which the subscriber connection is checked with a PING.
+    pub keepalive_interval: Duration,
+    /// After an outage, how long queued publishes wait for the other nodes to be subscribed
+    /// again (Redis keeps nothing for a subscriber that is not there yet).
+    pub resubscribe_grace: Duration,
+    /// The channel every node subscribes to (the hub's `all` channel); its subscriber count
+    /// tells when the fleet is back after an outage. Set by the lifetime manager.
+    pub presence_channel: Option<String>,
+}
+
+impl LinkOptions {
+    /// Defaults for `config`: 10,000 queued publishes, 100,000 queued receptions, reconnect
+    /// between 100 ms and 5 s, PING every 15 s.
+    pub fn new(config: RedisConfig) -> Self {
+        Self {
+            config,
+            tls_root_certificates: None,
+            publish_queue_capacity: 10_000,
+            receive_queue_capacity: 100_000,
+            reconnect_min_delay: Duration::from_millis(100),
+            reconnect_max_delay: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(15),
+            resubscribe_grace: Duration::from_secs(5),
+            presence_channel: None,
+        }
+    }
+}
+
+/// A message received on a subscribed channel.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub channel: String,
+    pub payload: Bytes,
+}
+
+/// The number of subscribers that got a PUBLISH, or why it failed.
+pub(crate) type PublishReply = Result<i64, String>;
+
+struct Outgoing {
+    channel: Bytes,
+    payload: Bytes,
+    reply: Option<oneshot::Sender<PublishReply>>,
+}
+
+enum SubCommand {
+    Subscribe(String, Option<oneshot::Sender<()>>),
+    Unsubscribe(String),
+}
+
+struct Shared {
+    queue: Mutex<VecDeque<Outgoing>>,
+    queue_notify: Notify,
+    capacity: usize,
+    counters: Counters,
+    publisher_up: AtomicBool,
+    subscriber_up: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    status: watch::Sender<BackplaneStatus>,
+    cancel: CancellationToken,
+    /// Most subscribers seen on the presence channel (from PUBLISH replies and NUMSUB).
+    presence_peak: AtomicU64,
+}
+
+impl Shared {
+    fn set_state(&self, publisher: Option<bool>, subscriber: Option<bool>, error: Option<String>) {
+        if let Some(up) = publisher {
+            self.publisher_up.store(up, Ordering::SeqCst);
+        }
+        if let Some(up) = subscriber {
+            self.subscriber_up.store(up, Ordering::SeqCst);
+        }
+        if let Some(error) = error {
+            *self.last_error.lock() = Some(error);
+        }
+        let publisher_connected = self.publisher_up.load(Ordering::SeqCst);
+        let subscriber_connected = self.subscriber_up.load(Ordering::SeqCst);
+        let status = BackplaneStatus {
+            health: if publisher_connected && subscriber_connected { Health::Healthy } else { Health::Unhealthy },
+            publisher_connected,
+            subscriber_connected,
+            last_error: self.last_error.lock().clone(),
+        };
+        self.status.send_if_modified(|current| {
+            if *current != status {
+                *current = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn enqueue(&self, outgoing: Outgoing) {
+        let dropped = {
+            let mut queue = self.queue.lock();
+            let dropped = if queue.len() >= self.capacity { queue.pop_front() } else { None };
+            queue.push_back(outgoing);
+            dropped
+        };
+        if let Some(dropped) = dropped {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("backplane publish queue full ({}); dropped the oldest message", self.capacity);
+            if let Some(reply) = dropped.reply {
+                let _ = reply.send(Err("dropped: the publish queue was full".into()));
+            }
+        }
+        self.queue_notify.notify_one();
+    }
+
+    fn take_batch(&self) -> Vec<Outgoing> {
+        let mut queue = self.queue.lock();
+        let n = queue.len().min(MAX_BATCH);
+        queue.drain(..n).collect()
+    }
+
+    fn requeue_front(&self, batch: Vec<Outgoing>) {
+        let mut queue = self.queue.lock();
+        for outgoing in batch.into_iter().rev() {
+            queue.push_front(outgoing);
+        }
+        while queue.len() > self.capacity {
+            if let Some(dropped) = queue.pop_front() {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(reply) = dropped.reply {
+                    let _ = reply.send(Err("dropped: the publish queue was full".into()));
+                }
+            }
+        }
+    }
+}
+
+/// The node's Redis connections: a pipelined publisher and a subscriber with re-subscription.
+pub(crate) struct RedisLink {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<SubCommand>,
+}
+
+impl RedisLink {
+    /// Starts both connection tasks; returns at once, whether Redis is reachable or not.
+    /// Received messages go to the returned receiver.
+    pub fn start(options: LinkOptions) -> Result<(Self, mpsc::Receiver<Received>), redis::RedisError> {
+        install_crypto_provider();
+        let clients = build_clients(&options)?;
+        let (status, _) = watch::channel(BackplaneStatus::starting());
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            queue_notify: Notify::new(),
+            capacity: options.publish_queue_capacity.max(1),
+            counters: Counters::default(),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            status,
+            cancel: CancellationToken::new(),
+            presence_peak: AtomicU64::new(0),
+        });
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (received_tx, received_rx) = mpsc::channel(options.receive_queue_capacity.max(1));
+        tokio::spawn(run_publisher(shared.clone(), clients.clone(), options.clone()));
+        tokio::spawn(run_subscriber(shared.clone(), clients, options, command_rx, received_tx));
+        Ok((Self { shared, commands }, received_rx))
+    }
+
+    /// Queues a PUBLISH; returns at once.
+    pub fn publish(&self, channel: Bytes, payload: Bytes) {
+        self.shared.enqueue(Outgoing { channel, payload, reply: None });
+    }
+
+    /// Queues a PUBLISH and resolves with the number of receivers once Redis answered.
+    pub fn publish_with_reply(&self, channel: Bytes, payload: Bytes) -> oneshot::Receiver<PublishReply> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.enqueue(Outgoing { channel, payload, reply: Some(tx) });
+        rx
+    }
+
+    /// Records a subscription; the returned receiver fires once Redis confirmed it, or at once
+    /// when Redis is away (the subscription is then made on reconnect).
+    ///
+    /// Commands are applied in the order they are given, so callers issue them while holding
+    /// the lock that decided them and await outside it.
+    pub fn subscribe(&self, channel: String) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commands.send(SubCommand::Subscribe(channel, Some(tx)));
+        rx
+    }
+
+    /// Drops a subscription (in order with [`RedisLink::subscribe`]).
+    pub fn unsubscribe(&self, channel: String) {
+        let _ = self.commands.send(SubCommand::Unsubscribe(channel));
+    }
+
+    /// The current status.
+    pub fn status(&self) -> BackplaneStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<BackplaneStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> BackplaneCounters {
+        let c = &self.shared.counters;
+        BackplaneCounters {
+            published: c.published.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            queued: self.shared.queue.lock().len() as u64,
+            dropped: c.dropped.load(Ordering::Relaxed),
+            receive_dropped: c.receive_dropped.load(Ordering::Relaxed),
+            invalid: c.invalid.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a received message that could not be read.
+    pub fn count_invalid(&self) {
+        self.shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops both connections.
+    pub fn shutdown(&self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+impl Drop for RedisLink {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may win the race; either provider is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+fn build_clients(options: &LinkOptions) -> Result<Vec<Client>, redis::RedisError> {
+    let config = &options.config;
+    let mut settings = RedisConnectionInfo::default();
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password);
+        if let Some(user) = &config.user {
+            settings = settings.set_username(user);
+        }
+    }
+    if let Some(db) = config.default_database {
+        settings = settings.set_db(db);
+    }
+    config
+        .endpoints
+        .iter()
+        .map(|endpoint| {
+            let addr = if config.ssl {
+                ConnectionAddr::TcpTls {
+                    host: endpoint.host.clone(),
+                    port: endpoint.port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port)
+            };
+            let info = addr.into_connection_info()?.set_redis_settings(settings.clone());
+            match (&options.tls_root_certificates, config.ssl) {
+                (Some(roots), true) => Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates { client_tls: None, root_cert: Some(roots.clone()) },
+                ),
+                _ => Client::open(info),
+            }
+        })
+        .collect()
+}
+
+/// Capped exponential backoff with jitter (50–100 % of the nominal delay).
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self { min, max: max.max(min), attempt: 0 }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let nominal = self.min.saturating_mul(1u32 << self.attempt.min(16)).min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        nominal.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+fn describe(error: &redis::RedisError) -> String {
+    error.to_string()
+}
+
+/// A server that answered with an error (e.g. NOPERM) rather than a broken connection.
+fn is_server_refusal(error: &redis::RedisError) -> bool {
+    matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension)
+        && !error.is_unrecoverable_error()
+}
+
+async fn connect_publisher(clients: &[Client], options: &LinkOptions) -> Result<MultiplexedConnection, String> {
+    let mut last = String::from("no endpoint configured");
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(options.config.connect_timeout))
+        .set_response_timeout(Some(options.config.command_timeout));
+    for client in clients {
+        match client.get_multiplexed_async_connection_with_config(&config).await {
+            Ok(mut connection) => {
+                if let Some(name) = &options.config.client_name {
+                    let _: Result<(), _> =
+                        redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async(&mut connection).await;
+                }
+                return Ok(connection);
+            }
+            Err(error) => last = format!("publisher: {}", describe(&error)),
+        }
+    }
+    Err(last)
+}
+
+async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkOptions) {
+    let mut backoff = Backoff::new(options.reconnect_min_delay, options.reconnect_max_delay);
+    let mut ever_connected = false;
+    'connect: loop {
+        let connection = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            result = connect_publisher(&clients, &options) => result,
+        };
+        let mut connection = match connection {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::warn!(%error, "backplane: cannot connect the publisher to Redis; retrying");
+                shared.set_state(Some(false), None, Some(error));
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next_delay()) => continue 'connect,
+                }
+            }
+        };
+        backoff.reset();
+        if ever_connected {
+            shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("backplane: publisher reconnected to Redis");
+        }
+        let reconnected = ever_connected;
+        ever_connected = true;
+        shared.set_state(Some(true), None, None);
+        if let Some(presence) = &options.presence_channel {
+            if reconnected && !shared.queue.lock().is_empty() {
+                wait_for_fleet(&shared, &mut connection, presence, options.resubscribe_grace).await;
+            } else if let Some(count) = numsub(&mut connection, presence).await {
+                shared.presence_peak.fetch_max(count, Ordering::Relaxed);
+            }
+        }
+        let presence = options.presence_channel.as_deref().map(str::as_bytes);
+        loop {
+            let batch = loop {
+                let batch = shared.take_batch();
+                if !batch.is_empty() {
+                    break batch;
+                }
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => return,
+                    _ = shared.queue_notify.notified() => {}
+                }
+            };
+            let mut pipe = redis::pipe();
+            for outgoing in &batch {
+                pipe.cmd("PUBLISH").arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
+            }
+            match pipe.query_async::<Vec<i64>>(&mut connection).await {
+                Ok(counts) => {
+                    shared.counters.published.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for (outgoing, count) in batch.into_iter().zip(counts) {
+                        if Some(&outgoing.channel[..]) == presence {
+                            shared.presence_peak.fetch_max(count.max(0) as u64, Ordering::Relaxed);
+                        }
+                        if let Some(reply) = outgoing.reply {
+                            let _ = reply.send(Ok(count));
+                        }
+                    }
+                }
+                Err(error) if is_server_refusal(&error) => {
+                    tracing::error!(%error, count = batch.len(), "backplane: Redis refused PUBLISH; messages dropped");
+                    shared.counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for outgoing in batch {
+                        if let Some(reply) = outgoing.reply {
+                            let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                }
+                Err(error) => {
+                    // The batch may or may not have reached Redis; it is sent again after the
+                    // reconnect (at-least-once for the batch in flight at the moment of loss).
+                    tracing::warn!(%error, "backplane: publisher lost its Redis connection; reconnecting");
+                    shared.requeue_front(batch);
+                    shared.set_state(Some(false), None, Some(format!("publisher: {}", describe(&error))));
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff.next_delay()) => continue 'connect,
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn numsub(connection: &mut MultiplexedConnection, channel: &str) -> Option<u64> {
+    let reply: Result<(String, u64), _> =
+        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await;
+    reply.ok().map(|(_, count)| count)
+}
+
+/// Holds the backlog until as many nodes are subscribed again as before the outage, or until
+/// `grace` passes (a node that left for good must not hold the backlog forever).
+async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection, presence: &str, grace: Duration) {
+    let wanted = shared.presence_peak.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let count = numsub(connection, presence).await.unwrap_or(0);
+        if count >= wanted || tokio::time::Instant::now() >= deadline {
+            if count < wanted {
+                tracing::warn!(count, wanted, "backplane: sending the backlog before every node is back");
+            }
+            return;
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+}
+
+async fn connect_subscriber(clients: &[Client], options: &LinkOptions) -> Result<redis::aio::PubSub, String> {
+    let mut last = String::from("no endpoint configured");
+    for client in clients {
+        match tokio::time::timeout(options.config.connect_timeout, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => return Ok(pubsub),
+            Ok(Err(error)) => last = format!("subscriber: {}", describe(&error)),
+            Err(_) => last = "subscriber: connect timed out".to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// Applies one command to the wanted set; returns the Redis change to make, if any.
+fn apply(desired: &mut HashSet<String>, command: &SubCommand) -> bool {
+    match command {
+        SubCommand::Subscribe(channel, _) => desired.insert(channel.clone()),
+        SubCommand::Unsubscribe(channel) => desired.remove(channel),
+    }
+}
+
+async fn run_subscriber(
+    shared: Arc<Shared>,
+    clients: Vec<Client>,
+    options: LinkOptions,
+    mut commands: mpsc::UnboundedReceiver<SubCommand>,
+    received: mpsc::Sender<Received>,
+) {
+    let mut desired: HashSet<String> = HashSet::new();
+    let mut backoff = Backoff::new(options.reconnect_min_delay, options.reconnect_max_delay);
+    let mut ever_connected = false;
+    loop {
+        let pubsub = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            result = connect_subscriber(&clients, &options) => result,
+        };
+        let (mut sink, stream) = match pubsub {
+            Ok(pubsub) => pubsub.split(),
+            Err(error) => {
+                tracing::warn!(%error, "backplane: cannot connect the subscriber to Redis; retrying");
+                shared.set_state(None, Some(false), Some(error));
+                // Keep taking subscription changes while waiting, so callers never block.
+                let delay = tokio::time::sleep(backoff.next_delay());
+                tokio::pin!(delay);
+                loop {
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => return,
+                        _ = &mut delay => break,
+                        command = commands.recv() => match command {
+                            None => return,
+                            Some(command) => {
+                                apply(&mut desired, &command);
+                                if let SubCommand::Subscribe(_, Some(done)) = command {
+                                    let _ = done.send(());
+                                }
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        // Re-issue every subscription before reporting the connection healthy.
+        let all: Vec<&String> = desired.iter().collect();
+        let mut failed = None;
+        for chunk in all.chunks(SUBSCRIBE_CHUNK) {
+            let result = tokio::time::timeout(options.config.command_timeout, sink.subscribe(chunk)).await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    failed = Some(format!("subscriber: {}", describe(&error)));
+                    break;
+                }
+                Err(_) => {
+                    failed = Some("subscriber: SUBSCRIBE timed out".into());
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failed {
+            tracing::warn!(%error, "backplane: re-subscribing failed; reconnecting");
+            shared.set_state(None, Some(false), Some(error));
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => continue,
+            }
+        }
+        backoff.reset();
+        if ever_connected {
+            shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(channels = desired.len(), "backplane: subscriber reconnected; subscriptions re-issued");
+        }
+        ever_connected = true;
+        shared.set_state(None, Some(true), None);
+
+        let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
+        let reader = tokio::spawn(read_messages(shared.clone(), stream, received.clone(), closed_tx));
+        let error = serve_subscriptions(&shared, &options, &mut sink, &mut commands, &mut desired, &mut closed_rx).await;
+        reader.abort();
+        match error {
+            None => return,
+            Some(error) => {
+                tracing::warn!(%error, "backplane: subscriber lost its Redis connection; reconnecting");
+                shared.set_state(None, Some(false), Some(error));
+            }
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Applies subscription commands while connected. Returns `None` on shutdown, or why the
+/// connection must be replaced.
+async fn serve_subscriptions(
+    shared: &Shared,
+    options: &LinkOptions,
+    sink: &mut PubSubSink,
+    commands: &mut mpsc::UnboundedReceiver<SubCommand>,
+    desired: &mut HashSet<String>,
+    closed: &mut oneshot::Receiver<()>,
+) -> Option<String> {
+    let timeout = options.config.command_timeout;
+    loop {
+        let idle = tokio::time::sleep(options.keepalive_interval);
+        let command = tokio::select! {
+            _ = shared.cancel.cancelled() => return None,
+            _ = &mut *closed => return Some("subscriber: connection closed by Redis".into()),
+            _ = idle => {
+                // A subscribed RESP2 connection answers PING with `["pong", ""]`.
+                match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(error)) => return Some(format!("subscriber: PING failed: {error}")),
+                    Err(_) => return Some("subscriber: PING timed out".into()),
+                }
+            }
+            command = commands.recv() => match command {
+                None => return None,
+                Some(command) => command,
+            },
+        };
+        // Take what else is waiting, so a burst of connects costs a few round trips.
+        let mut batch = vec![command];
+        while batch.len() < SUBSCRIBE_CHUNK {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let mut start = 0;
+        while start < batch.len() {
+            let subscribing = matches!(batch[start], SubCommand::Subscribe(..));
+            let mut end = start;
+            while end < batch.len() && matches!(batch[end], SubCommand::Subscribe(..)) == subscribing {
+                end += 1;
+            }
+            let changed: Vec<String> = batch[start..end]
+                .iter()
+                .filter(|command| apply(desired, command))
+                .map(|command| match command {
+                    SubCommand::Subscribe(channel, _) | SubCommand::Unsubscribe(channel) => channel.clone(),
+                })
+                .collect();
+            if !changed.is_empty() {
+                let result = if subscribing {
+                    tokio::time::timeout(timeout, sink.subscribe(&changed)).await
+                } else {
+                    tokio::time::timeout(timeout, sink.unsubscribe(&changed)).await
+                };
+                let error = match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(format!("subscriber: {error}")),
+                    Err(_) => Some("subscriber: SUBSCRIBE timed out".to_string()),
+                };
+                if let Some(error) = error {
+                    // The wanted set already holds the change; the reconnect applies it.
+                    for command in batch.drain(..) {
+                        if let SubCommand::Subscribe(_, Some(done)) = command {
+                            let _ = done.send(());
+                        }
+                    }
+                    return Some(error);
+                }
+            }
+            start = end;
+        }
+        for command in batch {
+            if let SubCommand::Subscribe(_, Some(done)) = command {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Only reads and hands off: never decodes, never waits on the hub.
+async fn read_messages(
+    shared: Arc<Shared>,
+    mut stream: redis::aio::PubSubStream,
+    received: mpsc::Sender<Received>,
+    closed: oneshot::Sender<()>,
+) {
+    while let Some(message) = stream.next().await {
+        shared.counters.received.fetch_add(1, Ordering::Relaxed);
+        let item = Received {
+            channel: message.get_channel_name().to_owned(),
+            payload: Bytes::copy_from_slice(message.get_payload_bytes()),
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = received.try_send(item) {
+            let dropped = shared.counters.receive_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "backplane: processing queue full; dropping received messages");
+            }
+        }
+    }
+    let _ = closed.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let delays: Vec<Duration> = (0..20).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= Duration::from_millis(100));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
+        assert!(delays[19] >= Duration::from_secs(1));
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn full_queue_drops_the_oldest_and_counts() {
+        let (status, _) = watch::channel(BackplaneStatus::starting());
+        let shared = Shared {
+            queue: Mutex::new(VecDeque::new()),
+            queue_notify: Notify::new(),
+            capacity: 2,
+            counters: Counters::default(),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            status,
+            cancel: CancellationToken::new(),
+            presence_peak: AtomicU64::new(0),
+        };
+        let (tx, mut rx) = oneshot::channel();
+        shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"1"), reply: Some(tx) });
+        for payload in [&b"2"[..], b"3"] {
+            shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::copy_from_slice(payload), reply: None });
+        }
+        assert_eq!(shared.counters.dropped.load(Ordering::Relaxed), 1);
+        assert!(rx.try_recv().unwrap().is_err());
+        let batch = shared.take_batch();
+        assert_eq!(batch.iter().map(|o| o.payload.clone()).collect::<Vec<_>>(), vec![Bytes::from_static(b"2"), Bytes::from_static(b"3")]);
+        shared.requeue_front(batch);
+        assert_eq!(shared.queue.lock().front().unwrap().payload, Bytes::from_static(b"2"));
+    }
+}

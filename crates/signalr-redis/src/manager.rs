@@ -1,0 +1,914 @@
+//! [`RedisHubLifetimeManager`]: the hub lifetime manager that reaches every node through Redis,
+//! interoperating with ASP.NET Core's `RedisHubLifetimeManager<THub>` (wire reference §5.3).
+//!
+//! Like .NET it delivers broadcast, group and user sends when they come back from Redis (never
+//! short-circuited locally, so the format needs no origin field), writes a send to a single
+//! local connection directly, and does group changes of local connections without Redis.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use signalr::hub::lifetime::{HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
+use signalr_protocol::{
+    CompletionMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage,
+    JsonHubProtocol, MessagePackHubProtocol, Value,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::channels::{ChannelKind, RedisChannels};
+use crate::config::{ConfigError, RedisConfig};
+use crate::link::{BackplaneCounters, BackplaneStatus, LinkOptions, Received, RedisLink};
+use crate::protocol::{self, GroupAction, GroupCommand};
+
+/// The error text .NET sends when a connection goes away before answering a client result.
+pub const CONNECTION_DISCONNECTED: &str = "Connection disconnected.";
+
+/// Everything a [`RedisHubLifetimeManager`] needs.
+#[derive(Debug, Clone)]
+pub struct RedisBackplaneOptions {
+    /// Connections, queues and reconnect timing.
+    pub link: LinkOptions,
+    /// The hub's wire name: the .NET full type name of the hub class on .NET nodes, e.g.
+    /// `Diquis.Infrastructure.Hubs.NotificationHub`.
+    pub hub_name: String,
+    /// StackExchange.Redis's `ChannelPrefix` (e.g. `Diquis`); empty for none.
+    pub channel_prefix: String,
+    /// This node's name in group commands and its ack/return channels; unique per process.
+    pub server_name: String,
+    /// The protocols written into every published message's map, in order. Defaults to
+    /// `json` and `messagepack`, so clients of either protocol on any .NET node can be served.
+    pub protocols: Vec<Arc<dyn HubProtocol>>,
+    /// How long a group change of a connection on another node waits for its ack (30 s, as .NET).
+    pub ack_timeout: Duration,
+    /// Largest completion frame accepted from another node.
+    pub max_message_size: usize,
+}
+
+impl RedisBackplaneOptions {
+    /// Options for `config` and `hub_name`, with the channel prefix taken from the connection
+    /// string's `channelPrefix=` (empty when absent).
+    pub fn new(config: RedisConfig, hub_name: impl Into<String>) -> Self {
+        let channel_prefix = config.channel_prefix_or_empty().to_string();
+        Self {
+            link: LinkOptions::new(config),
+            hub_name: hub_name.into(),
+            channel_prefix,
+            server_name: default_server_name(),
+            protocols: vec![Arc::new(JsonHubProtocol), Arc::new(MessagePackHubProtocol)],
+            ack_timeout: Duration::from_secs(30),
+            max_message_size: 32 * 1024 * 1024,
+        }
+    }
+
+    /// Parses a StackExchange.Redis connection string or `redis://` URL, see [`RedisConfig`].
+    pub fn from_connection_string(connection_string: &str, hub_name: impl Into<String>) -> Result<Self, ConfigError> {
+        Ok(Self::new(RedisConfig::parse(connection_string)?, hub_name))
+    }
+
+    /// Sets the channel prefix (overrides `channelPrefix=` of the connection string).
+    pub fn with_channel_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.channel_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the protocols written into published messages.
+    pub fn with_protocols(mut self, protocols: Vec<Arc<dyn HubProtocol>>) -> Self {
+        self.protocols = protocols;
+        self
+    }
+
+    /// Sets the publish queue capacity used while Redis is away.
+    pub fn with_publish_queue_capacity(mut self, capacity: usize) -> Self {
+        self.link.publish_queue_capacity = capacity;
+        self
+    }
+
+    /// Trusts these PEM root certificates for TLS instead of the system's.
+    pub fn with_tls_root_certificates(mut self, pem: Vec<u8>) -> Self {
+        self.link.tls_root_certificates = Some(pem);
+        self
+    }
+}
+
+/// `{hostname}_{32 hex digits}`, like .NET's `{MachineName}_{Guid:N}`.
+pub fn default_server_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "rust".to_string());
+    format!("{host}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Why a manager could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum BackplaneError {
+    /// The Redis client could not be configured (e.g. an unreadable TLS root certificate).
+    #[error("Redis client configuration: {0}")]
+    Client(#[from] redis::RedisError),
+    /// No protocol to publish with.
+    #[error("at least one hub protocol must be configured for the backplane")]
+    NoProtocols,
+    /// Created outside a tokio runtime; the connection tasks need one.
+    #[error("the Redis backplane must be created inside a tokio runtime")]
+    NoRuntime,
+}
+
+struct LocalConnection {
+    connection: Arc<dyn HubConnection>,
+    user: Option<String>,
+    groups: HashSet<String>,
+}
+
+#[derive(Default)]
+struct LocalState {
+    connections: HashMap<String, LocalConnection>,
+    groups: HashMap<String, HashSet<String>>,
+    users: HashMap<String, HashSet<String>>,
+}
+
+struct PendingResult {
+    connection_id: String,
+    reply: oneshot::Sender<Result<Value, LifetimeError>>,
+}
+
+struct RemoteInvocation {
+    connection_id: String,
+    /// The origin's return channel, with our prefix added.
+    return_channel: String,
+}
+
+struct Inner {
+    channels: RedisChannels,
+    server_name: String,
+    protocols: Vec<Arc<dyn HubProtocol>>,
+    ack_timeout: Duration,
+    max_message_size: usize,
+    link: RedisLink,
+    all_channel: Bytes,
+    group_management_channel: Bytes,
+    return_channel_unprefixed: String,
+    local: RwLock<LocalState>,
+    next_ack_id: AtomicI32,
+    acks: Mutex<HashMap<i32, oneshot::Sender<()>>>,
+    outgoing_results: Mutex<HashMap<String, PendingResult>>,
+    incoming_results: Mutex<HashMap<String, RemoteInvocation>>,
+}
+
+/// A [`HubLifetimeManager`] that delivers through a Redis shared with other Rust or ASP.NET Core
+/// nodes. Also usable with no local connections at all, as the publisher of a process that
+/// hosts no hub (see [`crate::RedisPublisher`]).
+///
+/// Created with [`RedisHubLifetimeManager::new`] inside a tokio runtime; it returns at once and
+/// connects in the background, so a node starts and serves its local clients while Redis is
+/// away. [`RedisHubLifetimeManager::status`] tells whether Redis is reachable.
+pub struct RedisHubLifetimeManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisHubLifetimeManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisHubLifetimeManager")
+            .field("channels", &self.inner.channels)
+            .field("server_name", &self.inner.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisHubLifetimeManager {
+    /// Starts the backplane: subscribes to `all`, `internal:groups`, `internal:ack:{self}` and
+    /// `internal:return:{self}` as soon as Redis is reachable. Must be called within a tokio
+    /// runtime. Never waits for Redis.
+    pub fn new(options: RedisBackplaneOptions) -> Result<Self, BackplaneError> {
+        if options.protocols.is_empty() {
+            return Err(BackplaneError::NoProtocols);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(BackplaneError::NoRuntime);
+        }
+        let channels = RedisChannels::new(options.channel_prefix.clone(), options.hub_name.clone());
+        let mut link_options = options.link.clone();
+        link_options.presence_channel = Some(channels.all());
+        let (link, received) = RedisLink::start(link_options)?;
+        for channel in [
+            channels.all(),
+            channels.group_management(),
+            channels.ack(&options.server_name),
+            channels.return_results(&options.server_name),
+        ] {
+            drop(link.subscribe(channel));
+        }
+        let inner = Arc::new(Inner {
+            all_channel: Bytes::from(channels.all()),
+            group_management_channel: Bytes::from(channels.group_management()),
+            return_channel_unprefixed: channels.return_results_unprefixed(&options.server_name),
+            channels,
+            server_name: options.server_name,
+            protocols: options.protocols,
+            ack_timeout: options.ack_timeout,
+            max_message_size: options.max_message_size,
+            link,
+            local: RwLock::new(LocalState::default()),
+            next_ack_id: AtomicI32::new(0),
+            acks: Mutex::new(HashMap::new()),
+            outgoing_results: Mutex::new(HashMap::new()),
+            incoming_results: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(process_received(inner.clone(), received));
+        Ok(Self { inner })
+    }
+
+    /// Parses `connection_string` and starts a manager for `hub_name` with default options.
+    pub fn connect(connection_string: &str, hub_name: &str) -> Result<Self, ConnectError> {
+        let options = RedisBackplaneOptions::from_connection_string(connection_string, hub_name)?;
+        Ok(Self::new(options)?)
+    }
+
+    /// Whether Redis is reachable now, and the last connection error.
+    pub fn status(&self) -> BackplaneStatus {
+        self.inner.link.status()
+    }
+
+    /// A receiver that sees every status change (for health endpoints and alerts).
+    pub fn watch_status(&self) -> watch::Receiver<BackplaneStatus> {
+        self.inner.link.watch_status()
+    }
+
+    /// Waits until both connections are up, or `timeout` passes. Returns whether healthy.
+    pub async fn wait_until_healthy(&self, timeout: Duration) -> bool {
+        let mut status = self.watch_status();
+        tokio::time::timeout(timeout, status.wait_for(|s| s.is_healthy())).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Counters since start: published, received, reconnects, queued, dropped, invalid.
+    pub fn counters(&self) -> BackplaneCounters {
+        self.inner.link.counters()
+    }
+
+    /// This node's server name (used in group commands and its ack/return channels).
+    pub fn server_name(&self) -> &str {
+        &self.inner.server_name
+    }
+
+    /// The channel names of this hub.
+    pub fn channels(&self) -> &RedisChannels {
+        &self.inner.channels
+    }
+
+    /// Number of connections on this node.
+    pub fn local_connection_count(&self) -> usize {
+        self.inner.local.read().connections.len()
+    }
+
+    /// Stops the Redis connections; later sends are queued and never sent.
+    pub fn shutdown(&self) {
+        self.inner.link.shutdown();
+    }
+}
+
+impl Drop for RedisHubLifetimeManager {
+    fn drop(&mut self) {
+        self.inner.link.shutdown();
+    }
+}
+
+/// Why [`RedisHubLifetimeManager::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The connection string is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The manager could not start.
+    #[error(transparent)]
+    Backplane(#[from] BackplaneError),
+}
+
+/// A fresh client-result invocation id: 16 random bytes, standard Base64 without `==`, like .NET.
+fn new_invocation_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Builds the invocation envelope of `message` with one map entry per protocol in `protocols`
+/// (each encoding made at most once, cached in the message), as a .NET node would publish it.
+///
+/// `client_result` is `(invocation id, return channel without prefix)` for the 4-item form.
+/// Protocols the message cannot be encoded in are left out; none at all is an error.
+pub fn serialize_invocation(
+    message: &SerializedMessage,
+    protocols: &[Arc<dyn HubProtocol>],
+    excluded: &[String],
+    client_result: Option<(&str, &str)>,
+) -> Result<Vec<u8>, LifetimeError> {
+    let entries: Vec<(&'static str, Bytes)> = protocols
+        .iter()
+        .filter_map(|protocol| message.encoded(protocol.as_ref()).map(|frame| (protocol.name(), frame)))
+        .collect();
+    if entries.is_empty() {
+        return Err(LifetimeError::Backplane("the message could not be encoded in any configured protocol".into()));
+    }
+    let borrowed: Vec<(&str, &[u8])> = entries.iter().map(|(name, frame)| (*name, frame.as_ref())).collect();
+    Ok(protocol::write_invocation(excluded, &borrowed, client_result))
+}
+
+/// Removes a pending client result if the caller stops waiting.
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    invocation_id: &'a str,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.outgoing_results.lock().remove(self.invocation_id);
+    }
+}
+
+impl Inner {
+    fn invocation_payload(
+        &self,
+        message: &SerializedMessage,
+        excluded: &[String],
+        client_result: Option<(&str, &str)>,
+    ) -> Result<Bytes, LifetimeError> {
+        serialize_invocation(message, &self.protocols, excluded, client_result).map(Bytes::from)
+    }
+
+    fn publish_invocation(
+        &self,
+        channel: Bytes,
+        message: &SerializedMessage,
+        excluded: &[String],
+    ) -> Result<(), LifetimeError> {
+        let payload = self.invocation_payload(message, excluded, None)?;
+        self.link.publish(channel, payload);
+        Ok(())
+    }
+
+    fn local_connection(&self, connection_id: &str) -> Option<Arc<dyn HubConnection>> {
+        self.local.read().connections.get(connection_id).map(|c| c.connection.clone())
+    }
+
+    /// Adds a local connection to a group; subscribes the group channel for its first member.
+    /// Returns false when the connection is not on this node.
+    async fn local_add_to_group(&self, connection_id: &str, group: &str) -> bool {
+        match self.begin_local_add(connection_id, group) {
+            None => false,
+            Some(subscribed) => {
+                if let Some(done) = subscribed {
+                    let _ = done.await;
+                }
+                true
+            }
+        }
+    }
+
+    /// The state change of [`Inner::local_add_to_group`], made at once: `None` when the
+    /// connection is not local, else the SUBSCRIBE confirmation to wait for, if one was needed.
+    fn begin_local_add(&self, connection_id: &str, group: &str) -> Option<Option<oneshot::Receiver<()>>> {
+        let mut local = self.local.write();
+        let LocalState { connections, groups, .. } = &mut *local;
+        let connection = connections.get_mut(connection_id)?;
+        if !connection.groups.insert(group.to_string()) {
+            return Some(None);
+        }
+        let members = groups.entry(group.to_string()).or_default();
+        members.insert(connection_id.to_string());
+        Some((members.len() == 1).then(|| self.link.subscribe(self.channels.group(group))))
+    }
+
+    /// Removes a local connection from a group; unsubscribes after its last member.
+    fn local_remove_from_group(&self, connection_id: &str, group: &str) -> bool {
+        let mut local = self.local.write();
+        let LocalState { connections, groups, .. } = &mut *local;
+        let Some(connection) = connections.get_mut(connection_id) else { return false };
+        if connection.groups.remove(group) {
+            self.leave_group(groups, connection_id, group);
+        }
+        true
+    }
+
+    fn leave_group(&self, groups: &mut HashMap<String, HashSet<String>>, connection_id: &str, group: &str) {
+        if let Some(members) = groups.get_mut(group) {
+            members.remove(connection_id);
+            if members.is_empty() {
+                groups.remove(group);
+                self.link.unsubscribe(self.channels.group(group));
+            }
+        }
+    }
+
+    async fn remote_group_command(&self, connection_id: &str, group: &str, action: GroupAction) -> Result<(), LifetimeError> {
+        let id = self.next_ack_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let (tx, rx) = oneshot::channel();
+        self.acks.lock().insert(id, tx);
+        let payload = protocol::write_group_command(&GroupCommand {
+            id,
+            server_name: self.server_name.clone(),
+            action,
+            group_name: group.to_string(),
+            connection_id: connection_id.to_string(),
+        });
+        self.link.publish(self.group_management_channel.clone(), Bytes::from(payload));
+        let outcome = tokio::time::timeout(self.ack_timeout, rx).await;
+        self.acks.lock().remove(&id);
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(LifetimeError::Backplane("the backplane stopped".into())),
+            Err(_) => Err(LifetimeError::Timeout("the group acknowledgement")),
+        }
+    }
+
+    // ---- receiving ---------------------------------------------------------------------------
+
+    fn handle(self: &Arc<Self>, received: Received) {
+        let Some(kind) = self.channels.classify(&received.channel) else {
+            tracing::debug!(channel = %received.channel, "backplane: message on an unexpected channel ignored");
+            return;
+        };
+        let outcome = match kind {
+            ChannelKind::All => self.on_invocation(&received.payload, Target::All),
+            ChannelKind::Group(group) => self.on_invocation(&received.payload, Target::Group(group)),
+            ChannelKind::User(user) => self.on_invocation(&received.payload, Target::User(user)),
+            ChannelKind::Connection(id) => self.on_invocation(&received.payload, Target::Connection(id)),
+            ChannelKind::GroupManagement => self.on_group_command(&received.payload),
+            ChannelKind::Ack(_) => protocol::read_ack(&received.payload).map_err(|e| e.to_string()).map(|ack| {
+                if let Some(waiter) = self.acks.lock().remove(&ack.id) {
+                    let _ = waiter.send(());
+                }
+            }),
+            ChannelKind::Return(_) => self.on_completion(&received.payload),
+        };
+        if let Err(error) = outcome {
+            self.link.count_invalid();
+            tracing::warn!(channel = %received.channel, %error, "backplane: unreadable message skipped");
+        }
+    }
+
+    fn on_invocation(&self, payload: &Bytes, target: Target<'_>) -> Result<(), String> {
+        let invocation = protocol::read_invocation(payload).map_err(|e| e.to_string())?;
+        if let (Target::Connection(connection_id), Some(route)) = (target, &invocation.client_result)
+            && self.local.read().connections.contains_key(connection_id)
+        {
+            self.incoming_results.lock().insert(
+                route.invocation_id.clone(),
+                RemoteInvocation {
+                    connection_id: connection_id.to_string(),
+                    return_channel: self.channels.prefixed(&route.return_channel),
+                },
+            );
+        }
+        let excluded = &invocation.excluded_connection_ids;
+        let message = SerializedMessage::from_encoded(invocation.messages);
+        let local = self.local.read();
+        let deliver = |id: &str, connection: &Arc<dyn HubConnection>| {
+            if let Err(error) = connection.send(&message) {
+                tracing::debug!(connection_id = id, %error, "backplane: message not delivered to a local connection");
+            }
+        };
+        match target {
+            Target::All => {
+                for (id, connection) in &local.connections {
+                    if !excluded.iter().any(|e| e == id) {
+                        deliver(id, &connection.connection);
+                    }
+                }
+            }
+            Target::Group(group) => {
+                for id in local.groups.get(group).into_iter().flatten() {
+                    if excluded.iter().any(|e| e == id) {
+                        continue;
+                    }
+                    if let Some(connection) = local.connections.get(id) {
+                        deliver(id, &connection.connection);
+                    }
+                }
+            }
+            Target::User(user) => {
+                for id in local.users.get(user).into_iter().flatten() {
+                    if let Some(connection) = local.connections.get(id) {
+                        deliver(id, &connection.connection);
+                    }
+                }
+            }
+            Target::Connection(id) => {
+                if let Some(connection) = local.connections.get(id) {
+                    deliver(id, &connection.connection);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_group_command(self: &Arc<Self>, payload: &Bytes) -> Result<(), String> {
+        let command = protocol::read_group_command(payload).map_err(|e| e.to_string())?;
+        if !self.local.read().connections.contains_key(&command.connection_id) {
+            return Ok(());
+        }
+        // Apply in arrival order; only waiting for the SUBSCRIBE and the ack run on their own.
+        let inner = self.clone();
+        match command.action {
+            GroupAction::Remove => {
+                self.local_remove_from_group(&command.connection_id, &command.group_name);
+                inner.ack(&command);
+            }
+            GroupAction::Add => match self.begin_local_add(&command.connection_id, &command.group_name) {
+                Some(Some(subscribed)) => {
+                    // Ack once the group channel is subscribed, so the caller's next send lands.
+                    tokio::spawn(async move {
+                        let _ = subscribed.await;
+                        inner.ack(&command);
+                    });
+                }
+                _ => inner.ack(&command),
+            },
+            GroupAction::Unknown(action) => {
+                tracing::warn!(action, "backplane: group command with an unknown action acknowledged without effect");
+                inner.ack(&command);
+            }
+        }
+        Ok(())
+    }
+
+    fn ack(&self, command: &GroupCommand) {
+        let channel = self.channels.ack(&command.server_name);
+        self.link.publish(Bytes::from(channel), Bytes::from(protocol::write_ack(command.id)));
+    }
+
+    fn on_completion(&self, payload: &Bytes) -> Result<(), String> {
+        let forwarded = protocol::read_completion(payload).map_err(|e| e.to_string())?;
+        let completion = parse_completion(&forwarded.protocol_name, &forwarded.frame, self.max_message_size)?;
+        let pending = self.outgoing_results.lock().remove(&completion.invocation_id);
+        match pending {
+            Some(pending) => {
+                let _ = pending.reply.send(completion_outcome(&pending.connection_id, completion));
+            }
+            None => tracing::debug!(
+                invocation_id = %completion.invocation_id,
+                "backplane: completion for an unknown or abandoned client result ignored"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Sends a local connection's completion to the node that invoked it.
+    fn forward_completion(&self, connection: &dyn HubConnection, route: RemoteInvocation, completion: &CompletionMessage) {
+        let protocol = connection.protocol();
+        let mut frame = Vec::with_capacity(128);
+        if let Err(error) = protocol.write_message(&HubMessage::Completion(completion.clone()), &mut frame) {
+            tracing::warn!(%error, "backplane: cannot encode a client result for forwarding");
+            return;
+        }
+        let payload = protocol::write_completion(protocol.name(), &frame);
+        self.link.publish(Bytes::from(route.return_channel), Bytes::from(payload));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    All,
+    Group(&'a str),
+    User(&'a str),
+    Connection(&'a str),
+}
+
+fn completion_outcome(connection_id: &str, completion: CompletionMessage) -> Result<Value, LifetimeError> {
+    match completion.result {
+        CompletionResult::Result(value) => Ok(value),
+        CompletionResult::Void => Ok(Value::Json(serde_json::Value::Null)),
+        CompletionResult::Error(error) if error == CONNECTION_DISCONNECTED => {
+            Err(LifetimeError::Disconnected(connection_id.to_string()))
+        }
+        CompletionResult::Error(error) => Err(LifetimeError::ClientError(error)),
+    }
+}
+
+/// Parses a forwarded completion frame. Also accepts frames without their framing (no JSON
+/// record separator, no MessagePack length prefix), as in .NET's own test vectors.
+fn parse_completion(protocol_name: &str, frame: &Bytes, max: usize) -> Result<CompletionMessage, String> {
+    let message = match protocol_name {
+        "json" => {
+            let mut buf = BytesMut::from(&frame[..]);
+            if buf.last() != Some(&signalr_protocol::RECORD_SEPARATOR) {
+                buf.extend_from_slice(&[signalr_protocol::RECORD_SEPARATOR]);
+            }
+            JsonHubProtocol.parse_message(&mut buf, max).map_err(|e| e.to_string())?
+        }
+        "messagepack" => {
+            let mut buf = BytesMut::from(&frame[..]);
+            match MessagePackHubProtocol.parse_message(&mut buf, max) {
+                Ok(Some(message)) if buf.is_empty() => Some(message),
+                _ => MessagePackHubProtocol::parse_body(frame).map_err(|e| e.to_string())?,
+            }
+        }
+        other => return Err(format!("completion in unknown protocol '{other}'")),
+    };
+    match message {
+        Some(HubMessage::Completion(completion)) => Ok(completion),
+        Some(_) => Err("forwarded message is not a completion".into()),
+        None => Err("forwarded completion is empty or of an unknown type".into()),
+    }
+}
+
+async fn process_received(inner: Arc<Inner>, mut received: mpsc::Receiver<Received>) {
+    while let Some(message) = received.recv().await {
+        inner.handle(message);
+    }
+}
+
+#[async_trait]
+impl HubLifetimeManager for RedisHubLifetimeManager {
+    async fn on_connected(&self, connection: Arc<dyn HubConnection>) -> Result<(), LifetimeError> {
+        let inner = &self.inner;
+        let connection_id = connection.connection_id().to_string();
+        let user = connection.user_identifier().filter(|u| !u.is_empty()).map(str::to_string);
+        let waits = {
+            let mut local = inner.local.write();
+            let mut waits = vec![inner.link.subscribe(inner.channels.connection(&connection_id))];
+            if let Some(user) = &user {
+                let members = local.users.entry(user.clone()).or_default();
+                members.insert(connection_id.clone());
+                if members.len() == 1 {
+                    waits.push(inner.link.subscribe(inner.channels.user(user)));
+                }
+            }
+            local.connections.insert(connection_id, LocalConnection { connection, user, groups: HashSet::new() });
+            waits
+        };
+        for done in waits {
+            let _ = done.await;
+        }
+        Ok(())
+    }
+
+    async fn on_disconnected(&self, connection_id: &str) -> Result<(), LifetimeError> {
+        let inner = &self.inner;
+        let removed = {
+            let mut local = inner.local.write();
+            let LocalState { connections, groups, users } = &mut *local;
+            let removed = connections.remove(connection_id);
+            if let Some(removed) = &removed {
+                inner.link.unsubscribe(inner.channels.connection(connection_id));
+                for group in &removed.groups {
+                    inner.leave_group(groups, connection_id, group);
+                }
+                if let Some(user) = &removed.user
+                    && let Some(members) = users.get_mut(user)
+                {
+                    members.remove(connection_id);
+                    if members.is_empty() {
+                        users.remove(user);
+                        inner.link.unsubscribe(inner.channels.user(user));
+                    }
+                }
+            }
+            removed
+        };
+        // Client results this connection owed.
+        let owed: Vec<PendingResult> = {
+            let mut outgoing = inner.outgoing_results.lock();
+            let ids: Vec<String> =
+                outgoing.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
+            ids.into_iter().filter_map(|id| outgoing.remove(&id)).collect()
+        };
+        for pending in owed {
+            let _ = pending.reply.send(Err(LifetimeError::Disconnected(connection_id.to_string())));
+        }
+        let forwarded: Vec<(String, RemoteInvocation)> = {
+            let mut incoming = inner.incoming_results.lock();
+            let ids: Vec<String> =
+                incoming.iter().filter(|(_, r)| r.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
+            ids.into_iter().filter_map(|id| incoming.remove(&id).map(|r| (id, r))).collect()
+        };
+        if let Some(removed) = removed {
+            for (invocation_id, route) in forwarded {
+                let completion = CompletionMessage {
+                    headers: Headers::new(),
+                    invocation_id,
+                    result: CompletionResult::Error(CONNECTION_DISCONNECTED.to_string()),
+                };
+                inner.forward_completion(removed.connection.as_ref(), route, &completion);
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_all(&self, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        self.inner.publish_invocation(self.inner.all_channel.clone(), &message, &[])
+    }
+
+    async fn send_all_except(&self, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError> {
+        self.inner.publish_invocation(self.inner.all_channel.clone(), &message, excluded)
+    }
+
+    async fn send_connection(&self, connection_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        if let Some(connection) = self.inner.local_connection(connection_id) {
+            if let Err(error) = connection.send(&message) {
+                tracing::debug!(connection_id, %error, "message not delivered to a local connection");
+            }
+            return Ok(());
+        }
+        let channel = Bytes::from(self.inner.channels.connection(connection_id));
+        self.inner.publish_invocation(channel, &message, &[])
+    }
+
+    async fn send_connections(&self, connection_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        // Like .NET: one publish per id, local ones included; the payload is built once.
+        let payload = self.inner.invocation_payload(&message, &[], None)?;
+        for id in connection_ids {
+            self.inner.link.publish(Bytes::from(self.inner.channels.connection(id)), payload.clone());
+        }
+        Ok(())
+    }
+
+    async fn send_group(&self, group: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        let channel = Bytes::from(self.inner.channels.group(group));
+        self.inner.publish_invocation(channel, &message, &[])
+    }
+
+    async fn send_groups(&self, groups: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        let payload = self.inner.invocation_payload(&message, &[], None)?;
+        for group in groups.iter().filter(|g| !g.is_empty()) {
+            self.inner.link.publish(Bytes::from(self.inner.channels.group(group)), payload.clone());
+        }
+        Ok(())
+    }
+
+    async fn send_group_except(
+        &self,
+        group: &str,
+        message: Arc<SerializedMessage>,
+        excluded: &[String],
+    ) -> Result<(), LifetimeError> {
+        let channel = Bytes::from(self.inner.channels.group(group));
+        self.inner.publish_invocation(channel, &message, excluded)
+    }
+
+    async fn send_user(&self, user_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        let channel = Bytes::from(self.inner.channels.user(user_id));
+        self.inner.publish_invocation(channel, &message, &[])
+    }
+
+    async fn send_users(&self, user_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        let payload = self.inner.invocation_payload(&message, &[], None)?;
+        for user in user_ids.iter().filter(|u| !u.is_empty()) {
+            self.inner.link.publish(Bytes::from(self.inner.channels.user(user)), payload.clone());
+        }
+        Ok(())
+    }
+
+    async fn add_to_group(&self, connection_id: &str, group: &str) -> Result<(), LifetimeError> {
+        if self.inner.local_add_to_group(connection_id, group).await {
+            return Ok(());
+        }
+        self.inner.remote_group_command(connection_id, group, GroupAction::Add).await
+    }
+
+    async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), LifetimeError> {
+        if self.inner.local_remove_from_group(connection_id, group) {
+            return Ok(());
+        }
+        self.inner.remote_group_command(connection_id, group, GroupAction::Remove).await
+    }
+
+    async fn invoke_connection(
+        &self,
+        connection_id: &str,
+        target: &str,
+        arguments: Vec<Value>,
+    ) -> Result<Value, LifetimeError> {
+        let inner = &self.inner;
+        let invocation_id = new_invocation_id();
+        let (reply, result) = oneshot::channel();
+        inner
+            .outgoing_results
+            .lock()
+            .insert(invocation_id.clone(), PendingResult { connection_id: connection_id.to_string(), reply });
+        let _guard = PendingGuard { inner, invocation_id: &invocation_id };
+        let message = SerializedMessage::new(HubMessage::Invocation(InvocationMessage {
+            headers: Headers::new(),
+            invocation_id: Some(invocation_id.clone()),
+            target: target.to_string(),
+            arguments,
+            stream_ids: Vec::new(),
+        }));
+        if let Some(connection) = inner.local_connection(connection_id) {
+            connection
+                .send(&message)
+                .map_err(|error| LifetimeError::Backplane(format!("cannot send to connection '{connection_id}': {error}")))?;
+        } else {
+            let payload = inner.invocation_payload(
+                &message,
+                &[],
+                Some((&invocation_id, &inner.return_channel_unprefixed)),
+            )?;
+            let receivers = inner.link.publish_with_reply(Bytes::from(inner.channels.connection(connection_id)), payload);
+            match receivers.await {
+                Ok(Ok(0)) => return Err(LifetimeError::UnknownConnection(connection_id.to_string())),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(LifetimeError::Backplane(error)),
+                Err(_) => return Err(LifetimeError::Backplane("the backplane stopped".into())),
+            }
+        }
+        result.await.unwrap_or_else(|_| Err(LifetimeError::Backplane("the backplane stopped".into())))
+    }
+
+    async fn set_connection_result(&self, connection_id: &str, completion: CompletionMessage) -> bool {
+        let inner = &self.inner;
+        let pending = {
+            let mut outgoing = inner.outgoing_results.lock();
+            match outgoing.get(&completion.invocation_id) {
+                Some(p) if p.connection_id == connection_id => outgoing.remove(&completion.invocation_id),
+                _ => None,
+            }
+        };
+        if let Some(pending) = pending {
+            let _ = pending.reply.send(completion_outcome(connection_id, completion));
+            return true;
+        }
+        let route = {
+            let mut incoming = inner.incoming_results.lock();
+            match incoming.get(&completion.invocation_id) {
+                Some(r) if r.connection_id == connection_id => incoming.remove(&completion.invocation_id),
+                _ => None,
+            }
+        };
+        match (route, inner.local_connection(connection_id)) {
+            (Some(route), Some(connection)) => {
+                inner.forward_completion(connection.as_ref(), route, &completion);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_construction_is_an_error_not_a_panic() {
+        let config = RedisConfig::parse("localhost").unwrap();
+        let options = RedisBackplaneOptions::new(config.clone(), "H");
+        assert!(matches!(RedisHubLifetimeManager::new(options), Err(BackplaneError::NoRuntime)));
+        let options = RedisBackplaneOptions::new(config, "H").with_protocols(vec![]);
+        assert!(matches!(RedisHubLifetimeManager::new(options), Err(BackplaneError::NoProtocols)));
+        assert!(matches!(
+            RedisHubLifetimeManager::connect("localhost,bogus=1", "H"),
+            Err(ConnectError::Config(ConfigError::UnknownOption(_)))
+        ));
+    }
+
+    #[test]
+    fn invocation_ids_look_like_dotnet_ones() {
+        let id = new_invocation_id();
+        assert_eq!(id.len(), 22);
+        assert!(!id.ends_with('='));
+        assert_ne!(id, new_invocation_id());
+    }
+
+    #[test]
+    fn server_names_are_unique_host_and_hex() {
+        let name = default_server_name();
+        let (host, hex) = name.rsplit_once('_').unwrap();
+        assert!(!host.is_empty());
+        assert_eq!(hex.len(), 32);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(name, default_server_name());
+    }
+
+    #[test]
+    fn completions_parse_with_and_without_framing() {
+        let json = Bytes::from_static(br#"{"type":3,"invocationId":"1","result":1}"#);
+        let completion = parse_completion("json", &json, 1 << 20).unwrap();
+        assert_eq!(completion.invocation_id, "1");
+        assert_eq!(completion.result, CompletionResult::Result(Value::Json(serde_json::json!(1))));
+        let framed = Bytes::from_static(b"{\"type\":3,\"invocationId\":\"2\",\"error\":\"boom\"}\x1e");
+        assert_eq!(parse_completion("json", &framed, 1 << 20).unwrap().result, CompletionResult::Error("boom".into()));
+        let body = Bytes::from_static(&[0x95, 0x03, 0x80, 0xa3, b'x', b'y', b'z', 0x03, 0x2a]);
+        let completion = parse_completion("messagepack", &body, 1 << 20).unwrap();
+        assert_eq!(completion.invocation_id, "xyz");
+        let mut prefixed = vec![0x09];
+        prefixed.extend_from_slice(&body);
+        assert_eq!(parse_completion("messagepack", &Bytes::from(prefixed), 1 << 20).unwrap().invocation_id, "xyz");
+        assert!(parse_completion("blazorpack", &body, 1 << 20).unwrap_err().contains("unknown protocol"));
+        assert!(parse_completion("json", &Bytes::from_static(b"garbage"), 1 << 20).is_err());
+        assert!(parse_completion("json", &Bytes::from_static(br#"{"type":6}"#), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn disconnected_completions_map_to_disconnected() {
+        let completion = CompletionMessage {
+            headers: Headers::new(),
+            invocation_id: "i".into(),
+            result: CompletionResult::Error(CONNECTION_DISCONNECTED.into()),
+        };
+        assert!(matches!(completion_outcome("c", completion), Err(LifetimeError::Disconnected(id)) if id == "c"));
+    }
+}
