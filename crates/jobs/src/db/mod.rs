@@ -1,0 +1,182 @@
+//! The storage layer: one set of operations, implemented for PostgreSQL and SQLite.
+//!
+//! Most SQL is shared (sqlx binds `$1`-style parameters on SQLite too); the claim, the batched
+//! completion, heartbeats and the maintenance sweeps differ because PostgreSQL has
+//! `FOR UPDATE SKIP LOCKED`, arrays and LISTEN/NOTIFY, while SQLite has a single writer.
+
+#[macro_use]
+mod shared;
+mod migrations;
+mod pg;
+mod sqlite;
+
+use sqlx::{Pool, Postgres, Sqlite};
+
+/// PostgreSQL NOTIFY channels.
+pub(crate) mod pg_channels {
+    /// Wakes workers; the payload is the queue name.
+    pub const WAKE: &str = "bg_jobs";
+    /// Cancels a running job; the payload is the job id.
+    pub const CANCEL: &str = "bg_jobs_cancel";
+}
+
+use crate::error::JobError;
+use crate::model::{CancelOutcome, JobId, JobRecord, JobState, Lease, LogLine, RecurringJob, StateChange};
+
+/// A database the job tables can live in: [`sqlx::Postgres`] or [`sqlx::Sqlite`] (sealed).
+///
+/// It is the bound of [`crate::enqueue_in_tx`] and of the transactional methods of
+/// [`crate::JobContext`], so they accept `&mut sqlx::Transaction<'_, Postgres>` and
+/// `&mut sqlx::Transaction<'_, Sqlite>` alike.
+pub trait JobDatabase: private::Ops {}
+impl JobDatabase for Postgres {}
+impl JobDatabase for Sqlite {}
+
+/// A job row about to be inserted.
+#[derive(Debug)]
+pub struct InsertJob<'a> {
+    pub name: &'a str,
+    pub queue: &'a str,
+    pub priority: i32,
+    pub payload: &'a str,
+    pub state: JobState,
+    pub run_at: i64,
+    pub max_attempts: Option<i32>,
+    pub unique_key: Option<&'a str>,
+    pub concurrency_key: Option<&'a str>,
+    pub parent_id: Option<JobId>,
+    pub recurring_id: Option<&'a str>,
+    pub reason: Option<String>,
+}
+
+/// A job a worker just claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: JobId,
+    pub name: String,
+    pub queue: String,
+    pub payload: String,
+    pub attempt: i32,
+    pub max_attempts: Option<i32>,
+    pub lease_token: i64,
+    pub created_at: i64,
+    pub run_at: i64,
+}
+
+impl ClaimedJob {
+    pub fn lease(&self) -> Lease {
+        Lease { job_id: self.id, token: self.lease_token }
+    }
+}
+
+/// How a processing job leaves `Processing` other than by succeeding.
+#[derive(Debug, Clone)]
+pub struct FailOutcome {
+    /// Scheduled (retry), Failed, Deleted (cancelled) or Enqueued (handed back).
+    pub state: JobState,
+    /// New run time for a retry.
+    pub run_at: Option<i64>,
+    /// The error to keep in `last_error`.
+    pub error: Option<String>,
+    /// The history note.
+    pub reason: String,
+    /// Give the attempt back (hand-back on shutdown).
+    pub refund_attempt: bool,
+}
+
+/// A recurring definition to upsert.
+#[derive(Debug)]
+pub struct UpsertRecurring<'a> {
+    pub id: &'a str,
+    pub cron: &'a str,
+    pub timezone: &'a str,
+    pub name: &'a str,
+    pub queue: &'a str,
+    pub priority: i32,
+    pub payload: &'a str,
+    pub max_attempts: Option<i32>,
+    pub next_run_at: i64,
+}
+
+pub(crate) mod private {
+    use super::*;
+
+    /// The operations of the store (sealed; not part of the public API).
+    #[allow(async_fn_in_trait)]
+    pub trait Ops: sqlx::Database + Sized {
+        /// Runs the job-table migrations.
+        async fn migrate(pool: &Pool<Self>) -> Result<(), JobError>;
+        /// Starts a transaction that writes (SQLite: `BEGIN IMMEDIATE`).
+        async fn begin_write(pool: &Pool<Self>) -> Result<sqlx::Transaction<'static, Self>, JobError>;
+        /// Inserts a job with its first history entry and wakes workers. Returns the id, or
+        /// the id of the unfinished job holding the same unique key.
+        async fn insert_job(conn: &mut Self::Connection, job: &InsertJob<'_>, now: i64) -> Result<JobId, JobError>;
+        /// The job's state, locking its row on PostgreSQL.
+        async fn lock_state(conn: &mut Self::Connection, id: JobId) -> Result<Option<JobState>, JobError>;
+        /// Wakes workers of a queue (PostgreSQL: NOTIFY at commit).
+        async fn notify_queue(conn: &mut Self::Connection, queue: &str) -> Result<(), JobError>;
+        /// Tells the worker running `id` to cancel it (PostgreSQL: NOTIFY at commit).
+        async fn notify_cancel(conn: &mut Self::Connection, id: JobId) -> Result<(), JobError>;
+        /// Fenced: the job is still `Processing` under this token; locks its row.
+        async fn lock_lease(conn: &mut Self::Connection, lease: Lease) -> Result<bool, JobError>;
+        /// Fenced success with history and continuation release.
+        async fn complete(conn: &mut Self::Connection, lease: Lease, worker: &str, now: i64) -> Result<bool, JobError>;
+        /// Fenced exit from `Processing` other than success.
+        async fn finish_failed(
+            conn: &mut Self::Connection,
+            lease: Lease,
+            outcome: &FailOutcome,
+            worker: &str,
+            now: i64,
+        ) -> Result<bool, JobError>;
+        /// Claims up to `limit` enqueued jobs of `queue`.
+        async fn claim(
+            pool: &Pool<Self>,
+            queue: &str,
+            limit: i64,
+            worker: &str,
+            now: i64,
+            lease_us: i64,
+        ) -> Result<Vec<ClaimedJob>, JobError>;
+        /// Completes many jobs at once; returns how many were still held.
+        async fn complete_batch(pool: &Pool<Self>, leases: &[Lease], worker: &str, now: i64) -> Result<u64, JobError>;
+        /// Extends leases; returns `(id, cancel_requested)` for each lease still held.
+        async fn heartbeat(pool: &Pool<Self>, leases: &[Lease], expires_at: i64) -> Result<Vec<(JobId, bool)>, JobError>;
+        /// Moves due `Scheduled` jobs to `Enqueued`.
+        async fn promote_scheduled(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError>;
+        /// Moves `Processing` jobs whose lease expired back to `Enqueued`.
+        async fn reap_expired(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError>;
+
+        async fn progress(pool: &Pool<Self>, lease: Lease, pct: i32, now: i64) -> Result<bool, JobError>;
+        async fn log_line(pool: &Pool<Self>, lease: Lease, line: &str, now: i64) -> Result<bool, JobError>;
+        async fn cancel(pool: &Pool<Self>, id: JobId, now: i64) -> Result<CancelOutcome, JobError>;
+        async fn requeue(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError>;
+        async fn delete(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError>;
+        async fn upsert_recurring(pool: &Pool<Self>, rec: &UpsertRecurring<'_>, now: i64) -> Result<(), JobError>;
+        async fn remove_recurring(pool: &Pool<Self>, id: &str) -> Result<bool, JobError>;
+        async fn list_recurring(pool: &Pool<Self>) -> Result<Vec<RecurringJob>, JobError>;
+        async fn get_recurring(pool: &Pool<Self>, id: &str) -> Result<Option<RecurringJob>, JobError>;
+        /// Creates the job of a recurring definition. With `expected_next`, only if the
+        /// definition still fires at that time (so two schedulers fire it once), moving it to
+        /// `next_run_at`.
+        async fn fire_recurring(
+            pool: &Pool<Self>,
+            rec: &RecurringJob,
+            expected_next: Option<(i64, i64)>,
+            now: i64,
+            reason: &str,
+        ) -> Result<Option<JobId>, JobError>;
+        async fn purge_finished(pool: &Pool<Self>, finished_before: i64, limit: i64) -> Result<u64, JobError>;
+        async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError>;
+        async fn list(pool: &Pool<Self>, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError>;
+        async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError>;
+        async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError>;
+        async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError>;
+        async fn queue_depth(pool: &Pool<Self>, queue: &str) -> Result<i64, JobError>;
+    }
+}
+
+/// Parses a stored state name; unknown names (from a newer schema) read as `Deleted`.
+pub(crate) fn parse_state(s: &str) -> JobState {
+    s.parse().unwrap_or(JobState::Deleted)
+}

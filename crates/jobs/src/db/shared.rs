@@ -1,0 +1,444 @@
+//! Operations whose SQL is the same on both databases, expanded into each `impl Ops`.
+
+/// The columns `decode_record!` reads, in order.
+macro_rules! job_columns {
+    () => {
+        "id, name, queue, priority, payload, state, run_at, attempt, max_attempts, unique_key, \
+         concurrency_key, parent_id, recurring_id, lease_token, lease_owner, lease_expires_at, \
+         cancel_requested, progress, last_error, created_at, updated_at, finished_at"
+    };
+}
+
+macro_rules! recurring_columns {
+    () => {
+        "id, cron, timezone, name, queue, priority, payload, max_attempts, next_run_at, last_run_at, last_job_id"
+    };
+}
+
+macro_rules! decode_record {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let state: String = row.try_get("state")?;
+        $crate::model::JobRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            queue: row.try_get("queue")?,
+            priority: row.try_get("priority")?,
+            payload: row.try_get("payload")?,
+            state: $crate::db::parse_state(&state),
+            run_at: $crate::time::to_datetime(row.try_get("run_at")?),
+            attempt: row.try_get("attempt")?,
+            max_attempts: row.try_get("max_attempts")?,
+            unique_key: row.try_get("unique_key")?,
+            concurrency_key: row.try_get("concurrency_key")?,
+            parent_id: row.try_get("parent_id")?,
+            recurring_id: row.try_get("recurring_id")?,
+            lease_token: row.try_get("lease_token")?,
+            lease_owner: row.try_get("lease_owner")?,
+            lease_expires_at: row.try_get::<Option<i64>, _>("lease_expires_at")?.map($crate::time::to_datetime),
+            cancel_requested: row.try_get("cancel_requested")?,
+            progress: row.try_get("progress")?,
+            last_error: row.try_get("last_error")?,
+            created_at: $crate::time::to_datetime(row.try_get("created_at")?),
+            updated_at: $crate::time::to_datetime(row.try_get("updated_at")?),
+            finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map($crate::time::to_datetime),
+        }
+    }};
+}
+
+macro_rules! decode_recurring {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        $crate::model::RecurringJob {
+            id: row.try_get("id")?,
+            cron: row.try_get("cron")?,
+            timezone: row.try_get("timezone")?,
+            name: row.try_get("name")?,
+            queue: row.try_get("queue")?,
+            priority: row.try_get("priority")?,
+            payload: row.try_get("payload")?,
+            max_attempts: row.try_get("max_attempts")?,
+            next_run_at: $crate::time::to_datetime(row.try_get("next_run_at")?),
+            last_run_at: row.try_get::<Option<i64>, _>("last_run_at")?.map($crate::time::to_datetime),
+            last_job_id: row.try_get("last_job_id")?,
+        }
+    }};
+}
+
+macro_rules! shared_ops {
+    () => {
+        async fn complete(conn: &mut Self::Connection, lease: Lease, worker: &str, now: i64) -> Result<bool, JobError> {
+            use sqlx::Row as _;
+            let done = sqlx::query(
+                "UPDATE bg_jobs SET state = 'Succeeded', lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = $3, finished_at = $3 WHERE id = $1 AND lease_token = $2 AND state = 'Processing'",
+            )
+            .bind(lease.job_id)
+            .bind(lease.token)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            history(&mut *conn, lease.job_id, JobState::Succeeded, now, Some(worker), None).await?;
+            let released = sqlx::query(
+                "UPDATE bg_jobs SET state = 'Enqueued', run_at = $2, updated_at = $2 \
+                 WHERE parent_id = $1 AND state = 'Awaiting' RETURNING id, queue",
+            )
+            .bind(lease.job_id)
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in released {
+                let id: i64 = row.try_get("id")?;
+                let queue: String = row.try_get("queue")?;
+                let reason = format!("Parent job {} succeeded", lease.job_id);
+                history(&mut *conn, id, JobState::Enqueued, now, Some(worker), Some(&reason)).await?;
+                Self::notify_queue(&mut *conn, &queue).await?;
+            }
+            Ok(true)
+        }
+
+        async fn finish_failed(
+            conn: &mut Self::Connection,
+            lease: Lease,
+            outcome: &FailOutcome,
+            worker: &str,
+            now: i64,
+        ) -> Result<bool, JobError> {
+            use sqlx::Row as _;
+            let finished = if outcome.state.is_final() { Some(now) } else { None };
+            let row = sqlx::query(
+                "UPDATE bg_jobs SET state = $3, run_at = COALESCE($4, run_at), last_error = COALESCE($5, last_error), \
+                 attempt = attempt - $6, lease_owner = NULL, lease_expires_at = NULL, updated_at = $7, finished_at = $8 \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'Processing' RETURNING queue",
+            )
+            .bind(lease.job_id)
+            .bind(lease.token)
+            .bind(outcome.state.as_str())
+            .bind(outcome.run_at)
+            .bind(outcome.error.as_deref())
+            .bind(if outcome.refund_attempt { 1_i32 } else { 0_i32 })
+            .bind(now)
+            .bind(finished)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some(row) = row else { return Ok(false) };
+            history(&mut *conn, lease.job_id, outcome.state, now, Some(worker), Some(&outcome.reason)).await?;
+            if outcome.state == JobState::Enqueued {
+                let queue: String = row.try_get("queue")?;
+                Self::notify_queue(&mut *conn, &queue).await?;
+            }
+            Ok(true)
+        }
+
+        async fn progress(pool: &Pool<Self>, lease: Lease, pct: i32, now: i64) -> Result<bool, JobError> {
+            let r = sqlx::query(
+                "UPDATE bg_jobs SET progress = $3, updated_at = $4 WHERE id = $1 AND lease_token = $2 AND state = 'Processing'",
+            )
+            .bind(lease.job_id)
+            .bind(lease.token)
+            .bind(pct)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        }
+
+        async fn log_line(pool: &Pool<Self>, lease: Lease, line: &str, now: i64) -> Result<bool, JobError> {
+            let r = sqlx::query(
+                "INSERT INTO bg_job_logs (job_id, at, line) SELECT $1, $3, $4 WHERE EXISTS \
+                 (SELECT 1 FROM bg_jobs WHERE id = $1 AND lease_token = $2 AND state = 'Processing')",
+            )
+            .bind(lease.job_id)
+            .bind(lease.token)
+            .bind(now)
+            .bind(line)
+            .execute(pool)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        }
+
+        async fn cancel(pool: &Pool<Self>, id: JobId, now: i64) -> Result<CancelOutcome, JobError> {
+            let mut tx = Self::begin_write(pool).await?;
+            let state = Self::lock_state(&mut *tx, id).await?.ok_or(JobError::NotFound(id))?;
+            let outcome = match state {
+                JobState::Enqueued | JobState::Scheduled | JobState::Awaiting => {
+                    sqlx::query(
+                        "UPDATE bg_jobs SET state = 'Deleted', updated_at = $2, finished_at = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    history(&mut *tx, id, JobState::Deleted, now, None, Some("Cancelled before it started")).await?;
+                    CancelOutcome::Deleted
+                }
+                JobState::Processing => {
+                    sqlx::query("UPDATE bg_jobs SET cancel_requested = TRUE, updated_at = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::notify_cancel(&mut *tx, id).await?;
+                    CancelOutcome::Signalled
+                }
+                other => {
+                    return Err(JobError::InvalidState { job_id: id, state: other.to_string(), action: "cancel" });
+                }
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        }
+
+        async fn requeue(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError> {
+            use sqlx::Row as _;
+            let mut tx = Self::begin_write(pool).await?;
+            let state = Self::lock_state(&mut *tx, id).await?.ok_or(JobError::NotFound(id))?;
+            if state == JobState::Processing {
+                return Err(JobError::InvalidState { job_id: id, state: state.to_string(), action: "requeue" });
+            }
+            let row = sqlx::query(
+                "UPDATE bg_jobs SET state = 'Enqueued', run_at = $2, attempt = 0, lease_owner = NULL, \
+                 lease_expires_at = NULL, cancel_requested = FALSE, progress = NULL, updated_at = $2, \
+                 finished_at = NULL WHERE id = $1 RETURNING queue",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let queue: String = row.try_get("queue")?;
+            history(&mut *tx, id, JobState::Enqueued, now, None, Some(reason)).await?;
+            Self::notify_queue(&mut *tx, &queue).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn delete(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError> {
+            let mut tx = Self::begin_write(pool).await?;
+            let state = Self::lock_state(&mut *tx, id).await?.ok_or(JobError::NotFound(id))?;
+            if state == JobState::Deleted {
+                return Ok(());
+            }
+            // Deleting a running job: its worker's fenced writes are refused from now on, and its
+            // next heartbeat (or the cancel notification) fires its cancellation token.
+            sqlx::query(
+                "UPDATE bg_jobs SET state = 'Deleted', lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = $2, finished_at = $2 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            history(&mut *tx, id, JobState::Deleted, now, None, Some(reason)).await?;
+            if state == JobState::Processing {
+                Self::notify_cancel(&mut *tx, id).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn upsert_recurring(pool: &Pool<Self>, rec: &UpsertRecurring<'_>, now: i64) -> Result<(), JobError> {
+            sqlx::query(
+                "INSERT INTO bg_recurring (id, cron, timezone, name, queue, priority, payload, max_attempts, \
+                 next_run_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (id) DO UPDATE SET cron = excluded.cron, timezone = excluded.timezone, \
+                 name = excluded.name, queue = excluded.queue, priority = excluded.priority, \
+                 payload = excluded.payload, max_attempts = excluded.max_attempts, next_run_at = excluded.next_run_at",
+            )
+            .bind(rec.id)
+            .bind(rec.cron)
+            .bind(rec.timezone)
+            .bind(rec.name)
+            .bind(rec.queue)
+            .bind(rec.priority)
+            .bind(rec.payload)
+            .bind(rec.max_attempts)
+            .bind(rec.next_run_at)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn remove_recurring(pool: &Pool<Self>, id: &str) -> Result<bool, JobError> {
+            let r = sqlx::query("DELETE FROM bg_recurring WHERE id = $1").bind(id).execute(pool).await?;
+            Ok(r.rows_affected() == 1)
+        }
+
+        async fn list_recurring(pool: &Pool<Self>) -> Result<Vec<RecurringJob>, JobError> {
+            let rows = sqlx::query(concat!("SELECT ", recurring_columns!(), " FROM bg_recurring ORDER BY id"))
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(decode_recurring!(row));
+            }
+            Ok(out)
+        }
+
+        async fn get_recurring(pool: &Pool<Self>, id: &str) -> Result<Option<RecurringJob>, JobError> {
+            let row = sqlx::query(concat!("SELECT ", recurring_columns!(), " FROM bg_recurring WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(match row {
+                Some(row) => Some(decode_recurring!(&row)),
+                None => None,
+            })
+        }
+
+        async fn fire_recurring(
+            pool: &Pool<Self>,
+            rec: &RecurringJob,
+            expected_next: Option<(i64, i64)>,
+            now: i64,
+            reason: &str,
+        ) -> Result<Option<JobId>, JobError> {
+            let mut tx = Self::begin_write(pool).await?;
+            if let Some((expected, next)) = expected_next {
+                let moved = sqlx::query("UPDATE bg_recurring SET next_run_at = $3 WHERE id = $1 AND next_run_at = $2")
+                    .bind(&rec.id)
+                    .bind(expected)
+                    .bind(next)
+                    .execute(&mut *tx)
+                    .await?;
+                if moved.rows_affected() != 1 {
+                    return Ok(None);
+                }
+            }
+            let job = InsertJob {
+                name: &rec.name,
+                queue: &rec.queue,
+                priority: rec.priority,
+                payload: &rec.payload,
+                state: JobState::Enqueued,
+                run_at: now,
+                max_attempts: rec.max_attempts,
+                unique_key: None,
+                concurrency_key: None,
+                parent_id: None,
+                recurring_id: Some(&rec.id),
+                reason: Some(reason.to_owned()),
+            };
+            let id = Self::insert_job(&mut *tx, &job, now).await?;
+            sqlx::query("UPDATE bg_recurring SET last_run_at = $2, last_job_id = $3 WHERE id = $1")
+                .bind(&rec.id)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(id))
+        }
+
+        async fn purge_finished(pool: &Pool<Self>, finished_before: i64, limit: i64) -> Result<u64, JobError> {
+            use sqlx::Row as _;
+            let mut tx = Self::begin_write(pool).await?;
+            let rows = sqlx::query(
+                "SELECT id FROM bg_jobs WHERE state IN ('Succeeded', 'Deleted') AND finished_at < $1 ORDER BY id LIMIT $2",
+            )
+            .bind(finished_before)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut purged = 0;
+            for row in rows {
+                let id: i64 = row.try_get("id")?;
+                sqlx::query("DELETE FROM bg_job_states WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM bg_job_logs WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
+                purged += sqlx::query("DELETE FROM bg_jobs WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(purged)
+        }
+
+        async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM bg_jobs GROUP BY state").fetch_all(pool).await?;
+            let mut out: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
+            for row in rows {
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                let state = $crate::db::parse_state(&state);
+                if let Some(slot) = out.iter_mut().find(|(s, _)| *s == state) {
+                    slot.1 += n;
+                }
+            }
+            Ok(out)
+        }
+
+        async fn list(pool: &Pool<Self>, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError> {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM bg_jobs WHERE state = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+            ))
+            .bind(state.as_str())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(decode_record!(row));
+            }
+            Ok(out)
+        }
+
+        async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError> {
+            let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM bg_jobs WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(match row {
+                Some(row) => Some(decode_record!(&row)),
+                None => None,
+            })
+        }
+
+        async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query("SELECT state, at, worker, reason FROM bg_job_states WHERE job_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let state: String = row.try_get("state")?;
+                out.push(StateChange {
+                    state: $crate::db::parse_state(&state),
+                    at: $crate::time::to_datetime(row.try_get("at")?),
+                    worker: row.try_get("worker")?,
+                    reason: row.try_get("reason")?,
+                });
+            }
+            Ok(out)
+        }
+
+        async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query("SELECT at, line FROM bg_job_logs WHERE job_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(LogLine { at: $crate::time::to_datetime(row.try_get("at")?), line: row.try_get("line")? });
+            }
+            Ok(out)
+        }
+
+        async fn queue_depth(pool: &Pool<Self>, queue: &str) -> Result<i64, JobError> {
+            use sqlx::Row as _;
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM bg_jobs WHERE state = 'Enqueued' AND queue = $1")
+                .bind(queue)
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get("n")?)
+        }
+    };
+}

@@ -1,0 +1,431 @@
+//! `JobStore`: the one API over PostgreSQL and SQLite.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{Notify, broadcast};
+
+use crate::db::private::Ops;
+use crate::db::{InsertJob, JobDatabase, UpsertRecurring};
+use crate::error::JobError;
+use crate::model::{CancelOutcome, JobId, JobRecord, JobState, LogLine, NewJob, RecurringJob, StateChange};
+use crate::time::{now_us, to_datetime};
+
+/// The database behind a store.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$db` bound to the backend's sqlx database type and `$pool` to its pool.
+macro_rules! with_backend {
+    ($store:expr, $db:ident, $pool:ident => $body:expr) => {
+        match &$store.inner.backend {
+            $crate::store::Backend::Postgres($pool) => {
+                type $db = sqlx::Postgres;
+                $body
+            }
+            $crate::store::Backend::Sqlite($pool) => {
+                type $db = sqlx::Sqlite;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) struct StoreInner {
+    pub(crate) backend: Backend,
+    /// Wakes this process's dispatchers (enqueues made through this store, NOTIFY on PostgreSQL).
+    pub(crate) wake: Notify,
+    /// Cancellation requests seen by this process (local `cancel` calls, NOTIFY on PostgreSQL).
+    pub(crate) cancels: broadcast::Sender<JobId>,
+}
+
+/// The job store: enqueue, schedule, recurring definitions, continuations, cancellation and the
+/// queries behind the dashboard, on PostgreSQL or SQLite. Cheap to clone.
+#[derive(Clone)]
+pub struct JobStore {
+    pub(crate) inner: Arc<StoreInner>,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore").field("backend", &self.backend_name()).finish()
+    }
+}
+
+/// Connection options for [`JobStore::connect_with`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pool size (PostgreSQL default 10, SQLite default 4; `:memory:` always 1).
+    pub max_connections: Option<u32>,
+    /// SQLite busy timeout (default 10 s).
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_connections: None, sqlite_busy_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Builds the insert for a new job.
+pub(crate) fn prepare<'a>(job: &'a NewJob, now: i64) -> Result<InsertJob<'a>, JobError> {
+    let payload = job.payload_json()?;
+    let (state, run_at, reason) = match job.scheduled_for(now) {
+        Some(at) => (JobState::Scheduled, at, Some(format!("Scheduled for {}", to_datetime(at).to_rfc3339()))),
+        None => (JobState::Enqueued, now, None),
+    };
+    Ok(InsertJob {
+        name: &job.name,
+        queue: &job.queue,
+        priority: job.priority,
+        payload,
+        state,
+        run_at,
+        max_attempts: job.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        unique_key: job.unique_key.as_deref(),
+        concurrency_key: job.concurrency_key.as_deref(),
+        parent_id: None,
+        recurring_id: None,
+        reason,
+    })
+}
+
+/// Inserts a continuation on an open connection/transaction.
+pub(crate) async fn insert_continuation<DB: JobDatabase>(
+    conn: &mut DB::Connection,
+    parent: JobId,
+    job: &NewJob,
+    now: i64,
+) -> Result<JobId, JobError> {
+    let mut insert = prepare(job, now)?;
+    let parent_state = DB::lock_state(&mut *conn, parent).await?.ok_or(JobError::NotFound(parent))?;
+    insert.parent_id = Some(parent);
+    if parent_state == JobState::Succeeded {
+        insert.state = JobState::Enqueued;
+        insert.run_at = now;
+        insert.reason = Some(format!("Parent job {parent} already succeeded"));
+    } else {
+        insert.state = JobState::Awaiting;
+        insert.reason = Some(format!("Awaiting job {parent}"));
+    }
+    DB::insert_job(conn, &insert, now).await
+}
+
+/// Parses a cron expression; five-field expressions (minute first) get a `0` seconds field.
+pub(crate) fn parse_cron(expression: &str) -> Result<cron::Schedule, JobError> {
+    let trimmed = expression.trim();
+    let full = if trimmed.split_whitespace().count() == 5 { format!("0 {trimmed}") } else { trimmed.to_owned() };
+    cron::Schedule::from_str(&full)
+        .map_err(|e| JobError::InvalidCron { expression: expression.to_owned(), reason: e.to_string() })
+}
+
+/// Parses an IANA time-zone name.
+pub(crate) fn parse_tz(timezone: &str) -> Result<chrono_tz::Tz, JobError> {
+    chrono_tz::Tz::from_str(timezone).map_err(|_| JobError::InvalidTimeZone(timezone.to_owned()))
+}
+
+/// The first fire time strictly after `after`, evaluated in `timezone`.
+pub(crate) fn next_fire(expression: &str, timezone: &str, after: DateTime<Utc>) -> Result<DateTime<Utc>, JobError> {
+    let schedule = parse_cron(expression)?;
+    let tz = parse_tz(timezone)?;
+    schedule
+        .after(&after.with_timezone(&tz))
+        .next()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| JobError::InvalidCron { expression: expression.to_owned(), reason: "never fires again".to_owned() })
+}
+
+impl JobStore {
+    /// Connects to `location` and runs the migrations: a PostgreSQL URL (`postgres://…`,
+    /// `postgresql://…`), a SQLite URL (`sqlite:…`), or a path to a SQLite file (created if
+    /// missing, WAL mode, 10 s busy timeout).
+    pub async fn connect(location: &str) -> Result<JobStore, JobError> {
+        JobStore::connect_with(location, StoreOptions::default()).await
+    }
+
+    /// [`JobStore::connect`] with pool options.
+    pub async fn connect_with(location: &str, options: StoreOptions) -> Result<JobStore, JobError> {
+        let invalid = |reason: String| JobError::InvalidLocation { location: location.to_owned(), reason };
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.unwrap_or(10))
+                .connect(location)
+                .await?;
+            return JobStore::from_pg_pool(pool).await;
+        }
+        if location.trim().is_empty() {
+            return Err(invalid("empty location".to_owned()));
+        }
+        let memory = location.contains(":memory:") || location.contains("mode=memory");
+        let base = if location.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(location).map_err(|e| invalid(e.to_string()))?
+        } else if location.contains("://") {
+            return Err(invalid("expected postgres://, postgresql://, sqlite: or a file path".to_owned()));
+        } else {
+            SqliteConnectOptions::new().filename(location)
+        };
+        let connect = base
+            .create_if_missing(true)
+            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.sqlite_busy_timeout);
+        let max = if memory { 1 } else { options.max_connections.unwrap_or(4) };
+        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(connect).await?;
+        JobStore::from_sqlite_pool(pool).await
+    }
+
+    /// Uses the application's PostgreSQL pool (runs the migrations).
+    pub async fn from_pg_pool(pool: PgPool) -> Result<JobStore, JobError> {
+        <sqlx::Postgres as Ops>::migrate(&pool).await?;
+        Ok(JobStore::new(Backend::Postgres(pool)))
+    }
+
+    /// Uses the application's SQLite pool (runs the migrations). Configure it with WAL and a
+    /// busy timeout, as [`JobStore::connect`] does.
+    pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<JobStore, JobError> {
+        <sqlx::Sqlite as Ops>::migrate(&pool).await?;
+        Ok(JobStore::new(Backend::Sqlite(pool)))
+    }
+
+    fn new(backend: Backend) -> JobStore {
+        let (cancels, _) = broadcast::channel(1024);
+        JobStore { inner: Arc::new(StoreInner { backend, wake: Notify::new(), cancels }) }
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The PostgreSQL pool, if this store is on PostgreSQL.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.inner.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite pool, if this store is on SQLite.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.inner.backend {
+            Backend::Sqlite(p) => Some(p),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Wakes this process's workers so they claim at once. Enqueues through the store do this
+    /// themselves; call it after committing a transaction that used [`crate::enqueue_in_tx`] on
+    /// SQLite (PostgreSQL is woken by NOTIFY at commit).
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Enqueues a job (fire-and-forget, or `Scheduled` if it has a delay). Returns its id, or,
+    /// with a unique key held by an unfinished job, that job's id.
+    pub async fn enqueue(&self, job: NewJob) -> Result<JobId, JobError> {
+        let now = now_us();
+        let insert = prepare(&job, now)?;
+        let id = match &self.inner.backend {
+            // One statement (job, history and NOTIFY in a CTE): no transaction needed.
+            Backend::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                <sqlx::Postgres as Ops>::insert_job(&mut conn, &insert, now).await?
+            }
+            // Several statements: a transaction, so no worker sees the job before its history.
+            Backend::Sqlite(pool) => {
+                let mut tx = <sqlx::Sqlite as Ops>::begin_write(pool).await?;
+                let id = <sqlx::Sqlite as Ops>::insert_job(&mut tx, &insert, now).await?;
+                tx.commit().await?;
+                id
+            }
+        };
+        self.wake();
+        Ok(id)
+    }
+
+    /// Enqueues many jobs in one transaction.
+    pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, JobError> {
+        let now = now_us();
+        let inserts = jobs.iter().map(|j| prepare(j, now)).collect::<Result<Vec<_>, _>>()?;
+        let ids = with_backend!(self, Db, pool => {
+            let mut tx = <Db as Ops>::begin_write(pool).await?;
+            let mut ids = Vec::with_capacity(inserts.len());
+            for insert in &inserts {
+                ids.push(<Db as Ops>::insert_job(&mut *tx, insert, now).await?);
+            }
+            tx.commit().await?;
+            ids
+        });
+        self.wake();
+        Ok(ids)
+    }
+
+    /// Enqueues `job` to run after `delay` (state `Scheduled` until then).
+    pub async fn schedule(&self, job: NewJob, delay: Duration) -> Result<JobId, JobError> {
+        self.enqueue(job.delay(delay)).await
+    }
+
+    /// Adds a continuation: `job` waits (`Awaiting`) until job `parent` succeeds, then is
+    /// enqueued. If the parent already succeeded it is enqueued at once.
+    pub async fn continue_with(&self, parent: JobId, job: NewJob) -> Result<JobId, JobError> {
+        let now = now_us();
+        let id = with_backend!(self, Db, pool => {
+            let mut tx = <Db as Ops>::begin_write(pool).await?;
+            let id = insert_continuation::<Db>(&mut *tx, parent, &job, now).await?;
+            tx.commit().await?;
+            id
+        });
+        self.wake();
+        Ok(id)
+    }
+
+    /// Creates or replaces the recurring job `id`: `job` is enqueued at every time `cron`
+    /// matches in `timezone` (IANA name, e.g. `"Europe/Paris"`). `cron` has 5 fields
+    /// (minute first) or 6–7 (seconds first, optional year). Missed fire times while no worker
+    /// ran are fired once, not replayed.
+    pub async fn add_recurring(&self, id: &str, cron: &str, timezone: &str, job: NewJob) -> Result<(), JobError> {
+        let next = next_fire(cron, timezone, Utc::now())?;
+        let payload = job.payload_json()?;
+        let rec = UpsertRecurring {
+            id,
+            cron,
+            timezone,
+            name: &job.name,
+            queue: &job.queue,
+            priority: job.priority,
+            payload,
+            max_attempts: job.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            next_run_at: next.timestamp_micros(),
+        };
+        with_backend!(self, Db, pool => <Db as Ops>::upsert_recurring(pool, &rec, now_us()).await)
+    }
+
+    /// Removes a recurring job definition (jobs it already created stay). Returns whether it existed.
+    pub async fn remove_recurring(&self, id: &str) -> Result<bool, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::remove_recurring(pool, id).await)
+    }
+
+    /// All recurring job definitions.
+    pub async fn recurring_jobs(&self) -> Result<Vec<RecurringJob>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::list_recurring(pool).await)
+    }
+
+    /// Enqueues the recurring job's job now, without changing its schedule.
+    pub async fn trigger_recurring(&self, id: &str) -> Result<JobId, JobError> {
+        let created = with_backend!(self, Db, pool => {
+            let rec = <Db as Ops>::get_recurring(pool, id).await?.ok_or_else(|| JobError::RecurringNotFound(id.to_owned()))?;
+            <Db as Ops>::fire_recurring(pool, &rec, None, now_us(), &format!("Triggered manually from recurring job {id}")).await?
+        });
+        self.wake();
+        created.ok_or_else(|| JobError::RecurringNotFound(id.to_owned()))
+    }
+
+    /// Fires every recurring job whose time has come (called by workers' maintenance loop).
+    pub(crate) async fn fire_due_recurring(&self) -> Result<usize, JobError> {
+        let now = Utc::now();
+        let mut fired = 0;
+        for rec in self.recurring_jobs().await? {
+            if rec.next_run_at > now {
+                continue;
+            }
+            let next = match next_fire(&rec.cron, &rec.timezone, now) {
+                Ok(t) => t.timestamp_micros(),
+                Err(e) => {
+                    tracing::warn!(recurring = %rec.id, error = %e, "recurring job has an invalid schedule");
+                    continue;
+                }
+            };
+            let expected = (rec.next_run_at.timestamp_micros(), next);
+            let reason = format!("Triggered by recurring job {}", rec.id);
+            let created = with_backend!(self, Db, pool =>
+                <Db as Ops>::fire_recurring(pool, &rec, Some(expected), now.timestamp_micros(), &reason).await?);
+            if created.is_some() {
+                fired += 1;
+            }
+        }
+        if fired > 0 {
+            self.wake();
+        }
+        Ok(fired)
+    }
+
+    /// Cancels a job: one that has not started becomes `Deleted`; a running one gets its
+    /// cancellation token fired (its handler decides how to stop; if it returns an error the
+    /// job becomes `Deleted`, not retried).
+    pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, JobError> {
+        let outcome = with_backend!(self, Db, pool => <Db as Ops>::cancel(pool, id, now_us()).await?);
+        if outcome == CancelOutcome::Signalled {
+            let _ = self.inner.cancels.send(id);
+        }
+        Ok(outcome)
+    }
+
+    /// Enqueues a finished, failed, deleted or scheduled job again (attempts reset to 0).
+    pub async fn requeue(&self, id: JobId) -> Result<(), JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::requeue(pool, id, now_us(), "Requeued").await?);
+        self.wake();
+        Ok(())
+    }
+
+    /// Moves a job to `Deleted`. A running job's worker can no longer write its result and
+    /// gets its cancellation token fired.
+    pub async fn delete(&self, id: JobId) -> Result<(), JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::delete(pool, id, now_us(), "Deleted").await?);
+        let _ = self.inner.cancels.send(id);
+        Ok(())
+    }
+
+    /// A job by id.
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::get(pool, id).await)
+    }
+
+    /// A job's state history, oldest first.
+    pub async fn history(&self, id: JobId) -> Result<Vec<StateChange>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::history(pool, id).await)
+    }
+
+    /// A job's log lines, oldest first.
+    pub async fn logs(&self, id: JobId) -> Result<Vec<LogLine>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::logs(pool, id).await)
+    }
+
+    /// Job counts per state (every state listed, zero included).
+    pub async fn counts(&self) -> Result<Vec<(JobState, i64)>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::counts(pool).await)
+    }
+
+    /// Jobs in `state`, newest first, `offset`/`limit` paging.
+    pub async fn list(&self, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::list(pool, state, offset.max(0), limit.clamp(1, 1000)).await)
+    }
+
+    /// Number of `Enqueued` jobs in `queue`.
+    pub async fn queue_depth(&self, queue: &str) -> Result<i64, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::queue_depth(pool, queue).await)
+    }
+
+    /// Deletes `Succeeded` and `Deleted` jobs (with their history and logs) that finished more
+    /// than `older_than` ago; returns how many. Workers run this with their retention setting.
+    pub async fn purge_finished(&self, older_than: Duration) -> Result<u64, JobError> {
+        let cutoff = now_us().saturating_sub(crate::time::dur_us(older_than));
+        let mut total = 0;
+        loop {
+            let n = with_backend!(self, Db, pool => <Db as Ops>::purge_finished(pool, cutoff, 500).await?);
+            total += n;
+            if n < 500 {
+                return Ok(total);
+            }
+        }
+    }
+}

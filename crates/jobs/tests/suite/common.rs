@@ -1,0 +1,133 @@
+//! Test databases and helpers shared by the suites.
+
+use std::future::Future;
+use std::time::Duration;
+
+use jobs::{JobId, JobRecord, JobState, JobStore, WorkerConfig};
+use sqlx::Connection;
+
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh database, dropped (PostgreSQL) or deleted (SQLite) when the value is dropped.
+pub struct TestDb {
+    pub kind: Kind,
+    pub url: String,
+    pg_name: Option<String>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl TestDb {
+    pub async fn new(kind: Kind) -> TestDb {
+        let suffix = format!("{:016x}", rand::random::<u64>());
+        match kind {
+            Kind::Postgres => {
+                let name = format!("jobs_test_{suffix}");
+                let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await.expect("connect to PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create db");
+                TestDb { kind, url: format!("{PG_SERVER}/{name}"), pg_name: Some(name), dir: None }
+            }
+            Kind::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("jobs-test-{suffix}"));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                let url = dir.join("jobs.db").to_string_lossy().to_string();
+                TestDb { kind, url, pg_name: None, dir: Some(dir) }
+            }
+        }
+    }
+
+    pub async fn store(&self) -> JobStore {
+        JobStore::connect(&self.url).await.expect("connect store")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs outside async; use a private runtime on a helper thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                            .execute(&mut admin)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Short timings for tests.
+pub fn fast_config(worker_id: &str) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: Some(worker_id.to_owned()),
+        lease_duration: Duration::from_secs(5),
+        heartbeat_interval: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(50),
+        maintenance_interval: Duration::from_millis(50),
+        shutdown_timeout: Duration::from_secs(5),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Waits (on the job's state changes, up to 30 s) until `pred` holds for the job.
+pub async fn wait_job(store: &JobStore, id: JobId, what: &str, pred: impl Fn(&JobRecord) -> bool) -> JobRecord {
+    wait_until(what, || async {
+        let job = store.get(id).await.expect("get job")?;
+        pred(&job).then_some(job)
+    })
+    .await
+}
+
+/// Waits until the job reaches `state`.
+pub async fn wait_state(store: &JobStore, id: JobId, state: JobState) -> JobRecord {
+    wait_job(store, id, &format!("job {id} to be {state}"), |j| j.state == state).await
+}
+
+/// Polls `check` every 20 ms for up to 30 s; panics naming `what` on timeout.
+pub async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Defines `mod $name { postgres, sqlite }` tests running `$body(db: TestDb)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = $crate::common::TestDb::new($crate::common::Kind::Postgres).await;
+                ($body)(db).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::common::TestDb::new($crate::common::Kind::Sqlite).await;
+                ($body)(db).await;
+            }
+        }
+    };
+}

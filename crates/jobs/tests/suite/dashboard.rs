@@ -1,0 +1,190 @@
+//! Bad input ends in `Failed` with a clear error visible in the dashboard, and the dashboard's
+//! pages and actions.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use jobs::dashboard::{self, DashboardOptions};
+use jobs::{JobContext, JobError, JobState, JobStore, NewJob, Worker, handler_fn};
+use serde::Deserialize;
+use tower::ServiceExt;
+
+use crate::both_backends;
+use crate::common::{TestDb, fast_config, wait_state};
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Greet {
+    who: String,
+}
+
+async fn get(app: &Router, path: &str) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn post(app: &Router, path: &str, site: &str) -> (StatusCode, Option<String>) {
+    let req = Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", site)
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    (resp.status(), location)
+}
+
+fn app(store: &JobStore, options: DashboardOptions) -> Router {
+    Router::new().nest("/jobs", dashboard::router_with(store.clone(), options))
+}
+
+both_backends!(bad_input_fails_clearly_and_the_worker_keeps_running, |db: TestDb| async move {
+    let store = db.store().await;
+    let worker = Worker::builder(store.clone())
+        .config(fast_config("w1"))
+        .register(handler_fn("typed@1", |_c: JobContext, _p: Greet| async move { Ok(()) }))
+        .register(handler_fn("panics@1", |_c: JobContext, _p: ()| async move {
+            if true {
+                panic!("kaboom");
+            }
+            Ok::<(), JobError>(())
+        }))
+        .start()
+        .await
+        .unwrap();
+    let unknown = store.enqueue(NewJob::new("ghost@1", ())).await.unwrap();
+    let mismatch = store.enqueue(NewJob::new("typed@1", serde_json::json!({"name": 5}))).await.unwrap();
+    let panics = store.enqueue(NewJob::new("panics@1", ()).max_attempts(1)).await.unwrap();
+    let unknown_job = wait_state(&store, unknown, JobState::Failed).await;
+    let mismatch_job = wait_state(&store, mismatch, JobState::Failed).await;
+    let panic_job = wait_state(&store, panics, JobState::Failed).await;
+    assert!(unknown_job.last_error.as_deref().unwrap().contains("no handler registered for job name \"ghost@1\""));
+    assert!(mismatch_job.last_error.as_deref().unwrap().contains("does not deserialize: missing field `who`"));
+    assert!(panic_job.last_error.as_deref().unwrap().contains("job handler panicked: kaboom"));
+    assert_eq!(unknown_job.attempt, 1, "unknown names are not retried");
+    assert_eq!(mismatch_job.attempt, 1, "undeserializable payloads are not retried");
+
+    // The worker is still running.
+    let good = store.enqueue(NewJob::new("typed@1", serde_json::json!({"who": "ok"}))).await.unwrap();
+    wait_state(&store, good, JobState::Succeeded).await;
+
+    let app = app(&store, DashboardOptions::default());
+    let (status, html) = get(&app, &format!("/jobs/job/{unknown}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("no handler registered for job name &quot;ghost@1&quot;"), "{html}");
+    assert!(html.contains("Failed permanently"), "history shows the reason");
+    let (_, html) = get(&app, &format!("/jobs/job/{mismatch}")).await;
+    assert!(html.contains("does not deserialize: missing field `who`"), "{html}");
+    let (_, html) = get(&app, &format!("/jobs/job/{panics}")).await;
+    assert!(html.contains("job handler panicked: kaboom"), "{html}");
+    let (_, html) = get(&app, "/jobs/state/Failed").await;
+    for id in [unknown, mismatch, panics] {
+        assert!(html.contains(&format!("href=\"/jobs/job/{id}\"")), "{html}");
+    }
+    worker.shutdown().await.unwrap();
+});
+
+both_backends!(dashboard_pages_and_actions, |db: TestDb| async move {
+    let store = db.store().await;
+    let app = app(&store, DashboardOptions { page_size: 2, ..DashboardOptions::default() });
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(store.enqueue(NewJob::new("nobody@1", i)).await.unwrap());
+    }
+    let later = store.schedule(NewJob::new("nobody@1", "later"), std::time::Duration::from_secs(3600)).await.unwrap();
+    store.add_recurring("nightly", "0 3 * * *", "UTC", NewJob::new("nobody@1", "nightly")).await.unwrap();
+
+    let (status, html) = get(&app, "/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<td class=\"count-Enqueued\">3</td>"), "{html}");
+    assert!(html.contains("<td class=\"count-Scheduled\">1</td>"), "{html}");
+    assert!(html.contains("nightly") && html.contains("action=\"/jobs/recurring/nightly/trigger\""), "{html}");
+
+    // Paging: 3 enqueued jobs, 2 per page.
+    let (_, page1) = get(&app, "/jobs/state/Enqueued").await;
+    assert!(page1.contains(&format!("#{}", ids[2])) && page1.contains(&format!("#{}", ids[1])));
+    assert!(!page1.contains(&format!(">#{}<", ids[0])));
+    assert!(page1.contains("href=\"/jobs/state/Enqueued?page=2\""));
+    let (_, page2) = get(&app, "/jobs/state/Enqueued?page=2").await;
+    assert!(page2.contains(&format!(">#{}<", ids[0])), "{page2}");
+
+    // Actions refuse cross-site requests.
+    let (status, _) = post(&app, &format!("/jobs/job/{}/delete", ids[0]), "cross-site").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(store.get(ids[0]).await.unwrap().unwrap().state, JobState::Enqueued);
+
+    let (status, location) = post(&app, &format!("/jobs/job/{}/delete", ids[0]), "same-origin").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some(format!("/jobs/job/{}", ids[0]).as_str()));
+    assert_eq!(store.get(ids[0]).await.unwrap().unwrap().state, JobState::Deleted);
+
+    let (status, _) = post(&app, &format!("/jobs/job/{}/retry", ids[0]), "same-origin").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(store.get(ids[0]).await.unwrap().unwrap().state, JobState::Enqueued);
+    let last = store.history(ids[0]).await.unwrap().pop().unwrap();
+    assert_eq!(last.reason.as_deref(), Some("Requeued"));
+
+    let (status, _) = post(&app, &format!("/jobs/job/{later}/cancel"), "same-origin").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(store.get(later).await.unwrap().unwrap().state, JobState::Deleted);
+    let (status, _) = post(&app, &format!("/jobs/job/{later}/cancel"), "same-origin").await;
+    assert_eq!(status, StatusCode::CONFLICT, "cancelling a deleted job is refused");
+
+    let (status, location) = post(&app, "/jobs/recurring/nightly/trigger", "same-origin").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let new_id: i64 = location.unwrap().rsplit('/').next().unwrap().parse().unwrap();
+    let job = store.get(new_id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.recurring_id.as_deref()), (JobState::Enqueued, Some("nightly")));
+
+    let (_, detail) = get(&app, &format!("/jobs/job/{new_id}")).await;
+    assert!(detail.contains("&quot;nightly&quot;"), "payload shown, escaped: {detail}");
+    assert!(detail.contains(&format!("action=\"/jobs/job/{new_id}/cancel\"")));
+
+    let (status, _) = get(&app, "/jobs/job/987654").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&app, "/jobs/state/Bogus").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = post(&app, "/jobs/recurring/missing/trigger", "same-origin").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+});
+
+struct FixedToken;
+
+impl dashboard::CsrfGuard for FixedToken {
+    fn token(&self, _headers: &axum::http::HeaderMap) -> String {
+        "s3cret-token".to_owned()
+    }
+    fn verify(&self, _headers: &axum::http::HeaderMap, token: &str) -> bool {
+        token == "s3cret-token"
+    }
+}
+
+both_backends!(csrf_guard_and_origin_checks_protect_actions, |db: TestDb| async move {
+    let store = db.store().await;
+    let id = store.enqueue(NewJob::new("nobody@1", ())).await.unwrap();
+    let app = app(&store, DashboardOptions { csrf: Some(std::sync::Arc::new(FixedToken)), ..DashboardOptions::default() });
+    let (_, html) = get(&app, &format!("/jobs/job/{id}")).await;
+    assert!(html.contains("<input type=\"hidden\" name=\"csrf_token\" value=\"s3cret-token\">"), "{html}");
+
+    let (status, _) = post(&app, &format!("/jobs/job/{id}/delete"), "same-origin").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no token");
+    let send = |body: &'static str, origin: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = Request::post(format!("/jobs/job/{id}/delete"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("host", "app.example")
+                .header("origin", origin)
+                .body(Body::from(body))
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    };
+    assert_eq!(send("csrf_token=wrong", "https://app.example").await, StatusCode::FORBIDDEN);
+    assert_eq!(send("csrf_token=s3cret-token", "https://evil.example").await, StatusCode::FORBIDDEN);
+    assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Enqueued);
+    assert_eq!(send("csrf_token=s3cret-token", "https://app.example").await, StatusCode::SEE_OTHER);
+    assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Deleted);
+});
