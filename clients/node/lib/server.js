@@ -22,8 +22,9 @@ function serverBinary() {
 }
 
 /**
- * Starts the test server and resolves with `{ url, stop, output }` once it listens.
- * `extraArgs` are appended after `--urls`.
+ * Starts the test server and resolves with `{ url, stop, output, exited, isRunning }` once it
+ * listens. `extraArgs` are appended after `--urls` (e.g. `["--redis", "127.0.0.1:6390",
+ * "--channel-prefix", "p"]` for a backplane node).
  */
 function startTestServer(extraArgs = []) {
     const binary = serverBinary();
@@ -70,7 +71,14 @@ function startTestServer(extraArgs = []) {
                 settled = true;
                 clearTimeout(deadline);
                 const url = match[1].replace(/\/+$/, "");
-                resolve({ url, output, stop: () => stopChild(child, exited) });
+                resolve({
+                    url,
+                    output,
+                    stop: () => stopChild(child, exited),
+                    // Resolves with { code, signal } when the process ends (e.g. a crash).
+                    exited,
+                    isRunning: () => child.exitCode === null && child.signalCode === null,
+                });
             }
         };
         readline.createInterface({ input: child.stdout }).on("line", onLine);

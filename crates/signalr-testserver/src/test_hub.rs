@@ -1,5 +1,5 @@
 //! `TestHub` (FunctionalTests/TestHub.cs) plus the multi-client helpers (`JoinGroup`,
-//! `SendToAll`, …) and `Counter`, a paced stream for stateful-reconnect tests.
+//! `SendToAll`, `AddConnectionToGroup`, …) and `Counter`, a paced stream for stateful-reconnect tests.
 
 use std::time::Duration;
 
@@ -127,6 +127,14 @@ pub fn test_hub() -> Hub {
         })
         .method("LeaveGroup", |ctx: HubCallContext, (group,): (String,)| async move {
             ctx.groups().remove_from_group(ctx.connection_id(), &group).await
+        })
+        // Group changes of any connection, wherever it lives (through the backplane's group
+        // commands and acks when it is on another node): for multi-node tests.
+        .method("AddConnectionToGroup", |ctx: HubCallContext, (connection_id, group): (String, String)| async move {
+            ctx.groups().add_to_group(&connection_id, &group).await
+        })
+        .method("RemoveConnectionFromGroup", |ctx: HubCallContext, (connection_id, group): (String, String)| async move {
+            ctx.groups().remove_from_group(&connection_id, &group).await
         })
         .method("SendToAll", |ctx: HubCallContext, (message,): (String,)| async move {
             ctx.clients().all().send("Message", (message,)).await
