@@ -12,8 +12,8 @@ ensure_debian_packages redis-server redis-tools openssl chromium
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 step() { printf '\n=== %s ===\n' "$*"; }
 
-step "build release binaries"
-cargo build --release --workspace --bins
+step "build release binaries and examples"
+cargo build --release --workspace --bins --examples
 
 step "Rust tests (release profile, sharing the binaries' build)"
 cargo test --release --workspace --no-fail-fast

@@ -31,6 +31,7 @@ free_port() {
 # Starts a testserver with extra arguments; sets $node_url and $node_pid once it listens.
 start_server() {
     local log="$work/server-${#pids[@]}.log"
+    : >"$log"
     "$server" --urls http://127.0.0.1:0 "$@" >"$log" 2>&1 &
     local pid=$!
     pids+=("$pid")

@@ -308,6 +308,11 @@ impl RedisLink {
         let _ = self.commands.send(SubCommand::Unsubscribe(channel));
     }
 
+    /// Whether both connections are up now (cheap: two atomic loads, for the send path).
+    pub fn is_healthy(&self) -> bool {
+        self.shared.publisher_up.load(Ordering::SeqCst) && self.shared.subscriber_up.load(Ordering::SeqCst)
+    }
+
     /// The current status.
     pub fn status(&self) -> BackplaneStatus {
         self.shared.status.borrow().clone()
@@ -475,13 +480,21 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
         ever_connected = true;
         shared.set_state(Some(true), None, None);
         if let Some(presence) = &options.presence_channel {
-            if reconnected && !shared.queue.lock().is_empty() {
+            // After an outage every publish waits for the fleet, not only the backlog: an
+            // application that held its messages back until the backplane was healthy again
+            // (an outbox) would otherwise publish before the other nodes have re-subscribed.
+            if reconnected {
                 wait_for_fleet(&shared, &mut connection, presence, options.resubscribe_grace).await;
             } else if let Some(count) = numsub(&mut connection, presence).await {
                 shared.presence_peak.fetch_max(count, Ordering::Relaxed);
             }
         }
         let presence = options.presence_channel.as_deref().map(str::as_bytes);
+        // The fleet's size is sampled while idle too: a node that only sends to groups or users
+        // never publishes on the presence channel, and must still know how many subscribers to
+        // wait for after an outage.
+        let mut presence_refresh = tokio::time::interval(PRESENCE_REFRESH_INTERVAL);
+        presence_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let batch = loop {
                 let batch = shared.take_batch();
@@ -491,6 +504,13 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
                 tokio::select! {
                     _ = shared.cancel.cancelled() => return,
                     _ = shared.queue_notify.notified() => {}
+                    _ = presence_refresh.tick(), if options.presence_channel.is_some() => {
+                        let channel = options.presence_channel.as_deref().unwrap_or_default();
+                        let sampled = tokio::time::timeout(PRESENCE_REFRESH_INTERVAL, numsub(&mut connection, channel)).await;
+                        if let Ok(Some(count)) = sampled {
+                            shared.presence_peak.fetch_max(count, Ordering::Relaxed);
+                        }
+                    }
                 }
             };
             let mut pipe = redis::pipe();
@@ -540,8 +560,12 @@ async fn numsub(connection: &mut MultiplexedConnection, channel: &str) -> Option
     reply.ok().map(|(_, count)| count)
 }
 
+/// How often an idle publisher samples the number of nodes subscribed to the presence channel.
+const PRESENCE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Holds the backlog until as many nodes are subscribed again as before the outage, or until
 /// `grace` passes (a node that left for good must not hold the backlog forever).
+
 async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection, presence: &str, grace: Duration) {
     let wanted = shared.presence_peak.load(Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + grace;

@@ -4,6 +4,11 @@
 //! Like .NET it delivers broadcast, group and user sends when they come back from Redis (never
 //! short-circuited locally, so the format needs no origin field), writes a send to a single
 //! local connection directly, and does group changes of local connections without Redis.
+//!
+//! Unlike .NET, local delivery never waits for Redis: while the backplane is unhealthy a
+//! broadcast, group or user send is written to this node's own recipients at once and queued
+//! for Redis with their connection ids added to the excluded ids, so the copy that comes back
+//! after the outage reaches only the other nodes' connections (each recipient gets it once).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -342,12 +347,44 @@ impl Inner {
     fn publish_invocation(
         &self,
         channel: Bytes,
+        target: Target<'_>,
         message: &SerializedMessage,
         excluded: &[String],
     ) -> Result<(), LifetimeError> {
+        let delivered_here;
+        let excluded = match self.deliver_locally_while_unhealthy(target, message, excluded) {
+            Some(ids) => {
+                delivered_here = ids;
+                &delivered_here[..]
+            }
+            None => excluded,
+        };
         let payload = self.invocation_payload(message, excluded, None)?;
         self.link.publish(channel, payload);
         Ok(())
+    }
+
+    /// While Redis is away, writes `message` to this node's recipients of `target` at once and
+    /// returns the excluded ids to publish with (the caller's plus every local recipient), so
+    /// the copy sent after the outage skips them. `None` when healthy: delivery on receipt.
+    fn deliver_locally_while_unhealthy(
+        &self,
+        target: Target<'_>,
+        message: &SerializedMessage,
+        excluded: &[String],
+    ) -> Option<Vec<String>> {
+        if self.link.is_healthy() || matches!(target, Target::Connection(_)) {
+            return None;
+        }
+        let mut excluded_now = excluded.to_vec();
+        let local = self.local.read();
+        for_each_recipient(&local, target, excluded, |id, connection| {
+            if let Err(error) = connection.send(message) {
+                tracing::debug!(connection_id = id, %error, "message not delivered to a local connection");
+            }
+            excluded_now.push(id.to_string());
+        });
+        Some(excluded_now)
     }
 
     fn local_connection(&self, connection_id: &str) -> Option<Arc<dyn HubConnection>> {
@@ -466,42 +503,11 @@ impl Inner {
         let excluded = &invocation.excluded_connection_ids;
         let message = SerializedMessage::from_encoded(invocation.messages);
         let local = self.local.read();
-        let deliver = |id: &str, connection: &Arc<dyn HubConnection>| {
+        for_each_recipient(&local, target, excluded, |id, connection| {
             if let Err(error) = connection.send(&message) {
                 tracing::debug!(connection_id = id, %error, "backplane: message not delivered to a local connection");
             }
-        };
-        match target {
-            Target::All => {
-                for (id, connection) in &local.connections {
-                    if !excluded.iter().any(|e| e == id) {
-                        deliver(id, &connection.connection);
-                    }
-                }
-            }
-            Target::Group(group) => {
-                for id in local.groups.get(group).into_iter().flatten() {
-                    if excluded.iter().any(|e| e == id) {
-                        continue;
-                    }
-                    if let Some(connection) = local.connections.get(id) {
-                        deliver(id, &connection.connection);
-                    }
-                }
-            }
-            Target::User(user) => {
-                for id in local.users.get(user).into_iter().flatten() {
-                    if let Some(connection) = local.connections.get(id) {
-                        deliver(id, &connection.connection);
-                    }
-                }
-            }
-            Target::Connection(id) => {
-                if let Some(connection) = local.connections.get(id) {
-                    deliver(id, &connection.connection);
-                }
-            }
-        }
+        });
         Ok(())
     }
 
@@ -575,6 +581,43 @@ enum Target<'a> {
     Group(&'a str),
     User(&'a str),
     Connection(&'a str),
+}
+
+/// Calls `f` for each local connection `target` names, skipping `excluded` ones (on `all`,
+/// group and user channels; .NET never writes exclusions on user channels, and the ones this
+/// node writes there after an outage name only its own connections).
+fn for_each_recipient(
+    local: &LocalState,
+    target: Target<'_>,
+    excluded: &[String],
+    mut f: impl FnMut(&str, &Arc<dyn HubConnection>),
+) {
+    let is_excluded = |id: &str| excluded.iter().any(|e| e == id);
+    let mut members = |ids: Option<&HashSet<String>>| {
+        for id in ids.into_iter().flatten() {
+            if !is_excluded(id)
+                && let Some(connection) = local.connections.get(id)
+            {
+                f(id, &connection.connection);
+            }
+        }
+    };
+    match target {
+        Target::All => {
+            for (id, connection) in &local.connections {
+                if !is_excluded(id) {
+                    f(id, &connection.connection);
+                }
+            }
+        }
+        Target::Group(group) => members(local.groups.get(group)),
+        Target::User(user) => members(local.users.get(user)),
+        Target::Connection(id) => {
+            if let Some(connection) = local.connections.get(id) {
+                f(id, &connection.connection);
+            }
+        }
+    }
 }
 
 fn completion_outcome(connection_id: &str, completion: CompletionMessage) -> Result<Value, LifetimeError> {
@@ -699,11 +742,11 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
     }
 
     async fn send_all(&self, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        self.inner.publish_invocation(self.inner.all_channel.clone(), &message, &[])
+        self.inner.publish_invocation(self.inner.all_channel.clone(), Target::All, &message, &[])
     }
 
     async fn send_all_except(&self, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError> {
-        self.inner.publish_invocation(self.inner.all_channel.clone(), &message, excluded)
+        self.inner.publish_invocation(self.inner.all_channel.clone(), Target::All, &message, excluded)
     }
 
     async fn send_connection(&self, connection_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
@@ -714,10 +757,17 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
             return Ok(());
         }
         let channel = Bytes::from(self.inner.channels.connection(connection_id));
-        self.inner.publish_invocation(channel, &message, &[])
+        self.inner.publish_invocation(channel, Target::Connection(connection_id), &message, &[])
     }
 
     async fn send_connections(&self, connection_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        if !self.inner.link.is_healthy() {
+            // Redis is away: local connections are written directly, the others wait for it.
+            for id in connection_ids {
+                self.send_connection(id, message.clone()).await?;
+            }
+            return Ok(());
+        }
         // Like .NET: one publish per id, local ones included; the payload is built once.
         let payload = self.inner.invocation_payload(&message, &[], None)?;
         for id in connection_ids {
@@ -728,10 +778,17 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
 
     async fn send_group(&self, group: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let channel = Bytes::from(self.inner.channels.group(group));
-        self.inner.publish_invocation(channel, &message, &[])
+        self.inner.publish_invocation(channel, Target::Group(group), &message, &[])
     }
 
     async fn send_groups(&self, groups: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        if !self.inner.link.is_healthy() {
+            // Redis is away: local members get it now (one payload per group, see the module doc).
+            for group in groups.iter().filter(|g| !g.is_empty()) {
+                self.send_group(group, message.clone()).await?;
+            }
+            return Ok(());
+        }
         let payload = self.inner.invocation_payload(&message, &[], None)?;
         for group in groups.iter().filter(|g| !g.is_empty()) {
             self.inner.link.publish(Bytes::from(self.inner.channels.group(group)), payload.clone());
@@ -746,15 +803,22 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
         excluded: &[String],
     ) -> Result<(), LifetimeError> {
         let channel = Bytes::from(self.inner.channels.group(group));
-        self.inner.publish_invocation(channel, &message, excluded)
+        self.inner.publish_invocation(channel, Target::Group(group), &message, excluded)
     }
 
     async fn send_user(&self, user_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let channel = Bytes::from(self.inner.channels.user(user_id));
-        self.inner.publish_invocation(channel, &message, &[])
+        self.inner.publish_invocation(channel, Target::User(user_id), &message, &[])
     }
 
     async fn send_users(&self, user_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
+        if !self.inner.link.is_healthy() {
+            // Redis is away: local connections of these users get it now (see the module doc).
+            for user in user_ids.iter().filter(|u| !u.is_empty()) {
+                self.send_user(user, message.clone()).await?;
+            }
+            return Ok(());
+        }
         let payload = self.inner.invocation_payload(&message, &[], None)?;
         for user in user_ids.iter().filter(|u| !u.is_empty()) {
             self.inner.link.publish(Bytes::from(self.inner.channels.user(user)), payload.clone());

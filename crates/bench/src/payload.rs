@@ -1,0 +1,136 @@
+//! The benchmark payload: a string argument that carries its send time and sequence number.
+//!
+//! Every message the bench sends holds `dqb1|<send time, µs since the Unix epoch>|<seq>|`
+//! followed by padding. Receivers find the tag with a substring search instead of decoding
+//! the whole SignalR frame, so the hot path costs the same for JSON and MessagePack (a
+//! MessagePack string carries its UTF-8 bytes verbatim) and the load generator stays cheap
+//! next to the server it measures on the same cores.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use memchr::memmem::Finder;
+
+/// The marker that opens every bench payload.
+pub const TAG: &[u8] = b"dqb1|";
+
+/// Size in bytes of a JSON `Message` invocation frame around a payload of length 0:
+/// `{"type":1,"target":"Message","arguments":[""]}` plus the record separator.
+pub const JSON_MESSAGE_FRAME_OVERHEAD: usize = 47;
+
+/// Microseconds since the Unix epoch; the clock all bench processes on one machine share.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Builds a payload of at least `len` bytes (the tag alone may be longer) for `seq`, sent at
+/// `sent_micros`. Padding is `x`, which needs no escaping in JSON.
+pub fn encode(seq: u64, sent_micros: u64, len: usize) -> String {
+    let mut payload = format!("dqb1|{sent_micros}|{seq}|");
+    if payload.len() < len {
+        payload.extend(std::iter::repeat_n('x', len - payload.len()));
+    }
+    payload
+}
+
+/// The payload length that makes a JSON `Message` invocation frame `frame_len` bytes long.
+pub fn payload_len_for_frame(frame_len: usize) -> usize {
+    frame_len.saturating_sub(JSON_MESSAGE_FRAME_OVERHEAD)
+}
+
+/// What a payload says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// When the sender built it, µs since the Unix epoch.
+    pub sent_micros: u64,
+    /// The sender's sequence number.
+    pub seq: u64,
+}
+
+/// Finds bench payloads inside frames.
+#[derive(Debug)]
+pub struct StampFinder {
+    finder: Finder<'static>,
+}
+
+impl Default for StampFinder {
+    fn default() -> Self {
+        Self {
+            finder: Finder::new(TAG),
+        }
+    }
+}
+
+impl StampFinder {
+    /// The stamp of the first bench payload in `frame`, or `None` if there is none or it is
+    /// malformed (digits missing, or a number that overflows).
+    pub fn find(&self, frame: &[u8]) -> Option<Stamp> {
+        let start = self.finder.find(frame)? + TAG.len();
+        let (sent_micros, used) = parse_number(&frame[start..])?;
+        let (seq, _) = parse_number(&frame[start + used..])?;
+        Some(Stamp { sent_micros, seq })
+    }
+}
+
+/// Parses decimal digits terminated by `|`; returns the value and the bytes consumed
+/// (terminator included).
+fn parse_number(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value: u64 = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'0'..=b'9' => {
+                value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+            }
+            b'|' if index > 0 => return Some((value, index + 1)),
+            _ => return None,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_inside_a_json_frame() {
+        let payload = encode(42, 1_700_000_000_123_456, 60);
+        assert_eq!(payload.len(), 60);
+        let frame = format!(r#"{{"type":1,"target":"Message","arguments":["{payload}"]}}"#);
+        let stamp = StampFinder::default().find(frame.as_bytes()).unwrap();
+        assert_eq!(
+            stamp,
+            Stamp {
+                sent_micros: 1_700_000_000_123_456,
+                seq: 42
+            }
+        );
+    }
+
+    #[test]
+    fn a_short_length_keeps_the_whole_tag() {
+        let payload = encode(7, 123, 1);
+        assert_eq!(payload, "dqb1|123|7|");
+    }
+
+    #[test]
+    fn frame_overhead_matches_the_json_invocation() {
+        let payload = encode(1, 2, 53);
+        let frame =
+            format!("{{\"type\":1,\"target\":\"Message\",\"arguments\":[\"{payload}\"]}}\u{1e}");
+        assert_eq!(frame.len(), 100);
+        assert_eq!(payload_len_for_frame(100), 53);
+    }
+
+    #[test]
+    fn malformed_stamps_are_refused() {
+        let finder = StampFinder::default();
+        assert_eq!(finder.find(b"no tag here"), None);
+        assert_eq!(finder.find(b"dqb1||3|"), None);
+        assert_eq!(finder.find(b"dqb1|12a|3|"), None);
+        assert_eq!(finder.find(b"dqb1|12|3"), None);
+        assert_eq!(finder.find(b"dqb1|99999999999999999999999|3|"), None);
+    }
+}
