@@ -78,11 +78,21 @@ async fn run(args: Args) -> Result<(), String> {
     let address = listen_address(&args.urls)?;
     let manager = lifetime_manager(&args, signalr_testserver::test_hub::TEST_HUB_NAME).await?;
     let app = signalr_testserver::build_app(AppArgs { test_hub_lifetime_manager: manager, hub_options: None });
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let listener = bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("Now listening on: http://{local}");
     let _ = std::io::stdout().flush();
     axum::serve(listener, app).await.map_err(|e| format!("server failed: {e}"))
+}
+
+/// Binds with a listen backlog of 4096 (the kernel's `somaxconn` here): with the default, a
+/// burst of connects overflows the queue and clients stall for a second on SYN retries.
+async fn bind(address: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let address = tokio::net::lookup_host(address).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")
+    })?;
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(4096)
 }
