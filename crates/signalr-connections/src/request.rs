@@ -102,16 +102,21 @@ pub(crate) fn bearer_token(request: &RequestInfo) -> Option<String> {
 ///
 /// hyper's header values are slices of the connection's read buffer (8 KiB or more); keeping
 /// them for the life of a connection would keep that whole buffer alive.
+///
+/// The WebSocket handshake headers (`Sec-WebSocket-Key`, `-Version`, `-Extensions`) are left
+/// out: they mean nothing once the upgrade is answered, and every idle connection would keep
+/// them.
 fn compact_headers(headers: &HeaderMap) -> HeaderMap {
-    let total: usize = headers.values().map(|v| v.len()).sum();
+    let kept = || headers.iter().filter(|(name, _)| !is_handshake_only(name));
+    let total: usize = kept().map(|(_, v)| v.len()).sum();
     let mut buffer = bytes::BytesMut::with_capacity(total);
-    for value in headers.values() {
+    for (_, value) in kept() {
         buffer.extend_from_slice(value.as_bytes());
     }
     let buffer = buffer.freeze();
-    let mut compact = HeaderMap::with_capacity(headers.len());
+    let mut compact = HeaderMap::with_capacity(kept().count());
     let mut offset = 0;
-    for (name, value) in headers {
+    for (name, value) in kept() {
         let end = offset + value.len();
         let copied = http::HeaderValue::from_maybe_shared(buffer.slice(offset..end))
             .map(|mut copied| {
@@ -123,6 +128,13 @@ fn compact_headers(headers: &HeaderMap) -> HeaderMap {
         offset = end;
     }
     compact
+}
+
+/// Headers used only by the WebSocket handshake itself.
+fn is_handshake_only(name: &http::HeaderName) -> bool {
+    name == http::header::SEC_WEBSOCKET_KEY
+        || name == http::header::SEC_WEBSOCKET_VERSION
+        || name == http::header::SEC_WEBSOCKET_EXTENSIONS
 }
 
 /// Builds the [`RequestInfo`] of a request (the headers are copied, compactly).
@@ -176,6 +188,27 @@ mod tests {
         );
         assert_eq!(compact["x-b"], "three");
         assert_eq!(compact.len(), 3);
+    }
+
+    #[test]
+    fn drops_websocket_handshake_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::SEC_WEBSOCKET_KEY,
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
+        headers.insert(http::header::SEC_WEBSOCKET_VERSION, "13".parse().unwrap());
+        headers.insert(
+            http::header::SEC_WEBSOCKET_EXTENSIONS,
+            "permessage-deflate".parse().unwrap(),
+        );
+        headers.insert(http::header::HOST, "example".parse().unwrap());
+        headers.insert("x-custom", "kept".parse().unwrap());
+        let compact = compact_headers(&headers);
+        assert_eq!(compact.len(), 2);
+        assert_eq!(compact[http::header::HOST], "example");
+        assert_eq!(compact["x-custom"], "kept");
+        assert!(!compact.contains_key(http::header::SEC_WEBSOCKET_KEY));
     }
 
     #[test]

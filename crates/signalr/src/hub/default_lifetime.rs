@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use signalr_protocol::{CompletionMessage, CompletionResult, HubMessage, InvocationMessage, Value};
 use tokio::sync::oneshot;
 
-use super::lifetime::{HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
+use super::lifetime::{HubConnection, HubLifetimeManager, LifetimeError, SendError, SerializedMessage};
 
 struct Entry {
     connection: Arc<dyn HubConnection>,
@@ -69,11 +70,47 @@ impl DefaultHubLifetimeManager {
     }
 
     fn send_where(&self, message: &SerializedMessage, mut keep: impl FnMut(&str) -> bool) {
+        let mut fanout = Fanout::new(message);
         let connections = self.connections.read();
         for (id, entry) in connections.iter() {
             if keep(id) {
-                Self::deliver(entry.connection.as_ref(), message);
+                fanout.deliver(entry.connection.as_ref());
             }
+        }
+    }
+}
+
+/// Delivers one message to many connections, looking its encoding up once per protocol rather
+/// than once per receiver (the hot loop of a broadcast).
+struct Fanout<'a> {
+    message: &'a SerializedMessage,
+    /// The protocol name and encoding of the previous receiver; receivers mostly share one.
+    last: Option<(&'static str, Option<Bytes>)>,
+}
+
+impl<'a> Fanout<'a> {
+    fn new(message: &'a SerializedMessage) -> Self {
+        Self { message, last: None }
+    }
+
+    fn deliver(&mut self, connection: &dyn HubConnection) {
+        let protocol = connection.protocol();
+        let name = protocol.name();
+        let frame = match &self.last {
+            Some((last, frame)) if *last == name => frame.clone(),
+            _ => {
+                let frame = self.message.encoded(protocol);
+                self.last = Some((name, frame.clone()));
+                frame
+            }
+        };
+        // The same as `HubConnection::send`, with the encoding looked up once.
+        let result = match frame {
+            Some(frame) => connection.send_encoded(frame),
+            None => Err(SendError::NoEncoding(name)),
+        };
+        if let Err(error) = result {
+            tracing::debug!(connection_id = connection.connection_id(), %error, "message not delivered");
         }
     }
 }
@@ -167,8 +204,9 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 
     async fn send_group(&self, group: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         if let Some(members) = self.groups.read().get(group) {
+            let mut fanout = Fanout::new(&message);
             for connection in members.values() {
-                Self::deliver(connection.as_ref(), &message);
+                fanout.deliver(connection.as_ref());
             }
         }
         Ok(())
@@ -298,12 +336,13 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use signalr_protocol::{HubProtocol, JsonHubProtocol};
+    use signalr_protocol::{HubProtocol, JsonHubProtocol, MessagePackHubProtocol};
     use super::super::lifetime::SendError;
 
     struct Recorder {
         id: String,
         user: Option<String>,
+        protocol: &'static dyn HubProtocol,
         frames: Mutex<Vec<Bytes>>,
     }
 
@@ -315,7 +354,7 @@ mod tests {
             self.user.as_deref()
         }
         fn protocol(&self) -> &dyn HubProtocol {
-            &JsonHubProtocol
+            self.protocol
         }
         fn send_encoded(&self, frame: Bytes) -> Result<(), SendError> {
             self.frames.lock().push(frame);
@@ -325,7 +364,7 @@ mod tests {
     }
 
     fn recorder(id: &str, user: Option<&str>) -> Arc<Recorder> {
-        Arc::new(Recorder { id: id.into(), user: user.map(Into::into), frames: Mutex::new(Vec::new()) })
+        Arc::new(Recorder { id: id.into(), user: user.map(Into::into), protocol: &JsonHubProtocol, frames: Mutex::new(Vec::new()) })
     }
 
     fn message() -> Arc<SerializedMessage> {
@@ -354,6 +393,34 @@ mod tests {
         manager.send_group("g", message()).await.unwrap();
         assert_eq!(c.frames.lock().len(), 3);
         assert_eq!(a.frames.lock().len(), 4);
+    }
+
+    /// The fan-out looks each protocol's encoding up once; receivers of different protocols,
+    /// interleaved, must still each get their own, and a protocol without an encoding gets none.
+    #[tokio::test]
+    async fn broadcast_gives_each_protocol_its_own_encoding() {
+        let manager = DefaultHubLifetimeManager::new();
+        let mut receivers = Vec::new();
+        for i in 0..6 {
+            let protocol: &'static dyn HubProtocol = if i % 2 == 0 { &JsonHubProtocol } else { &MessagePackHubProtocol };
+            let receiver = Arc::new(Recorder { id: format!("c{i}"), user: None, protocol, frames: Mutex::new(Vec::new()) });
+            manager.on_connected(receiver.clone()).await.unwrap();
+            receivers.push(receiver);
+        }
+        let both = Arc::new(SerializedMessage::from_encoded(vec![
+            ("json".into(), Bytes::from_static(b"j\x1e")),
+            ("messagepack".into(), Bytes::from_static(b"\x01m")),
+        ]));
+        manager.send_all(both).await.unwrap();
+        manager.send_all(message()).await.unwrap();
+        for receiver in &receivers {
+            let frames = receiver.frames.lock();
+            if receiver.protocol.name() == "json" {
+                assert_eq!(*frames, vec![Bytes::from_static(b"j\x1e"), Bytes::from_static(b"x\x1e")], "{}", receiver.id);
+            } else {
+                assert_eq!(*frames, vec![Bytes::from_static(b"\x01m")], "{}", receiver.id);
+            }
+        }
     }
 
     #[tokio::test]

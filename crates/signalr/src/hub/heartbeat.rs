@@ -96,14 +96,15 @@ impl Heartbeat {
                     }
                     Phase::Connected => {
                         // Long polling has no keep-alive: neither pings nor the client timeout.
-                        if state.pings()
-                            && state.client_pinged.load(Ordering::Relaxed)
+                        // (`pings()` takes the transport's lock: asked only when something is due.)
+                        if state.client_pinged.load(Ordering::Relaxed)
                             && now.saturating_sub(state.last_received_ms.load(Ordering::Relaxed)) > client_timeout
+                            && state.pings()
                         {
                             due.push((state.clone(), Due::ClientTimeout));
                             continue;
                         }
-                        if state.pings() && now >= state.deadline_ms.load(Ordering::Relaxed) {
+                        if now >= state.deadline_ms.load(Ordering::Relaxed) && state.pings() {
                             state.deadline_ms.store(now + keep_alive, Ordering::Relaxed);
                             if let Some(frame) = shared.ping_frame(state.hub_protocol()) {
                                 let _ = state.connection.send(frame);
