@@ -1,0 +1,276 @@
+//! Starting and stopping a Diquis process: database, seed, backplane, hub, jobs, publisher and
+//! the HTTP listeners.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use signalr::HubLifetimeManager;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::hub::HubAuthenticator;
+use crate::auth::jwt::JwtService;
+use crate::auth::{password, tokens, users, ROOT_ROLE, ROOT_TENANT};
+use crate::config::{ConfigError, DatabaseTarget, Settings};
+use crate::db::{Db, DbError};
+use crate::notifications::hub::{connection_options, notification_service, HUB_NAME, HUB_PATH};
+use crate::notifications::publisher::{Audience, Publisher};
+use crate::ops::health::{Backplane, Health};
+use crate::state::{AppInner, AppState, ProcessRole};
+use crate::tenants::jobs::{provision_handler, update_handler, JobDeps, TENANT_QUEUE};
+use crate::tenants::repo;
+use crate::{with_db, web};
+
+/// Why a process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A configuration value is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The job storage could not be prepared.
+    #[error("job storage: {0}")]
+    Jobs(#[from] jobs::JobError),
+    /// The Redis backplane could not be created.
+    #[error("Redis backplane: {0}")]
+    Backplane(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on http://{addr} (configuration key 'Urls'): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A started process.
+pub struct RunningApp {
+    /// The bound addresses (with the real port when port 0 was asked for).
+    pub addrs: Vec<SocketAddr>,
+    /// The shared state (for tests and embedding).
+    pub state: AppState,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    worker: Option<jobs::WorkerHandle>,
+    lifetime: Arc<dyn HubLifetimeManager>,
+}
+
+impl RunningApp {
+    /// The first URL, e.g. `http://127.0.0.1:5000`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addrs[0])
+    }
+
+    /// A token that stops the process when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The hub's lifetime manager.
+    pub fn lifetime_manager(&self) -> &Arc<dyn HubLifetimeManager> {
+        &self.lifetime
+    }
+
+    /// Waits for the shutdown signal, then stops: listeners close, running jobs finish or are
+    /// handed back, the publisher stops, the pool closes.
+    pub async fn wait(mut self) {
+        self.shutdown.cancelled().await;
+        self.stop_inner().await;
+    }
+
+    /// Stops now.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(worker) = self.worker.take()
+            && let Err(e) = worker.shutdown().await {
+                tracing::warn!(error = %e, "jobs worker shutdown");
+            }
+        for t in self.tasks.drain(..) {
+            // Open WebSockets keep a graceful HTTP shutdown waiting; give them a moment, then go.
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+                abort.abort();
+            }
+        }
+        self.state.db.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+fn same_database(a: &DatabaseTarget, b: &DatabaseTarget) -> bool {
+    match (a, b) {
+        (DatabaseTarget::Postgres(x), DatabaseTarget::Postgres(y)) => {
+            x.host == y.host && x.port == y.port && x.database == y.database
+        }
+        (DatabaseTarget::Sqlite { path: x }, DatabaseTarget::Sqlite { path: y }) => {
+            let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            canon(x) == canon(y)
+        }
+        _ => false,
+    }
+}
+
+/// Checks what can be checked before touching anything.
+pub fn preflight(settings: &Settings) -> Result<(), ConfigError> {
+    if !same_database(&settings.database, &settings.job_storage) {
+        return Err(ConfigError {
+            key: "ConnectionStrings:HangfireConnection".into(),
+            problem: "must name the same database as ConnectionStrings:DefaultConnection: Diquis enqueues a tenant's \
+                      job in the same transaction as the tenant row, and commits a job's result together with its \
+                      notification (remove the key to use DefaultConnection)"
+                .into(),
+        });
+    }
+    if let Some(redis) = &settings.redis {
+        signalr_redis::RedisConfig::parse(redis).map_err(|e| ConfigError {
+            key: "ConnectionStrings:RedisConnection".into(),
+            problem: format!("is not a valid StackExchange.Redis connection string: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Creates tenant `root` and, when no root administrator exists, one from `Seed:*` (printing a
+/// generated password once). Returns the generated password, if one was made.
+pub async fn seed(db: &Db, settings: &Settings) -> Result<Option<String>, sqlx::Error> {
+    repo::ensure_root(db).await?;
+    let existing: Option<i32> = with_db!(db, |p| {
+        sqlx::query_scalar(
+            "SELECT 1 FROM users u JOIN user_roles r ON r.user_id = u.id WHERE u.tenant_id = $1 AND r.role = $2 LIMIT 1",
+        )
+        .bind(ROOT_TENANT)
+        .bind(ROOT_ROLE)
+        .fetch_optional(p)
+        .await?
+    });
+    if existing.is_some() {
+        return Ok(None);
+    }
+    let (password_text, generated) = match &settings.seed.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (password::generate(), true),
+    };
+    let hash = password::hash_async(password_text.clone()).await;
+    let mut tx = db.begin().await?;
+    let (_, created) = users::ensure_user(
+        &mut tx,
+        &users::NewUser { tenant_id: ROOT_TENANT, email: &settings.seed.admin_email, password_hash: &hash, roles: &[ROOT_ROLE] },
+    )
+    .await?;
+    tx.commit().await?;
+    if created {
+        tracing::info!(email = %settings.seed.admin_email, "created the root administrator");
+        if generated {
+            return Ok(Some(password_text));
+        }
+    }
+    Ok(None)
+}
+
+/// Starts a process with `settings` in `role`; returns once it accepts connections.
+pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, StartError> {
+    preflight(&settings)?;
+    crate::ops::metrics::install();
+    let shutdown = CancellationToken::new();
+    let db = Db::open(&settings.database).await?;
+    let job_store = match &db {
+        Db::Postgres(p) => jobs::JobStore::from_pg_pool(p.clone()).await?,
+        Db::Sqlite(p) => jobs::JobStore::from_sqlite_pool(p.clone()).await?,
+    };
+    if let Some(generated) = seed(&db, &settings).await.map_err(DbError::from)? {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "Created the root administrator '{}' (tenant 'root') with the generated password:\n\n    {generated}\n\n\
+             It is shown only this once. Set Seed:AdminPassword before the first start to choose it yourself.",
+            settings.seed.admin_email
+        );
+        let _ = out.flush();
+    }
+    let key = tokens::signing_key(&db, settings.jwt.key.as_deref()).await.map_err(DbError::from)?;
+    let jwt = JwtService::new(&key, &settings.jwt);
+
+    let (lifetime, backplane): (Arc<dyn HubLifetimeManager>, Backplane) = match &settings.redis {
+        None => (Arc::new(signalr::DefaultHubLifetimeManager::new()), Backplane::InProcess),
+        Some(cs) => {
+            let options = signalr_redis::RedisBackplaneOptions::from_connection_string(cs, HUB_NAME)
+                .map_err(|e| StartError::Backplane(e.to_string()))?
+                .with_channel_prefix(settings.channel_prefix.clone());
+            let manager = Arc::new(
+                signalr_redis::RedisHubLifetimeManager::new(options).map_err(|e| StartError::Backplane(e.to_string()))?,
+            );
+            (manager.clone() as Arc<dyn HubLifetimeManager>, Backplane::Redis(manager))
+        }
+    };
+    let service = notification_service(lifetime.clone());
+    let hub_router = service.router(HUB_PATH, connection_options(HubAuthenticator::new(jwt.clone(), settings.cors_origins.clone())));
+
+    let outbox_wake = Arc::new(Notify::new());
+    let state = AppState::new(AppInner {
+        settings: settings.clone(),
+        db: db.clone(),
+        jwt,
+        jobs: job_store.clone(),
+        outbox_wake: outbox_wake.clone(),
+        health: Health { backplane: backplane.clone() },
+        role,
+    });
+
+    let mut tasks = Vec::new();
+    let mut worker = None;
+    if role.runs_jobs() {
+        let deps = JobDeps {
+            db: db.clone(),
+            main_target: settings.database.clone(),
+            data_directory: settings.data_directory.clone(),
+            outbox_wake: outbox_wake.clone(),
+        };
+        worker = Some(
+            jobs::Worker::builder(job_store.clone())
+                .queue(TENANT_QUEUE, settings.job_workers)
+                .lease_duration(Duration::from_secs(settings.job_lease_seconds))
+                .register(provision_handler(deps.clone()))
+                .register(update_handler(deps))
+                .start()
+                .await?,
+        );
+        let audience = if settings.broadcast_to_all { Audience::Everyone } else { Audience::RootAndRequester };
+        let publisher = Publisher::new(db.clone(), lifetime.clone(), audience, outbox_wake, backplane);
+        tasks.push(tokio::spawn(publisher.run(shutdown.clone())));
+    }
+
+    let app = web::router(state.clone(), hub_router);
+    let addrs_wanted = settings
+        .urls
+        .clone()
+        .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), role.default_port())]);
+    let mut addrs = Vec::new();
+    for addr in addrs_wanted {
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        addrs.push(local);
+        let app = app.clone();
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+    }
+    tracing::info!(role = role.name(), database = %settings.database, backplane = match &settings.redis { Some(_) => "redis", None => "in-process" }, "Diquis started");
+    Ok(RunningApp { addrs, state, shutdown, tasks, worker, lifetime })
+}

@@ -1,0 +1,80 @@
+//! `POST /api/tokens` (sign in) and `POST /api/tokens/refresh` for API clients and SPAs.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+
+use super::tokens::{self, SignInError, TokenResponse};
+use super::ROOT_TENANT;
+use crate::state::AppState;
+use crate::tenants::validation::string_field;
+use crate::web::envelope::{ApiError, Envelope};
+
+impl From<SignInError> for ApiError {
+    fn from(e: SignInError) -> Self {
+        match e {
+            SignInError::Database(e) => ApiError::from(e),
+            other => ApiError::unauthorized(other.to_string()),
+        }
+    }
+}
+
+fn parse(body: &Bytes) -> Result<serde_json::Value, ApiError> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(ApiError::validation(vec!["The request body must be a JSON object.".into()])),
+        Err(e) => Err(ApiError::validation(vec![format!("The request body is not valid JSON: {e}")])),
+    }
+}
+
+/// `POST /api/tokens` `{email, password, tenant}` (tenant defaults to `root`).
+pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Result<Json<Envelope<TokenResponse>>, ApiError> {
+    let body = parse(&body)?;
+    let mut problems = Vec::new();
+    let email = string_field(&body, "email", &mut problems).map(str::trim).unwrap_or("").to_string();
+    let password = string_field(&body, "password", &mut problems).unwrap_or("").to_string();
+    let tenant = string_field(&body, "tenant", &mut problems).map(str::trim).filter(|t| !t.is_empty()).unwrap_or(ROOT_TENANT).to_string();
+    if email.is_empty() && !problems.iter().any(|p| p.starts_with("'email'")) {
+        problems.push("'email' is required.".into());
+    }
+    if password.is_empty() && !problems.iter().any(|p| p.starts_with("'password'")) {
+        problems.push("'password' is required.".into());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let user = match tokens::check_credentials(&state.db, &email, &password, &tenant).await {
+        Ok(u) => u,
+        Err(e) => {
+            metrics::counter!("diquis_sign_in_failures_total").increment(1);
+            tracing::info!(%email, %tenant, reason = %e, "sign-in refused");
+            return Err(e.into());
+        }
+    };
+    Ok(Json(Envelope::ok(issue(&state, &user, None).await?, vec![])))
+}
+
+/// Issues an access token and a new refresh token for `user`.
+pub async fn issue(state: &AppState, user: &super::users::UserRow, csrf: Option<String>) -> Result<TokenResponse, ApiError> {
+    let identity = tokens::identity_of(&state.db, user, csrf.clone()).await?;
+    let token = state.jwt.issue(&identity);
+    let (refresh_token, expiry) =
+        tokens::new_refresh_token(&state.db, &user.id, csrf.as_deref(), state.settings.jwt.refresh_days).await?;
+    Ok(TokenResponse { token, refresh_token, refresh_token_expiry_time: expiry })
+}
+
+/// `POST /api/tokens/refresh` `{refreshToken}`: a new access token and a new refresh token (the
+/// old one is revoked).
+pub async fn refresh(State(state): State<AppState>, body: Bytes) -> Result<Json<Envelope<TokenResponse>>, ApiError> {
+    let body = parse(&body)?;
+    let mut problems = Vec::new();
+    let token = string_field(&body, "refreshToken", &mut problems).unwrap_or("").to_string();
+    if token.is_empty() && problems.is_empty() {
+        problems.push("'refreshToken' is required.".into());
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let (user, csrf) = tokens::use_refresh_token(&state.db, &token, true).await?;
+    Ok(Json(Envelope::ok(issue(&state, &user, csrf).await?, vec![])))
+}

@@ -1,0 +1,145 @@
+//! Request extractors: who is calling an API ([`Caller`], [`RootCaller`]) or a page ([`PageCaller`]).
+//!
+//! API clients send `Authorization: Bearer <jwt>`; the browser sends the session cookie, and
+//! then every state-changing request must also carry the session's CSRF token.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::jwt::TokenError;
+use super::session::{cookie, secrets_equal, AUTH_COOKIE, CSRF_HEADER};
+use super::Identity;
+use crate::state::AppState;
+use crate::web::envelope::ApiError;
+
+/// An authenticated API caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub identity: Identity,
+    /// Whether the credentials came from the session cookie (then CSRF applies).
+    pub via_cookie: bool,
+}
+
+/// How credentials were found on a request.
+pub enum Credentials {
+    /// A valid identity.
+    Valid(Identity, bool),
+    /// None were sent.
+    Missing,
+    /// Some were sent but refused.
+    Refused(TokenError),
+}
+
+/// Reads a bearer token (header) or else the session cookie.
+pub fn credentials(parts: &Parts, state: &AppState) -> Credentials {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    if let Some(token) = bearer {
+        return match state.jwt.validate(token) {
+            Ok(id) => Credentials::Valid(id, false),
+            Err(e) => Credentials::Refused(e),
+        };
+    }
+    match cookie(&parts.headers, AUTH_COOKIE) {
+        Some(token) => match state.jwt.validate(&token) {
+            Ok(id) => Credentials::Valid(id, true),
+            Err(e) => Credentials::Refused(e),
+        },
+        None => Credentials::Missing,
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match credentials(parts, state) {
+            Credentials::Valid(identity, via_cookie) => {
+                if via_cookie && !is_safe(&parts.method) {
+                    let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let expected = identity.csrf.as_deref().unwrap_or("");
+                    if expected.is_empty() || !secrets_equal(sent, expected) {
+                        return Err(ApiError::forbidden(
+                            "Missing or wrong CSRF token: send the X-CSRF-Token header with cookie authentication.",
+                        ));
+                    }
+                }
+                Ok(Caller { identity, via_cookie })
+            }
+            Credentials::Missing => Err(ApiError::unauthorized("Authentication required: send a Bearer token.")),
+            Credentials::Refused(TokenError::Expired) => Err(ApiError::unauthorized("The token has expired.")),
+            Credentials::Refused(TokenError::Invalid(_)) => Err(ApiError::unauthorized("The token is invalid.")),
+        }
+    }
+}
+
+/// A caller with role `root` in tenant `root` (tenant management, the jobs dashboard).
+#[derive(Debug, Clone)]
+pub struct RootCaller(pub Caller);
+
+impl FromRequestParts<AppState> for RootCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.identity.is_root_admin() {
+            return Err(ApiError::forbidden("This requires the root role."));
+        }
+        Ok(RootCaller(caller))
+    }
+}
+
+/// A signed-in browser user; anyone else is redirected to the login page.
+#[derive(Debug, Clone)]
+pub struct PageCaller(pub Identity);
+
+/// Where an anonymous page request goes.
+pub struct LoginRedirect(String);
+
+impl IntoResponse for LoginRedirect {
+    fn into_response(self) -> Response {
+        Redirect::to(&self.0).into_response()
+    }
+}
+
+impl FromRequestParts<AppState> for PageCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match credentials(parts, state) {
+            Credentials::Valid(identity, true) => Ok(PageCaller(identity)),
+            _ => {
+                let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let target = format!("/login?returnUrl={}", crate::web::html::url_encode(here));
+                Err(LoginRedirect(target).into_response())
+            }
+        }
+    }
+}
+
+/// A signed-in browser user with role `root`; others get 403, anonymous ones the login page.
+#[derive(Debug, Clone)]
+pub struct RootPageCaller(pub Identity);
+
+impl FromRequestParts<AppState> for RootPageCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let PageCaller(identity) = PageCaller::from_request_parts(parts, state).await?;
+        if !identity.is_root_admin() {
+            return Err((StatusCode::FORBIDDEN, "This page requires the root role.").into_response());
+        }
+        Ok(RootPageCaller(identity))
+    }
+}

@@ -1,0 +1,123 @@
+//! Users and their roles in the main database.
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Db, Tx};
+use crate::{with_db, with_tx};
+
+/// A stored user.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    /// UUID.
+    pub id: String,
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Email as entered (compared case-insensitively).
+    pub email: String,
+    /// `email.tenant`, lower-case: the user identifier in tokens and on the hub.
+    pub user_name: String,
+    /// Argon2 PHC hash.
+    pub password_hash: String,
+    /// Whether the user may sign in.
+    pub is_active: bool,
+    /// When created.
+    pub created_on: DateTime<Utc>,
+}
+
+/// The tenant-qualified user name Diquis uses as the user identifier (`admin@email.com.root`).
+pub fn user_name(email: &str, tenant: &str) -> String {
+    format!("{}.{}", email.trim().to_ascii_lowercase(), tenant)
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    /// Tenant id.
+    pub tenant_id: &'a str,
+    /// Email.
+    pub email: &'a str,
+    /// Argon2 hash.
+    pub password_hash: &'a str,
+    /// Roles to grant.
+    pub roles: &'a [&'a str],
+}
+
+/// Finds a user by tenant and email.
+pub async fn find_by_email(db: &Db, tenant: &str, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    let name = user_name(email, tenant);
+    with_db!(db, |p| {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on FROM users WHERE user_name = $1",
+        )
+        .bind(&name)
+        .fetch_optional(p)
+        .await
+    })
+}
+
+/// Finds a user by id.
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await
+    })
+}
+
+/// The roles of a user, sorted.
+pub async fn roles_of(db: &Db, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query_scalar::<_, String>("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+            .bind(user_id)
+            .fetch_all(p)
+            .await
+    })
+}
+
+/// Creates the user unless one with the same user name exists, and grants `roles` either way.
+/// Returns whether the user was created now. Safe to repeat (a retried job never fails with
+/// "user already exists").
+pub async fn ensure_user(tx: &mut Tx, user: &NewUser<'_>) -> Result<(String, bool), sqlx::Error> {
+    let name = user_name(user.email, user.tenant_id);
+    let new_id = uuid::Uuid::new_v4().to_string();
+    let now = Utc::now();
+    let created = with_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO users (id, tenant_id, email, user_name, password_hash, first_name, last_name, is_active, created_on) \
+             VALUES ($1, $2, $3, $4, $5, 'Default', 'Admin', TRUE, $6) ON CONFLICT (user_name) DO NOTHING",
+        )
+        .bind(&new_id)
+        .bind(user.tenant_id)
+        .bind(user.email.trim())
+        .bind(&name)
+        .bind(user.password_hash)
+        .bind(now)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+            == 1
+    });
+    let id: String = with_tx!(tx, |c| {
+        sqlx::query_scalar("SELECT id FROM users WHERE user_name = $1").bind(&name).fetch_one(&mut *c).await?
+    });
+    for role in user.roles {
+        with_tx!(tx, |c| {
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(&id)
+                .bind(*role)
+                .execute(&mut *c)
+                .await?;
+        });
+    }
+    Ok((id, created))
+}
+
+/// How many users a tenant has (for tests and the UI).
+pub async fn count_in_tenant(db: &Db, tenant: &str) -> Result<i64, sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE tenant_id = $1").bind(tenant).fetch_one(p).await
+    })
+}

@@ -1,0 +1,315 @@
+//! `ConnectionStrings:*` for databases: Npgsql key/value strings, `postgres://` URLs, or SQLite.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a database lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// A PostgreSQL database.
+    Postgres(PostgresTarget),
+    /// An SQLite file (created when missing).
+    Sqlite {
+        /// The file path.
+        path: PathBuf,
+    },
+}
+
+/// The parts of a PostgreSQL connection Diquis uses.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    /// Host name or address (or a Unix socket directory).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Database name.
+    pub database: String,
+    /// User name.
+    pub username: String,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// `disable`, `prefer`, `require`, … (libpq names).
+    pub ssl_mode: Option<String>,
+}
+
+impl fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for DatabaseTarget {
+    /// Shows where the database is, never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseTarget::Postgres(p) => write!(f, "postgres://{}@{}:{}/{}", p.username, p.host, p.port, p.database),
+            DatabaseTarget::Sqlite { path } => write!(f, "sqlite:{}", path.display()),
+        }
+    }
+}
+
+impl PostgresTarget {
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, database: &str) -> Self {
+        Self { database: database.to_string(), ..self.clone() }
+    }
+
+    /// sqlx connect options.
+    pub fn connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        let mut o = sqlx::postgres::PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .database(&self.database)
+            .username(&self.username)
+            .application_name("diquis");
+        if let Some(p) = &self.password {
+            o = o.password(p);
+        }
+        if let Some(mode) = &self.ssl_mode
+            && let Ok(mode) = mode.parse() {
+                o = o.ssl_mode(mode);
+            }
+        o
+    }
+}
+
+/// Parses a database connection string; the error text explains what is wrong (the caller
+/// adds the key name).
+pub fn parse_database(value: &str) -> Result<DatabaseTarget, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err("is empty".into());
+    }
+    let lower = value.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return parse_postgres_url(value);
+    }
+    if let Some(rest) = lower.strip_prefix("sqlite:") {
+        let rest = &value[value.len() - rest.len()..];
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or("");
+        if path.is_empty() || path == ":memory:" {
+            return Err("an SQLite URL needs a file path (in-memory databases cannot be shared by the web and jobs parts)".into());
+        }
+        return Ok(DatabaseTarget::Sqlite { path: PathBuf::from(path) });
+    }
+    if value.contains('=') {
+        return parse_key_values(value);
+    }
+    if value.contains("://") {
+        return Err(format!("unsupported URL scheme in '{}': use postgres://, sqlite: or a file path", redact(value)));
+    }
+    Ok(DatabaseTarget::Sqlite { path: PathBuf::from(value) })
+}
+
+fn parse_postgres_url(value: &str) -> Result<DatabaseTarget, String> {
+    let options: sqlx::postgres::PgConnectOptions =
+        value.parse().map_err(|e| format!("is not a valid PostgreSQL URL: {e}"))?;
+    let database = options.get_database().map(str::to_string).unwrap_or_else(|| options.get_username().to_string());
+    // Keep what we need; PgConnectOptions hides the password, so take it from the URL text.
+    let password = value
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| percent_decode(p));
+    let ssl_mode = value.split_once('?').and_then(|(_, q)| {
+        q.split('&').find_map(|kv| kv.strip_prefix("sslmode=").map(str::to_string))
+    });
+    Ok(DatabaseTarget::Postgres(PostgresTarget {
+        host: options.get_host().to_string(),
+        port: options.get_port(),
+        database,
+        username: options.get_username().to_string(),
+        password,
+        ssl_mode,
+    }))
+}
+
+fn parse_key_values(value: &str) -> Result<DatabaseTarget, String> {
+    let mut pg = PostgresTarget {
+        host: String::new(),
+        port: 5432,
+        database: String::new(),
+        username: String::new(),
+        password: None,
+        ssl_mode: None,
+    };
+    let mut sqlite: Option<PathBuf> = None;
+    for part in split_unquoted(value).iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(format!("'{part}' is not of the form Keyword=Value"));
+        };
+        let key: String = k.trim().to_ascii_lowercase().chars().filter(|c| *c != ' ').collect();
+        let v = unquote(v.trim());
+        match key.as_str() {
+            "host" | "server" => pg.host = v,
+            "port" => pg.port = v.parse().map_err(|_| format!("Port '{v}' is not a port number"))?,
+            "database" | "initialcatalog" => pg.database = v,
+            "username" | "userid" | "user" | "uid" => pg.username = v,
+            "password" | "pwd" => pg.password = Some(v),
+            "sslmode" => pg.ssl_mode = Some(normalize_ssl_mode(&v)?),
+            "datasource" | "filename" => sqlite = Some(PathBuf::from(v)),
+            // Npgsql options that change nothing for us are accepted, so .NET strings work as they are.
+            "pooling" | "minimumpoolsize" | "maximumpoolsize" | "maxpoolsize" | "timeout" | "commandtimeout"
+            | "includeerrordetail" | "trustservercertificate" | "keepalive" | "applicationname" | "mode"
+            | "cache" | "searchpath" | "connectionidlelifetime" | "multiplexing" => {}
+            other => return Err(format!("unknown keyword '{}'", other)),
+        }
+    }
+    if let Some(path) = sqlite {
+        if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") {
+            return Err("Data Source must name a file".into());
+        }
+        return Ok(DatabaseTarget::Sqlite { path });
+    }
+    if pg.host.is_empty() {
+        return Err("has no Host (expected Host=…;Database=…;Username=…;Password=…)".into());
+    }
+    if pg.database.is_empty() {
+        return Err("has no Database".into());
+    }
+    if pg.username.is_empty() {
+        return Err("has no Username".into());
+    }
+    Ok(DatabaseTarget::Postgres(pg))
+}
+
+/// Splits on `;` outside single or double quotes (Npgsql quotes values containing `;`).
+fn split_unquoted(value: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    for c in value.chars() {
+        match (quote, c) {
+            (None, ';') => parts.push(std::mem::take(&mut current)),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                current.push(c);
+            }
+            _ => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts
+}
+
+fn unquote(v: &str) -> String {
+    for q in ['\'', '"'] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return v[1..v.len() - 1].to_string();
+        }
+    }
+    v.to_string()
+}
+
+fn normalize_ssl_mode(v: &str) -> Result<String, String> {
+    let m = v.to_ascii_lowercase().replace([' ', '-'], "");
+    Ok(match m.as_str() {
+        "disable" => "disable",
+        "allow" => "allow",
+        "prefer" => "prefer",
+        "require" => "require",
+        "verifyca" => "verify-ca",
+        "verifyfull" => "verify-full",
+        _ => return Err(format!("SSL Mode '{v}' is not one of Disable, Allow, Prefer, Require, VerifyCA, VerifyFull")),
+    }
+    .to_string())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value with any `Password=` or URL password hidden, for messages.
+pub fn redact(value: &str) -> String {
+    if let Some((scheme, rest)) = value.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            return format!("{scheme}://{user}:***@{host}");
+        }
+        return value.to_string();
+    }
+    value
+        .split(';')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if matches!(k.trim().to_ascii_lowercase().as_str(), "password" | "pwd") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(s: &str) -> PostgresTarget {
+        match parse_database(s).unwrap() {
+            DatabaseTarget::Postgres(p) => p,
+            other => panic!("expected postgres, got {other}"),
+        }
+    }
+
+    #[test]
+    fn npgsql_strings() {
+        let p = pg("Host=db.local;Port=5433;Database=diquis;Username=app;Password='s3;cret';Pooling=true");
+        assert_eq!(p.host, "db.local");
+        assert_eq!(p.port, 5433);
+        assert_eq!(p.database, "diquis");
+        assert_eq!(p.username, "app");
+        assert_eq!(p.password.as_deref(), Some("s3;cret"));
+        let p = pg("Server=h; User ID=u; Password=p; Database=d; SSL Mode=Require");
+        assert_eq!(p.ssl_mode.as_deref(), Some("require"));
+        assert_eq!(p.password.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn postgres_urls() {
+        let p = pg("postgres://user:p%40ss@127.0.0.1:5432/diquis?sslmode=disable");
+        assert_eq!((p.host.as_str(), p.port, p.database.as_str()), ("127.0.0.1", 5432, "diquis"));
+        assert_eq!(p.password.as_deref(), Some("p@ss"));
+        assert_eq!(p.ssl_mode.as_deref(), Some("disable"));
+    }
+
+    #[test]
+    fn sqlite_forms() {
+        for s in ["./diquis.db", "Data Source=diquis.db", "sqlite://diquis.db", "sqlite:diquis.db"] {
+            assert!(matches!(parse_database(s).unwrap(), DatabaseTarget::Sqlite { .. }), "{s}");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert!(parse_database("").unwrap_err().contains("empty"));
+        assert!(parse_database("Host=x;Database=d;Username=u;Port=abc").unwrap_err().contains("Port 'abc'"));
+        assert!(parse_database("Hots=x;Database=d").unwrap_err().contains("unknown keyword 'hots'"));
+        assert!(parse_database("Database=d;Username=u").unwrap_err().contains("no Host"));
+        assert!(parse_database("Host=h;Username=u").unwrap_err().contains("no Database"));
+        assert!(parse_database("mysql://x").unwrap_err().contains("unsupported URL scheme"));
+        assert!(parse_database("sqlite::memory:").is_err());
+        assert!(parse_database("postgres://u@h:notaport/d").unwrap_err().contains("not a valid PostgreSQL URL"));
+    }
+
+    #[test]
+    fn redaction_hides_passwords() {
+        assert_eq!(redact("Host=h;Password=secret"), "Host=h;Password=***");
+        assert_eq!(redact("postgres://u:secret@h/d"), "postgres://u:***@h/d");
+    }
+}

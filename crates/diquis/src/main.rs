@@ -1,0 +1,64 @@
+//! The `diquis` binary: `diquis` (web + jobs), `diquis web`, `diquis jobs`.
+
+use std::process::ExitCode;
+
+use diquis::cli::{self, Command};
+
+/// Prints a line to stdout; a closed stdout (a parent that stopped reading) must not stop the server.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (role, flags) = match cli::parse(&args) {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("diquis {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Run { role, flags } => (role, flags),
+    };
+    let content_root = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let settings = match diquis::config::load(&content_root, std::env::vars(), &flags) {
+        Ok((_, settings)) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    diquis::ops::logging::init(settings.log_format, &settings.log_filter);
+    diquis::ops::metrics::install();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let app = match diquis::start(settings, role).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return match e {
+                    diquis::StartError::Config(_) => ExitCode::from(2),
+                    _ => ExitCode::FAILURE,
+                };
+            }
+        };
+        for addr in &app.addrs {
+            say(&format!("Now listening on: http://{addr}"));
+        }
+        say("Application started. Press Ctrl+C to shut down.");
+        diquis::ops::shutdown::on_signal(app.shutdown_token());
+        app.wait().await;
+        ExitCode::SUCCESS
+    })
+}

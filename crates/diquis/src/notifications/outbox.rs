@@ -1,0 +1,112 @@
+//! The notification outbox: events are written in the same transaction as the job's final
+//! state, then published by [`super::publisher`] and marked sent. A row's id is the `id` the
+//! clients see, so a repeat is recognisable.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::event::Event;
+use crate::db::{Db, Tx};
+use crate::{with_db, with_tx};
+
+/// A stored notification.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NotificationRow {
+    /// Monotonic id (commit order).
+    pub id: i64,
+    /// Hub target.
+    pub event: String,
+    /// Payload JSON without `id`.
+    pub payload: String,
+    /// The tenant it is about.
+    pub tenant_id: Option<String>,
+    /// The user who asked.
+    pub recipient_user: Option<String>,
+    /// When written.
+    pub created_on: DateTime<Utc>,
+    /// When published, if yet.
+    pub sent_on: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, event, payload, tenant_id, recipient_user, created_on, sent_on";
+
+/// A notification as `GET /api/notifications` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissedNotification {
+    /// Id.
+    pub id: i64,
+    /// Hub target (`TenantCreated`, …).
+    pub event: String,
+    /// The payload exactly as sent on the hub (with `id`).
+    pub data: serde_json::Value,
+}
+
+/// Writes `event` to the outbox inside `tx`; returns its id. On PostgreSQL the insert takes a
+/// transaction-scoped advisory lock first, so ids become visible in increasing order and a
+/// client reading `after=<id>` never skips a row that commits late.
+pub async fn insert(tx: &mut Tx, event: &Event) -> Result<i64, sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(72620061)").execute(&mut **t).await?;
+    }
+    let now = Utc::now();
+    let id: i64 = with_tx!(tx, |c| {
+        sqlx::query_scalar(
+            "INSERT INTO notifications (event, payload, tenant_id, recipient_user, created_on) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id",
+        )
+        .bind(event.target)
+        .bind(&event.payload)
+        .bind(&event.tenant_id)
+        .bind(&event.user_id)
+        .bind(now)
+        .fetch_one(&mut *c)
+        .await?
+    });
+    Ok(id)
+}
+
+/// Unsent rows, oldest first (at most `limit`).
+pub async fn unsent(db: &Db, limit: i64) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM notifications WHERE sent_on IS NULL ORDER BY id LIMIT $1");
+    with_db!(db, |p| sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(p).await)
+}
+
+/// Marks a row sent.
+pub async fn mark_sent(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query("UPDATE notifications SET sent_on = $2 WHERE id = $1 AND sent_on IS NULL")
+            .bind(id)
+            .bind(Utc::now())
+            .execute(p)
+            .await?;
+    });
+    Ok(())
+}
+
+/// The notifications after `after` that `user_name` may see: all of them for root admins (or
+/// when broadcasting to all), else those it asked for. Oldest first, at most 200.
+pub async fn visible_after(
+    db: &Db,
+    after: i64,
+    user_name: &str,
+    sees_everything: bool,
+) -> Result<Vec<MissedNotification>, sqlx::Error> {
+    let rows: Vec<NotificationRow> = if sees_everything {
+        let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id > $1 ORDER BY id LIMIT 200");
+        with_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).fetch_all(p).await?)
+    } else {
+        let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id > $1 AND recipient_user = $2 ORDER BY id LIMIT 200");
+        with_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(user_name).fetch_all(p).await?)
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| MissedNotification { id: r.id, data: super::event::with_id(&r.payload, r.id), event: r.event })
+        .collect())
+}
+
+/// The highest notification id (0 when none); pages start listening from here.
+pub async fn latest_id(db: &Db) -> Result<i64, sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM notifications").fetch_one(p).await.map(|v| v.unwrap_or(0))
+    })
+}

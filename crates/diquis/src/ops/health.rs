@@ -1,0 +1,107 @@
+//! `/health/live` (the process answers) and `/health/ready` (database, job storage and the Redis
+//! backplane answer), in the shape of ASP.NET Core health checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::state::AppState;
+
+/// The backplane's health as the application sees it.
+#[derive(Clone)]
+pub enum Backplane {
+    /// In-process: always healthy.
+    InProcess,
+    /// Redis.
+    Redis(Arc<signalr_redis::RedisHubLifetimeManager>),
+}
+
+impl Backplane {
+    /// Healthy, or the reason it is not.
+    pub fn check(&self) -> Result<String, String> {
+        match self {
+            Backplane::InProcess => Ok("in-process".into()),
+            Backplane::Redis(m) => {
+                let s = m.status();
+                if s.is_healthy() {
+                    Ok("redis connected".into())
+                } else {
+                    Err(format!(
+                        "redis unreachable (publisher connected: {}, subscriber connected: {}, last error: {})",
+                        s.publisher_connected,
+                        s.subscriber_connected,
+                        s.last_error.unwrap_or_default()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Whether sends can leave this process now.
+    pub fn is_healthy(&self) -> bool {
+        self.check().is_ok()
+    }
+}
+
+/// What readiness checks.
+#[derive(Clone)]
+pub struct Health {
+    /// The backplane.
+    pub backplane: Backplane,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    status: &'static str,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    status: &'static str,
+    entries: std::collections::BTreeMap<&'static str, Entry>,
+}
+
+async fn check_db(db: &Db) -> Result<String, String> {
+    match tokio::time::timeout(Duration::from_secs(5), db.ping()).await {
+        Ok(Ok(())) => Ok(format!("{} answers", db.backend())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
+    }
+}
+
+/// `GET /health/live`: 200 `Healthy` while the process serves requests.
+pub async fn live() -> &'static str {
+    "Healthy"
+}
+
+/// `GET /health/ready`: 200 when every dependency answers, else 503; JSON details either way.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let mut entries = std::collections::BTreeMap::new();
+    let mut healthy = true;
+    let mut add = |name: &'static str, r: Result<String, String>| {
+        healthy &= r.is_ok();
+        let (status, description) = match r {
+            Ok(d) => ("Healthy", d),
+            Err(d) => ("Unhealthy", d),
+        };
+        entries.insert(name, Entry { status, description });
+    };
+    add("database", check_db(&state.db).await);
+    let jobs = match tokio::time::timeout(Duration::from_secs(5), state.jobs.queue_depth(crate::tenants::jobs::TENANT_QUEUE)).await {
+        Ok(Ok(depth)) => Ok(format!("{} job storage answers; {depth} tenant jobs waiting", state.jobs.backend_name())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
+    };
+    add("jobs", jobs);
+    add("backplane", state.health.backplane.check());
+    let status = if healthy { "Healthy" } else { "Unhealthy" };
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(Report { status, entries })).into_response()
+}

@@ -1,0 +1,90 @@
+//! Small HTML helpers: escaping, URL encoding and the page layout.
+
+use crate::auth::Identity;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether `target` is a local path safe to redirect to after sign-in (no open redirect).
+pub fn is_local_path(target: &str) -> bool {
+    target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\") && !target.contains("://")
+}
+
+/// A full page. `head` goes into `<head>`, `scripts` at the end of `<body>`.
+pub fn page(title: &str, user: Option<&Identity>, head: &str, body: &str, scripts: &str) -> String {
+    let nav = match user {
+        Some(u) => format!(
+            r#"<a href="/tenants">Tenants</a>{jobs}<span class="spacer"></span><span id="hub-status"></span>
+<span class="muted">{email} ({tenant})</span>
+<form method="post" action="/logout"><input type="hidden" name="_csrf" value="{csrf}"><button class="secondary" type="submit">Sign out</button></form>"#,
+            jobs = if u.is_root_admin() { r#" <a href="/jobs">Jobs</a>"# } else { "" },
+            email = escape(&u.email),
+            tenant = escape(&u.tenant),
+            csrf = escape(u.csrf.as_deref().unwrap_or("")),
+        ),
+        None => String::from(r#"<span class="spacer"></span>"#),
+    };
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · Diquis</title>
+<link rel="stylesheet" href="/lib/toastr/toastr.min.css">
+<link rel="stylesheet" href="/css/diquis.css">
+{head}
+</head>
+<body>
+<header class="top"><a class="brand" href="/">Diquis</a>{nav}</header>
+<main>
+{body}
+</main>
+{scripts}
+</body>
+</html>
+"#,
+        title = escape(title),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_redirect_safety() {
+        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(url_encode("/tenants?x=1 2"), "%2Ftenants%3Fx%3D1%202");
+        assert!(is_local_path("/tenants"));
+        for bad in ["//evil.com", "https://evil.com", "/\\evil", "tenants"] {
+            assert!(!is_local_path(bad), "{bad}");
+        }
+    }
+}

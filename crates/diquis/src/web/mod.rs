@@ -1,0 +1,57 @@
+//! HTTP: the router of a process ([`router`]), the envelope ([`envelope`]), pages ([`pages`]),
+//! embedded assets ([`assets`]), HTML helpers ([`html`]) and the dashboard guard ([`dashboard`]).
+
+pub mod assets;
+pub mod dashboard;
+pub mod envelope;
+pub mod html;
+pub mod pages;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::session::renew_session;
+use crate::state::AppState;
+use crate::{auth, notifications, ops, tenants};
+
+/// The whole application router of a process: what its role serves, plus the hub (`hub`), health,
+/// metrics, sign-in and assets everywhere. Paths match case-insensitively and with a trailing
+/// slash, like ASP.NET Core routing.
+pub fn router(state: AppState, hub: Router) -> Router {
+    let mut app = Router::new()
+        .route("/health/live", get(ops::health::live))
+        .route("/health/ready", get(ops::health::ready))
+        .route("/metrics", get(ops::metrics::render))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/api/tokens", post(auth::api::sign_in))
+        .route("/api/tokens/refresh", post(auth::api::refresh))
+        .merge(assets::router());
+    if state.role.serves_web() {
+        app = app
+            .route("/", get(pages::index))
+            .route("/tenants", get(pages::tenants).post(pages::create))
+            .route("/tenants/{id}/row", get(pages::tenant_row_fragment))
+            .route("/tenants/{id}/edit", get(pages::edit_form).post(pages::edit))
+            .route("/seed-demo", get(pages::seed_demo))
+            .route("/api/tenants", get(tenants::api::list).post(tenants::api::create))
+            .route("/api/tenants/{id}", get(tenants::api::get).put(tenants::api::update))
+            .route("/api/notifications", get(notifications::api::missed));
+    } else {
+        app = app.route("/", get(|| async { axum::response::Redirect::to("/jobs") }));
+    }
+    if state.role.runs_jobs() {
+        app = app.nest("/jobs", dashboard::guarded(state.clone()));
+    }
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(state.clone(), renew_session))
+        .with_state(state.clone());
+    // The hub shares the session renewal, so an expired access cookie is renewed on negotiate.
+    let hub = hub.layer(axum::middleware::from_fn_with_state(state.clone(), renew_session));
+    let mut app = signalr_connections::case_insensitive_paths(app.merge(hub));
+    if let Some(cors) = ops::cors::layer(&state.settings.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(TraceLayer::new_for_http())
+}

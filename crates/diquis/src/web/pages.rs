@@ -1,0 +1,386 @@
+//! The server-rendered UI: sign-in, the tenant list (live), create and edit forms, and a page
+//! running the seed document's script unchanged.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+
+use super::assets::SIGNALR_PATH;
+use super::html::{escape, is_local_path, page};
+use crate::auth::extract::{PageCaller, RootPageCaller};
+use crate::auth::session::{
+    cookie, is_https, secrets_equal, set_cookie, AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE,
+};
+use crate::auth::{tokens, Identity, ROOT_TENANT};
+use crate::notifications::outbox;
+use crate::state::AppState;
+use crate::tenants::api::{create_tenant, update_tenant, validate_create, validate_update};
+use crate::tenants::model::{TenantRow, TenantStatus};
+use crate::tenants::repo;
+use crate::web::envelope::ApiError;
+
+type Fields = Form<HashMap<String, String>>;
+
+fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
+    f.get(name).map(String::as_str).unwrap_or("")
+}
+
+fn problems_html(problems: &[String]) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let items: String = problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
+    format!(r#"<div class="problems" role="alert"><ul>{items}</ul></div>"#)
+}
+
+fn csrf_ok(identity: &Identity, fields: &HashMap<String, String>) -> bool {
+    let expected = identity.csrf.as_deref().unwrap_or("");
+    !expected.is_empty() && secrets_equal(field(fields, CSRF_FIELD), expected)
+}
+
+fn forbidden_csrf() -> Response {
+    (StatusCode::FORBIDDEN, "The form's CSRF token is missing or wrong; reload the page and try again.").into_response()
+}
+
+// ---------- sign-in ----------
+
+fn login_page(csrf: &str, return_url: &str, email: &str, tenant: &str, problems: &[String]) -> String {
+    let body = format!(
+        r#"<div class="card login">
+<h1>Sign in</h1>
+{problems}
+<form method="post" action="/login">
+<input type="hidden" name="_csrf" value="{csrf}">
+<input type="hidden" name="returnUrl" value="{ret}">
+<label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<label for="tenant">Tenant</label><input id="tenant" name="tenant" type="text" value="{tenant}">
+<p><button type="submit" id="sign-in">Sign in</button></p>
+</form>
+</div>"#,
+        problems = problems_html(problems),
+        csrf = escape(csrf),
+        ret = escape(return_url),
+        email = escape(email),
+        tenant = escape(if tenant.is_empty() { ROOT_TENANT } else { tenant }),
+    );
+    page("Sign in", None, "", &body, "")
+}
+
+/// `GET /login`: the form, with a fresh double-submit CSRF cookie.
+pub async fn login_form(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let csrf = tokens::random_token();
+    let ret = q.get("returnUrl").map(String::as_str).filter(|r| is_local_path(r)).unwrap_or("/");
+    let mut response = Html(login_page(&csrf, ret, "", ROOT_TENANT, &[])).into_response();
+    response.headers_mut().append(SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, is_https(&headers)));
+    response
+}
+
+/// `POST /login`: checks the form's CSRF pair and the credentials, then sets the session
+/// cookies (access token with a session CSRF claim, refresh token) and redirects.
+pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): Fields) -> Response {
+    let secure = is_https(&headers);
+    let sent = field(&f, CSRF_FIELD);
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !secrets_equal(sent, &expected) {
+        return forbidden_csrf();
+    }
+    let email = field(&f, "email").trim();
+    let tenant = match field(&f, "tenant").trim() {
+        "" => ROOT_TENANT,
+        t => t,
+    };
+    let ret = Some(field(&f, "returnUrl")).filter(|r| is_local_path(r)).unwrap_or("/");
+    let user = match tokens::check_credentials(&state.db, email, field(&f, "password"), tenant).await {
+        Ok(u) => u,
+        Err(tokens::SignInError::Database(e)) => return ApiError::from(e).into_response(),
+        Err(e) => {
+            let csrf = tokens::random_token();
+            let mut r = (StatusCode::UNAUTHORIZED, Html(login_page(&csrf, ret, email, tenant, &[e.to_string()]))).into_response();
+            r.headers_mut().append(SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, secure));
+            return r;
+        }
+    };
+    let session_csrf = tokens::random_token();
+    let issued = match crate::auth::api::issue(&state, &user, Some(session_csrf)).await {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let refresh_age = state.settings.jwt.refresh_days * 86_400;
+    let mut r = Redirect::to(ret).into_response();
+    let h = r.headers_mut();
+    h.append(SET_COOKIE, set_cookie(AUTH_COOKIE, &issued.token, state.jwt.lifetime_secs(), secure));
+    h.append(SET_COOKIE, set_cookie(REFRESH_COOKIE, &issued.refresh_token, refresh_age, secure));
+    h.append(SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure));
+    tracing::info!(user = %user.user_name, "signed in (browser)");
+    r
+}
+
+/// `POST /logout`: revokes the refresh token and clears the cookies.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, PageCaller(identity): PageCaller, Form(f): Fields) -> Response {
+    if !csrf_ok(&identity, &f) {
+        return forbidden_csrf();
+    }
+    if let Some(refresh) = cookie(&headers, REFRESH_COOKIE)
+        && let Err(e) = tokens::revoke_refresh_token(&state.db, &refresh).await {
+            return ApiError::from(e).into_response();
+        }
+    let secure = is_https(&headers);
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().append(SET_COOKIE, set_cookie(AUTH_COOKIE, "", 0, secure));
+    r.headers_mut().append(SET_COOKIE, set_cookie(REFRESH_COOKIE, "", 0, secure));
+    r
+}
+
+/// `GET /`: the tenant list for root administrators, a short welcome for others.
+pub async fn index(PageCaller(identity): PageCaller) -> Response {
+    if identity.is_root_admin() {
+        return Redirect::to("/tenants").into_response();
+    }
+    let body = format!(
+        r#"<div class="card"><h1>Welcome</h1><p>You are signed in as {} in tenant <b>{}</b>.</p></div>"#,
+        escape(&identity.email),
+        escape(&identity.tenant)
+    );
+    Html(page("Home", Some(&identity), "", &body, "")).into_response()
+}
+
+// ---------- tenants ----------
+
+/// One table row; `/tenants/{id}/row` serves it alone so the page can replace a row in place.
+pub fn tenant_row(t: &TenantRow) -> String {
+    let status = TenantStatus::parse(&t.status).unwrap_or(TenantStatus::Failed);
+    let spinner = if matches!(status, TenantStatus::Provisioning | TenantStatus::Updating | TenantStatus::Pending) {
+        r#"<span class="spinner" aria-hidden="true"></span>"#
+    } else {
+        ""
+    };
+    let error = t
+        .provisioning_error
+        .as_deref()
+        .filter(|_| status == TenantStatus::Failed)
+        .map(|e| format!(r#"<div class="error-text">{}</div>"#, escape(e)))
+        .unwrap_or_default();
+    let edit = if t.id == ROOT_TENANT {
+        String::new()
+    } else if status.is_busy() || t.provisioned_on.is_none() {
+        r#"<span class="button secondary disabled">Edit</span>"#.to_string()
+    } else {
+        format!(r#"<a class="button secondary" href="/tenants/{id}/edit">Edit</a>"#, id = escape(&t.id))
+    };
+    format!(
+        r#"<tr id="tenant-{id}" data-status="{status}"><td><code>{id}</code></td><td class="name">{name}{error}</td><td><span class="badge badge-{status}">{spinner}{status}</span></td><td>{active}</td><td>{db}</td><td>{edit}</td></tr>"#,
+        id = escape(&t.id),
+        name = escape(&t.name),
+        status = status.as_str(),
+        active = if t.is_active { "Yes" } else { "No" },
+        db = if t.has_isolated_database { "Isolated" } else { "Shared" },
+    )
+}
+
+fn create_form(csrf: &str, values: &HashMap<String, String>, problems: &[String]) -> String {
+    let v = |k: &str| escape(field(values, k));
+    format!(
+        r#"<div class="card" id="create"><h2>Add tenant</h2><div id="create-problems">{problems}</div>
+<form method="post" action="/tenants">
+<input type="hidden" name="_csrf" value="{csrf}">
+<label for="id">Id (slug)</label><input id="id" name="id" type="text" required pattern="[a-z0-9]+(-[a-z0-9]+)*" value="{id}">
+<label for="name">Name</label><input id="name" name="name" type="text" required value="{name}">
+<label for="adminEmail">Admin email</label><input id="adminEmail" name="adminEmail" type="email" required value="{email}">
+<label for="password">Admin password</label><input id="password" name="password" type="password" required minlength="8">
+<label class="check"><input id="hasIsolatedDatabase" name="hasIsolatedDatabase" type="checkbox"{checked}> Isolated database</label>
+<p><button type="submit" id="create-tenant">Create tenant</button></p>
+</form></div>"#,
+        problems = problems_html(problems),
+        csrf = escape(csrf),
+        id = v("id"),
+        name = v("name"),
+        email = v("adminEmail"),
+        checked = if values.contains_key("hasIsolatedDatabase") { " checked" } else { "" },
+    )
+}
+
+async fn tenants_page(state: &AppState, identity: &Identity, form: String, status: StatusCode) -> Response {
+    let rows = match repo::list(&state.db).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let last = outbox::latest_id(&state.db).await.unwrap_or(0);
+    let rows_html: String = rows.iter().map(tenant_row).collect();
+    let body = format!(
+        r#"<h1>Tenants</h1>
+<div class="card"><table><thead><tr><th>Id</th><th>Name</th><th>Status</th><th>Active</th><th>Database</th><th></th></tr></thead>
+<tbody id="tenant-rows">{rows_html}</tbody></table></div>
+{form}"#
+    );
+    let head = format!(
+        r#"<meta name="diquis-last-notification-id" content="{last}">
+<meta name="csrf-token" content="{csrf}">"#,
+        csrf = escape(identity.csrf.as_deref().unwrap_or(""))
+    );
+    let scripts = format!(
+        r#"<script src="/lib/jquery/jquery.min.js"></script>
+<script src="/lib/toastr/toastr.min.js"></script>
+<script src="{SIGNALR_PATH}"></script>
+<script src="/js/diquis.js"></script>"#
+    );
+    (status, Html(page("Tenants", Some(identity), &head, &body, &scripts))).into_response()
+}
+
+/// `GET /tenants`.
+pub async fn tenants(State(state): State<AppState>, RootPageCaller(identity): RootPageCaller) -> Response {
+    let form = create_form(identity.csrf.as_deref().unwrap_or(""), &HashMap::new(), &[]);
+    tenants_page(&state, &identity, form, StatusCode::OK).await
+}
+
+/// `GET /tenants/{id}/row`: one row's HTML.
+pub async fn tenant_row_fragment(
+    State(state): State<AppState>,
+    RootPageCaller(_): RootPageCaller,
+    Path(id): Path<String>,
+) -> Response {
+    match repo::get(&state.db, &id).await {
+        Ok(Some(t)) => Html(tenant_row(&t)).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such tenant").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /tenants`: creates a tenant from the form (202 semantics: redirect back to the live list).
+pub async fn create(State(state): State<AppState>, RootPageCaller(identity): RootPageCaller, Form(f): Fields) -> Response {
+    if !csrf_ok(&identity, &f) {
+        return forbidden_csrf();
+    }
+    let mut json = serde_json::Map::new();
+    for key in ["id", "name", "adminEmail", "password"] {
+        json.insert(key.into(), serde_json::Value::String(field(&f, key).to_string()));
+    }
+    json.insert("hasIsolatedDatabase".into(), serde_json::Value::Bool(f.contains_key("hasIsolatedDatabase")));
+    let csrf = identity.csrf.clone().unwrap_or_default();
+    let request = match validate_create(&serde_json::Value::Object(json), &state.settings.database) {
+        Ok(r) => r,
+        Err(problems) => {
+            return tenants_page(&state, &identity, create_form(&csrf, &f, &problems), StatusCode::BAD_REQUEST).await;
+        }
+    };
+    match create_tenant(&state, request, &identity.user_name).await {
+        Ok(_) => Redirect::to("/tenants").into_response(),
+        Err(e) => {
+            let status = e.status;
+            tenants_page(&state, &identity, create_form(&csrf, &f, &e.messages), status).await
+        }
+    }
+}
+
+fn edit_page(identity: &Identity, t: &TenantRow, name: &str, active: bool, problems: &[String]) -> String {
+    let body = format!(
+        r#"<div class="card"><h1>Edit tenant <code>{id}</code></h1>{problems}
+<form method="post" action="/tenants/{id}/edit">
+<input type="hidden" name="_csrf" value="{csrf}">
+<label for="name">Name</label><input id="name" name="name" type="text" required value="{name}">
+<label class="check"><input id="isActive" name="isActive" type="checkbox"{checked}> Active</label>
+<p><button type="submit" id="save-tenant">Save</button> <a class="button secondary" href="/tenants">Cancel</a></p>
+</form></div>"#,
+        id = escape(&t.id),
+        problems = problems_html(problems),
+        csrf = escape(identity.csrf.as_deref().unwrap_or("")),
+        name = escape(name),
+        checked = if active { " checked" } else { "" },
+    );
+    page("Edit tenant", Some(identity), "", &body, "")
+}
+
+/// `GET /tenants/{id}/edit`.
+pub async fn edit_form(State(state): State<AppState>, RootPageCaller(identity): RootPageCaller, Path(id): Path<String>) -> Response {
+    match repo::get(&state.db, &id).await {
+        Ok(Some(t)) => Html(edit_page(&identity, &t, &t.name, t.is_active, &[])).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such tenant").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `POST /tenants/{id}/edit`.
+pub async fn edit(
+    State(state): State<AppState>,
+    RootPageCaller(identity): RootPageCaller,
+    Path(id): Path<String>,
+    Form(f): Fields,
+) -> Response {
+    if !csrf_ok(&identity, &f) {
+        return forbidden_csrf();
+    }
+    let tenant = match repo::get(&state.db, &id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such tenant").into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let active = f.contains_key("isActive");
+    let body = serde_json::json!({"name": field(&f, "name"), "isActive": active});
+    let result = match validate_update(&body) {
+        Ok(edit) => update_tenant(&state, &id, edit, &identity.user_name).await,
+        Err(problems) => Err(ApiError::validation(problems)),
+    };
+    match result {
+        Ok(()) => Redirect::to("/tenants").into_response(),
+        Err(e) => (e.status, Html(edit_page(&identity, &tenant, field(&f, "name"), active, &e.messages))).into_response(),
+    }
+}
+
+/// The script of the seed document (`redis-backplane-setup.md` §6), verbatim except for the
+/// client's address: the CDN URL is replaced by the copy this app serves.
+pub const SEED_SCRIPT: &str = r#"<script>
+    const connection = new signalR.HubConnectionBuilder()
+        .withUrl("/hubs/notifications")
+        .withAutomaticReconnect()
+        .build();
+
+    connection.on("TenantCreated", (data) => {
+        console.log("? Tenant created:", data);
+        toastr.success(`Tenant "${data.tenantName}" created successfully!`);
+        
+        // Update UI - refresh tenant list or update specific row
+        location.reload(); // Simple approach, or use AJAX to update specific elements
+    });
+
+    connection.on("TenantCreationFailed", (data) => {
+        console.error("? Tenant creation failed:", data);
+        toastr.error(`Failed to create tenant: ${data.error}`);
+    });
+
+    connection.on("TenantUpdated", (data) => {
+        console.log("? Tenant updated:", data);
+        toastr.success(`Tenant "${data.tenantName}" updated successfully!`);
+        location.reload();
+    });
+
+    connection.on("TenantUpdateFailed", (data) => {
+        console.error("? Tenant update failed:", data);
+        toastr.error(`Failed to update tenant: ${data.error}`);
+    });
+
+    connection.start()
+        .then(() => console.log("?? SignalR connected"))
+        .catch(err => console.error("? SignalR connection error:", err));
+</script>"#;
+
+/// `GET /seed-demo`: the tenant list with the seed document's script pasted in unchanged.
+pub async fn seed_demo(State(state): State<AppState>, PageCaller(identity): PageCaller) -> Response {
+    let rows = if identity.is_root_admin() { repo::list(&state.db).await.unwrap_or_default() } else { Vec::new() };
+    let rows_html: String = rows.iter().map(tenant_row).collect();
+    let body = format!(
+        r#"<h1>Seed document page</h1>
+<div class="notice">This page runs the script of the seed document unchanged, with the SignalR client served by this app.</div>
+<div class="card"><table><tbody id="tenant-rows">{rows_html}</tbody></table></div>"#
+    );
+    let scripts = format!(
+        r#"<script src="/lib/jquery/jquery.min.js"></script>
+<script src="/lib/toastr/toastr.min.js"></script>
+<script src="{SIGNALR_PATH}"></script>
+{SEED_SCRIPT}"#
+    );
+    Html(page("Seed page", Some(&identity), "", &body, &scripts)).into_response()
+}

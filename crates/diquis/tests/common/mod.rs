@@ -1,0 +1,147 @@
+//! Shared test harness: a fresh database per test (SQLite temp file or a new PostgreSQL database
+//! on 127.0.0.1:5432), Diquis started in-process on a free port, an HTTP client, and a minimal
+//! SignalR JSON client over WebSockets.
+
+#![allow(dead_code)]
+
+pub mod hub;
+
+use std::time::Duration;
+
+use diquis::config::{Configuration, Settings};
+use diquis::{ProcessRole, RunningApp};
+use serde_json::{json, Value};
+
+/// The root administrator's password in tests.
+pub const ADMIN_PASSWORD: &str = "Adm1nPassw0rd";
+/// The root administrator's email in tests.
+pub const ADMIN_EMAIL: &str = "admin@test.local";
+
+/// A database for one test.
+pub enum TestDb {
+    /// An SQLite file in a temp dir.
+    Sqlite(tempfile::TempDir),
+    /// A fresh PostgreSQL database (created by Diquis at start).
+    Postgres(String),
+}
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        TestDb::Sqlite(tempfile::tempdir().expect("tempdir"))
+    }
+
+    pub fn postgres() -> Self {
+        TestDb::Postgres(format!("diquis_test_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn connection_string(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => dir.path().join("diquis.db").display().to_string(),
+            TestDb::Postgres(name) => format!("Host=127.0.0.1;Port=5432;Database={name};Username=postgres"),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, TestDb::Postgres(_))
+    }
+
+    /// Drops the PostgreSQL database and every isolated tenant database made from it.
+    pub async fn cleanup(&self) {
+        if let TestDb::Postgres(name) = self {
+            use sqlx::Connection;
+            let Ok(mut c) = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await else { return };
+            let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2")
+                .bind(name)
+                .bind(format!("{name}-%"))
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_default();
+            for n in names {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)"))).execute(&mut c).await;
+            }
+        }
+    }
+}
+
+/// Settings for a test app on `db`, with extra `key=value` pairs.
+pub fn settings(db: &TestDb, extra: &[(&str, &str)]) -> Settings {
+    let mut c = Configuration::new();
+    c.set("ConnectionStrings:DefaultConnection", db.connection_string(), "test");
+    c.set("Urls", "http://127.0.0.1:0", "test");
+    c.set("Seed:AdminEmail", ADMIN_EMAIL, "test");
+    c.set("Seed:AdminPassword", ADMIN_PASSWORD, "test");
+    c.set("Jwt:Key", "a-test-signing-key-that-is-long-enough-0123456789", "test");
+    for (k, v) in extra {
+        c.set(k, *v, "test");
+    }
+    Settings::from_configuration(&c).expect("valid test settings")
+}
+
+/// Starts Diquis in-process.
+pub async fn start(db: &TestDb, role: ProcessRole, extra: &[(&str, &str)]) -> RunningApp {
+    diquis::start(settings(db, extra), role).await.expect("diquis starts")
+}
+
+/// An HTTP client that does not follow redirects and keeps cookies.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Signs in through `POST /api/tokens`; returns the access token.
+pub async fn login(url: &str, email: &str, password: &str, tenant: &str) -> String {
+    let r = client()
+        .post(format!("{url}/api/tokens"))
+        .json(&json!({"email": email, "password": password, "tenant": tenant}))
+        .send()
+        .await
+        .expect("sign-in request");
+    let status = r.status();
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(status, 200, "sign-in of {email}@{tenant}: {body}");
+    body["data"]["token"].as_str().expect("token").to_string()
+}
+
+/// The root administrator's token.
+pub async fn root_token(url: &str) -> String {
+    login(url, ADMIN_EMAIL, ADMIN_PASSWORD, "root").await
+}
+
+/// Sends a JSON request with a bearer token; returns status and body.
+pub async fn api(method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = client().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Polls `GET /api/tenants/{id}` until its status is `want` (the jobs run asynchronously; the
+/// hub events are the primary synchronisation, this is for tests without a hub client).
+pub async fn wait_status(url: &str, token: &str, id: &str, want: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, b) = api(reqwest::Method::GET, &format!("{url}/api/tenants/{id}"), Some(token), None).await;
+        assert_eq!(s, 200, "{b}");
+        if b["data"]["status"] == want {
+            return b["data"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "tenant {id} never reached {want}: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A create request body.
+pub fn new_tenant(id: &str, isolated: bool) -> Value {
+    json!({"id": id, "name": format!("Academy {id}"), "adminEmail": format!("owner@{id}.test"), "password": "Owner1Passw0rd", "hasIsolatedDatabase": isolated})
+}
