@@ -86,4 +86,15 @@ async function missedNotifications(base, token, after = 0) {
     return r.body.data;
 }
 
-module.exports = { request, login, createTenant, updateTenant, getTenant, waitForTenant, missedNotifications, describe };
+/** Every notification after `after`, reading page after page (the API answers at most 200 a call). */
+async function allNotifications(base, token, after = 0) {
+    const all = [];
+    for (let cursor = after; ;) {
+        const page = await missedNotifications(base, token, cursor);
+        if (page.length === 0) return all;
+        all.push(...page);
+        cursor = page[page.length - 1].id;
+    }
+}
+
+module.exports = { request, login, createTenant, updateTenant, getTenant, waitForTenant, missedNotifications, allNotifications, describe };

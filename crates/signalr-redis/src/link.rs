@@ -129,7 +129,7 @@ pub struct LinkOptions {
 
 impl LinkOptions {
     /// Defaults for `config`: 10,000 queued publishes, 100,000 queued receptions, reconnect
-    /// between 100 ms and 5 s, PING every 15 s.
+    /// between 100 ms and 1 s (so that a node is back within ~1 s of Redis), PING every 15 s.
     pub fn new(config: RedisConfig) -> Self {
         Self {
             config,
@@ -137,7 +137,7 @@ impl LinkOptions {
             publish_queue_capacity: 10_000,
             receive_queue_capacity: 100_000,
             reconnect_min_delay: Duration::from_millis(100),
-            reconnect_max_delay: Duration::from_secs(5),
+            reconnect_max_delay: Duration::from_secs(1),
             keepalive_interval: Duration::from_secs(15),
             resubscribe_grace: Duration::from_secs(5),
             presence_channel: None,
