@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http::request::Parts;
@@ -162,9 +161,9 @@ async fn get(manager: Arc<Manager>, request: Request) -> Response {
 }
 
 async fn websocket_get(manager: Arc<Manager>, mut parts: Parts) -> Response {
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return rejection.into_response(),
+    let accepted = match websocket::accept(&mut parts) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal.into_response(),
     };
     let info = request_info(&mut parts);
     let user = match authenticate(&manager, &info) {
@@ -184,7 +183,7 @@ async fn websocket_get(manager: Arc<Manager>, mut parts: Parts) -> Response {
             None => return responses::text(StatusCode::NOT_FOUND, NO_CONNECTION),
         },
     };
-    websocket::handle(manager, conn, upgrade, info, user)
+    websocket::handle(manager, conn, accepted, info, user)
 }
 
 async fn post(manager: Arc<Manager>, request: Request) -> Response {

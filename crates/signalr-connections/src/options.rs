@@ -73,9 +73,9 @@ pub struct HttpConnectionOptions {
     /// Transports offered in negotiate and accepted, in the fixed order WebSockets,
     /// ServerSentEvents, LongPolling. Default: all three.
     pub transports: Vec<TransportType>,
-    /// WebSocket read buffer per connection, in bytes. Default 1024 (it is allocated for every
-    /// idle connection; larger client messages are read in several calls). (tungstenite's own
-    /// default is 128 KiB, which costs 134 KB per connection.)
+    /// The most bytes one WebSocket read takes, at most 64 KiB. Reads go into a buffer per
+    /// thread, not per connection: a connection holds bytes of its own only while a frame is
+    /// incomplete. Default 16 KiB.
     pub websocket_read_buffer_size: usize,
     /// Outbound limit per connection in bytes (.NET `ApplicationMaxBufferSize`): when the bytes
     /// queued and not yet written exceed it, the connection is closed as a slow consumer.
@@ -137,7 +137,7 @@ impl Default for HttpConnectionOptions {
                 TransportType::ServerSentEvents,
                 TransportType::LongPolling,
             ],
-            websocket_read_buffer_size: 1024,
+            websocket_read_buffer_size: 16 * 1024,
             outbound_buffer_limit: 64 * 1024,
             transport_max_buffer_size: 64 * 1024,
             poll_timeout: Duration::from_secs(90),

@@ -64,17 +64,24 @@ pub(crate) struct Shared {
 impl Shared {
     /// Takes every queued message into `batch`; returns their total length.
     pub(crate) fn take_queue(&mut self, batch: &mut Vec<Bytes>) -> usize {
-        self.take_batch(batch, usize::MAX)
+        self.take_batch(batch, usize::MAX, usize::MAX)
     }
 
-    /// Takes queued messages into `batch` while their total stays within `max_bytes` (always at
-    /// least one); returns their total length.
-    pub(crate) fn take_batch(&mut self, batch: &mut Vec<Bytes>, max_bytes: usize) -> usize {
+    /// Takes at most `max_messages` queued messages into `batch` while their total stays within
+    /// `max_bytes` (always at least one); returns their total length.
+    pub(crate) fn take_batch(
+        &mut self,
+        batch: &mut Vec<Bytes>,
+        max_bytes: usize,
+        max_messages: usize,
+    ) -> usize {
         let mut taken = 0;
+        let mut count = 0;
         while let Some(next) = self.queue.front() {
-            if taken > 0 && taken + next.len() > max_bytes {
+            if count > 0 && (taken + next.len() > max_bytes || count == max_messages) {
                 break;
             }
+            count += 1;
             taken += next.len();
             batch.push(self.queue.pop_front().expect("front exists"));
         }

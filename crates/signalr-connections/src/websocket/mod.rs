@@ -1,43 +1,50 @@
-//! The WebSockets transport: one task per connection (the one axum spawns for the upgrade) that
-//! reads the socket, drives the application and writes the outbound queue, all from one
-//! `poll_fn`, so no split halves, no extra task and no timer per connection.
+//! The WebSockets transport: one task per connection (spawned when hyper hands the connection
+//! over) that reads the socket, drives the application and writes the outbound queue, all from
+//! one `poll_fn`, so no split halves, no extra task and no timer per connection.
 //!
-//! Writes are coalesced: everything queued when the socket can take more goes out as one
-//! WebSocket message (whole protocol messages concatenated, as .NET's transport does with its
-//! pipe buffer), so a burst costs one `write` per connection per batch.
+//! The WebSocket protocol itself is ours ([`frame`], [`socket`]; docs/decisions/0008 says why):
+//! an idle connection holds no read or write buffer, and writes are coalesced: everything queued
+//! when the socket can take more goes out as one WebSocket message (whole protocol messages
+//! concatenated, as .NET's transport does with its pipe buffer) in one vectored write of the
+//! queued `Bytes` themselves, so a burst costs one `write` per connection per batch and no copy.
+
+mod frame;
+mod handshake;
+mod socket;
 
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use http::StatusCode;
+use hyper_util::rt::TokioIo;
 
+use self::frame::{CLOSE_NORMAL, OP_BINARY, OP_TEXT};
+use self::socket::{ReadEvent, WsSocket};
 use crate::responses::{self, CANNOT_CHANGE_TRANSPORT, NO_CONNECTION};
 use crate::state::{ConnState, Manager, Status};
 use crate::{RequestInfo, TransferFormat, TransportType, User};
 
-/// Close code 1000 (normal closure).
-const NORMAL_CLOSURE: u16 = 1000;
-/// Close code 1009 (message too big).
-const MESSAGE_TOO_BIG: u16 = 1009;
-/// Batches and queues with more capacity than this are not kept after use (idle memory).
+pub(crate) use self::handshake::{Accepted, accept};
+
+/// The upgraded connection as this transport reads and writes it.
+type Socket = WsSocket<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Part lists with more capacity than this are not kept after use (idle memory).
 const KEEP_CAPACITY: usize = 16;
-/// The most bytes joined into one WebSocket message (unless a single message is larger).
-/// tungstenite keeps its write buffer at the largest size it ever held, so this also bounds what
-/// a connection retains after a burst; 4 KiB still carries ~40 small messages per `write`
-/// (bursts measured ~15 per `write` on average).
-const MAX_BATCH_BYTES: usize = 4 * 1024;
+/// The most bytes joined into one WebSocket frame (unless a single message is larger).
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// The most messages joined into one frame: with the header they fill one vectored write.
+const MAX_BATCH_MESSAGES: usize = 63;
 
 /// Validates a WebSocket request for `conn` and upgrades it.
 pub(crate) fn handle(
     manager: Arc<Manager>,
     conn: Arc<ConnState>,
-    upgrade: WebSocketUpgrade,
+    accepted: Accepted,
     info: RequestInfo,
     user: Option<User>,
 ) -> Response {
@@ -76,33 +83,41 @@ pub(crate) fn handle(
     let _ = conn.request.set(info);
     let _ = conn.user.set(user);
 
-    let options = &manager.options;
-    let limit = options.transport_max_buffer_size;
-    let failed = (manager.clone(), conn.clone());
-    upgrade
-        .read_buffer_size(options.websocket_read_buffer_size)
-        // Each coalesced batch is written at once; the queue bounds what waits.
-        .write_buffer_size(0)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_failed_upgrade(move |error| {
-            tracing::debug!(%error, "WebSocket upgrade failed");
-            failed.0.dispose(&failed.1);
-        })
-        .on_upgrade(move |socket| run(manager, conn, socket, takeover))
+    let Accepted {
+        on_upgrade,
+        response,
+    } = accepted;
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let options = &manager.options;
+                let socket = WsSocket::new(
+                    TokioIo::new(upgraded),
+                    options.transport_max_buffer_size,
+                    options.websocket_read_buffer_size,
+                );
+                run(manager, conn, socket, takeover).await;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "WebSocket upgrade failed");
+                manager.dispose(&conn);
+            }
+        }
+    });
+    response
 }
 
 /// What ended a wait of the connection task.
 enum Event {
     /// Bytes from the client.
     Data(Bytes),
-    /// The client sent a close frame.
-    ClientClose,
+    /// The client sent a close frame, with this code.
+    ClientClose(Option<u16>),
     /// The socket ended without a close frame, or failed.
     Dropped,
-    /// A message over the inbound limit.
-    TooBig,
+    /// The client broke the protocol (or sent a message over the inbound limit): close with
+    /// this code.
+    Invalid(u16),
     /// The application or the heartbeat aborted the connection.
     Aborted,
     /// The application closed the connection and everything queued was written.
@@ -111,60 +126,38 @@ enum Event {
     Superseded,
 }
 
-/// The writing half of the task's state: the message being written, if any.
+/// The writing half of the task's state.
 #[derive(Default)]
 struct Writer {
-    out: Option<Message>,
-    flushing: bool,
-    /// The last write finished; its bookkeeping is cleared with the next lock.
-    written: bool,
+    /// A data frame from the queue is being written (its bytes count as in flight).
+    data_in_flight: bool,
     /// This wake-up already gave way once (see [`Writer::poll_event`]).
     deferred: bool,
     batch: Vec<Bytes>,
 }
 
 impl Writer {
-    fn idle(&self) -> bool {
-        self.out.is_none() && !self.flushing
-    }
-
     /// Drives writing and, if `read`, reading, until something needs the task's attention.
     fn poll_event(
         &mut self,
         cx: &mut Context<'_>,
         conn: &ConnState,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         read: bool,
     ) -> Poll<Event> {
         loop {
-            if self.out.is_some() {
-                match socket.poll_ready_unpin(cx) {
-                    Poll::Ready(Ok(())) => {
-                        let message = self.out.take().expect("checked above");
-                        if socket.start_send_unpin(message).is_err() {
-                            return Poll::Ready(Event::Dropped);
-                        }
-                        self.flushing = true;
-                    }
-                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Dropped),
-                    Poll::Pending => {}
+            let mut written = false;
+            match socket.poll_send(cx) {
+                Poll::Ready(Ok(())) => {
+                    written = std::mem::take(&mut self.data_in_flight);
                 }
-            }
-            if self.flushing {
-                match socket.poll_flush_unpin(cx) {
-                    Poll::Ready(Ok(())) => {
-                        self.flushing = false;
-                        self.written = true;
-                    }
-                    Poll::Ready(Err(_)) => return Poll::Ready(Event::Dropped),
-                    Poll::Pending => {}
-                }
+                Poll::Ready(Err(_)) => return Poll::Ready(Event::Dropped),
+                Poll::Pending => {}
             }
             {
                 // One lock per turn: clears the finished write and takes the next batch.
                 let mut shared = conn.shared.lock();
-                if self.written {
-                    self.written = false;
+                if written {
                     shared.in_flight_bytes = 0;
                     shared.write_started = None;
                 }
@@ -174,7 +167,7 @@ impl Writer {
                 if shared.superseded {
                     return Poll::Ready(Event::Superseded);
                 }
-                if self.idle() {
+                if socket.send_idle() {
                     if !shared.queue.is_empty() && !self.deferred && !shared.close_requested {
                         // Give way once before taking a batch: tasks already scheduled (other
                         // broadcasts, the sender's next invocation) run first and queue more,
@@ -188,17 +181,19 @@ impl Writer {
                     }
                     if !shared.queue.is_empty() {
                         self.deferred = false;
-                        let bytes = shared.take_batch(&mut self.batch, MAX_BATCH_BYTES);
-                        let format = shared.format;
-                        if bytes > 0 {
-                            shared.in_flight_bytes = bytes;
-                            shared.write_started = Some(Instant::now());
-                        }
+                        let bytes =
+                            shared.take_batch(&mut self.batch, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES);
+                        let opcode = match shared.format {
+                            // The application sends UTF-8 on a text connection (the hub
+                            // protocols do); like .NET, the bytes are not checked again here.
+                            TransferFormat::Text => OP_TEXT,
+                            TransferFormat::Binary => OP_BINARY,
+                        };
+                        shared.in_flight_bytes = bytes;
+                        shared.write_started = Some(Instant::now());
                         drop(shared);
-                        if bytes > 0 {
-                            self.out = Some(build_message(&mut self.batch, bytes, format));
-                        }
-                        self.batch.clear();
+                        socket.start_data(opcode, &mut self.batch, bytes);
+                        self.data_in_flight = true;
                         if self.batch.capacity() > KEEP_CAPACITY {
                             self.batch = Vec::new();
                         }
@@ -211,26 +206,21 @@ impl Writer {
                 shared.register(cx.waker());
             }
             if read {
-                match socket.poll_next_unpin(cx) {
-                    Poll::Ready(Some(Ok(Message::Text(text)))) => {
-                        return Poll::Ready(Event::Data(text.into()));
+                match socket.poll_read(cx) {
+                    Poll::Ready(ReadEvent::Data(data)) => return Poll::Ready(Event::Data(data)),
+                    Poll::Ready(ReadEvent::PongQueued) => continue,
+                    Poll::Ready(ReadEvent::Close(code)) => {
+                        return Poll::Ready(Event::ClientClose(code));
                     }
-                    Poll::Ready(Some(Ok(Message::Binary(data)))) => {
-                        return Poll::Ready(Event::Data(data));
+                    Poll::Ready(ReadEvent::Eof) => return Poll::Ready(Event::Dropped),
+                    Poll::Ready(ReadEvent::Invalid(error)) => {
+                        tracing::debug!(%error, "WebSocket protocol error; closing");
+                        return Poll::Ready(Event::Invalid(error.close_code()));
                     }
-                    Poll::Ready(Some(Ok(Message::Close(_)))) => {
-                        return Poll::Ready(Event::ClientClose);
-                    }
-                    // tungstenite answers pings itself.
-                    Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                    Poll::Ready(Some(Err(error))) => {
+                    Poll::Ready(ReadEvent::Failed(error)) => {
                         tracing::debug!(%error, "WebSocket read failed");
-                        if error.to_string().contains("Space limit exceeded") {
-                            return Poll::Ready(Event::TooBig);
-                        }
                         return Poll::Ready(Event::Dropped);
                     }
-                    Poll::Ready(None) => return Poll::Ready(Event::Dropped),
                     Poll::Pending => {}
                 }
             }
@@ -239,30 +229,7 @@ impl Writer {
     }
 }
 
-/// One WebSocket message holding every queued protocol message, in order.
-fn build_message(batch: &mut Vec<Bytes>, total: usize, format: TransferFormat) -> Message {
-    let payload = if batch.len() == 1 {
-        batch.pop().expect("one element")
-    } else {
-        let mut joined = BytesMut::with_capacity(total);
-        for part in batch.drain(..) {
-            joined.extend_from_slice(&part);
-        }
-        joined.freeze()
-    };
-    match format {
-        TransferFormat::Binary => Message::Binary(payload),
-        TransferFormat::Text => match Utf8Bytes::try_from(payload.clone()) {
-            Ok(text) => Message::Text(text),
-            Err(_) => {
-                tracing::warn!("text-format data is not UTF-8; sending it in a Binary frame");
-                Message::Binary(payload)
-            }
-        },
-    }
-}
-
-async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: WebSocket, takeover: bool) {
+async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, takeover: bool) {
     // Waits for the previous socket's task to let go of the application (stateful reconnect).
     // Cold-path futures are boxed so the task, which lives as long as the connection, stays
     // small (idle memory).
@@ -334,23 +301,23 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: WebSocket,
                 return;
             }
         }
-        Event::Finished => {
+        Event::Finished => close_handshake(&mut socket, CLOSE_NORMAL, close_timeout).await,
+        Event::Invalid(code) => {
+            socket.queue_control(frame::server_close_frame(code));
             let _ = Box::pin(tokio::time::timeout(
                 close_timeout,
-                close_handshake(&mut socket, NORMAL_CLOSURE),
+                poll_fn(|cx| socket.poll_fail(cx)),
             ))
             .await;
         }
-        Event::TooBig => {
+        Event::ClientClose(code) => {
+            // Answer the client's close frame with its code; it closes the TCP connection then.
+            socket.queue_control(frame::server_close_frame(code.unwrap_or(CLOSE_NORMAL)));
             let _ = Box::pin(tokio::time::timeout(
                 close_timeout,
-                close_handshake(&mut socket, MESSAGE_TOO_BIG),
+                poll_fn(|cx| socket.poll_send(cx)),
             ))
             .await;
-        }
-        Event::ClientClose => {
-            // tungstenite queued the reply to the client's close frame; write it.
-            let _ = Box::pin(tokio::time::timeout(close_timeout, socket.flush())).await;
         }
         Event::Dropped | Event::Aborted | Event::Data(_) => {}
     }
@@ -361,18 +328,30 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: WebSocket,
     }
 }
 
-/// Sends a close frame with an empty reason and waits for the client's.
-async fn close_handshake(socket: &mut WebSocket, code: u16) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(""),
-    };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
-        return;
-    }
-    while let Some(Ok(message)) = socket.next().await {
-        if matches!(message, Message::Close(_)) {
-            break;
+/// Sends a close frame with `code` and no reason, then waits (at most `timeout`) for the
+/// client's close frame or the end of the stream.
+async fn close_handshake(socket: &mut Socket, code: u16, timeout: std::time::Duration) {
+    socket.queue_control(frame::server_close_frame(code));
+    let mut peer_done = false;
+    let handshake = poll_fn(|cx| {
+        let sent = match socket.poll_send(cx) {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Pending => false,
+        };
+        while !peer_done {
+            match socket.poll_read(cx) {
+                // Data after our close frame is dropped, as RFC 6455 §1.4 allows.
+                Poll::Ready(ReadEvent::Data(_) | ReadEvent::PongQueued) => {}
+                Poll::Ready(_) => peer_done = true,
+                Poll::Pending => break,
+            }
         }
-    }
+        if sent && peer_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    let _ = Box::pin(tokio::time::timeout(timeout, handshake)).await;
 }
