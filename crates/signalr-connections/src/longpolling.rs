@@ -104,7 +104,6 @@ pub(crate) async fn handle(
     };
     let timeout = tokio::time::sleep(manager.options.poll_timeout);
     tokio::pin!(timeout);
-    let mut batch = Vec::new();
     loop {
         let notified = conn.notify.notified();
         tokio::pin!(notified);
@@ -120,13 +119,13 @@ pub(crate) async fn handle(
                 return ended();
             }
             if !shared.queue.is_empty() {
-                let total = shared.take_queue(&mut batch);
+                let (mut batch, total) = shared.take_queue();
                 drop(shared);
                 let body = if batch.len() == 1 {
-                    batch.pop().expect("one element")
+                    batch.pop_front().expect("one element")
                 } else {
                     let mut joined = BytesMut::with_capacity(total);
-                    for part in batch.drain(..) {
+                    for part in batch {
                         joined.extend_from_slice(&part);
                     }
                     joined.freeze()

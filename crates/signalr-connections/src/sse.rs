@@ -70,7 +70,6 @@ pub(crate) async fn handle(
         manager,
         sent_comment: false,
         done: false,
-        batch: Vec::new(),
     };
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
@@ -97,7 +96,6 @@ struct EventStream {
     manager: Arc<Manager>,
     sent_comment: bool,
     done: bool,
-    batch: Vec<Bytes>,
 }
 
 impl Stream for EventStream {
@@ -118,10 +116,10 @@ impl Stream for EventStream {
             return Poll::Ready(None);
         }
         if !shared.queue.is_empty() {
-            let total = shared.take_queue(&mut this.batch);
+            let (batch, total) = shared.take_queue();
             drop(shared);
             let mut payload = BytesMut::with_capacity(total);
-            for part in this.batch.drain(..) {
+            for part in batch {
                 payload.extend_from_slice(&part);
             }
             let mut event = BytesMut::new();

@@ -19,6 +19,9 @@ use crate::{
     RequestInfo, TransferFormat, TransportType, User,
 };
 
+/// Slots a connection's outbound queue starts with when the first message arrives.
+const QUEUE_START_CAPACITY: usize = 16;
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -62,35 +65,38 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Takes every queued message into `batch`; returns their total length.
-    pub(crate) fn take_queue(&mut self, batch: &mut Vec<Bytes>) -> usize {
-        self.take_batch(batch, usize::MAX, usize::MAX)
+    /// Takes every queued message; returns them and their total length.
+    pub(crate) fn take_queue(&mut self) -> (VecDeque<Bytes>, usize) {
+        self.take_batch(usize::MAX, usize::MAX)
     }
 
-    /// Takes at most `max_messages` queued messages into `batch` while their total stays within
-    /// `max_bytes` (always at least one); returns their total length.
+    /// Takes at most `max_messages` queued messages while their total stays within `max_bytes`
+    /// (always at least one); returns them and their total length.
+    ///
+    /// The usual case takes the whole queue by moving it: no element is copied, and the
+    /// connection keeps no queue allocation until the next message (idle memory).
     pub(crate) fn take_batch(
         &mut self,
-        batch: &mut Vec<Bytes>,
         max_bytes: usize,
         max_messages: usize,
-    ) -> usize {
+    ) -> (VecDeque<Bytes>, usize) {
         let mut taken = 0;
         let mut count = 0;
-        while let Some(next) = self.queue.front() {
+        for next in &self.queue {
             if count > 0 && (taken + next.len() > max_bytes || count == max_messages) {
                 break;
             }
             count += 1;
             taken += next.len();
-            batch.push(self.queue.pop_front().expect("front exists"));
         }
         self.queued_bytes -= taken;
-        if self.queue.is_empty() && self.queue.capacity() > 16 {
-            // Do not keep a burst's worth of capacity on an idle connection.
-            self.queue = VecDeque::new();
-        }
-        taken
+        let batch = if count == self.queue.len() {
+            std::mem::take(&mut self.queue)
+        } else {
+            let rest = self.queue.split_off(count);
+            std::mem::replace(&mut self.queue, rest)
+        };
+        (batch, taken)
     }
 
     fn wake(&mut self) {
@@ -237,6 +243,10 @@ impl ConnectionInner for ConnState {
             return Err(ConnectionSendError::Full);
         }
         let was_empty = shared.queue.is_empty();
+        if shared.queue.capacity() == 0 {
+            // Room for a burst's batch at once rather than growing 4, 8, 16 (each a realloc).
+            shared.queue.reserve_exact(QUEUE_START_CAPACITY);
+        }
         shared.queued_bytes += data.len();
         shared.queue.push_back(data);
         if was_empty {

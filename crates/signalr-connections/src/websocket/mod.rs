@@ -33,8 +33,6 @@ pub(crate) use self::handshake::{Accepted, accept};
 /// The upgraded connection as this transport reads and writes it.
 type Socket = WsSocket<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Part lists with more capacity than this are not kept after use (idle memory).
-const KEEP_CAPACITY: usize = 16;
 /// The most bytes joined into one WebSocket frame (unless a single message is larger).
 const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// The most messages joined into one frame: with the header they fill one vectored write.
@@ -133,7 +131,6 @@ struct Writer {
     data_in_flight: bool,
     /// This wake-up already gave way once (see [`Writer::poll_event`]).
     deferred: bool,
-    batch: Vec<Bytes>,
 }
 
 impl Writer {
@@ -181,8 +178,7 @@ impl Writer {
                     }
                     if !shared.queue.is_empty() {
                         self.deferred = false;
-                        let bytes =
-                            shared.take_batch(&mut self.batch, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES);
+                        let (batch, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES);
                         let opcode = match shared.format {
                             // The application sends UTF-8 on a text connection (the hub
                             // protocols do); like .NET, the bytes are not checked again here.
@@ -192,11 +188,8 @@ impl Writer {
                         shared.in_flight_bytes = bytes;
                         shared.write_started = Some(Instant::now());
                         drop(shared);
-                        socket.start_data(opcode, &mut self.batch, bytes);
+                        socket.start_data(opcode, batch, bytes);
                         self.data_in_flight = true;
-                        if self.batch.capacity() > KEEP_CAPACITY {
-                            self.batch = Vec::new();
-                        }
                         continue;
                     }
                     if shared.close_requested {

@@ -8,6 +8,7 @@
 //!   write buffer either.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -21,9 +22,6 @@ use super::frame::{self, Control, Decoder, FrameError, MAX_HEADER};
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// The most slices given to one vectored write.
 const MAX_SLICES: usize = 64;
-/// Frames with more parts than this keep their part list after the write; smaller lists are
-/// reused (an idle connection keeps a few pointers, not a burst's worth).
-const KEEP_PARTS: usize = 16;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
@@ -51,7 +49,8 @@ pub(crate) enum ReadEvent {
 struct Outgoing {
     header: [u8; MAX_HEADER],
     header_len: usize,
-    parts: Vec<Bytes>,
+    /// The queue taken from the connection, moved here whole.
+    parts: VecDeque<Bytes>,
     total: usize,
     sent: usize,
 }
@@ -62,10 +61,8 @@ impl Outgoing {
     }
 
     fn clear(&mut self) {
-        self.parts.clear();
-        if self.parts.capacity() > KEEP_PARTS {
-            self.parts = Vec::new();
-        }
+        // Dropped, not kept: an idle connection holds no part list.
+        self.parts = VecDeque::new();
         self.header_len = 0;
         self.total = 0;
         self.sent = 0;
@@ -114,14 +111,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         self.out.is_empty() && self.control.is_none()
     }
 
-    /// Starts writing one data frame carrying `parts` (taken from the vector) in order.
+    /// Starts writing one data frame carrying `parts` in order (`total` bytes).
     /// Call only when [`WsSocket::send_idle`].
-    pub(crate) fn start_data(&mut self, opcode: u8, parts: &mut Vec<Bytes>, total: usize) {
+    pub(crate) fn start_data(&mut self, opcode: u8, parts: VecDeque<Bytes>, total: usize) {
         debug_assert!(self.send_idle());
         let (header, header_len) = frame::server_header(opcode, total);
         self.out.header = header;
         self.out.header_len = header_len;
-        self.out.parts.append(parts);
+        self.out.parts = parts;
         self.out.total = header_len + total;
         self.out.sent = 0;
     }
@@ -148,7 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
                 Some(frame) => {
                     self.out.total = frame.len();
                     self.out.sent = 0;
-                    self.out.parts.push(frame);
+                    self.out.parts.push_back(frame);
                 }
                 None => return Poll::Ready(Ok(())),
             }
