@@ -1,0 +1,158 @@
+//! The floor under every broadcast latency on this machine: how long it takes merely to `write`
+//! one small frame to each of N loopback TCP connections, with no server, no protocol and no
+//! WebSocket — plain blocking `write(2)` calls from `threads` writer threads, while a reader
+//! process drains every socket (epoll through tokio, one thread, like a lean client).
+//!
+//! ```text
+//! cargo run --release -p bench --example write_ceiling -- [connections] [rounds] [threads] [rate]
+//! ```
+//! Each round writes one 100-byte frame to every connection (what one broadcast costs when no
+//! two messages share a write). `rate` (rounds/s, 0 = back to back) paces the rounds like a
+//! paced broadcast. Prints write()s per second and, per round, the time from its first write to
+//! its last one (a lower bound for the latency of the last receiver of a broadcast).
+//! Not a test: a measurement for docs/benchmarks.md.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FRAME: usize = 100;
+/// Connections per source address (ports per (source, destination) pair are limited).
+const PER_SOURCE: usize = 25_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("reader") {
+        reader(args[2].parse().unwrap(), args[3].parse().unwrap(), args[4].parse().unwrap());
+        return;
+    }
+    let connections: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let rounds: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
+    let threads: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+    let rate: f64 = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["reader", &addr.to_string(), &connections.to_string(), &(rounds * FRAME).to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sockets = Vec::with_capacity(connections);
+    listener.set_nonblocking(true).unwrap();
+    while sockets.len() < connections {
+        match listener.accept() {
+            Ok((socket, _)) => {
+                socket.set_nonblocking(false).unwrap();
+                socket.set_nodelay(true).unwrap();
+                sockets.push(socket);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("the reader process ended early: {status}");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(error) => panic!("accept failed: {error}"),
+        }
+    }
+    let mut child_out = child.stdout.take().unwrap();
+    let mut ready = [0u8; 1];
+    child_out.read_exact(&mut ready).unwrap();
+
+    let frame = [b'x'; FRAME];
+    let per_thread = connections.div_ceil(threads);
+    let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+    let started = Instant::now();
+    let mut round_ms = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        if let Some(interval) = interval {
+            let due = started + interval * round as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let begin = Instant::now();
+        std::thread::scope(|scope| {
+            for chunk in sockets.chunks_mut(per_thread) {
+                scope.spawn(|| {
+                    for socket in chunk {
+                        socket.write_all(&frame).unwrap();
+                    }
+                });
+            }
+        });
+        round_ms.push(begin.elapsed().as_secs_f64() * 1000.0);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut done = [0u8; 1];
+    child_out.read_exact(&mut done).unwrap();
+    let _ = child.wait();
+    round_ms.sort_by(f64::total_cmp);
+    let pick = |q: f64| round_ms[((round_ms.len() - 1) as f64 * q).round() as usize];
+    let writes = (connections * rounds) as f64;
+    println!(
+        "connections {connections}, rounds {rounds}, writer threads {threads}, rate {}",
+        if rate > 0.0 { format!("{rate}/s") } else { "back to back".into() }
+    );
+    println!(
+        "write()s/s {:.0} ({:.2} µs of wall time per write); one round to all connections: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        writes / elapsed,
+        elapsed * 1e6 / writes,
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
+}
+
+/// Connects `connections` sockets to `addr` and reads `per_socket` bytes from each; writes one
+/// byte to stdout when connected and one when everything was read.
+fn reader(addr: SocketAddr, connections: usize, per_socket: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let mut sockets = Vec::with_capacity(connections);
+        for index in 0..connections {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            let group = index / PER_SOURCE;
+            if group > 0 {
+                // Another source address for the next 25,000; the port is chosen at connect
+                // time (IP_BIND_ADDRESS_NO_PORT), so ports in TIME_WAIT do not block the bind.
+                use std::os::fd::AsRawFd;
+                let one: libc::c_int = 1;
+                // SAFETY: a valid socket fd and a c_int option value of the right length.
+                unsafe {
+                    libc::setsockopt(
+                        socket.as_raw_fd(),
+                        libc::IPPROTO_IP,
+                        libc::IP_BIND_ADDRESS_NO_PORT,
+                        (&raw const one).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    );
+                }
+                let source = Ipv4Addr::new(127, 0, 0, 1 + group as u8);
+                socket.bind(SocketAddr::from((source, 0))).unwrap();
+            }
+            sockets.push(socket.connect(addr).await.unwrap());
+        }
+        let mut stdout = std::io::stdout();
+        stdout.write_all(b"r").unwrap();
+        stdout.flush().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut socket in sockets {
+            tasks.spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 4096];
+                let mut left = per_socket;
+                while left > 0 {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "connection ended early");
+                    left -= n.min(left);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        stdout.write_all(b"d").unwrap();
+        stdout.flush().unwrap();
+    });
+}
