@@ -5,7 +5,7 @@
 #
 #   crates/bench/scripts/measure.sh [scenario ...]     (default: all but scale)
 #   scenarios: idle connect connect-skip broadcast-burst broadcast-paced echo group cross-node scale
-#   env: RUNS (3), SCALE (1: divide connection counts by it), NICE (-15 as root), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
+#   env: RUNS (3), SCALE (1: divide connection counts by it), NICE (-15 as root), NODE_THREADS (1), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -72,11 +72,15 @@ start_redis() {
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
 # start_nodes N: N testservers sharing a fresh Redis; sets urls (comma list), node_pids (comma list).
+# start_nodes N: N nodes sharing a fresh redis-server. Each node runs one tokio worker thread
+# (NODE_THREADS, default 1): several nodes share the two cores here, and two threads per node
+# only add context switches (cross-node p99 445 ms with two, 149 ms with one). A node on a
+# machine of its own uses every core (tokio's default).
 start_nodes() {
     start_redis
     local prefix="bench-$RANDOM" list=() plist=()
     for _ in $(seq 1 "$1"); do
-        start_server --redis "127.0.0.1:$redis_port" --channel-prefix "$prefix"
+        TOKIO_WORKER_THREADS="${NODE_THREADS:-1}" start_server --redis "127.0.0.1:$redis_port" --channel-prefix "$prefix"
         list+=("$node_url"); plist+=("$node_pid")
     done
     urls="$(IFS=,; echo "${list[*]}")"
