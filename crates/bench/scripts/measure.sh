@@ -99,7 +99,7 @@ for scenario in "${scenarios[@]}"; do
         case "$scenario" in
         idle)
             start_server
-            bench_run idle "$run" idle --url "$node_url" -n $((15000 / scale)) --settle 3 --duration 10 --server-pid "$node_pid" ;;
+            bench_run idle "$run" idle --url "$node_url" -n $((15000 / scale)) --settle 3 --duration 35 --server-pid "$node_pid" ;;
         connect)
             start_server
             bench_run connect "$run" connect --url "$node_url" -n $((10000 / scale)) --server-pid "$node_pid" ;;
