@@ -1,5 +1,5 @@
-//! Starting and stopping a Diquis process: database, seed, backplane, hub, jobs, publisher and
-//! the HTTP listeners.
+//! Starting and stopping a Diquis process: database, job storage, seed, backplane, hub, jobs,
+//! publisher, job-outbox relay and the HTTP listeners.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::hub::HubAuthenticator;
 use crate::auth::jwt::JwtService;
 use crate::auth::{password, tokens, users, ROOT_ROLE, ROOT_TENANT};
-use crate::config::{ConfigError, DatabaseTarget, Settings};
+use crate::config::{ConfigError, Settings};
 use crate::db::{Db, DbError};
+use crate::job_outbox::{JobStorage, Relay};
 use crate::notifications::hub::{connection_options, notification_service, HUB_NAME, HUB_PATH};
 use crate::notifications::publisher::{Audience, Publisher};
 use crate::ops::health::{Backplane, Health};
@@ -36,6 +37,9 @@ pub enum StartError {
     /// The job storage could not be prepared.
     #[error("job storage: {0}")]
     Jobs(#[from] jobs::JobError),
+    /// The job storage's own database (another one than the application's) could not be opened.
+    #[error("job storage (configuration key 'ConnectionStrings:HangfireConnection'): {0}")]
+    JobDatabase(DbError),
     /// The Redis backplane could not be created.
     #[error("Redis backplane: {0}")]
     Backplane(String),
@@ -59,6 +63,8 @@ pub struct RunningApp {
     tasks: Vec<JoinHandle<()>>,
     worker: Option<jobs::WorkerHandle>,
     lifetime: Arc<dyn HubLifetimeManager>,
+    /// The job storage's pool when it is another database than `state.db`.
+    job_db: Option<Db>,
 }
 
 impl RunningApp {
@@ -103,34 +109,17 @@ impl RunningApp {
             }
         }
         self.state.db.close().await;
+        if let Some(job_db) = &self.job_db {
+            job_db.close().await;
+        }
         tracing::info!("stopped");
     }
 }
 
-fn same_database(a: &DatabaseTarget, b: &DatabaseTarget) -> bool {
-    match (a, b) {
-        (DatabaseTarget::Postgres(x), DatabaseTarget::Postgres(y)) => {
-            x.host == y.host && x.port == y.port && x.database == y.database
-        }
-        (DatabaseTarget::Sqlite { path: x }, DatabaseTarget::Sqlite { path: y }) => {
-            let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-            canon(x) == canon(y)
-        }
-        _ => false,
-    }
-}
-
-/// Checks what can be checked before touching anything.
+/// Checks what can be checked before touching anything. Connection strings were parsed with the
+/// settings already (a bad one names its key); `HangfireConnection` may name another database
+/// than `DefaultConnection`.
 pub fn preflight(settings: &Settings) -> Result<(), ConfigError> {
-    if !same_database(&settings.database, &settings.job_storage) {
-        return Err(ConfigError {
-            key: "ConnectionStrings:HangfireConnection".into(),
-            problem: "must name the same database as ConnectionStrings:DefaultConnection: Diquis enqueues a tenant's \
-                      job in the same transaction as the tenant row, and commits a job's result together with its \
-                      notification (remove the key to use DefaultConnection)"
-                .into(),
-        });
-    }
     if let Some(redis) = &settings.redis {
         signalr_redis::RedisConfig::parse(redis).map_err(|e| ConfigError {
             key: "ConnectionStrings:RedisConnection".into(),
@@ -183,7 +172,14 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
     crate::ops::metrics::install();
     let shutdown = CancellationToken::new();
     let db = Db::open(&settings.database).await?;
-    let job_store = match &db {
+    let job_storage = JobStorage::of(&settings.database, &settings.job_storage);
+    // Same database: the job tables share the application's pool, so jobs enqueue and complete in
+    // its transactions. Else their own pool (the job engine migrates its tables).
+    let job_db = match job_storage {
+        JobStorage::SameDatabase => None,
+        JobStorage::SeparateDatabase => Some(Db::connect(&settings.job_storage).await.map_err(StartError::JobDatabase)?),
+    };
+    let job_store = match job_db.as_ref().unwrap_or(&db) {
         Db::Postgres(p) => jobs::JobStore::from_pg_pool(p.clone()).await?,
         Db::Sqlite(p) => jobs::JobStore::from_sqlite_pool(p.clone()).await?,
     };
@@ -217,11 +213,14 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
     let hub_router = service.router(HUB_PATH, connection_options(HubAuthenticator::new(jwt.clone(), settings.cors_origins.clone())));
 
     let outbox_wake = Arc::new(Notify::new());
+    let relay_wake = Arc::new(Notify::new());
     let state = AppState::new(AppInner {
         settings: settings.clone(),
         db: db.clone(),
         jwt,
         jobs: job_store.clone(),
+        job_storage,
+        relay_wake: relay_wake.clone(),
         outbox_wake: outbox_wake.clone(),
         health: Health { backplane: backplane.clone() },
         role,
@@ -229,12 +228,17 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
 
     let mut tasks = Vec::new();
     let mut worker = None;
+    if job_storage == JobStorage::SeparateDatabase {
+        // In every role: requests left by any process (even one that died) get relayed.
+        tasks.push(tokio::spawn(Relay::new(db.clone(), job_store.clone(), relay_wake).run(shutdown.clone())));
+    }
     if role.runs_jobs() {
         let deps = JobDeps {
             db: db.clone(),
             main_target: settings.database.clone(),
             data_directory: settings.data_directory.clone(),
             outbox_wake: outbox_wake.clone(),
+            storage: job_storage,
         };
         worker = Some(
             jobs::Worker::builder(job_store.clone())
@@ -271,6 +275,6 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
             }
         }));
     }
-    tracing::info!(role = role.name(), database = %settings.database, backplane = match &settings.redis { Some(_) => "redis", None => "in-process" }, "Diquis started");
-    Ok(RunningApp { addrs, state, shutdown, tasks, worker, lifetime })
+    tracing::info!(role = role.name(), database = %settings.database, job_storage = %settings.job_storage, backplane = match &settings.redis { Some(_) => "redis", None => "in-process" }, "Diquis started");
+    Ok(RunningApp { addrs, state, shutdown, tasks, worker, lifetime, job_db })
 }

@@ -4,7 +4,8 @@
 //!
 //! Modules, one purpose each: [`config`] (ASP.NET-style configuration), [`db`] (PostgreSQL or
 //! SQLite), [`auth`] (passwords, JWT, session cookie, CSRF, hub authentication), [`tenants`]
-//! (API and jobs), [`notifications`] (events, outbox, publisher, hub), [`web`] (router, UI),
+//! (API and jobs), [`job_outbox`] (handing jobs to a job storage in another database),
+//! [`notifications`] (events, outbox, publisher, hub), [`web`] (router, UI),
 //! [`ops`] (health, metrics, logs, CORS, shutdown), [`cli`] and [`app`] (process start and stop).
 
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod job_outbox;
 pub mod notifications;
 pub mod ops;
 pub mod state;

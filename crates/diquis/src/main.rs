@@ -53,11 +53,12 @@ fn main() -> ExitCode {
                 };
             }
         };
+        // Before announcing: a SIGTERM sent as soon as the address is printed shuts down gracefully.
+        diquis::ops::shutdown::on_signal(app.shutdown_token());
         for addr in &app.addrs {
             say(&format!("Now listening on: http://{addr}"));
         }
         say("Application started. Press Ctrl+C to shut down.");
-        diquis::ops::shutdown::on_signal(app.shutdown_token());
         app.wait().await;
         ExitCode::SUCCESS
     })

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use crate::auth::jwt::JwtService;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::job_outbox::JobStorage;
 use crate::ops::health::Health;
 
 /// Which parts of Diquis this process runs.
@@ -59,8 +60,12 @@ pub struct AppInner {
     pub db: Db,
     /// Access tokens.
     pub jwt: JwtService,
-    /// The job store (same database as `db`).
+    /// The job store (`ConnectionStrings:HangfireConnection`).
     pub jobs: jobs::JobStore,
+    /// Whether the job store is in `db` or in another database.
+    pub job_storage: JobStorage,
+    /// Wakes the job-outbox relay (separate job storage only).
+    pub relay_wake: Arc<Notify>,
     /// Wakes the outbox publisher.
     pub outbox_wake: Arc<Notify>,
     /// Readiness checks.

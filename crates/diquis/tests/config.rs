@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use diquis::config::{load, DatabaseTarget, LoadError};
+use diquis::job_outbox::JobStorage;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
@@ -100,7 +101,8 @@ fn the_binary_refuses_bad_values_naming_the_key() {
     let cases: &[Case] = &[
         (&["--ConnectionStrings:DefaultConnection=Host=h;Port=abc;Database=d;Username=u"], &[], "ConnectionStrings:DefaultConnection"),
         (&["web"], &[("ConnectionStrings__DefaultConnection", "Server=;Database=d")], "ConnectionStrings:DefaultConnection"),
-        (&["--ConnectionStrings:HangfireConnection=other.db"], &[], "ConnectionStrings:HangfireConnection"),
+        (&["--ConnectionStrings:HangfireConnection=Host=h;Port=abc;Database=d;Username=u"], &[], "ConnectionStrings:HangfireConnection"),
+        (&["jobs"], &[("ConnectionStrings__HangfireConnection", "Server=;Database=jobs")], "ConnectionStrings:HangfireConnection"),
         (&["--ConnectionStrings:RedisConnection=localhost:notaport"], &[], "ConnectionStrings:RedisConnection"),
         (&["jobs", "--Jwt:Key=short"], &[], "Jwt:Key"),
         (&["--urls", "https://localhost:5001"], &[], "Urls"),
@@ -168,6 +170,58 @@ fn quick_start_prints_the_url_and_a_generated_password_once() {
     let mut child = start();
     let (_, lines) = read_until_listening(&mut child);
     assert!(!lines.iter().any(|l| l.contains("generated password")), "{lines:?}");
+    unsafe_kill(child.id(), 15);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn hangfire_connection_may_name_another_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = |flags: &[&str]| {
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        let (_, s) = load(dir.path(), env(&[]), &flags).unwrap();
+        diquis::app::preflight(&s).expect("accepted");
+        JobStorage::of(&s.database, &s.job_storage)
+    };
+    assert_eq!(storage(&[]), JobStorage::SameDatabase);
+    assert_eq!(storage(&["--ConnectionStrings:HangfireConnection=diquis.db"]), JobStorage::SameDatabase);
+    assert_eq!(storage(&["--ConnectionStrings:HangfireConnection=jobs.db"]), JobStorage::SeparateDatabase);
+    let pg = "--ConnectionStrings:DefaultConnection=Host=h;Database=app;Username=u";
+    assert_eq!(storage(&[pg]), JobStorage::SameDatabase);
+    assert_eq!(storage(&[pg, "--ConnectionStrings:HangfireConnection=Host=h;Database=app;Username=other"]), JobStorage::SameDatabase);
+    assert_eq!(storage(&[pg, "--ConnectionStrings:HangfireConnection=Host=h;Database=jobs;Username=u"]), JobStorage::SeparateDatabase);
+    assert_eq!(storage(&[pg, "--ConnectionStrings:HangfireConnection=jobs.db"]), JobStorage::SeparateDatabase);
+}
+
+#[test]
+fn the_binary_starts_with_a_separate_job_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = diquis()
+        .current_dir(dir.path())
+        .args(["--urls", "http://127.0.0.1:0", "--ConnectionStrings:HangfireConnection=jobs/hangfire.db"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("'Now listening on' before stdout closes").unwrap();
+        if let Some(url) = line.strip_prefix("Now listening on: ") {
+            break url.to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body: serde_json::Value = rt.block_on(async {
+        let r = reqwest::get(format!("{url}/health/ready")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    });
+    let jobs = body["entries"]["jobs"]["description"].as_str().unwrap().to_string();
+    assert!(jobs.contains("separate database"), "{body}");
+    assert!(dir.path().join("diquis.db").is_file());
+    assert!(dir.path().join("jobs/hangfire.db").is_file(), "the job storage is its own file");
     unsafe_kill(child.id(), 15);
     assert!(child.wait().unwrap().success());
 }

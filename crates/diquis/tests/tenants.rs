@@ -268,30 +268,6 @@ async fn half_finished_provisioning_is_retried(db: &TestDb) {
     web.stop().await;
 }
 
-/// Makes the isolated database of tenant `id` impossible to open, and returns how to undo it.
-async fn block_isolated_database(db: &TestDb, id: &str) -> Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send> {
-    match db {
-        TestDb::Sqlite(dir) => {
-            // A directory where the file should be: SQLite cannot open it.
-            let path = dir.path().join(format!("diquis-{id}.db"));
-            std::fs::create_dir_all(&path).unwrap();
-            Box::new(move || Box::pin(async move { std::fs::remove_dir_all(&path).unwrap() }))
-        }
-        TestDb::Postgres(name) => {
-            use sqlx::Connection;
-            let db_name = format!("{name}-{id}");
-            let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\" ALLOW_CONNECTIONS false"))).execute(&mut c).await.unwrap();
-            Box::new(move || {
-                Box::pin(async move {
-                    let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
-                    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{db_name}\" ALLOW_CONNECTIONS true"))).execute(&mut c).await.unwrap();
-                })
-            })
-        }
-    }
-}
-
 async fn failed_provisioning_then_retry(db: &TestDb) {
     let app = start(db, ProcessRole::All, &[]).await;
     let url = app.url();
@@ -339,6 +315,7 @@ async fn update_job_of_a_missing_tenant_fails_with_an_event(db: &TestDb) {
         name: "Ghost".into(),
         is_active: true,
         initiated_by: format!("{ADMIN_EMAIL}.root"),
+        request_id: None,
     });
     let id = app.state.jobs.enqueue(job).await.unwrap();
     let failed = root.next("TenantUpdateFailed").await;

@@ -190,6 +190,19 @@ impl JobContext {
         }
     }
 
+    /// Checks that this execution still holds the job, on the job store's own connections.
+    /// Nothing stays locked afterwards, so this is the fence for writes to another database
+    /// (call it just before committing them): a stale execution is refused, and the short
+    /// window between this check and that commit must be covered by making the writes
+    /// idempotent. With the job tables in the same database, prefer
+    /// [`JobContext::check_lease_in_tx`] or [`JobContext::complete_in_tx`].
+    pub async fn check_lease(&self) -> Result<(), JobError> {
+        let lease = self.inner.lease;
+        let held = with_backend!(self.inner.store, Db, pool =>
+            <Db as crate::db::private::Ops>::lease_held(pool, lease).await?);
+        if held { Ok(()) } else { Err(JobError::LeaseLost { job_id: lease.job_id, token: lease.token }) }
+    }
+
     /// Checks, inside the caller's transaction, that this execution still holds the job, and
     /// locks the job row until the transaction ends so it cannot be re-claimed meanwhile. Use it
     /// to guard application writes made before the job finishes.

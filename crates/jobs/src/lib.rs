@@ -3,7 +3,8 @@
 //! * [`JobStore`]: connect (migrations run at start) or share the application's pool; enqueue
 //!   fire-and-forget, delayed ([`JobStore::schedule`]), recurring ([`JobStore::add_recurring`],
 //!   cron + IANA time zone) and continuation jobs ([`JobStore::continue_with`]); cancel, requeue,
-//!   delete; the queries behind the dashboard.
+//!   delete; [`JobStore::enqueue_once`] to hand one request over at most once (relaying an
+//!   outbox that lives in another database); the queries behind the dashboard.
 //! * [`enqueue_in_tx`]: enqueue inside the caller's own sqlx transaction, so an application row
 //!   and its job commit or roll back together.
 //! * [`Worker`]: named queues with a worker count each, handlers registered by stable string
@@ -12,7 +13,8 @@
 //!   metrics.
 //! * [`JobContext`]: job id, attempt, cancellation token, `progress`, `log`, and
 //!   [`JobContext::complete_in_tx`] so the application's final writes and the job's final state
-//!   commit together, refused if the lease is stale.
+//!   commit together, refused if the lease is stale; [`JobContext::check_lease`] to fence
+//!   writes to another database.
 //! * [`dashboard::router`]: a server-rendered HTML dashboard to mount in an axum app.
 //!
 //! ## Job names and payload versions

@@ -253,6 +253,30 @@ impl JobStore {
         Ok(id)
     }
 
+    /// Enqueues `job` with unique key `key` unless a job with that key exists in any state,
+    /// finished ones included (until [`JobStore::purge_finished`] removes them); returns the id
+    /// of the job that holds the key. Unlike [`NewJob::unique_key`], which only guards unfinished
+    /// jobs, this makes a repeated hand-over of one request — e.g. relaying a row of another
+    /// database's outbox twice, after a crash before the row was deleted — create one job, even
+    /// when the first one already ran.
+    pub async fn enqueue_once(&self, key: &str, job: NewJob) -> Result<JobId, JobError> {
+        let job = job.unique_key(key);
+        let now = now_us();
+        let insert = prepare(&job, now)?;
+        let id = with_backend!(self, Db, pool => {
+            let mut tx = <Db as Ops>::begin_write(pool).await?;
+            <Db as Ops>::lock_unique_key(&mut *tx, key).await?;
+            let id = match <Db as Ops>::find_unique_key(&mut *tx, key).await? {
+                Some(existing) => existing,
+                None => <Db as Ops>::insert_job(&mut *tx, &insert, now).await?,
+            };
+            tx.commit().await?;
+            id
+        });
+        self.wake();
+        Ok(id)
+    }
+
     /// Enqueues many jobs in one transaction.
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, JobError> {
         let now = now_us();

@@ -1,6 +1,7 @@
-//! The notification outbox: events are written in the same transaction as the job's final
-//! state, then published by [`super::publisher`] and marked sent. A row's id is the `id` the
-//! clients see, so a repeat is recognisable.
+//! The notification outbox: events are written in the same transaction as the job's result (and,
+//! when the job storage is the same database, the job's final state), then published by
+//! [`super::publisher`] and marked sent. A row's id is the `id` the clients see, so a repeat is
+//! recognisable; a row's `outcome_key` makes a job's result notified once.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -41,28 +42,41 @@ pub struct MissedNotification {
     pub data: serde_json::Value,
 }
 
-/// Writes `event` to the outbox inside `tx`; returns its id. On PostgreSQL the insert takes a
-/// transaction-scoped advisory lock first, so ids become visible in increasing order and a
-/// client reading `after=<id>` never skips a row that commits late.
-pub async fn insert(tx: &mut Tx, event: &Event) -> Result<i64, sqlx::Error> {
+/// Writes `event` to the outbox inside `tx`; returns its id. With an `outcome_key` (the job
+/// outcome it records) it is written once: `None` is returned when a notification with that key
+/// exists already. On PostgreSQL the insert takes a transaction-scoped advisory lock first, so
+/// ids become visible in increasing order and a client reading `after=<id>` never skips a row
+/// that commits late.
+pub async fn insert(tx: &mut Tx, event: &Event, outcome_key: Option<&str>) -> Result<Option<i64>, sqlx::Error> {
     if let Tx::Postgres(t) = tx {
         sqlx::query("SELECT pg_advisory_xact_lock(72620061)").execute(&mut **t).await?;
     }
     let now = Utc::now();
-    let id: i64 = with_tx!(tx, |c| {
+    let id: Option<i64> = with_tx!(tx, |c| {
         sqlx::query_scalar(
-            "INSERT INTO notifications (event, payload, tenant_id, recipient_user, created_on) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING id",
+            "INSERT INTO notifications (event, payload, tenant_id, recipient_user, created_on, outcome_key) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(event.target)
         .bind(&event.payload)
         .bind(&event.tenant_id)
         .bind(&event.user_id)
         .bind(now)
-        .fetch_one(&mut *c)
+        .bind(outcome_key)
+        .fetch_optional(&mut *c)
         .await?
     });
     Ok(id)
+}
+
+/// The id of the notification that recorded `outcome_key`, if one did.
+pub async fn find_outcome(tx: &mut Tx, outcome_key: &str) -> Result<Option<i64>, sqlx::Error> {
+    with_tx!(tx, |c| {
+        sqlx::query_scalar("SELECT id FROM notifications WHERE outcome_key = $1")
+            .bind(outcome_key)
+            .fetch_optional(&mut *c)
+            .await
+    })
 }
 
 /// Unsent rows, oldest first (at most `limit`).

@@ -1,5 +1,6 @@
-//! `/health/live` (the process answers) and `/health/ready` (database, job storage and the Redis
-//! backplane answer), in the shape of ASP.NET Core health checks.
+//! `/health/live` (the process answers) and `/health/ready` (database, job storage — its own
+//! database when `HangfireConnection` names one — and the Redis backplane answer), in the shape of
+//! ASP.NET Core health checks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::db::Db;
+use crate::job_outbox::{self, JobStorage};
 use crate::state::AppState;
 
 /// The backplane's health as the application sees it.
@@ -94,8 +96,22 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         entries.insert(name, Entry { status, description });
     };
     add("database", check_db(&state.db).await);
+    // The job store's own pool: with a separate job storage this is the check of that database.
     let jobs = match tokio::time::timeout(Duration::from_secs(5), state.jobs.queue_depth(crate::tenants::jobs::TENANT_QUEUE)).await {
-        Ok(Ok(depth)) => Ok(format!("{} job storage answers; {depth} tenant jobs waiting", state.jobs.backend_name())),
+        Ok(Ok(depth)) => Ok(match state.job_storage {
+            JobStorage::SameDatabase => format!("{} job storage answers; {depth} tenant jobs waiting", state.jobs.backend_name()),
+            JobStorage::SeparateDatabase => {
+                // Requests not relayed yet wait in the main database (its own entry says if it fails).
+                let backlog = match tokio::time::timeout(Duration::from_secs(5), job_outbox::backlog(&state.db)).await {
+                    Ok(Ok(n)) => n.to_string(),
+                    _ => "?".into(),
+                };
+                format!(
+                    "{} job storage (separate database) answers; {depth} tenant jobs waiting, {backlog} job requests not yet relayed",
+                    state.jobs.backend_name()
+                )
+            }
+        }),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 5 s".into()),
     };

@@ -2,12 +2,15 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Cancels `token` on the first SIGINT or SIGTERM.
+/// Cancels `token` on the first SIGINT or SIGTERM. SIGTERM is handled from the moment this
+/// returns (so call it before announcing the process), not from when the task first runs.
 pub fn on_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut term = match term {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGTERM");

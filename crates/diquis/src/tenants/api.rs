@@ -1,5 +1,6 @@
 //! `/api/tenants`: list, read, create (202 + ProvisionTenant job) and update (202 + UpdateTenant
-//! job). Root administrators only. The job is enqueued in the same transaction as the row.
+//! job). Root administrators only. The job is submitted in the same transaction as the row:
+//! enqueued there, or written to the job outbox when the job storage is another database.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,13 +8,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::jobs::{enqueue, provision_job, update_job, ProvisionTenant, UpdateTenant};
+use super::jobs::{provision_request, update_request, ProvisionTenant, UpdateTenant};
 use super::model::{TenantDto, TenantStatus};
 use super::validation::{bool_field, check_name, is_email, is_slug, string_field, MAX_ID_LEN};
 use super::{isolated, repo};
 use crate::auth::extract::RootCaller;
 use crate::auth::{password, ROOT_TENANT};
 use crate::config::DatabaseTarget;
+use crate::job_outbox::{self, new_request_id};
 use crate::state::AppState;
 use crate::web::envelope::{ApiError, Envelope};
 
@@ -123,7 +125,7 @@ pub fn validate_create(body: &serde_json::Value, main: &DatabaseTarget) -> Resul
     })
 }
 
-/// Inserts the tenant and enqueues its provisioning in one transaction; returns the tenant id.
+/// Inserts the tenant and submits its provisioning in one transaction; returns the tenant id.
 pub async fn create_tenant(state: &AppState, request: CreateTenant, initiated_by: &str) -> Result<String, ApiError> {
     let connection_string = request.has_isolated_database.then(|| {
         isolated::stored_name(&isolated::database_for(
@@ -154,10 +156,14 @@ pub async fn create_tenant(state: &AppState, request: CreateTenant, initiated_by
         admin_email: request.admin_email.clone(),
         admin_password_hash: hash,
         initiated_by: initiated_by.to_string(),
+        request_id: Some(new_request_id()),
     };
-    enqueue(&mut tx, provision_job(&payload)).await.map_err(|e| ApiError::internal("cannot enqueue the provisioning job", e))?;
+    let job = provision_request(payload).map_err(|e| ApiError::internal("cannot encode the provisioning job", e))?;
+    job_outbox::submit(&mut tx, state.job_storage, &job)
+        .await
+        .map_err(|e| ApiError::internal("cannot enqueue the provisioning job", e))?;
     tx.commit().await?;
-    state.jobs.wake();
+    job_outbox::after_commit(state.job_storage, &state.jobs, &state.relay_wake);
     metrics::counter!("diquis_tenant_requests_total", "kind" => "create").increment(1);
     tracing::info!(tenant = %request.id, by = %initiated_by, "tenant creation requested");
     Ok(request.id)
@@ -198,7 +204,7 @@ pub fn validate_update(body: &serde_json::Value) -> Result<EditTenant, Vec<Strin
     Ok(EditTenant { name: name.unwrap_or_default().trim().to_string(), is_active: is_active.unwrap_or(true) })
 }
 
-/// Marks the tenant Updating and enqueues its update in one transaction.
+/// Marks the tenant Updating and submits its update in one transaction.
 pub async fn update_tenant(state: &AppState, id: &str, edit: EditTenant, initiated_by: &str) -> Result<(), ApiError> {
     if id == ROOT_TENANT {
         return Err(ApiError::validation(vec!["The root tenant cannot be edited.".into()]));
@@ -228,10 +234,14 @@ pub async fn update_tenant(state: &AppState, id: &str, edit: EditTenant, initiat
         name: edit.name,
         is_active: edit.is_active,
         initiated_by: initiated_by.to_string(),
+        request_id: Some(new_request_id()),
     };
-    enqueue(&mut tx, update_job(&payload)).await.map_err(|e| ApiError::internal("cannot enqueue the update job", e))?;
+    let job = update_request(payload).map_err(|e| ApiError::internal("cannot encode the update job", e))?;
+    job_outbox::submit(&mut tx, state.job_storage, &job)
+        .await
+        .map_err(|e| ApiError::internal("cannot enqueue the update job", e))?;
     tx.commit().await?;
-    state.jobs.wake();
+    job_outbox::after_commit(state.job_storage, &state.jobs, &state.relay_wake);
     metrics::counter!("diquis_tenant_requests_total", "kind" => "update").increment(1);
     tracing::info!(tenant = %id, by = %initiated_by, "tenant update requested");
     Ok(())

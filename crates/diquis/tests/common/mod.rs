@@ -145,3 +145,27 @@ pub async fn wait_status(url: &str, token: &str, id: &str, want: &str) -> Value 
 pub fn new_tenant(id: &str, isolated: bool) -> Value {
     json!({"id": id, "name": format!("Academy {id}"), "adminEmail": format!("owner@{id}.test"), "password": "Owner1Passw0rd", "hasIsolatedDatabase": isolated})
 }
+
+/// Makes the isolated database of tenant `id` impossible to open, and returns how to undo it.
+pub async fn block_isolated_database(db: &TestDb, id: &str) -> Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send> {
+    match db {
+        TestDb::Sqlite(dir) => {
+            // A directory where the file should be: SQLite cannot open it.
+            let path = dir.path().join(format!("diquis-{id}.db"));
+            std::fs::create_dir_all(&path).unwrap();
+            Box::new(move || Box::pin(async move { std::fs::remove_dir_all(&path).unwrap() }))
+        }
+        TestDb::Postgres(name) => {
+            use sqlx::Connection;
+            let db_name = format!("{name}-{id}");
+            let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\" ALLOW_CONNECTIONS false"))).execute(&mut c).await.unwrap();
+            Box::new(move || {
+                Box::pin(async move {
+                    let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+                    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{db_name}\" ALLOW_CONNECTIONS true"))).execute(&mut c).await.unwrap();
+                })
+            })
+        }
+    }
+}

@@ -75,6 +75,10 @@ CREATE TABLE bg_recurring (
   created_at BIGINT NOT NULL
 );
 "#,
+), (
+    2,
+    // Looks up a unique key in every state, for `JobStore::enqueue_once`.
+    "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
 )];
 
 /// SQLite migrations, in order.
@@ -147,6 +151,10 @@ CREATE TABLE bg_recurring (
   created_at INTEGER NOT NULL
 );
 "#,
+), (
+    2,
+    // Looks up a unique key in every state, for `JobStore::enqueue_once`.
+    "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
 )];
 
 /// An arbitrary constant key for the advisory lock that serialises concurrent migrators.

@@ -119,6 +119,13 @@ pub(crate) mod private {
         async fn notify_cancel(conn: &mut Self::Connection, id: JobId) -> Result<(), JobError>;
         /// Fenced: the job is still `Processing` under this token; locks its row.
         async fn lock_lease(conn: &mut Self::Connection, lease: Lease) -> Result<bool, JobError>;
+        /// Whether the job is still `Processing` under this token, without locking anything.
+        async fn lease_held(pool: &Pool<Self>, lease: Lease) -> Result<bool, JobError>;
+        /// Serialises `enqueue_once` for `key` until the transaction ends (PostgreSQL: an
+        /// advisory lock; SQLite: the transaction's `BEGIN IMMEDIATE` already does).
+        async fn lock_unique_key(conn: &mut Self::Connection, key: &str) -> Result<(), JobError>;
+        /// The newest job with this unique key, in any state.
+        async fn find_unique_key(conn: &mut Self::Connection, key: &str) -> Result<Option<JobId>, JobError>;
         /// Fenced success with history and continuation release.
         async fn complete(conn: &mut Self::Connection, lease: Lease, worker: &str, now: i64) -> Result<bool, JobError>;
         /// Fenced exit from `Processing` other than success.

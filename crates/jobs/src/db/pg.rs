@@ -118,6 +118,9 @@ WITH d AS (
 )
 SELECT (SELECT count(*) FROM u) AS moved, (SELECT count(*) FROM n) AS notified";
 
+/// First half of the advisory lock key of `enqueue_once` ("bgju").
+const UNIQUE_KEY_LOCK_CLASS: i32 = 0x6267_6a75;
+
 impl Ops for Postgres {
     async fn migrate(pool: &Pool<Self>) -> Result<(), JobError> {
         super::migrations::migrate_pg(pool).await
@@ -190,6 +193,16 @@ impl Ops for Postgres {
             .fetch_optional(conn)
             .await?;
         Ok(row.is_some())
+    }
+
+    async fn lock_unique_key(conn: &mut PgConnection, key: &str) -> Result<(), JobError> {
+        // The two-integer form keeps these locks apart from single-bigint advisory locks.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(UNIQUE_KEY_LOCK_CLASS)
+            .bind(key)
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     async fn claim(

@@ -135,6 +135,27 @@ macro_rules! shared_ops {
             Ok(true)
         }
 
+        async fn lease_held(pool: &Pool<Self>, lease: Lease) -> Result<bool, JobError> {
+            let row = sqlx::query("SELECT 1 AS one FROM bg_jobs WHERE id = $1 AND lease_token = $2 AND state = 'Processing'")
+                .bind(lease.job_id)
+                .bind(lease.token)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.is_some())
+        }
+
+        async fn find_unique_key(conn: &mut Self::Connection, key: &str) -> Result<Option<JobId>, JobError> {
+            use sqlx::Row as _;
+            let row = sqlx::query("SELECT id FROM bg_jobs WHERE unique_key = $1 ORDER BY id DESC LIMIT 1")
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(match row {
+                Some(row) => Some(row.try_get("id")?),
+                None => None,
+            })
+        }
+
         async fn progress(pool: &Pool<Self>, lease: Lease, pct: i32, now: i64) -> Result<bool, JobError> {
             let r = sqlx::query(
                 "UPDATE bg_jobs SET progress = $3, updated_at = $4 WHERE id = $1 AND lease_token = $2 AND state = 'Processing'",

@@ -143,6 +143,7 @@ both_backends!(a_stale_worker_still_running_cannot_write_after_its_lease_expired
         .unwrap();
     let id = store.enqueue(NewJob::new("stall@1", ())).await.unwrap();
     let stale_ctx = stalled_rx.recv().await.unwrap();
+    stale_ctx.check_lease().await.expect("the running execution holds its lease");
 
     let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r = runs.clone();
@@ -170,6 +171,7 @@ both_backends!(a_stale_worker_still_running_cannot_write_after_its_lease_expired
     assert!(job.lease_token > stale_ctx.lease().token);
     assert!(matches!(stale_ctx.progress(90).await, Err(JobError::LeaseLost { .. })));
     assert!(matches!(stale_ctx.log("late").await, Err(JobError::LeaseLost { .. })));
+    assert!(matches!(stale_ctx.check_lease().await, Err(JobError::LeaseLost { .. })));
     release.notify_one();
     slow.shutdown().await.unwrap();
     let history = store.history(id).await.unwrap();

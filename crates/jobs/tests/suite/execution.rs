@@ -258,6 +258,38 @@ both_backends!(unique_keys_deduplicate_unfinished_jobs, |db: TestDb| async move 
     worker.shutdown().await.unwrap();
 });
 
+both_backends!(enqueue_once_makes_one_job_per_key_even_after_it_ran, |db: TestDb| async move {
+    let store = db.store().await;
+    // Concurrent hand-overs of one request (relays in several processes): one job.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.enqueue_once("request-1", NewJob::new("once@1", i)).await.unwrap() }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let worker = Worker::builder(store.clone())
+        .config(fast_config("w1"))
+        .register(handler_fn("once@1", |_ctx: JobContext, _p: i32| async move { Ok(()) }))
+        .start()
+        .await
+        .unwrap();
+    let job = wait_state(&store, ids[0], JobState::Succeeded).await;
+    assert_eq!(job.unique_key.as_deref(), Some("request-1"));
+    // After it ran: still the same job, nothing new enqueued.
+    assert_eq!(store.enqueue_once("request-1", NewJob::new("once@1", 9)).await.unwrap(), ids[0]);
+    let enqueued = store.counts().await.unwrap().into_iter().filter(|(s, _)| !s.is_final()).map(|(_, n)| n).sum::<i64>();
+    assert_eq!(enqueued, 0);
+    // Another key is another job.
+    let other = store.enqueue_once("request-2", NewJob::new("once@1", 10)).await.unwrap();
+    assert_ne!(other, ids[0]);
+    wait_state(&store, other, JobState::Succeeded).await;
+    worker.shutdown().await.unwrap();
+});
+
 both_backends!(jobs_sharing_a_concurrency_key_never_overlap, |db: TestDb| async move {
     let store = db.store().await;
     let running = Arc::new(AtomicUsize::new(0));
