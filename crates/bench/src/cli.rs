@@ -86,8 +86,9 @@ pub struct Common {
     /// Seconds between the SignalR pings every connection sends.
     #[arg(long, default_value_t = 15.0)]
     pub ping_interval: f64,
-    /// WebSocket read buffer per client connection, bytes.
-    #[arg(long, default_value_t = 4096)]
+    /// Read buffer, bytes: one per worker process, shared by its connections (a connection
+    /// keeps only an incomplete frame between reads).
+    #[arg(long, default_value_t = 64 * 1024)]
     pub read_buffer: usize,
     /// No progress lines on stderr.
     #[arg(long, short)]

@@ -5,19 +5,12 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use reqwest::Url;
 use thiserror::Error;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::frames::{self, FrameError, Protocol};
-
-/// An established hub connection.
-pub type Ws = WebSocketStream<TcpStream>;
+use crate::ws::{WsError, WsStream};
 
 /// Why a connection could not be opened.
 #[derive(Debug, Error)]
@@ -52,15 +45,13 @@ pub enum ConnectError {
         /// The I/O error.
         error: std::io::Error,
     },
-    /// The WebSocket upgrade or a later WebSocket operation failed.
+    /// The WebSocket upgrade or a later WebSocket operation failed (a close by the server
+    /// included).
     #[error("WebSocket: {0}")]
-    WebSocket(#[from] tungstenite::Error),
+    WebSocket(#[from] WsError),
     /// The hub handshake was refused or garbled.
     #[error("handshake: {0}")]
     Handshake(#[from] FrameError),
-    /// The server closed before the handshake completed.
-    #[error("closed during the handshake")]
-    ClosedEarly,
     /// Joining the connection's group failed.
     #[error("JoinGroup failed: {0}")]
     JoinGroup(String),
@@ -108,6 +99,21 @@ impl Target {
         url.set_path(&path);
         url.set_query(Some("negotiateVersion=1"));
         url
+    }
+
+    /// The `Host` header and the request target (path and query) of the WebSocket upgrade.
+    fn upgrade_parts(&self, token: Option<&str>) -> (String, String) {
+        let url = Url::parse(&self.websocket_url(token))
+            .expect("a ws URL made from a valid http URL parses");
+        let host = match url.port_or_known_default() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        (host, target)
     }
 
     fn websocket_url(&self, token: Option<&str>) -> String {
@@ -165,16 +171,14 @@ pub fn token_from_negotiate(body: &[u8]) -> Result<String, ConnectError> {
 pub struct Connector {
     protocol: Protocol,
     skip_negotiation: bool,
-    config: WebSocketConfig,
     http: HashMap<Ipv4Addr, reqwest::Client>,
 }
 
 impl Connector {
-    /// A connector for `sources`, using a WebSocket read buffer of `read_buffer` bytes.
+    /// A connector for `sources`.
     pub fn new(
         protocol: Protocol,
         skip_negotiation: bool,
-        read_buffer: usize,
         sources: &[Ipv4Addr],
     ) -> Result<Self, ConnectError> {
         let mut http = HashMap::new();
@@ -186,15 +190,9 @@ impl Connector {
                 .build()?;
             http.insert(source, client);
         }
-        // Small eager read buffer, like the server's, so 15,000 client sockets fit in memory;
-        // writes go out at once (the bench flushes every message anyway).
-        let config = WebSocketConfig::default()
-            .read_buffer_size(read_buffer.max(256))
-            .write_buffer_size(0);
         Ok(Self {
             protocol,
             skip_negotiation,
-            config,
             http,
         })
     }
@@ -205,40 +203,31 @@ impl Connector {
         &self,
         target: &Target,
         source: Ipv4Addr,
-    ) -> Result<(Ws, Vec<u8>), ConnectError> {
+    ) -> Result<(WsStream, Vec<u8>), ConnectError> {
         let token = if self.skip_negotiation {
             None
         } else {
             Some(self.negotiate(target, source).await?)
         };
         let stream = tcp_connect(source, target.addr).await?;
-        let (mut ws, _response) = tokio_tungstenite::client_async_with_config(
-            target.websocket_url(token.as_deref()),
-            stream,
-            Some(self.config),
-        )
-        .await?;
-        ws.send(self.message(Bytes::from(self.protocol.handshake_request())))
-            .await?;
-        let mut buf = Vec::new();
+        let (host, path) = target.upgrade_parts(token.as_deref());
+        let (mut ws, mut buf) =
+            WsStream::connect(stream, &host, &path, self.protocol.is_binary()).await?;
+        ws.send(&self.protocol.handshake_request())
+            .await
+            .map_err(WsError::from)?;
+        let mut failed = None;
         loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => buf.extend_from_slice(text.as_bytes()),
-                Some(Ok(Message::Binary(data))) => buf.extend_from_slice(&data),
-                Some(Ok(Message::Close(_))) | None => return Err(ConnectError::ClosedEarly),
-                Some(Ok(_)) => continue,
-                Some(Err(error)) => return Err(error.into()),
-            }
             if let Some(used) = frames::read_handshake_response(&buf)? {
                 buf.drain(..used);
                 return Ok((ws, buf));
             }
+            // Checked after the bytes that came with it: a refusal arrives before the close.
+            if let Some(error) = failed {
+                return Err(ConnectError::WebSocket(error));
+            }
+            failed = ws.read_data(&mut buf).await.err();
         }
-    }
-
-    /// Wraps framed bytes in the WebSocket message type of the protocol.
-    pub fn message(&self, frame: Bytes) -> Message {
-        protocol_message(self.protocol, frame)
     }
 
     async fn negotiate(&self, target: &Target, source: Ipv4Addr) -> Result<String, ConnectError> {
@@ -273,18 +262,6 @@ pub fn describe(error: &dyn std::error::Error) -> String {
         cause = inner.source();
     }
     text
-}
-
-/// Wraps framed bytes in the WebSocket message type of `protocol` (Text for JSON).
-pub fn protocol_message(protocol: Protocol, frame: Bytes) -> Message {
-    if protocol.is_binary() {
-        return Message::Binary(frame);
-    }
-    match tungstenite::Utf8Bytes::try_from(frame.clone()) {
-        Ok(text) => Message::Text(text),
-        // The bench only builds UTF-8 JSON; this arm exists so bad bytes cannot panic.
-        Err(_) => Message::Binary(frame),
-    }
 }
 
 /// Connects from `source` (any free port) to `server`.
@@ -336,6 +313,14 @@ mod tests {
             target.websocket_url(Some("a+b/c")),
             "ws://127.0.0.1:5000/testhub?id=a%2Bb%2Fc"
         );
+        assert_eq!(
+            target.upgrade_parts(Some("a+b/c")),
+            ("127.0.0.1:5000".into(), "/testhub?id=a%2Bb%2Fc".into())
+        );
+        assert_eq!(
+            target.upgrade_parts(None),
+            ("127.0.0.1:5000".into(), "/testhub".into())
+        );
         let slash = Target::parse("http://localhost:80/hub/").unwrap();
         assert_eq!(slash.negotiate_url().path(), "/hub/negotiate");
     }
@@ -348,9 +333,16 @@ mod tests {
             error: io,
         };
         assert_eq!(describe(&error), "TCP connect from 127.0.0.1: refused");
-        let nested =
-            ConnectError::WebSocket(tungstenite::Error::Io(std::io::Error::other("reset")));
+        let nested = ConnectError::WebSocket(WsError::Io(std::io::Error::other("reset")));
         assert!(describe(&nested).contains("reset"));
+        let closed = ConnectError::WebSocket(WsError::Closed {
+            code: Some(1008),
+            reason: "go away".into(),
+        });
+        assert_eq!(
+            describe(&closed),
+            "WebSocket: the server closed the WebSocket (code 1008: go away)"
+        );
     }
 
     #[test]
@@ -397,5 +389,86 @@ mod tests {
         let (_accepted, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip(), IpAddr::V4(source));
         assert_eq!(client.local_addr().unwrap().ip(), IpAddr::V4(source));
+    }
+
+    /// A fake hub on `listener`: accepts one connection, answers the upgrade, reads the
+    /// handshake request and writes `reply` (WebSocket frames) in one go.
+    async fn fake_hub(listener: tokio::net::TcpListener, reply: Vec<u8>) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let head_end = loop {
+            let n = socket.read(&mut chunk).await.unwrap();
+            got.extend_from_slice(&chunk[..n]);
+            if let Some(end) = memchr::memmem::find(&got, b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        let head = String::from_utf8(got[..head_end].to_vec()).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            crate::ws::accept_for(key)
+        );
+        socket.write_all(response.as_bytes()).await.unwrap();
+        // The handshake request: one masked text frame.
+        let mut frames = got[head_end..].to_vec();
+        while frames.len() < 6 || frames.len() < 6 + usize::from(frames[1] & 0x7F) {
+            let n = socket.read(&mut chunk).await.unwrap();
+            frames.extend_from_slice(&chunk[..n]);
+        }
+        let len = usize::from(frames[1] & 0x7F);
+        let mut request = frames[6..6 + len].to_vec();
+        crate::ws::apply_mask(&mut request, frames[2..6].try_into().unwrap());
+        socket.write_all(&reply).await.unwrap();
+        request
+    }
+
+    fn text_frame(payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        [&[0x81, payload.len() as u8][..], payload].concat()
+    }
+
+    #[tokio::test]
+    async fn the_hub_handshake_keeps_what_follows_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hub", listener.local_addr().unwrap());
+        let reply = [text_frame(b"{}\x1e{\"type\":6}\x1e"), text_frame(b"{\"ty")].concat();
+        let server = tokio::spawn(fake_hub(listener, reply));
+        let connector = Connector::new(Protocol::Json, true, &[Ipv4Addr::LOCALHOST]).unwrap();
+        let (_ws, leftover) = connector
+            .connect(&Target::parse(&url).unwrap(), Ipv4Addr::LOCALHOST)
+            .await
+            .unwrap();
+        assert_eq!(leftover, b"{\"type\":6}\x1e{\"ty");
+        assert_eq!(
+            server.await.unwrap(),
+            b"{\"protocol\":\"json\",\"version\":1}\x1e"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_handshake_reports_the_servers_error_not_the_close() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hub", listener.local_addr().unwrap());
+        let reply = [
+            text_frame(b"{\"error\":\"unknown protocol\"}\x1e"),
+            vec![0x88, 2, 0x03, 0xE8],
+        ]
+        .concat();
+        let _server = tokio::spawn(fake_hub(listener, reply));
+        let connector = Connector::new(Protocol::Json, true, &[Ipv4Addr::LOCALHOST]).unwrap();
+        let error = connector
+            .connect(&Target::parse(&url).unwrap(), Ipv4Addr::LOCALHOST)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ConnectError::Handshake(FrameError::Handshake(text)) if text == "unknown protocol"),
+            "{error}"
+        );
     }
 }

@@ -33,7 +33,7 @@ pub struct WorkerConfig {
     pub connect_timeout_ms: u64,
     /// Send a SignalR ping this often, so the server's client timeout never fires.
     pub ping_interval_ms: u64,
-    /// The WebSocket read buffer per connection, bytes.
+    /// The read buffer the worker's connections share, bytes.
     pub read_buffer: usize,
 }
 

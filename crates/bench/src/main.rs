@@ -17,6 +17,7 @@ mod procstat;
 mod report;
 mod sender;
 mod worker;
+mod ws;
 
 use clap::Parser;
 

@@ -9,10 +9,7 @@ use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::connect::{ConnectError, Connector, Target};
 use crate::frames::{Incoming, Protocol};
@@ -75,12 +72,7 @@ pub struct SenderResult {
 
 /// Connects and sends; `sent` is updated as calls go out, for progress display.
 pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResult, ConnectError> {
-    let connector = Connector::new(
-        config.protocol,
-        config.skip_negotiation,
-        64 * 1024,
-        &[config.source],
-    )?;
+    let connector = Connector::new(config.protocol, config.skip_negotiation, &[config.source])?;
     let (mut ws, mut buf) = connector.connect(&config.target, config.source).await?;
     let protocol = config.protocol;
     let groups = match config.kind {
@@ -121,19 +113,25 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
         let can_send = more && inflight < config.inflight.max(1);
         tokio::select! {
             biased;
-            message = ws.next() => {
-                match message {
-                    Some(Ok(Message::Text(text))) => buf.extend_from_slice(text.as_bytes()),
-                    Some(Ok(Message::Binary(data))) => buf.extend_from_slice(&data),
-                    Some(Ok(Message::Close(_))) | None => {
-                        result.errors.add("the sender's connection was closed");
+            readable = ws.readable() => {
+                let read = match readable {
+                    Ok(()) => ws.read_available(&mut buf),
+                    Err(error) => Err(error.into()),
+                };
+                match read {
+                    Ok(()) => {}
+                    Err(error) if error.is_close() => {
+                        result.errors.add(format!("the sender's connection was closed: {error}"));
                         break;
                     }
-                    Some(Ok(_)) => continue,
-                    Some(Err(error)) => {
+                    Err(error) => {
                         result.errors.add(format!("the sender's connection failed: {error}"));
                         break;
                     }
+                }
+                if let Err(error) = ws.flush().await {
+                    result.errors.add(format!("the sender's connection failed: {error}"));
+                    break;
                 }
                 let mut closed = false;
                 let split = protocol.split_frames(&buf, |frame| {
@@ -182,7 +180,7 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
                         protocol.write_invocation(&mut out, Some(&id), "SendToGroup", &[&group, &text]);
                     }
                 }
-                if let Err(error) = ws.send(connector.message(Bytes::copy_from_slice(&out))).await {
+                if let Err(error) = ws.send(&out).await {
                     result.errors.add(format!("sending failed: {error}"));
                     break;
                 }
@@ -203,6 +201,6 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
             _ = tokio::time::sleep(Duration::from_millis(100)), if !more => {}
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close()).await;
     Ok(result)
 }

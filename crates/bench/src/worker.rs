@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::task::LocalSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -19,6 +19,7 @@ use crate::ipc::{
 };
 use crate::payload;
 use crate::plan::Layout;
+use crate::ws::{WsError, WsStream};
 
 /// Writes one event line to stdout.
 fn emit(event: &Event) {
@@ -66,17 +67,11 @@ async fn run() -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let connector = Rc::new(
-        Connector::new(
-            config.protocol,
-            config.skip_negotiation,
-            config.read_buffer,
-            &config.sources,
-        )
-        .map_err(|e| e.to_string())?,
+        Connector::new(config.protocol, config.skip_negotiation, &config.sources)
+            .map_err(|e| e.to_string())?,
     );
     let count = config.end.saturating_sub(config.first);
-    let shared = Rc::new(Shared::new(config.protocol, count));
-    let (phase_tx, phase_rx) = watch::channel(Phase::Hold);
+    let shared = Rc::new(Shared::new(config.protocol, count, config.read_buffer));
     let connect_done = Rc::new(ConnectTracker::default());
 
     let progress_shared = shared.clone();
@@ -93,12 +88,16 @@ async fn run() -> Result<(), String> {
         }
     });
 
+    tokio::task::spawn_local(conn::ping_all(
+        shared.clone(),
+        Duration::from_millis(config.ping_interval_ms),
+    ));
+
     let connecting = tokio::task::spawn_local(open_all(
         config.clone(),
         targets,
         connector,
         shared.clone(),
-        phase_rx,
         connect_done.clone(),
     ));
 
@@ -119,11 +118,11 @@ async fn run() -> Result<(), String> {
                 match command {
                     Command::Go { echo } => {
                         shared.measuring.set(true);
-                        let _ = phase_tx.send(match echo { Some(params) => Phase::Echo(params), None => Phase::Hold });
+                        shared.set_phase(match echo { Some(params) => Phase::Echo(params), None => Phase::Hold });
                         emit(&Event::Started);
                     }
                     Command::Drain { expected, timeout_ms } => {
-                        let _ = phase_tx.send(Phase::Drain);
+                        shared.set_phase(Phase::Drain);
                         let report = drain(&config, &shared, &expected, Duration::from_millis(timeout_ms)).await;
                         emit(&Event::Report(report));
                     }
@@ -136,7 +135,7 @@ async fn run() -> Result<(), String> {
         // Stopped before connecting finished: the coordinator is gone or gave up.
         return Ok(());
     }
-    let _ = phase_tx.send(Phase::Stop);
+    shared.set_phase(Phase::Stop);
     // Give the connections a moment to send their close frames, then leave.
     let deadline = Instant::now() + Duration::from_secs(2);
     while shared.slots.iter().any(|s| s.open.get()) && Instant::now() < deadline {
@@ -168,7 +167,6 @@ async fn open_all(
     targets: Vec<Target>,
     connector: Rc<Connector>,
     shared: Rc<Shared>,
-    phase: watch::Receiver<Phase>,
     tracker: Rc<ConnectTracker>,
 ) -> ConnectSummary {
     let layout = Layout {
@@ -205,16 +203,14 @@ async fn open_all(
         let target_index = layout.url_of(global);
         let source = config.sources[layout.source_of(global)];
         let group = layout.group_of(global);
-        let (targets, connector, shared, phase, summary, tracker) = (
+        let (targets, connector, shared, summary, tracker) = (
             targets.clone(),
             connector.clone(),
             shared.clone(),
-            phase.clone(),
             summary.clone(),
             tracker.clone(),
         );
         let timeout = Duration::from_millis(config.connect_timeout_ms);
-        let ping = Duration::from_millis(config.ping_interval_ms);
         let protocol = config.protocol;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         attempts.push(done_rx);
@@ -247,10 +243,13 @@ async fn open_all(
                     }
                 }
             }
-            let _ = done_tx.send(());
             if let Ok((ws, leftover)) = outcome {
-                conn::run(shared, slot, ws, leftover, phase, ping).await;
+                // A task of its own, so the connection's future holds only what it needs
+                // while it runs, not the state of the connect attempt.
+                shared.slots[slot].open.set(true);
+                tokio::task::spawn_local(conn::run(shared, slot, ws, leftover));
             }
+            let _ = done_tx.send(());
         });
     }
     for attempt in attempts {
@@ -271,20 +270,15 @@ async fn open_all(
 /// Sends `JoinGroup("g<group>")` and waits for its completion; returns bytes that arrived
 /// after it.
 async fn join_group(
-    ws: &mut crate::connect::Ws,
+    ws: &mut WsStream,
     protocol: Protocol,
     group: usize,
     mut buf: Vec<u8>,
 ) -> Result<Vec<u8>, ConnectError> {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let mut frame = Vec::new();
     protocol.write_invocation(&mut frame, Some("join"), "JoinGroup", &[&group_name(group)]);
-    ws.send(crate::connect::protocol_message(
-        protocol,
-        bytes::Bytes::from(frame),
-    ))
-    .await?;
+    ws.send(&frame).await.map_err(WsError::from)?;
+    let mut failed = None;
     loop {
         let mut outcome = None;
         let used = protocol.split_frames(&buf, |body| {
@@ -307,13 +301,11 @@ async fn join_group(
                 }
             };
         }
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => buf.extend_from_slice(text.as_bytes()),
-            Some(Ok(Message::Binary(data))) => buf.extend_from_slice(&data),
-            Some(Ok(Message::Close(_))) | None => return Err(ConnectError::ClosedEarly),
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(error.into()),
+        // Checked after the frames that came with it: a refusal arrives before the close.
+        if let Some(error) = failed {
+            return Err(ConnectError::WebSocket(error));
         }
+        failed = ws.read_data(&mut buf).await.err();
     }
 }
 
@@ -433,7 +425,7 @@ mod tests {
     #[tokio::test]
     async fn drain_counts_loss_and_extras_per_connection() {
         let config = config();
-        let shared = Shared::new(Protocol::Json, 20);
+        let shared = Shared::new(Protocol::Json, 20, 4096);
         for (slot, counters) in shared.slots.iter().enumerate() {
             counters.open.set(slot != 19);
             counters.received.set(if slot == 0 {
