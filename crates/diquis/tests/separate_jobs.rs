@@ -6,7 +6,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::hub;
 use common::*;
@@ -82,21 +81,6 @@ every_pair!(lifecycle, mixed);
 every_pair!(a_request_committed_but_not_relayed_runs_once);
 every_pair!(a_job_run_again_after_its_result_committed_changes_nothing);
 
-/// Polls `check` every 50 ms until it returns `Some`, failing after 60 s with `what`.
-async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Every stored notification (sent or not), oldest first: `(event, data)`.
 async fn notifications(url: &str, token: &str) -> Vec<(String, Value)> {

@@ -324,15 +324,11 @@ async fn update_job_of_a_missing_tenant_fails_with_an_event(db: &TestDb) {
     assert_eq!(p["message"], "Failed to update tenant: Tenant not found");
     assert_eq!(p["tenantId"], "ghost");
     // A permanent failure: no retry.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let rec = wait_for("the job to end Failed", || async {
         let rec = app.state.jobs.get(id).await.unwrap().unwrap();
-        if rec.state == jobs::JobState::Failed {
-            assert_eq!(rec.last_error.as_deref(), Some("Tenant not found"));
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "job state {:?}", rec.state);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        (rec.state == jobs::JobState::Failed).then_some(rec)
+    })
+    .await;
+    assert_eq!(rec.last_error.as_deref(), Some("Tenant not found"));
     app.stop().await;
 }

@@ -126,19 +126,31 @@ pub async fn api(method: reqwest::Method, url: &str, token: Option<&str>, body: 
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// Polls `check` every 50 ms until it returns `Some`, failing after 60 s with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `GET /api/tenants/{id}` until its status is `want` (the jobs run asynchronously; the
 /// hub events are the primary synchronisation, this is for tests without a hub client).
 pub async fn wait_status(url: &str, token: &str, id: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_for(&format!("tenant {id} to reach {want}"), || async {
         let (s, b) = api(reqwest::Method::GET, &format!("{url}/api/tenants/{id}"), Some(token), None).await;
         assert_eq!(s, 200, "{b}");
-        if b["data"]["status"] == want {
-            return b["data"].clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "tenant {id} never reached {want}: {b}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (b["data"]["status"] == want).then(|| b["data"].clone())
+    })
+    .await
 }
 
 /// A create request body.
