@@ -6,6 +6,7 @@
 //! MessagePack string carries its UTF-8 bytes verbatim) and the load generator stays cheap
 //! next to the server it measures on the same cores.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use memchr::memmem::Finder;
@@ -53,21 +54,33 @@ pub struct Stamp {
 #[derive(Debug)]
 pub struct StampFinder {
     finder: Finder<'static>,
+    /// Where the tag was in the previous frame. The frames of a run share one layout, so
+    /// looking there first mostly skips the search (a third of the bench's time otherwise).
+    last_at: Cell<usize>,
 }
 
 impl Default for StampFinder {
     fn default() -> Self {
         Self {
             finder: Finder::new(TAG),
+            last_at: Cell::new(0),
         }
     }
 }
 
 impl StampFinder {
-    /// The stamp of the first bench payload in `frame`, or `None` if there is none or it is
-    /// malformed (digits missing, or a number that overflows).
+    /// The stamp of the bench payload in `frame` (a frame carries one), or `None` if there is
+    /// none or it is malformed (digits missing, or a number that overflows).
     pub fn find(&self, frame: &[u8]) -> Option<Stamp> {
-        let start = self.finder.find(frame)? + TAG.len();
+        let at = self.last_at.get();
+        let tag_at = if frame.get(at..at + TAG.len()) == Some(TAG) {
+            at
+        } else {
+            let found = self.finder.find(frame)?;
+            self.last_at.set(found);
+            found
+        };
+        let start = tag_at + TAG.len();
         let (sent_micros, used) = parse_number(&frame[start..])?;
         let (seq, _) = parse_number(&frame[start + used..])?;
         Some(Stamp { sent_micros, seq })
@@ -122,6 +135,19 @@ mod tests {
             format!("{{\"type\":1,\"target\":\"Message\",\"arguments\":[\"{payload}\"]}}\u{1e}");
         assert_eq!(frame.len(), 100);
         assert_eq!(payload_len_for_frame(100), 53);
+    }
+
+    #[test]
+    fn a_frame_of_another_layout_is_searched_again() {
+        let finder = StampFinder::default();
+        let payload = encode(1, 100, 40);
+        let short = format!(r#"{{"type":1,"target":"M","arguments":["{payload}"]}}"#);
+        let long = format!(r#"{{"type":1,"target":"LongerTarget","arguments":["{payload}"]}}"#);
+        for frame in [&short, &short, &long, &short, &long] {
+            let stamp = finder.find(frame.as_bytes()).unwrap();
+            assert_eq!(stamp, Stamp { sent_micros: 100, seq: 1 });
+        }
+        assert_eq!(finder.find(b"dqb1|12|3"), None);
     }
 
     #[test]

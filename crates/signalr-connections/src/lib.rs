@@ -63,6 +63,7 @@ mod longpolling;
 mod negotiate;
 mod options;
 mod paths;
+pub mod prefetch;
 mod request;
 mod responses;
 mod sse;
@@ -217,6 +218,10 @@ pub trait ConnectionInner: Send + Sync + 'static {
     fn negotiate_version(&self) -> u32 {
         0
     }
+    /// See [`Connection::prefetch`].
+    fn prefetch(&self, step: prefetch::PrefetchStep) {
+        let _ = step;
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -281,5 +286,11 @@ impl Connection {
     /// The negotiate version of the connection (0, or 1; 0 for skipNegotiation WebSockets).
     pub fn negotiate_version(&self) -> u32 {
         self.inner.negotiate_version()
+    }
+    /// Hints the CPU to load what [`Connection::send`] will touch; a fan-out calls it a few
+    /// receivers ahead, each [`prefetch::PrefetchStep`] in turn (see [`prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, step: prefetch::PrefetchStep) {
+        self.inner.prefetch(step)
     }
 }

@@ -3,7 +3,7 @@
 //! no timer per connection).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::ids::ShortId;
+use crate::prefetch::{PrefetchStep, prefetch_lines};
 use crate::options::HttpConnectionOptions;
 use crate::{
     Connection, ConnectionApplication, ConnectionHandler, ConnectionInner, ConnectionSendError,
@@ -67,18 +68,20 @@ pub(crate) struct Shared {
 impl Shared {
     /// Takes every queued message; returns them and their total length.
     pub(crate) fn take_queue(&mut self) -> (VecDeque<Bytes>, usize) {
-        self.take_batch(usize::MAX, usize::MAX)
+        self.take_batch(usize::MAX, usize::MAX, VecDeque::new())
     }
 
     /// Takes at most `max_messages` queued messages while their total stays within `max_bytes`
     /// (always at least one); returns them and their total length.
     ///
-    /// The usual case takes the whole queue by moving it: no element is copied, and the
-    /// connection keeps no queue allocation until the next message (idle memory).
+    /// The usual case takes the whole queue by moving it (no element is copied) and puts
+    /// `spare`, an emptied list of an earlier batch, in its place, so a busy connection reuses
+    /// two allocations; a writer going idle drops both (idle memory).
     pub(crate) fn take_batch(
         &mut self,
         max_bytes: usize,
         max_messages: usize,
+        spare: VecDeque<Bytes>,
     ) -> (VecDeque<Bytes>, usize) {
         let mut taken = 0;
         let mut count = 0;
@@ -91,7 +94,7 @@ impl Shared {
         }
         self.queued_bytes -= taken;
         let batch = if count == self.queue.len() {
-            std::mem::take(&mut self.queue)
+            std::mem::replace(&mut self.queue, spare)
         } else {
             let rest = self.queue.split_off(count);
             std::mem::replace(&mut self.queue, rest)
@@ -122,6 +125,8 @@ pub(crate) struct ConnState {
     pub(crate) stateful_reconnect: bool,
     pub(crate) outbound_limit: usize,
     pub(crate) shared: Mutex<Shared>,
+    /// Where the next send will write, for [`ConnectionInner::prefetch`]; read without the lock.
+    hints: SendHints,
     /// Wakes waiting long polls (several may wait: an old one and the one replacing it).
     pub(crate) notify: Notify,
     /// The application. Held for the whole life of a WebSocket task, and per request by POSTs,
@@ -133,6 +138,24 @@ pub(crate) struct ConnState {
 }
 
 static EMPTY_REQUEST: OnceLock<RequestInfo> = OnceLock::new();
+
+/// Addresses a send will touch beyond the connection state, kept outside the lock so a fan-out
+/// can prefetch them a few receivers ahead. Only hints: a stale one costs a wasted prefetch.
+#[derive(Default)]
+struct SendHints {
+    /// The queue slot the next message goes to.
+    queue_slot: AtomicUsize,
+    /// The writer task a send wakes (a waker's data pointer).
+    writer: AtomicUsize,
+}
+
+impl SendHints {
+    fn note_queue(&self, queue: &VecDeque<Bytes>) {
+        let (front, back) = queue.as_slices();
+        let next = if back.is_empty() { front.as_ptr_range().end } else { back.as_ptr_range().end };
+        self.queue_slot.store(next as usize, Ordering::Relaxed);
+    }
+}
 
 impl ConnState {
     fn new(
@@ -166,6 +189,7 @@ impl ConnState {
                 pending_inbound: Vec::new(),
                 waker: None,
             }),
+            hints: SendHints::default(),
             notify: Notify::new(),
             app: tokio::sync::Mutex::new(None),
             request: OnceLock::new(),
@@ -190,6 +214,11 @@ impl ConnState {
         }
     }
 
+    /// Records where the next message goes after the queue was replaced (a prefetch hint).
+    pub(crate) fn note_queue(&self, shared: &Shared) {
+        self.hints.note_queue(&shared.queue);
+    }
+
     /// Wakes whoever writes for this connection: the WebSocket task or SSE body through the
     /// registered waker, waiting long polls through `notify` (only they wait on it).
     pub(crate) fn wake_all(&self, shared: &mut Shared) {
@@ -201,6 +230,20 @@ impl ConnState {
 }
 
 impl ConnectionInner for ConnState {
+    fn prefetch(&self, step: PrefetchStep) {
+        match step {
+            // The lock, the queue header and the hints: what `send` reads and writes here.
+            PrefetchStep::State => {
+                prefetch_lines(&self.shared, std::mem::size_of::<Mutex<Shared>>().div_ceil(64));
+                prefetch_lines(&self.hints, 1);
+            }
+            PrefetchStep::Targets => {
+                prefetch_lines(self.hints.queue_slot.load(Ordering::Relaxed) as *const u8, 1);
+                prefetch_lines(self.hints.writer.load(Ordering::Relaxed) as *const u8, 1);
+            }
+        }
+    }
+
     fn connection_id(&self) -> &str {
         self.id.as_str()
     }
@@ -249,7 +292,11 @@ impl ConnectionInner for ConnState {
         }
         shared.queued_bytes += data.len();
         shared.queue.push_back(data);
+        self.hints.note_queue(&shared.queue);
         if was_empty {
+            if let Some(waker) = &shared.waker {
+                self.hints.writer.store(waker.data() as usize, Ordering::Relaxed);
+            }
             self.wake_all(&mut shared);
         }
         Ok(())

@@ -12,6 +12,7 @@ mod frame;
 mod handshake;
 mod socket;
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -178,7 +179,10 @@ impl Writer {
                     }
                     if !shared.queue.is_empty() {
                         self.deferred = false;
-                        let (batch, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES);
+                        // The last write's emptied list becomes the queue: no allocation per write.
+                        let spare = socket.take_spare();
+                        let (batch, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, spare);
+                        conn.note_queue(&shared);
                         let opcode = match shared.format {
                             // The application sends UTF-8 on a text connection (the hub
                             // protocols do); like .NET, the bytes are not checked again here.
@@ -195,6 +199,11 @@ impl Writer {
                     if shared.close_requested {
                         return Poll::Ready(Event::Finished);
                     }
+                    // Going idle: an idle connection keeps no queue allocation.
+                    if shared.queue.capacity() > 0 {
+                        shared.queue = VecDeque::new();
+                    }
+                    socket.release_spare();
                 }
                 shared.register(cx.waker());
             }

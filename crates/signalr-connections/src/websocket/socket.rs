@@ -61,8 +61,9 @@ impl Outgoing {
     }
 
     fn clear(&mut self) {
-        // Dropped, not kept: an idle connection holds no part list.
-        self.parts = VecDeque::new();
+        // The part list is kept for the connection's next queue (`WsSocket::take_spare`), so a
+        // busy connection does not allocate one per write; `release_spare` drops it when idle.
+        self.parts.clear();
         self.header_len = 0;
         self.total = 0;
         self.sent = 0;
@@ -109,6 +110,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
     /// Whether nothing is being written or waiting to be.
     pub(crate) fn send_idle(&self) -> bool {
         self.out.is_empty() && self.control.is_none()
+    }
+
+    /// The emptied part list of the last write, to become the connection's next queue.
+    pub(crate) fn take_spare(&mut self) -> VecDeque<Bytes> {
+        debug_assert!(self.send_idle());
+        std::mem::take(&mut self.out.parts)
+    }
+
+    /// Drops the emptied part list: the connection is idle, and an idle connection holds none.
+    pub(crate) fn release_spare(&mut self) {
+        if self.send_idle() {
+            self.out.parts = VecDeque::new();
+        }
     }
 
     /// Starts writing one data frame carrying `parts` in order (`total` bytes).

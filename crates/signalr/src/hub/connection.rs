@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use signalr_connections::prefetch::PrefetchStep;
 use signalr_connections::{Connection, ConnectionSendError, TransportType};
 use signalr_protocol::value::ValueKind;
 use signalr_protocol::{CloseMessage, HubMessage, HubProtocol, TransferFormat};
@@ -307,6 +308,9 @@ impl HubConnection for HubConnectionState {
         if self.phase() != Phase::Closed {
             self.close_with(None, false);
         }
+    }
+    fn prefetch(&self, step: PrefetchStep) {
+        self.connection.prefetch(step);
     }
 }
 

@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use signalr_protocol::{CompletionMessage, CompletionResult, HubMessage, InvocationMessage, Value};
 use tokio::sync::oneshot;
 
-use super::lifetime::{HubConnection, HubLifetimeManager, LifetimeError, SendError, SerializedMessage};
+use super::lifetime::{Fanout, HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
 
 struct Entry {
     connection: Arc<dyn HubConnection>,
@@ -69,49 +68,14 @@ impl DefaultHubLifetimeManager {
         }
     }
 
-    fn send_where(&self, message: &SerializedMessage, mut keep: impl FnMut(&str) -> bool) {
-        let mut fanout = Fanout::new(message);
+    fn send_where(&self, message: &SerializedMessage, keep: impl Fn(&str) -> bool) {
         let connections = self.connections.read();
-        for (id, entry) in connections.iter() {
-            if keep(id) {
-                fanout.deliver(entry.connection.as_ref());
-            }
-        }
-    }
-}
-
-/// Delivers one message to many connections, looking its encoding up once per protocol rather
-/// than once per receiver (the hot loop of a broadcast).
-struct Fanout<'a> {
-    message: &'a SerializedMessage,
-    /// The protocol name and encoding of the previous receiver; receivers mostly share one.
-    last: Option<(&'static str, Option<Bytes>)>,
-}
-
-impl<'a> Fanout<'a> {
-    fn new(message: &'a SerializedMessage) -> Self {
-        Self { message, last: None }
-    }
-
-    fn deliver(&mut self, connection: &dyn HubConnection) {
-        let protocol = connection.protocol();
-        let name = protocol.name();
-        let frame = match &self.last {
-            Some((last, frame)) if *last == name => frame.clone(),
-            _ => {
-                let frame = self.message.encoded(protocol);
-                self.last = Some((name, frame.clone()));
-                frame
-            }
-        };
-        // The same as `HubConnection::send`, with the encoding looked up once.
-        let result = match frame {
-            Some(frame) => connection.send_encoded(frame),
-            None => Err(SendError::NoEncoding(name)),
-        };
-        if let Err(error) = result {
-            tracing::debug!(connection_id = connection.connection_id(), %error, "message not delivered");
-        }
+        Fanout::new(message).deliver_all(
+            connections
+                .iter()
+                .filter(|(id, _)| keep(id))
+                .map(|(_, entry)| entry.connection.as_ref()),
+        );
     }
 }
 
@@ -204,10 +168,7 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 
     async fn send_group(&self, group: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         if let Some(members) = self.groups.read().get(group) {
-            let mut fanout = Fanout::new(&message);
-            for connection in members.values() {
-                fanout.deliver(connection.as_ref());
-            }
+            Fanout::new(&message).deliver_all(members.values().map(|connection| connection.as_ref()));
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use signalr_connections::prefetch::PrefetchStep;
 use signalr_protocol::{CompletionMessage, HubMessage, HubProtocol, Value};
 
 /// A hub message together with its encodings, each made at most once per protocol.
@@ -138,6 +139,91 @@ pub trait HubConnection: Send + Sync + 'static {
     }
     /// Closes the connection from the server side.
     fn abort(&self);
+    /// Hints the CPU to load the state [`HubConnection::send_encoded`] will touch beyond this
+    /// value itself (the transport's queue); see [`Fanout::deliver_all`]. Does nothing by default.
+    fn prefetch(&self, step: PrefetchStep) {
+        let _ = step;
+    }
+}
+
+/// How many receivers ahead [`Fanout::deliver_all`] asks for a receiver's own value, its
+/// transport state, and what that state points to. Each step reads what the one before
+/// loaded; the distances are far enough to hide a memory round trip behind the work on the
+/// receivers in between, near enough that the lines are still cached when used.
+const PREFETCH_VALUE: usize = 9;
+const PREFETCH_STATE: usize = 6;
+const PREFETCH_TARGETS: usize = 3;
+
+/// Delivers one message to many connections, looking its encoding up once per protocol rather
+/// than once per receiver: the hot loop of every broadcast, group and user send.
+pub struct Fanout<'a> {
+    message: &'a SerializedMessage,
+    /// The protocol name and encoding of the previous receiver; receivers mostly share one.
+    last: Option<(&'static str, Option<Bytes>)>,
+}
+
+impl<'a> Fanout<'a> {
+    /// A fan-out of `message`.
+    pub fn new(message: &'a SerializedMessage) -> Self {
+        Self { message, last: None }
+    }
+
+    /// Queues the message on `connection`: [`HubConnection::send`] with the encoding reused.
+    pub fn deliver(&mut self, connection: &dyn HubConnection) -> Result<(), SendError> {
+        let protocol = connection.protocol();
+        let name = protocol.name();
+        let frame = match &self.last {
+            Some((last, frame)) if *last == name => frame.clone(),
+            _ => {
+                let frame = self.message.encoded(protocol);
+                self.last = Some((name, frame.clone()));
+                frame
+            }
+        };
+        match frame {
+            Some(frame) => connection.send_encoded(frame),
+            None => Err(SendError::NoEncoding(name)),
+        }
+    }
+
+    /// Queues the message on every connection of `connections`; a receiver that cannot take it
+    /// (closed, slow consumer) is logged at debug level and skipped.
+    ///
+    /// While one receiver is served, the state of receivers a few places ahead is loaded into
+    /// the CPU cache ([`HubConnection::prefetch`]): with thousands of receivers their state is
+    /// rarely cached, and waiting for each in turn was most of a broadcast's cost.
+    pub fn deliver_all<'c, I>(&mut self, connections: I)
+    where
+        I: Iterator<Item = &'c dyn HubConnection> + Clone,
+    {
+        let mut values = connections.clone();
+        let mut states = connections.clone();
+        let mut targets = connections.clone();
+        values.by_ref().take(PREFETCH_VALUE).for_each(prefetch_value);
+        states.by_ref().take(PREFETCH_STATE).for_each(|c| c.prefetch(PrefetchStep::State));
+        targets.by_ref().take(PREFETCH_TARGETS).for_each(|c| c.prefetch(PrefetchStep::Targets));
+        for connection in connections {
+            if let Some(ahead) = values.next() {
+                prefetch_value(ahead);
+            }
+            if let Some(ahead) = states.next() {
+                ahead.prefetch(PrefetchStep::State);
+            }
+            if let Some(ahead) = targets.next() {
+                ahead.prefetch(PrefetchStep::Targets);
+            }
+            if let Err(error) = self.deliver(connection) {
+                tracing::debug!(connection_id = connection.connection_id(), %error, "message not delivered");
+            }
+        }
+    }
+}
+
+/// Loads the connection value itself (what `protocol` and `send_encoded` read first).
+#[inline(always)]
+fn prefetch_value(connection: &dyn HubConnection) {
+    let lines = std::mem::size_of_val(connection).div_ceil(64) + 1;
+    signalr_connections::prefetch::prefetch_lines(connection as *const dyn HubConnection, lines);
 }
 
 /// Routes hub sends, group membership and client results; the backplane seam.
