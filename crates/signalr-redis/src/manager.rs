@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
-use signalr::hub::lifetime::{HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
+use signalr::hub::lifetime::{Fanout, HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
 use signalr_protocol::{
     CompletionMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage,
     JsonHubProtocol, MessagePackHubProtocol, Value,
@@ -378,12 +378,9 @@ impl Inner {
         }
         let mut excluded_now = excluded.to_vec();
         let local = self.local.read();
-        for_each_recipient(&local, target, excluded, |id, connection| {
-            if let Err(error) = connection.send(message) {
-                tracing::debug!(connection_id = id, %error, "message not delivered to a local connection");
-            }
-            excluded_now.push(id.to_string());
-        });
+        let list = recipients(&local, target, excluded);
+        excluded_now.extend(list.clone().map(|(id, _)| id.to_string()));
+        Fanout::new(message).deliver_all(list.map(|(_, connection)| connection.as_ref()));
         Some(excluded_now)
     }
 
@@ -503,11 +500,7 @@ impl Inner {
         let excluded = &invocation.excluded_connection_ids;
         let message = SerializedMessage::from_encoded(invocation.messages);
         let local = self.local.read();
-        for_each_recipient(&local, target, excluded, |id, connection| {
-            if let Err(error) = connection.send(&message) {
-                tracing::debug!(connection_id = id, %error, "backplane: message not delivered to a local connection");
-            }
-        });
+        Fanout::new(&message).deliver_all(recipients(&local, target, excluded).map(|(_, connection)| connection.as_ref()));
         Ok(())
     }
 
@@ -583,41 +576,31 @@ enum Target<'a> {
     Connection(&'a str),
 }
 
-/// Calls `f` for each local connection `target` names, skipping `excluded` ones (on `all`,
-/// group and user channels; .NET never writes exclusions on user channels, and the ones this
-/// node writes there after an outage name only its own connections).
-fn for_each_recipient(
-    local: &LocalState,
-    target: Target<'_>,
-    excluded: &[String],
-    mut f: impl FnMut(&str, &Arc<dyn HubConnection>),
-) {
-    let is_excluded = |id: &str| excluded.iter().any(|e| e == id);
-    let mut members = |ids: Option<&HashSet<String>>| {
-        for id in ids.into_iter().flatten() {
-            if !is_excluded(id)
-                && let Some(connection) = local.connections.get(id)
-            {
-                f(id, &connection.connection);
-            }
-        }
+/// The local connections `target` names, skipping `excluded` ones (on `all`, group and user
+/// channels; .NET never writes exclusions on user channels, and the ones this node writes
+/// there after an outage name only its own connections). Clone, so a fan-out can look ahead.
+fn recipients<'a>(
+    local: &'a LocalState,
+    target: Target<'a>,
+    excluded: &'a [String],
+) -> impl Iterator<Item = (&'a str, &'a Arc<dyn HubConnection>)> + Clone + 'a {
+    let (all, members, single) = match target {
+        Target::All => (Some(local.connections.iter()), None, None),
+        Target::Group(group) => (None, local.groups.get(group), None),
+        Target::User(user) => (None, local.users.get(user), None),
+        Target::Connection(id) => (None, None, Some(id)),
     };
-    match target {
-        Target::All => {
-            for (id, connection) in &local.connections {
-                if !is_excluded(id) {
-                    f(id, &connection.connection);
-                }
-            }
-        }
-        Target::Group(group) => members(local.groups.get(group)),
-        Target::User(user) => members(local.users.get(user)),
-        Target::Connection(id) => {
-            if let Some(connection) = local.connections.get(id) {
-                f(id, &connection.connection);
-            }
-        }
-    }
+    let everyone = all.into_iter().flatten().map(|(id, connection)| (id.as_str(), &connection.connection));
+    let named = members
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .chain(single)
+        .filter_map(move |id| local.connections.get_key_value(id))
+        .map(|(id, connection)| (id.as_str(), &connection.connection));
+    everyone
+        .chain(named)
+        .filter(move |(id, _)| !excluded.iter().any(|e| e == id))
 }
 
 fn completion_outcome(connection_id: &str, completion: CompletionMessage) -> Result<Value, LifetimeError> {
