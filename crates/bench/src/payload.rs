@@ -88,14 +88,14 @@ impl StampFinder {
 }
 
 /// Parses decimal digits terminated by `|`; returns the value and the bytes consumed
-/// (terminator included).
+/// (terminator included). At most 19 digits, so that no step can overflow a `u64` and the
+/// loop needs no overflow checks (it runs twice per received message).
 fn parse_number(bytes: &[u8]) -> Option<(u64, usize)> {
+    const MAX_DIGITS: usize = 19;
     let mut value: u64 = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
+    for (index, &byte) in bytes.iter().take(MAX_DIGITS + 1).enumerate() {
         match byte {
-            b'0'..=b'9' => {
-                value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
-            }
+            b'0'..=b'9' if index < MAX_DIGITS => value = value * 10 + u64::from(byte - b'0'),
             b'|' if index > 0 => return Some((value, index + 1)),
             _ => return None,
         }
@@ -148,6 +148,15 @@ mod tests {
             assert_eq!(stamp, Stamp { sent_micros: 100, seq: 1 });
         }
         assert_eq!(finder.find(b"dqb1|12|3"), None);
+    }
+
+    #[test]
+    fn numbers_of_up_to_nineteen_digits_parse() {
+        assert_eq!(parse_number(b"9999999999999999999|"), Some((9_999_999_999_999_999_999, 20)));
+        assert_eq!(parse_number(b"0|"), Some((0, 2)));
+        assert_eq!(parse_number(b"10000000000000000000|"), None);
+        assert_eq!(parse_number(b"|"), None);
+        assert_eq!(parse_number(b"12"), None);
     }
 
     #[test]
