@@ -5,7 +5,7 @@
 #
 #   crates/bench/scripts/measure.sh [scenario ...]     (default: all but scale)
 #   scenarios: idle connect connect-skip broadcast-burst broadcast-paced echo group cross-node scale
-#   env: RUNS (3), SCALE (1: divide connection counts by it), NICE (-15 as root), NODE_THREADS (1), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
+#   env: RUNS (3), SCALE (1: divide connection counts by it), NICE (-15 as root), NODE_THREADS (1), READ_PAUSE_US (0: passed to every run as --read-pause-us), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -91,7 +91,7 @@ bench_run() { # name run args...
     local name="$1" run="$2"; shift 2
     local json="$out/$name-$run.json"
     echo "=== $name run $run: diquis-bench $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/log.txt"
-    timeout 150 nice -n "$nice_level" "$bench" "$@" --quiet --json "$json" 2>&1 | tee -a "$out/log.txt" || echo "(exit status $?)" | tee -a "$out/log.txt"
+    timeout 150 nice -n "$nice_level" "$bench" "$@" --read-pause-us "${READ_PAUSE_US:-0}" --quiet --json "$json" 2>&1 | tee -a "$out/log.txt" || echo "(exit status $?)" | tee -a "$out/log.txt"
 }
 
 for scenario in "${scenarios[@]}"; do

@@ -90,6 +90,13 @@ pub struct Common {
     /// keeps only an incomplete frame between reads).
     #[arg(long, default_value_t = 64 * 1024)]
     pub read_buffer: usize,
+    /// Microseconds each worker pauses between rounds of reads while measuring (0: none).
+    /// What a network card's interrupt moderation does for a remote client: a socket is read
+    /// less often, with more in it, instead of the worker being woken for every packet, which
+    /// on loopback costs the load generator more CPU than the server spends. Adds at most this
+    /// pause (plus the kernel's timer slack) to each measured latency.
+    #[arg(long, default_value_t = 0)]
+    pub read_pause_us: u64,
     /// No progress lines on stderr.
     #[arg(long, short)]
     pub quiet: bool,

@@ -419,6 +419,7 @@ pub async fn run(spec: RunSpec) -> Result<RunReport, RunError> {
             connect_rate: common.connect_rate,
             group_size,
             duration_s: common.duration,
+            read_pause_us: common.read_pause_us,
             ..RunConfig::default()
         },
         ..RunReport::default()
@@ -453,6 +454,7 @@ pub async fn run(spec: RunSpec) -> Result<RunReport, RunError> {
             connect_timeout_ms: connect_timeout.as_millis() as u64,
             ping_interval_ms: ping_interval.as_millis() as u64,
             read_buffer: common.read_buffer,
+            read_pause_us: common.read_pause_us,
         })
         .collect();
     let mut fleet = Fleet::spawn(configs).await?;

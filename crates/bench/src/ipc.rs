@@ -35,6 +35,9 @@ pub struct WorkerConfig {
     pub ping_interval_ms: u64,
     /// The read buffer the worker's connections share, bytes.
     pub read_buffer: usize,
+    /// Pause between rounds of reads while measuring, microseconds (0: none); see the CLI.
+    #[serde(default)]
+    pub read_pause_us: u64,
 }
 
 /// What the coordinator tells workers after they are connected.

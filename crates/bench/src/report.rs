@@ -75,6 +75,8 @@ pub struct RunConfig {
     pub group_size: Option<usize>,
     /// Bound of the measured phase, seconds.
     pub duration_s: f64,
+    /// Workers' pause between rounds of reads while measuring, µs (0: woken per packet).
+    pub read_pause_us: u64,
 }
 
 /// The connect phase.
@@ -234,12 +236,16 @@ impl RunReport {
         );
         let _ = writeln!(
             out,
-            "setup        {} connections over {} node(s), {} worker(s), {} source address(es), {}",
+            "setup        {} connections over {} node(s), {} worker(s), {} source address(es), {}{}",
             self.config.connections,
             self.config.urls.len(),
             self.config.workers,
             self.config.sources,
-            self.config.protocol
+            self.config.protocol,
+            match self.config.read_pause_us {
+                0 => String::new(),
+                pause => format!(", reads paced every {pause} µs"),
+            }
         );
         let _ = writeln!(
             out,

@@ -52,6 +52,20 @@ pub fn main() -> i32 {
     }
 }
 
+/// While measuring, pauses the worker's thread for `pause` once per round of its ready tasks.
+///
+/// Blocking the thread is the point: the runtime is never idle while this task is ready, so it
+/// checks its sockets without sleeping in `epoll_wait`, once per round, and reads whatever
+/// arrived during the pause, instead of being woken for every packet (`--read-pause-us`).
+fn spawn_read_pacer(shared: Rc<Shared>, pause: Duration) {
+    tokio::task::spawn_local(async move {
+        while shared.measuring.get() {
+            std::thread::sleep(pause);
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
 async fn run() -> Result<(), String> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let first = lines
@@ -118,6 +132,9 @@ async fn run() -> Result<(), String> {
                 match command {
                     Command::Go { echo } => {
                         shared.measuring.set(true);
+                        if config.read_pause_us > 0 {
+                            spawn_read_pacer(shared.clone(), Duration::from_micros(config.read_pause_us));
+                        }
                         shared.set_phase(match echo { Some(params) => Phase::Echo(params), None => Phase::Hold });
                         emit(&Event::Started);
                     }
@@ -402,6 +419,7 @@ mod tests {
             connect_timeout_ms: 1,
             ping_interval_ms: 1,
             read_buffer: 4096,
+            read_pause_us: 0,
         }
     }
 
