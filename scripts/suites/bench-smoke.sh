@@ -77,6 +77,7 @@ if traffic is not None:
 server = report.get("server")
 if server is not None:
     assert server["rss_before_kb"] > 0 and server["rss_end_kb"] > 0, f"{name}: {server}"
+assert report["config"]["read_pause_us"] == (50 if "paced-reads" in name else 0), f"{name}: {report['config']}"
 EOF
 }
 
@@ -90,6 +91,7 @@ start_server
 run_bench connect connect --url "$node_url" -n 300 --workers 2 --source-addrs 2 --server-pid "$node_pid" "${common[@]}"
 run_bench connect-skip-negotiation connect --url "$node_url" -n 200 --skip-negotiation "${common[@]}"
 run_bench broadcast-json broadcast --url "$node_url" -n 300 --messages 200 --rate 100 --server-pid "$node_pid" "${common[@]}"
+run_bench broadcast-burst-paced-reads broadcast --url "$node_url" -n 300 --messages 100 --inflight 16 --read-pause-us 50 "${common[@]}"
 run_bench broadcast-messagepack broadcast --url "$node_url" -n 200 --messages 100 --protocol messagepack "${common[@]}"
 run_bench echo echo --url "$node_url" -n 200 --rate 1000 --server-pid "$node_pid" "${common[@]}"
 run_bench echo-messagepack echo --url "$node_url" -n 100 --protocol messagepack "${common[@]}"
