@@ -42,3 +42,23 @@ pub enum PrefetchStep {
     /// that a send wakes.
     Targets,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hint never touches memory: null, dangling, freed and unmapped addresses are all fine.
+    #[test]
+    fn any_address_is_a_valid_hint() {
+        prefetch_lines(std::ptr::null::<u8>(), 4);
+        prefetch_lines(usize::MAX as *const u8, 2);
+        prefetch_lines(std::ptr::dangling::<u64>(), 1);
+        let freed = Box::into_raw(Box::new([0u8; 256]));
+        // SAFETY: `freed` came from `Box::into_raw` just above and is dropped once.
+        drop(unsafe { Box::from_raw(freed) });
+        prefetch_lines(freed, 4);
+        let value = [1u8; 64];
+        prefetch_lines(&value, 1);
+        assert_eq!(value, [1u8; 64]);
+    }
+}

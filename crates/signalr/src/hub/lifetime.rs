@@ -291,3 +291,97 @@ pub trait HubLifetimeManager: Send + Sync + 'static {
     /// not a pending client result (the caller then ignores the completion, as .NET does).
     async fn set_connection_result(&self, connection_id: &str, completion: CompletionMessage) -> bool;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use signalr_protocol::{InvocationMessage, JsonHubProtocol, MessagePackHubProtocol};
+
+    use super::*;
+
+    /// Records what it is sent and how often it is asked to prefetch; refuses when `closed`.
+    struct Receiver {
+        protocol: &'static dyn HubProtocol,
+        closed: bool,
+        frames: Mutex<Vec<Bytes>>,
+        prefetches: AtomicUsize,
+    }
+
+    impl HubConnection for Receiver {
+        fn connection_id(&self) -> &str {
+            "receiver"
+        }
+        fn user_identifier(&self) -> Option<&str> {
+            None
+        }
+        fn protocol(&self) -> &dyn HubProtocol {
+            self.protocol
+        }
+        fn send_encoded(&self, frame: Bytes) -> Result<(), SendError> {
+            if self.closed {
+                return Err(SendError::Closed);
+            }
+            self.frames.lock().push(frame);
+            Ok(())
+        }
+        fn abort(&self) {}
+        fn prefetch(&self, _step: PrefetchStep) {
+            self.prefetches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn receivers(count: usize) -> Vec<Receiver> {
+        (0..count)
+            .map(|index| Receiver {
+                protocol: if index % 3 == 0 { &MessagePackHubProtocol } else { &JsonHubProtocol },
+                closed: index % 7 == 5,
+                frames: Mutex::new(Vec::new()),
+                prefetches: AtomicUsize::new(0),
+            })
+            .collect()
+    }
+
+    fn message() -> SerializedMessage {
+        SerializedMessage::new(HubMessage::Invocation(InvocationMessage {
+            invocation_id: None,
+            target: "Send".into(),
+            arguments: vec![Value::Json(serde_json::json!("hi"))],
+            stream_ids: Vec::new(),
+            headers: Default::default(),
+        }))
+    }
+
+    /// Fewer, as many and more receivers than the look-ahead distances: each open receiver gets
+    /// the message once in its own protocol, closed ones are skipped, and every receiver is
+    /// asked for both prefetch steps once.
+    #[test]
+    fn deliver_all_reaches_every_receiver_once_whatever_the_count() {
+        let message = message();
+        let json = message.encoded(&JsonHubProtocol).unwrap();
+        let msgpack = message.encoded(&MessagePackHubProtocol).unwrap();
+        assert_ne!(json, msgpack);
+        for count in [0, 1, 2, PREFETCH_TARGETS, PREFETCH_STATE, PREFETCH_VALUE, PREFETCH_VALUE + 1, 100] {
+            let all = receivers(count);
+            Fanout::new(&message).deliver_all(all.iter().map(|r| r as &dyn HubConnection));
+            for (index, receiver) in all.iter().enumerate() {
+                let frames = receiver.frames.lock();
+                if receiver.closed {
+                    assert!(frames.is_empty(), "{count} receivers: #{index} is closed");
+                } else {
+                    let expected = if index % 3 == 0 { &msgpack } else { &json };
+                    assert_eq!(frames.as_slice(), std::slice::from_ref(expected), "{count} receivers: #{index}");
+                }
+                assert_eq!(receiver.prefetches.load(Ordering::Relaxed), 2, "{count} receivers: #{index}");
+            }
+        }
+    }
+
+    #[test]
+    fn deliver_reports_a_missing_encoding() {
+        let message = SerializedMessage::from_encoded(vec![("json".into(), Bytes::from_static(b"{}\x1e"))]);
+        let receiver = &receivers(1)[0];
+        assert_eq!(receiver.protocol.name(), "messagepack");
+        assert_eq!(Fanout::new(&message).deliver(receiver), Err(SendError::NoEncoding("messagepack")));
+    }
+}
