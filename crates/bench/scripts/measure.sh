@@ -5,7 +5,7 @@
 #
 #   crates/bench/scripts/measure.sh [scenario ...]     (default: all but scale)
 #   scenarios: idle connect connect-skip broadcast-burst broadcast-paced echo group cross-node scale
-#   env: RUNS (3), SCALE (1: divide connection counts by it), NICE (-15 as root), NODE_THREADS (1), READ_PAUSE_US (0: passed to every run as --read-pause-us), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
+#   env: RUNS (3), SCALE (1: divide connection counts by it), NICE (-15 as root), NODE_THREADS (1), READ_PAUSE_US (0: passed to every run as --read-pause-us), BURST_WORKERS (1: bench workers of broadcast-burst), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -108,8 +108,10 @@ for scenario in "${scenarios[@]}"; do
             bench_run connect-skip "$run" connect --url "$node_url" -n $((10000 / scale)) --skip-negotiation --server-pid "$node_pid" ;;
         broadcast-burst)
             start_server
+            # One bench worker: on two cores shared with the server's two threads, a second
+            # bench thread only adds context switches (docs/benchmarks.md, session 3).
             bench_run broadcast-burst "$run" broadcast --url "$node_url" -n $((10000 / scale)) --messages 300 --inflight 16 \
-                --size 100 --duration 60 --drain-timeout 60 --server-pid "$node_pid" ;;
+                --size 100 --duration 60 --drain-timeout 60 --workers "${BURST_WORKERS:-1}" --server-pid "$node_pid" ;;
         broadcast-paced)
             start_server
             bench_run broadcast-paced "$run" broadcast --url "$node_url" -n $((10000 / scale)) --rate 10 --duration 15 \
