@@ -28,7 +28,8 @@ trap 'kill $server_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do grep -q 'Now listening' "$out/server.log" && break; sleep 0.1; done
 url="$(grep -m1 -o 'http://[0-9.:]*' "$out/server.log")/testhub"
 case "$scenario" in
-    broadcast) args=(broadcast -n 10000 --messages 600 --duration 60 --drain-timeout 60); delay=2 ;;
+    # As measure.sh's broadcast-burst, with twice the messages so the recording fits in the burst.
+    broadcast) args=(broadcast -n 10000 --messages 600 --inflight 16 --size 100 --workers 1 --duration 60 --drain-timeout 60); delay=1.8 ;;
     broadcast-paced) args=(broadcast -n 10000 --rate 10 --duration 15); delay=4 ;;
     echo) args=(echo -n 1000 --duration 12); delay=3 ;;
     group) args=(group -n 10000 --group-size 10 --rate 2000 --duration 12); delay=5 ;;
