@@ -565,7 +565,6 @@ const PRESENCE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Holds the backlog until as many nodes are subscribed again as before the outage, or until
 /// `grace` passes (a node that left for good must not hold the backlog forever).
-
 async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection, presence: &str, grace: Duration) {
     let wanted = shared.presence_peak.load(Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + grace;
