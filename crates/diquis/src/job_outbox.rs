@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseTarget;
 use crate::db::{Db, Tx};
+use crate::outbox_loop::{drain_until_shutdown, Attempt};
 use crate::{with_db, with_tx};
 
 /// Where the job storage is relative to the application database.
@@ -198,8 +199,6 @@ pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
 /// How often the outbox is swept for requests no wake-up announced (another process's, or one
 /// committed just before a crash).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
-/// The longest wait between attempts while the job storage fails.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const BATCH: i64 = 100;
 
 /// Moves requests from the outbox into the job storage.
@@ -219,26 +218,13 @@ impl Relay {
     /// Runs until `shutdown`: relays at start, when woken and every 2 s; backs off while the job
     /// storage or the database fails.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let wait = match self.relay_pending().await {
-                Ok(_) => {
-                    backoff = Duration::from_millis(200);
-                    SWEEP_INTERVAL
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "relaying job requests failed; will retry");
-                    let w = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    w
-                }
-            };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return,
+        drain_until_shutdown("relaying job requests", &self.wake, &shutdown, SWEEP_INTERVAL, || async {
+            match self.relay_pending().await {
+                Ok(_) => Attempt::Drained,
+                Err(error) => Attempt::Failed(error),
             }
-        }
+        })
+        .await
     }
 
     /// Relays every request in the outbox, oldest first; returns how many were relayed. Stops at

@@ -5,7 +5,7 @@
 //! Modules, one purpose each: [`config`] (ASP.NET-style configuration), [`db`] (PostgreSQL or
 //! SQLite), [`auth`] (passwords, JWT, session cookie, CSRF, hub authentication), [`tenants`]
 //! (API and jobs), [`job_outbox`] (handing jobs to a job storage in another database),
-//! [`notifications`] (events, outbox, publisher, hub), [`web`] (router, UI),
+//! [`notifications`] (events, outbox, publisher, hub), [`outbox_loop`] (draining an outbox), [`web`] (router, UI),
 //! [`ops`] (health, metrics, logs, CORS, shutdown), [`cli`] and [`app`] (process start and stop).
 
 #![warn(missing_docs)]
@@ -18,6 +18,7 @@ pub mod db;
 pub mod job_outbox;
 pub mod notifications;
 pub mod ops;
+pub mod outbox_loop;
 pub mod state;
 pub mod tenants;
 pub mod web;

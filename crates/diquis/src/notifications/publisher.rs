@@ -15,6 +15,7 @@ use super::event::with_id;
 use super::outbox::{self, NotificationRow};
 use crate::auth::{ROOT_ROLE, ROOT_TENANT};
 use crate::db::{Db, Tx};
+use crate::outbox_loop::{drain_until_shutdown, Attempt};
 use crate::ops::health::Backplane;
 use crate::{with_db, with_tx};
 
@@ -42,8 +43,6 @@ pub struct Publisher {
 
 /// How often the outbox is polled for rows written by other processes.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// The longest wait between attempts while sending fails.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Publisher {
     /// A publisher sending through `lifetime`; `wake` is notified when a row was written here.
@@ -82,32 +81,21 @@ impl Publisher {
                 }
             });
         }
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let wait = match self.publish_pending().await {
-                Ok(_) => {
-                    backoff = Duration::from_millis(200);
-                    POLL_INTERVAL
-                }
+        drain_until_shutdown("notification publishing", &self.wake, &shutdown, POLL_INTERVAL, || async {
+            match self.publish_pending().await {
+                Ok(_) => Attempt::Drained,
                 Err(PublishError::BackplaneDown(reason)) => {
                     // The backplane logs its own outage; rows wait in the outbox until it is back.
                     tracing::debug!(%reason, "backplane down; notifications wait in the outbox");
-                    POLL_INTERVAL
+                    Attempt::Drained
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "notification publishing failed; will retry");
+                Err(error) => {
                     metrics::counter!("diquis_notifications_publish_failures_total").increment(1);
-                    let w = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    w
+                    Attempt::Failed(error)
                 }
-            };
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => return,
             }
-        }
+        })
+        .await
     }
 
     /// Publishes every unsent row, oldest first; returns how many were sent. Stops at the first
