@@ -62,12 +62,6 @@ impl DefaultHubLifetimeManager {
         self.connections.read().len()
     }
 
-    fn deliver(connection: &dyn HubConnection, message: &SerializedMessage) {
-        if let Err(error) = connection.send(message) {
-            tracing::debug!(connection_id = connection.connection_id(), %error, "message not delivered");
-        }
-    }
-
     fn send_where(&self, message: &SerializedMessage, keep: impl Fn(&str) -> bool) {
         let connections = self.connections.read();
         Fanout::new(message).deliver_all(
@@ -151,18 +145,16 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
     async fn send_connection(&self, connection_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         // .NET ignores sends to unknown connections.
         if let Some(entry) = self.connections.read().get(connection_id) {
-            Self::deliver(entry.connection.as_ref(), &message);
+            Fanout::new(&message).deliver_all(std::iter::once(entry.connection.as_ref()));
         }
         Ok(())
     }
 
     async fn send_connections(&self, connection_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let connections = self.connections.read();
-        for id in connection_ids {
-            if let Some(entry) = connections.get(id) {
-                Self::deliver(entry.connection.as_ref(), &message);
-            }
-        }
+        Fanout::new(&message).deliver_all(
+            connection_ids.iter().filter_map(|id| connections.get(id)).map(|entry| entry.connection.as_ref()),
+        );
         Ok(())
     }
 
@@ -175,45 +167,33 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 
     async fn send_groups(&self, groups: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let all = self.groups.read();
-        for group in groups {
-            if let Some(members) = all.get(group) {
-                for connection in members.values() {
-                    Self::deliver(connection.as_ref(), &message);
-                }
-            }
-        }
+        Fanout::new(&message).deliver_all(
+            groups.iter().filter_map(|group| all.get(group)).flat_map(|members| members.values()).map(|c| c.as_ref()),
+        );
         Ok(())
     }
 
     async fn send_group_except(&self, group: &str, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError> {
         if let Some(members) = self.groups.read().get(group) {
-            for (id, connection) in members {
-                if !excluded.iter().any(|e| e == id) {
-                    Self::deliver(connection.as_ref(), &message);
-                }
-            }
+            Fanout::new(&message).deliver_all(
+                members.iter().filter(|(id, _)| !excluded.iter().any(|e| e == *id)).map(|(_, c)| c.as_ref()),
+            );
         }
         Ok(())
     }
 
     async fn send_user(&self, user_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         if let Some(list) = self.users.read().get(user_id) {
-            for connection in list {
-                Self::deliver(connection.as_ref(), &message);
-            }
+            Fanout::new(&message).deliver_all(list.iter().map(|c| c.as_ref()));
         }
         Ok(())
     }
 
     async fn send_users(&self, user_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let users = self.users.read();
-        for user in user_ids {
-            if let Some(list) = users.get(user) {
-                for connection in list {
-                    Self::deliver(connection.as_ref(), &message);
-                }
-            }
-        }
+        Fanout::new(&message).deliver_all(
+            user_ids.iter().filter_map(|user| users.get(user)).flatten().map(|c| c.as_ref()),
+        );
         Ok(())
     }
 
