@@ -74,6 +74,12 @@ if traffic is not None:
     assert traffic["expected"] > 0, f"{name}: nothing was expected: {traffic}"
     assert traffic["received"] == traffic["expected"] and traffic["lost"] == 0, f"{name}: {traffic}"
     assert traffic["latency"]["count"] >= traffic["received"], f"{name}: latency samples missing"
+    if report["scenario"] != "echo":
+        # Every call the sender made was completed (no send errors), so each has a round trip.
+        calls = traffic.get("call_latency")
+        assert calls is not None and calls["count"] == traffic["sent"] > 0, f"{name}: call round trips: {calls}"
+    else:
+        assert "call_latency" not in traffic, f"{name}: echo has no sender"
 server = report.get("server")
 if server is not None:
     assert server["rss_before_kb"] > 0 and server["rss_end_kb"] > 0, f"{name}: {server}"

@@ -622,6 +622,7 @@ async fn drive(
                 &result.errors,
                 start,
             );
+            result_traffic.call_latency = Some(result.call_latency);
             if groups.is_none() {
                 let receivers = report
                     .connect

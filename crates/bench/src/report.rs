@@ -123,6 +123,10 @@ pub struct TrafficResult {
     pub per_second: f64,
     /// Time from the sender's timestamp to arrival.
     pub latency: LatencySummary,
+    /// Sender scenarios: time from a call to its completion (a call completes once the server
+    /// has queued its message for every receiver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_latency: Option<LatencySummary>,
     /// Error texts with counts.
     pub errors: Vec<(String, u64)>,
     /// For broadcasts: the first sequence numbers that did not reach every receiver, with how
@@ -280,6 +284,13 @@ impl RunReport {
                 "latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}  (n={})",
                 l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms, l.count
             );
+            if let Some(c) = &t.call_latency {
+                let _ = writeln!(
+                    out,
+                    "calls ms     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  (sent to completion, n={})",
+                    c.p50_ms, c.p90_ms, c.p99_ms, c.max_ms, c.count
+                );
+            }
             for (text, count) in &t.errors {
                 let _ = writeln!(out, "  error x{count}: {text}");
             }
@@ -373,6 +384,36 @@ mod tests {
             assert!(!bad.passed);
             assert!(bad.table().contains("FAIL"));
         }
+    }
+
+    #[test]
+    fn call_round_trips_are_shown_and_written_only_for_sender_scenarios() {
+        let mut traffic = TrafficResult {
+            sent: 3,
+            expected: 3,
+            received: 3,
+            ..Default::default()
+        };
+        let mut report = RunReport {
+            traffic: Some(traffic.clone()),
+            ..Default::default()
+        };
+        assert!(!report.table().contains("calls ms"));
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["traffic"].get("call_latency").is_none());
+
+        let mut histogram = crate::hist::new_latency();
+        for micros in [1_000, 2_000, 40_000] {
+            crate::hist::record(&mut histogram, micros);
+        }
+        traffic.call_latency = Some(LatencySummary::of(&histogram));
+        report.traffic = Some(traffic);
+        let table = report.table();
+        let line = table.lines().find(|line| line.starts_with("calls ms")).expect(&table);
+        assert!(line.contains("max 40."), "{line}");
+        assert!(line.contains("n=3"), "{line}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["traffic"]["call_latency"]["count"], 3);
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //!
 //! It calls `SendToAll(payload)` or `SendToGroup(group, payload)` with an invocation id, keeps
 //! at most `inflight` calls outstanding, and counts only calls the server completed without
-//! error, so receivers are never blamed for messages the server refused.
+//! error, so receivers are never blamed for messages the server refused. Each call's time to
+//! its completion is recorded: when it nears `inflight` divided by the throughput, the window,
+//! not the server, bounds the scenario.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::connect::{ConnectError, Connector, Target};
 use crate::frames::{Incoming, Protocol};
+use crate::hist::{self, LatencySummary};
 use crate::ipc::ErrorTally;
 use crate::payload;
 use crate::worker::group_name;
@@ -68,6 +72,8 @@ pub struct SenderResult {
     pub first_sent_micros: u64,
     /// When the last call was sent.
     pub last_sent_micros: u64,
+    /// From sending a call to reading its completion (completed calls only).
+    pub call_latency: LatencySummary,
 }
 
 /// Connects and sends; `sent` is updated as calls go out, for progress display.
@@ -99,6 +105,9 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
     let stop_timer = tokio::time::sleep_until(stop_sending_at);
     tokio::pin!(stop_timer);
     let mut stopped = false;
+    // Calls in flight by sequence number (at most `inflight` entries), and their round trips.
+    let mut sent_at: HashMap<u64, Instant> = HashMap::with_capacity(config.inflight);
+    let mut round_trips = hist::new_latency();
     loop {
         let more = !stopped && result.attempted < limit;
         if !more && inflight == 0 {
@@ -143,6 +152,9 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
                             inflight = inflight.saturating_sub(1);
                             match (error, invocation_id.parse::<u64>()) {
                                 (None, Ok(seq)) => {
+                                    if let Some(sent) = sent_at.remove(&seq) {
+                                        hist::record(&mut round_trips, sent.elapsed().as_micros() as u64);
+                                    }
                                     result.completed += 1;
                                     result.per_group[(seq % groups as u64) as usize] += 1;
                                 }
@@ -192,6 +204,7 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
                 inflight += 1;
                 sent.set(result.attempted);
                 last_sent_at = Instant::now();
+                sent_at.insert(seq, last_sent_at);
                 if config.rate > 0.0 {
                     next_send = start + Duration::from_secs_f64(result.attempted as f64 / config.rate);
                     send_timer.as_mut().reset(next_send);
@@ -202,5 +215,6 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close()).await;
+    result.call_latency = LatencySummary::of(&round_trips);
     Ok(result)
 }
