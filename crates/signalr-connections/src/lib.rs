@@ -202,6 +202,10 @@ pub trait ConnectionInner: Send + Sync + 'static {
     fn user(&self) -> Option<&User>;
     /// See [`Connection::send`].
     fn send(&self, data: Bytes) -> Result<(), ConnectionSendError>;
+    /// See [`Connection::send_promptly`]. The same as `send` by default.
+    fn send_promptly(&self, data: Bytes) -> Result<(), ConnectionSendError> {
+        self.send(data)
+    }
     /// See [`Connection::set_transfer_format`].
     fn set_transfer_format(&self, format: TransferFormat);
     /// See [`Connection::close`].
@@ -259,6 +263,12 @@ impl Connection {
     /// write; each call's bytes must be whole protocol messages.
     pub fn send(&self, data: Bytes) -> Result<(), ConnectionSendError> {
         self.inner.send(data)
+    }
+    /// Queues bytes the client is waiting for (a reply), to be written as soon as the transport
+    /// can: a WebSocket writer otherwise gives way once before writing, so that messages from
+    /// other tasks (a burst of broadcasts) join the same write.
+    pub fn send_promptly(&self, data: Bytes) -> Result<(), ConnectionSendError> {
+        self.inner.send_promptly(data)
     }
     /// Chooses Text or Binary WebSocket frames for what is sent from now on.
     pub fn set_transfer_format(&self, format: TransferFormat) {

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) pending_inbound: Vec<Bytes>,
     /// The single task or body stream that writes for this connection (WebSockets, SSE).
     pub(crate) waker: Option<Waker>,
+    /// The queue holds a reply the client waits for: write it without giving way first.
+    pub(crate) prompt: bool,
 }
 
 impl Shared {
@@ -94,6 +96,7 @@ impl Shared {
         }
         self.queued_bytes -= taken;
         let batch = if count == self.queue.len() {
+            self.prompt = false;
             std::mem::replace(&mut self.queue, spare)
         } else {
             let rest = self.queue.split_off(count);
@@ -188,6 +191,7 @@ impl ConnState {
                 superseded: false,
                 pending_inbound: Vec::new(),
                 waker: None,
+                prompt: false,
             }),
             hints: SendHints::default(),
             notify: Notify::new(),
@@ -212,6 +216,45 @@ impl ConnState {
         if unattended && let Some(manager) = self.manager.upgrade() {
             manager.dispose_token(self.token);
         }
+    }
+
+    /// Queues `data`; `prompt` marks a reply the client waits for (see `Shared::prompt`).
+    fn enqueue(&self, data: Bytes, prompt: bool) -> Result<(), ConnectionSendError> {
+        let mut shared = self.shared.lock();
+        if shared.status == Status::Disposed || shared.aborted || shared.close_requested {
+            return Err(ConnectionSendError::Closed);
+        }
+        if shared.status == Status::AwaitingReconnect {
+            // The socket is gone; the application replays unacknowledged messages after the
+            // reconnect, so bytes sent meanwhile are dropped rather than buffered twice.
+            return Ok(());
+        }
+        let pending = shared.queued_bytes + shared.in_flight_bytes;
+        if pending > 0 && pending + data.len() > self.outbound_limit {
+            tracing::debug!(
+                connection_id = self.id.as_str(),
+                pending,
+                "outbound buffer full; closing slow consumer"
+            );
+            self.abort_locked(shared);
+            return Err(ConnectionSendError::Full);
+        }
+        let was_empty = shared.queue.is_empty();
+        if shared.queue.capacity() == 0 {
+            // Room for a burst's batch at once rather than growing 4, 8, 16 (each a realloc).
+            shared.queue.reserve_exact(QUEUE_START_CAPACITY);
+        }
+        shared.queued_bytes += data.len();
+        shared.queue.push_back(data);
+        shared.prompt |= prompt;
+        self.hints.note_queue(&shared.queue);
+        if was_empty {
+            if let Some(waker) = &shared.waker {
+                self.hints.writer.store(waker.data() as usize, Ordering::Relaxed);
+            }
+            self.wake_all(&mut shared);
+        }
+        Ok(())
     }
 
     /// Records where the next message goes after the queue was replaced (a prefetch hint).
@@ -266,40 +309,11 @@ impl ConnectionInner for ConnState {
     }
 
     fn send(&self, data: Bytes) -> Result<(), ConnectionSendError> {
-        let mut shared = self.shared.lock();
-        if shared.status == Status::Disposed || shared.aborted || shared.close_requested {
-            return Err(ConnectionSendError::Closed);
-        }
-        if shared.status == Status::AwaitingReconnect {
-            // The socket is gone; the application replays unacknowledged messages after the
-            // reconnect, so bytes sent meanwhile are dropped rather than buffered twice.
-            return Ok(());
-        }
-        let pending = shared.queued_bytes + shared.in_flight_bytes;
-        if pending > 0 && pending + data.len() > self.outbound_limit {
-            tracing::debug!(
-                connection_id = self.id.as_str(),
-                pending,
-                "outbound buffer full; closing slow consumer"
-            );
-            self.abort_locked(shared);
-            return Err(ConnectionSendError::Full);
-        }
-        let was_empty = shared.queue.is_empty();
-        if shared.queue.capacity() == 0 {
-            // Room for a burst's batch at once rather than growing 4, 8, 16 (each a realloc).
-            shared.queue.reserve_exact(QUEUE_START_CAPACITY);
-        }
-        shared.queued_bytes += data.len();
-        shared.queue.push_back(data);
-        self.hints.note_queue(&shared.queue);
-        if was_empty {
-            if let Some(waker) = &shared.waker {
-                self.hints.writer.store(waker.data() as usize, Ordering::Relaxed);
-            }
-            self.wake_all(&mut shared);
-        }
-        Ok(())
+        self.enqueue(data, false)
+    }
+
+    fn send_promptly(&self, data: Bytes) -> Result<(), ConnectionSendError> {
+        self.enqueue(data, true)
     }
 
     fn set_transfer_format(&self, format: TransferFormat) {
@@ -523,6 +537,55 @@ async fn heartbeat(manager: Weak<Manager>) {
             return;
         };
         manager.sweep(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+
+    fn active_connection() -> ConnState {
+        let conn = ConnState::new(Weak::new(), ShortId::random(), ShortId::random(), 1, false, 1 << 20);
+        {
+            let mut shared = conn.shared.lock();
+            shared.status = Status::Active;
+            shared.transport = Some(TransportType::WebSockets);
+        }
+        conn
+    }
+
+    /// A reply marks the queue until the batch carrying it is taken; ordinary sends do not.
+    #[test]
+    fn a_prompt_send_marks_the_queue_until_everything_is_taken() {
+        let conn = active_connection();
+        conn.send(Bytes::from_static(b"broadcast")).unwrap();
+        assert!(!conn.shared.lock().prompt);
+        conn.send_promptly(Bytes::from_static(b"completion")).unwrap();
+        assert!(conn.shared.lock().prompt);
+
+        // A partial batch leaves the reply queued: the mark stays.
+        let (first, _) = conn.shared.lock().take_batch(usize::MAX, 1, VecDeque::new());
+        assert_eq!(first, [Bytes::from_static(b"broadcast")]);
+        assert!(conn.shared.lock().prompt);
+        let (rest, _) = conn.shared.lock().take_batch(usize::MAX, 63, VecDeque::new());
+        assert_eq!(rest, [Bytes::from_static(b"completion")]);
+        assert!(!conn.shared.lock().prompt);
+
+        conn.send(Bytes::from_static(b"later")).unwrap();
+        assert!(!conn.shared.lock().prompt);
+    }
+
+    /// A closed connection refuses a reply like any send, and marks nothing.
+    #[test]
+    fn a_prompt_send_to_a_closed_connection_is_refused() {
+        let conn = active_connection();
+        conn.close();
+        assert!(matches!(
+            conn.send_promptly(Bytes::from_static(b"completion")),
+            Err(ConnectionSendError::Closed)
+        ));
+        assert!(!conn.shared.lock().prompt);
+        assert!(conn.shared.lock().queue.is_empty());
     }
 }
 

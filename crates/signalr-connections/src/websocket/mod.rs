@@ -166,11 +166,17 @@ impl Writer {
                     return Poll::Ready(Event::Superseded);
                 }
                 if socket.send_idle() {
-                    if !shared.queue.is_empty() && !self.deferred && !shared.close_requested {
+                    if !shared.queue.is_empty()
+                        && !self.deferred
+                        && !shared.close_requested
+                        && !shared.prompt
+                    {
                         // Give way once before taking a batch: tasks already scheduled (other
                         // broadcasts, the sender's next invocation) run first and queue more,
                         // so a burst leaves in fewer, fuller writes. Costs one extra poll per
-                        // wake-up, far less than a `write`.
+                        // wake-up, far less than a `write`. Not for a reply the client waits
+                        // for (a completion): it would wait for a whole round of the node's
+                        // tasks, and the client's next call with it.
                         self.deferred = true;
                         shared.register(cx.waker());
                         drop(shared);

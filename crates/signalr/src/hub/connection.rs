@@ -191,9 +191,9 @@ impl HubConnectionState {
 
     /// Queues a numbered frame (Invocation, StreamItem, Completion) without waiting. With
     /// stateful reconnect the frame is kept for replay until acknowledged.
-    pub(crate) fn send_numbered(&self, frame: Bytes) -> Result<(), SendError> {
+    pub(crate) fn send_numbered(&self, frame: Bytes, pace: Pace) -> Result<(), SendError> {
         let Some(replay) = self.replay.get() else {
-            return self.connection.send(frame).map_err(map_send_error);
+            return self.queue(frame, pace).map_err(map_send_error);
         };
         let mut outgoing = replay.outgoing.lock();
         if outgoing.bytes > replay.limit.saturating_mul(4) {
@@ -207,14 +207,21 @@ impl HubConnectionState {
         outgoing.bytes += frame.len();
         outgoing.frames.push_back((id, frame.clone()));
         // While the socket is down the send fails; the frame is replayed after the reconnect.
-        match self.connection.send(frame) {
+        match self.queue(frame, pace) {
             Err(ConnectionSendError::Full) => Err(SendError::Full),
             _ => Ok(()),
         }
     }
 
+    fn queue(&self, frame: Bytes, pace: Pace) -> Result<(), ConnectionSendError> {
+        match pace {
+            Pace::Batch => self.connection.send(frame),
+            Pace::Prompt => self.connection.send_promptly(frame),
+        }
+    }
+
     /// Sends a hub message from a running invocation; with stateful reconnect, waits while
-    /// the replay buffer is full.
+    /// the replay buffer is full. A Completion, which the caller waits for, goes out promptly.
     pub(crate) async fn send_from_invocation(&self, message: &HubMessage) -> Result<(), SendError> {
         if let Some(replay) = self.replay.get() {
             loop {
@@ -228,8 +235,12 @@ impl HubConnectionState {
         if self.phase() == Phase::Closed && self.connection.is_closed() {
             return Err(SendError::Closed);
         }
+        let pace = match message {
+            HubMessage::Completion(_) => Pace::Prompt,
+            _ => Pace::Batch,
+        };
         match self.encode(message) {
-            Some(frame) => self.send_numbered(frame),
+            Some(frame) => self.send_numbered(frame, pace),
             None => Err(SendError::NoEncoding(self.hub_protocol().name())),
         }
     }
@@ -273,6 +284,15 @@ impl HubConnectionState {
     }
 }
 
+/// How soon a queued frame should leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// May wait a moment so that other messages join its write (broadcasts, stream items).
+    Batch,
+    /// The client waits for it (a Completion): written as soon as the transport can.
+    Prompt,
+}
+
 /// The value form that fits a protocol: text protocols take JSON values, binary ones MessagePack.
 pub(crate) fn value_kind_of(protocol: &dyn HubProtocol) -> ValueKind {
     match protocol.transfer_format() {
@@ -302,7 +322,7 @@ impl HubConnection for HubConnectionState {
         if self.phase() != Phase::Connected {
             return Err(SendError::Closed);
         }
-        self.send_numbered(frame)
+        self.send_numbered(frame, Pace::Batch)
     }
     fn abort(&self) {
         if self.phase() != Phase::Closed {

@@ -2,10 +2,12 @@
 //! parallel-invocation limit (queued in order; streaming and stream-consuming calls are not
 //! limited), server-to-client streams with cancellation, and completions.
 //!
-//! One task is spawned per running invocation; nothing runs for an idle connection.
+//! An invocation first runs in the connection's task; one that has to wait gets a task of its own
+//! ([`start_here`]). Nothing runs for an idle connection.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use futures_util::{FutureExt, StreamExt};
 use signalr_protocol::{
@@ -15,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::builder::MethodOutput;
-use super::connection::HubConnectionState;
+use super::connection::{HubConnectionState, Pace};
 use super::context::HubCallContext;
 use super::error::{self, HubError, build_error_message};
 
@@ -45,7 +47,7 @@ pub(crate) fn complete_error_now(state: &Arc<HubConnectionState>, invocation_id:
         result: CompletionResult::Error(error),
     });
     if let Some(frame) = state.encode(&message) {
-        let _ = state.send_numbered(frame);
+        let _ = state.send_numbered(frame, Pace::Prompt);
     }
 }
 
@@ -130,7 +132,26 @@ pub(crate) fn dispatch(state: &Arc<HubConnectionState>, message: InvocationMessa
         }
     });
     if let Some(call) = call {
-        tokio::spawn(run_slot(state.clone(), call));
+        start_here(run_slot(state.clone(), call));
+    }
+}
+
+/// Polls an invocation once in the connection's own task and spawns it only if it has to wait.
+///
+/// Most hub methods finish in their first poll (a send to all, to a group, an answer computed
+/// at once). Their Completion is then queued by the task that also writes the connection, and
+/// leaves in the same turn; from a new task it would wait for that task's turn and then the
+/// writer's, behind every other task of a busy node — a full round of a broadcast's writes,
+/// which paced a caller with a few calls in flight (docs/benchmarks.md, session 4).
+/// A method that waits (for I/O, a client result, a lock) is spawned as before, so the
+/// connection keeps reading meanwhile.
+fn start_here(invocation: impl Future<Output = ()> + Send + 'static) {
+    let mut invocation = Box::pin(invocation);
+    // The first poll's waker is never used: if the invocation is pending, the spawned task
+    // polls it again at once and registers its own.
+    let mut cx = Context::from_waker(Waker::noop());
+    if invocation.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(invocation);
     }
 }
 
@@ -265,4 +286,36 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> HubError {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "hub method panicked".to_owned());
     HubError::exception("Exception", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// An invocation that can finish does so before `start_here` returns: in the caller's task,
+    /// with no task spawned (on this single-threaded runtime a spawned task could not have run).
+    #[tokio::test]
+    async fn an_invocation_that_can_finish_runs_in_the_callers_task() {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        start_here(async move { flag.store(true, Ordering::SeqCst) });
+        assert!(done.load(Ordering::SeqCst));
+    }
+
+    /// One that has to wait gets a task of its own and finishes there once it can.
+    #[tokio::test]
+    async fn an_invocation_that_waits_is_spawned_and_finishes_later() {
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let (finished, mut finished_rx) = tokio::sync::oneshot::channel::<&str>();
+        start_here(async move {
+            let _ = released.await;
+            let _ = finished.send("finished");
+        });
+        assert!(finished_rx.try_recv().is_err(), "finished before it was released");
+        release.send(()).unwrap();
+        let result = tokio::time::timeout(std::time::Duration::from_secs(10), finished_rx).await;
+        assert_eq!(result.expect("the spawned invocation never ran").unwrap(), "finished");
+    }
 }
