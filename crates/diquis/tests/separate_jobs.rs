@@ -421,7 +421,14 @@ async fn readiness_checks_the_separate_job_database() {
     })
     .await;
     assert!(job.payload.contains("\"tenantId\":\"later\""), "{}", job.payload);
-    assert_eq!(job_outbox::backlog(&app.state.db).await.unwrap(), 0);
+    // The relay enqueues first and deletes its row after (two databases, no shared
+    // transaction), so the row may still be there for a moment.
+    wait_for("the outbox row to be deleted", || async {
+        (job_outbox::backlog(&app.state.db).await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let jobs = jobs_in(&app.state.jobs, JobState::Enqueued, tenant_jobs::PROVISION_TENANT).await;
+    assert_eq!(jobs.len(), 1, "one job per request: {jobs:?}");
     app.stop().await;
     pair.cleanup().await;
 }
