@@ -4,12 +4,19 @@
 //! process drains every socket (epoll through tokio, one thread, like a lean client).
 //!
 //! ```text
-//! cargo run --release -p bench --example write_ceiling -- [connections] [rounds] [threads] [rate]
+//! cargo run --release -p bench --example write_ceiling -- [connections] [rounds] [threads] [rate] [coalesce]
 //! ```
 //! Each round writes one 100-byte frame to every connection (what one broadcast costs when no
 //! two messages share a write). `rate` (rounds/s, 0 = back to back) paces the rounds like a
 //! paced broadcast. Prints write()s per second and, per round, the time from its first write to
 //! its last one (a lower bound for the latency of the last receiver of a broadcast).
+//!
+//! With `coalesce` (needs a rate), rounds are due on the clock whether or not the last one was
+//! written, and each writer thread sweeps its connections round robin, writing every frame due
+//! for a connection in one `write` — what a server that lets queued messages share a write can
+//! do at best when the rate is more than the machine's writes can carry one by one. Prints the
+//! time from each frame's due time to its write (p50/p99 over every delivery): the latency floor
+//! of a paced broadcast with coalescing.
 //! Not a test: a measurement for docs/benchmarks.md.
 
 use std::io::{Read, Write};
@@ -31,6 +38,8 @@ fn main() {
     let rounds: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
     let threads: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
     let rate: f64 = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let coalesce = args.get(5).map(String::as_str) == Some("coalesce");
+    assert!(!coalesce || rate > 0.0, "coalesce needs a rate");
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -64,6 +73,13 @@ fn main() {
     let frame = [b'x'; FRAME];
     let per_thread = connections.div_ceil(threads);
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+    if coalesce {
+        coalesced_rounds(&mut sockets, rounds, per_thread, Duration::from_secs_f64(1.0 / rate));
+        let mut done = [0u8; 1];
+        child_out.read_exact(&mut done).unwrap();
+        let _ = child.wait();
+        return;
+    }
     let started = Instant::now();
     let mut round_ms = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -103,6 +119,76 @@ fn main() {
         pick(0.5),
         pick(0.99),
         pick(1.0)
+    );
+}
+
+/// The `coalesce` mode: see the module comment.
+fn coalesced_rounds(sockets: &mut [std::net::TcpStream], rounds: usize, per_thread: usize, interval: Duration) {
+    let frames = vec![b'x'; FRAME * rounds];
+    let started = Instant::now();
+    let due = |round: usize| started + interval * round as u32;
+    let (histograms, writes): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
+        let threads: Vec<_> = sockets
+            .chunks_mut(per_thread)
+            .map(|chunk| {
+                let frames = &frames;
+                scope.spawn(move || {
+                    let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+                    let mut written = vec![0usize; chunk.len()];
+                    let mut writes = 0u64;
+                    loop {
+                        let mut wrote = false;
+                        for (socket, done) in chunk.iter_mut().zip(written.iter_mut()) {
+                            let now = Instant::now();
+                            let due_now = ((now - started).as_nanos() / interval.as_nanos()) as usize + 1;
+                            let upto = due_now.min(rounds);
+                            if upto > *done {
+                                socket.write_all(&frames[..(upto - *done) * FRAME]).unwrap();
+                                let at = Instant::now();
+                                for round in *done..upto {
+                                    histogram.record((at - due(round)).as_micros() as u64).unwrap();
+                                }
+                                *done = upto;
+                                writes += 1;
+                                wrote = true;
+                            }
+                        }
+                        if written.iter().all(|&done| done == rounds) {
+                            return (histogram, writes);
+                        }
+                        if !wrote {
+                            let next = written.iter().min().copied().unwrap_or(0).max(1);
+                            if let Some(wait) = due(next).checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().map(|thread| thread.join().unwrap()).unzip()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for histogram in &histograms {
+        all.add(histogram).unwrap();
+    }
+    let writes: u64 = writes.iter().sum();
+    let deliveries = (sockets.len() * rounds) as f64;
+    println!(
+        "connections {}, rounds {rounds}, writer threads {}, {:.0} rounds/s, coalescing",
+        sockets.len(),
+        histograms.len(),
+        1.0 / interval.as_secs_f64()
+    );
+    println!(
+        "write()s/s {:.0}, {:.2} frames per write; due to written ms: p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
+        writes as f64 / elapsed,
+        deliveries / writes as f64,
+        all.value_at_quantile(0.5) as f64 / 1000.0,
+        all.value_at_quantile(0.9) as f64 / 1000.0,
+        all.value_at_quantile(0.99) as f64 / 1000.0,
+        all.max() as f64 / 1000.0
     );
 }
 

@@ -267,6 +267,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         let app = app.clone();
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move {
+            let listener = signalr_connections::listener::nodelay(listener);
             let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move { token.cancelled().await })
                 .await;

@@ -85,7 +85,7 @@ async fn main() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/hub", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move { axum::serve(signalr_connections::listener::nodelay(listener), app).await.unwrap() });
     // Warm up the allocator and runtime with one connection's worth of work.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rss_kib();

@@ -14,6 +14,8 @@
 //! * [`RequestInfo`]: headers, query and cookies of the HTTP request that carries the connection.
 //! * [`endpoint`]: an axum router for one endpoint path; [`case_insensitive_paths`] makes paths
 //!   match case-insensitively and with a trailing slash, like ASP.NET routing.
+//! * [`listener::bind_nodelay`]: the listener to serve on (`TCP_NODELAY` on every connection, so
+//!   small pushes do not wait for the client's delayed acknowledgement).
 //!
 //! Transports and options are described in `docs/transports.md`; the WebSocket design (one task
 //! per connection, coalesced writes, buffer sizes) in `docs/decisions/0003-websocket-transport.md`.
@@ -49,7 +51,7 @@
 //! # async fn run() {
 //! let options = HttpConnectionOptions::default().cors(CorsPolicy::any_origin());
 //! let app = case_insensitive_paths(Router::new().nest("/echo", endpoint(options, Arc::new(Echo))));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let listener = signalr_connections::listener::bind_nodelay("127.0.0.1:0".parse().unwrap()).await.unwrap();
 //! axum::serve(listener, app).await.unwrap();
 //! # }
 //! ```
@@ -59,6 +61,7 @@
 mod cors;
 mod dispatch;
 mod ids;
+pub mod listener;
 mod longpolling;
 mod negotiate;
 mod options;

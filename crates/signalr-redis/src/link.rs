@@ -387,7 +387,12 @@ fn build_clients(options: &LinkOptions) -> Result<Vec<Client>, redis::RedisError
             } else {
                 ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port)
             };
-            let info = addr.into_connection_info()?.set_redis_settings(settings.clone());
+            // TCP_NODELAY, as StackExchange.Redis does: a publish or group command must not
+            // wait for Redis to acknowledge the previous one (Nagle's algorithm).
+            let info = addr
+                .into_connection_info()?
+                .set_redis_settings(settings.clone())
+                .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
             match (&options.tls_root_certificates, config.ssl) {
                 (Some(roots), true) => Client::build_with_tls(
                     info,

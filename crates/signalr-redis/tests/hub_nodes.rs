@@ -82,7 +82,7 @@ async fn hub_node(redis_connection: &str) -> HubNode {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(signalr_connections::listener::nodelay(listener), app).await.unwrap();
     });
     HubNode { port, manager, server }
 }

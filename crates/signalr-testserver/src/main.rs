@@ -82,7 +82,7 @@ async fn run(args: Args) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("Now listening on: http://{local}");
     let _ = std::io::stdout().flush();
-    axum::serve(listener, app).await.map_err(|e| format!("server failed: {e}"))
+    axum::serve(signalr_connections::listener::nodelay(listener), app).await.map_err(|e| format!("server failed: {e}"))
 }
 
 /// Binds with a listen backlog of 4096 (the kernel's `somaxconn` here): with the default, a

@@ -78,7 +78,7 @@ async fn binary_and_timestamps_keep_their_msgpack_types() {
     let app = service.router("/hub", HttpConnectionOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move { axum::serve(signalr_connections::listener::nodelay(listener), app).await.unwrap() });
 
     let mut client = Client::connect(addr, Protocol::MessagePack).await;
     // 2000-01-01T00:00:00Z as timestamp 32 (ext -1, 4 bytes of seconds).

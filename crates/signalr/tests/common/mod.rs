@@ -136,7 +136,7 @@ pub async fn start_with(options: HubOptions, connection_options: HttpConnectionO
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(signalr_connections::listener::nodelay(listener), app).await.unwrap();
     });
     Server { addr, context, gate }
 }
