@@ -229,6 +229,10 @@ pub trait ConnectionInner: Send + Sync + 'static {
     fn prefetch(&self, step: prefetch::PrefetchStep) {
         let _ = step;
     }
+    /// See [`Connection::last_write_started`]. `None` (not tracked) by default.
+    fn last_write_started(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -289,6 +293,13 @@ impl Connection {
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+    /// When the transport last started writing to the client, where it keeps track (the
+    /// WebSockets transport does; `None` otherwise). The hub skips a keep-alive ping when
+    /// something was written within the keep-alive interval: the client's timeout is reset by
+    /// any message, and a busy server need not spend a write per connection on pings.
+    pub fn last_write_started(&self) -> Option<std::time::Instant> {
+        self.inner.last_write_started()
     }
     /// Whether stateful reconnect was negotiated (client asked, endpoint allows, WebSockets):
     /// the connection then survives an ungraceful socket drop for the disconnect timeout and

@@ -48,6 +48,9 @@ pub(crate) struct Shared {
     pub(crate) in_flight_bytes: usize,
     /// When the current write started; the heartbeat aborts writes older than the send timeout.
     pub(crate) write_started: Option<Instant>,
+    /// When the last write started (kept after it ends): the hub's keep-alive skips pings to
+    /// connections written to recently.
+    pub(crate) last_write_started: Option<Instant>,
     /// The application asked for a graceful end.
     pub(crate) close_requested: bool,
     /// The connection must end at once (abort, slow consumer, send timeout).
@@ -184,6 +187,7 @@ impl ConnState {
                 queued_bytes: 0,
                 in_flight_bytes: 0,
                 write_started: None,
+                last_write_started: None,
                 close_requested: false,
                 aborted: false,
                 inactive_since: Some(Instant::now()),
@@ -285,6 +289,10 @@ impl ConnectionInner for ConnState {
                 prefetch_lines(self.hints.writer.load(Ordering::Relaxed) as *const u8, 1);
             }
         }
+    }
+
+    fn last_write_started(&self) -> Option<Instant> {
+        self.shared.lock().last_write_started
     }
 
     fn connection_id(&self) -> &str {

@@ -59,10 +59,15 @@ async fn echoes_text_over_a_negotiated_connection() {
     assert_eq!(connection.transport(), TransportType::WebSockets);
     assert_eq!(connection.negotiate_version(), 1);
     assert!(!connection.stateful_reconnect());
+    // Nothing written yet; the echo below is (the hub's keep-alive reads this).
+    assert_eq!(connection.last_write_started(), None);
+    let before_echo = std::time::Instant::now();
 
     ws.send(Message::text("Hello World!")).await.unwrap();
     assert_eq!(server.data().await, "Hello World!");
     assert_eq!(next_message(&mut ws).await, Message::text("Hello World!"));
+    let written = connection.last_write_started().expect("the echo's write is recorded");
+    assert!(written >= before_echo);
 
     // A reused token gets 409 while the first socket is open.
     assert_eq!(

@@ -196,7 +196,9 @@ impl Writer {
                             TransferFormat::Binary => OP_BINARY,
                         };
                         shared.in_flight_bytes = bytes;
-                        shared.write_started = Some(Instant::now());
+                        let now = Instant::now();
+                        shared.write_started = Some(now);
+                        shared.last_write_started = Some(now);
                         drop(shared);
                         socket.start_data(opcode, batch, bytes);
                         self.data_in_flight = true;

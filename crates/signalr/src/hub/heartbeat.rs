@@ -80,7 +80,8 @@ impl Heartbeat {
 
     /// One pass over every connection.
     fn tick(&self, shared: &HubShared) {
-        let now = self.started_at.elapsed().as_millis() as u64;
+        let now_instant = Instant::now();
+        let now = now_instant.saturating_duration_since(self.started_at).as_millis() as u64;
         self.clock_ms.store(now, Ordering::Relaxed);
         let keep_alive = shared.options.keep_alive_interval.as_millis() as u64;
         let client_timeout = shared.options.client_timeout_interval.as_millis() as u64;
@@ -105,8 +106,13 @@ impl Heartbeat {
                             continue;
                         }
                         if now >= state.deadline_ms.load(Ordering::Relaxed) && state.pings() {
-                            state.deadline_ms.store(now + keep_alive, Ordering::Relaxed);
-                            if let Some(frame) = shared.ping_frame(state.hub_protocol()) {
+                            let written_ago = state
+                                .connection
+                                .last_write_started()
+                                .map(|at| now_instant.saturating_duration_since(at).as_millis() as u64);
+                            let (ping, next) = keep_alive_due(now, written_ago, keep_alive);
+                            state.deadline_ms.store(next, Ordering::Relaxed);
+                            if ping && let Some(frame) = shared.ping_frame(state.hub_protocol()) {
                                 let _ = state.connection.send(frame);
                             }
                         }
@@ -132,6 +138,17 @@ impl Heartbeat {
     }
 }
 
+/// A connection's keep-alive is due at `now` (ms on the hub clock): whether to ping, and when
+/// to look again. No ping when the transport wrote something `written_ago` ms ago, within the
+/// interval: any message resets the client's server timeout (the protocol asks for pings only
+/// when nothing else was sent), so a connection receiving broadcasts costs no extra write.
+fn keep_alive_due(now: u64, written_ago: Option<u64>, keep_alive: u64) -> (bool, u64) {
+    match written_ago {
+        Some(ago) if ago < keep_alive => (false, now + (keep_alive - ago)),
+        _ => (true, now + keep_alive),
+    }
+}
+
 async fn run(shared: Weak<HubShared>, period: Duration) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -139,5 +156,27 @@ async fn run(shared: Weak<HubShared>, period: Duration) {
         interval.tick().await;
         let Some(shared) = shared.upgrade() else { return };
         shared.heartbeat.tick(&shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_alive_due;
+
+    #[test]
+    fn an_idle_connection_is_pinged_every_interval() {
+        assert_eq!(keep_alive_due(15_000, None, 15_000), (true, 30_000));
+        // Last written exactly an interval ago, or longer: ping.
+        assert_eq!(keep_alive_due(15_000, Some(15_000), 15_000), (true, 30_000));
+        assert_eq!(keep_alive_due(40_000, Some(25_000), 15_000), (true, 55_000));
+    }
+
+    #[test]
+    fn a_connection_written_to_recently_is_not_pinged_until_an_interval_after_that_write() {
+        // Written 4 s ago: look again when that write is 15 s old.
+        assert_eq!(keep_alive_due(15_000, Some(4_000), 15_000), (false, 26_000));
+        assert_eq!(keep_alive_due(15_000, Some(0), 15_000), (false, 30_000));
+        // Then, if nothing else was written, the ping goes out.
+        assert_eq!(keep_alive_due(26_000, Some(15_000), 15_000), (true, 41_000));
     }
 }
