@@ -810,6 +810,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_endpoint_connects_with_nodelay() {
+        let config = RedisConfig::parse("localhost:6379,127.0.0.1:7000,password=secret").unwrap();
+        let clients = build_clients(&LinkOptions::new(config)).unwrap();
+        assert_eq!(clients.len(), 2);
+        for client in &clients {
+            assert!(client.get_connection_info().tcp_settings().nodelay(), "Nagle would delay publishes");
+        }
+    }
+
+    #[test]
     fn backoff_is_capped_and_jittered() {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let delays: Vec<Duration> = (0..20).map(|_| backoff.next_delay()).collect();
