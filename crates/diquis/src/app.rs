@@ -209,7 +209,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
             (manager.clone() as Arc<dyn HubLifetimeManager>, Backplane::Redis(manager))
         }
     };
-    let service = notification_service(lifetime.clone());
+    let service = notification_service(lifetime.clone(), settings.hub);
     let hub_router = service.router(HUB_PATH, connection_options(HubAuthenticator::new(jwt.clone(), settings.cors_origins.clone())));
 
     let outbox_wake = Arc::new(Notify::new());

@@ -63,6 +63,22 @@ async fn handshake_timeout_and_oversize_cancel_the_handshake() {
     assert_eq!(&data[..], b"{\"error\":\"Handshake was canceled.\"}\x1e");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_connection_to_a_hub_idle_longer_than_the_handshake_timeout_connects() {
+    // The hub's clock starts with the hub; its heartbeat task only with the first connection.
+    // The first handshake's deadline must be counted from the connection's arrival, not from
+    // the hub's start, or a hub idle past the timeout cancels its first handshake at once.
+    let options = HubOptions::default().handshake_timeout(Duration::from_secs(2));
+    let server = start(options).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // the precondition: an idle hub
+    let mut client = Client::open(server.addr, "/hub").await;
+    // A client takes a moment to send its handshake (well within the timeout); meanwhile the
+    // heartbeat task starts and makes its first pass.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.handshake(Protocol::Json, 1).await;
+    assert_eq!(client.invoke("1", "Echo", json!(["first"])).await, json!({"type":3,"invocationId":"1","result":"first"}));
+}
+
 #[tokio::test]
 async fn chunked_handshake_and_handshake_combined_with_an_invocation() {
     let server = start(HubOptions::default()).await;

@@ -8,7 +8,7 @@ pub mod source;
 use std::path::Path;
 
 pub use connection_string::{DatabaseTarget, PostgresTarget};
-pub use settings::{ConfigError, LogFormat, Settings};
+pub use settings::{ConfigError, HubTimeouts, LogFormat, Settings};
 pub use source::Configuration;
 
 /// Why the configuration could not be loaded.

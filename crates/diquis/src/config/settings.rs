@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::connection_string::{parse_database, DatabaseTarget};
 use super::source::Configuration;
@@ -106,6 +107,26 @@ pub struct Settings {
     pub job_lease_seconds: u64,
     /// `Diquis:DataDirectory`: where isolated SQLite tenant databases go (default: next to the main file).
     pub data_directory: Option<PathBuf>,
+    /// `SignalR:*` timeouts of the notification hub, as .NET's `HubOptions`.
+    pub hub: HubTimeouts,
+}
+
+/// The hub's timeouts (`SignalR:HandshakeTimeout`, `SignalR:KeepAliveInterval`,
+/// `SignalR:ClientTimeoutInterval`), as `hh:mm:ss` time spans or seconds; .NET's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubTimeouts {
+    /// How long a new connection has to send its handshake (default 15 s).
+    pub handshake: Duration,
+    /// How often an idle connection is pinged (default 15 s).
+    pub keep_alive: Duration,
+    /// How long the server waits for anything from a client before closing it (default 30 s).
+    pub client_timeout: Duration,
+}
+
+impl Default for HubTimeouts {
+    fn default() -> Self {
+        Self { handshake: Duration::from_secs(15), keep_alive: Duration::from_secs(15), client_timeout: Duration::from_secs(30) }
+    }
 }
 
 /// The default SQLite file of the quick start.
@@ -206,6 +227,18 @@ impl Settings {
         let job_workers = parse_number(c, "Jobs:WorkerCount", 10, 1, 1000)? as usize;
         let job_lease_seconds = parse_number(c, "Jobs:LeaseSeconds", 30, 3, 3600)? as u64;
         let data_directory = nonempty(c, "Diquis:DataDirectory").map(PathBuf::from);
+        let defaults = HubTimeouts::default();
+        let hub = HubTimeouts {
+            handshake: parse_time_span(c, "SignalR:HandshakeTimeout", defaults.handshake)?,
+            keep_alive: parse_time_span(c, "SignalR:KeepAliveInterval", defaults.keep_alive)?,
+            client_timeout: parse_time_span(c, "SignalR:ClientTimeoutInterval", defaults.client_timeout)?,
+        };
+        if hub.client_timeout <= hub.keep_alive {
+            return Err(ConfigError::new(
+                "SignalR:ClientTimeoutInterval",
+                "must be longer than SignalR:KeepAliveInterval (.NET advises double)",
+            ));
+        }
         Ok(Settings {
             environment,
             database,
@@ -222,6 +255,7 @@ impl Settings {
             job_workers,
             job_lease_seconds,
             data_directory,
+            hub,
         })
     }
 }
@@ -239,6 +273,34 @@ fn parse_number(c: &Configuration, key: &str, default: i64, min: i64, max: i64) 
             Err(_) => Err(ConfigError::new(key, format!("is '{v}', not a whole number"))),
         },
     }
+}
+
+/// A .NET `TimeSpan` (`hh:mm:ss` with optional fraction, or `d.hh:mm:ss`) or a number of
+/// seconds, between 100 ms and one day.
+fn parse_time_span(c: &Configuration, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(v) = nonempty(c, key) else { return Ok(default) };
+    let bad = || ConfigError::new(key, format!("is '{v}'; expected a time span like 00:00:15 or a number of seconds"));
+    let seconds: f64 = if v.contains(':') {
+        let (days, clock) = match v.split_once('.') {
+            Some((d, rest)) if !d.contains(':') => (d.parse::<f64>().map_err(|_| bad())?, rest),
+            _ => (0.0, v),
+        };
+        let parts: Vec<&str> = clock.split(':').collect();
+        let [h, m, s] = parts[..] else { return Err(bad()) };
+        let h: f64 = h.parse().map_err(|_| bad())?;
+        let m: f64 = m.parse().map_err(|_| bad())?;
+        let s: f64 = s.parse().map_err(|_| bad())?;
+        if !(0.0..24.0).contains(&h) || !(0.0..60.0).contains(&m) || !(0.0..60.0).contains(&s) {
+            return Err(bad());
+        }
+        days * 86_400.0 + h * 3_600.0 + m * 60.0 + s
+    } else {
+        v.parse().map_err(|_| bad())?
+    };
+    if !seconds.is_finite() || !(0.1..=86_400.0).contains(&seconds) {
+        return Err(ConfigError::new(key, format!("is '{v}'; expected 100 ms to one day")));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_bool(c: &Configuration, key: &str, default: bool) -> Result<bool, ConfigError> {
@@ -359,12 +421,31 @@ mod tests {
             ("Logging:LogLevel:Default", "loud"),
             ("Jobs:WorkerCount", "-1"),
             ("Jobs:LeaseSeconds", "1"),
+            ("SignalR:HandshakeTimeout", "soon"),
+            ("SignalR:HandshakeTimeout", "0"),
+            ("SignalR:HandshakeTimeout", "00:61:00"),
+            ("SignalR:KeepAliveInterval", "1:2"),
+            ("SignalR:ClientTimeoutInterval", "00:00:05"),
         ];
         for (key, value) in cases {
             let err = settings(&[(key, value)]).unwrap_err();
             assert_eq!(err.key, *key, "{key}={value}: {err}");
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn hub_timeouts_read_time_spans_and_seconds() {
+        assert_eq!(settings(&[]).unwrap().hub, HubTimeouts::default());
+        let s = settings(&[
+            ("SignalR:HandshakeTimeout", "00:00:00.5"),
+            ("SignalR:KeepAliveInterval", "2"),
+            ("SignalR:ClientTimeoutInterval", "1.00:00:00"),
+        ])
+        .unwrap();
+        assert_eq!(s.hub.handshake, Duration::from_millis(500));
+        assert_eq!(s.hub.keep_alive, Duration::from_secs(2));
+        assert_eq!(s.hub.client_timeout, Duration::from_secs(86_400));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use signalr_connections::HttpConnectionOptions;
 use super::event::{target, CONNECTED_MESSAGE};
 use super::publisher::ROOT_GROUP;
 use crate::auth::hub::{user_is_root_admin, HubAuthenticator};
+use crate::config::HubTimeouts;
 
 /// The hub's name on the Redis backplane (channel `{prefix}{name}:…`).
 pub const HUB_NAME: &str = "Diquis.Infrastructure.Hubs.NotificationHub";
@@ -38,10 +39,14 @@ pub fn notification_hub() -> Hub {
         .build()
 }
 
-/// The hub service with `lifetime` (in-process or Redis) and an authenticator that refuses
-/// anonymous connections.
-pub fn notification_service(lifetime: Arc<dyn HubLifetimeManager>) -> HubService {
-    HubService::new(notification_hub(), HubOptions::default().lifetime_manager(lifetime))
+/// The hub service with `lifetime` (in-process or Redis) and the `SignalR:*` timeouts.
+pub fn notification_service(lifetime: Arc<dyn HubLifetimeManager>, timeouts: HubTimeouts) -> HubService {
+    let options = HubOptions::default()
+        .lifetime_manager(lifetime)
+        .handshake_timeout(timeouts.handshake)
+        .keep_alive_interval(timeouts.keep_alive)
+        .client_timeout_interval(timeouts.client_timeout);
+    HubService::new(notification_hub(), options)
 }
 
 /// Connection options of the hub endpoint: authentication required (401 without a token or

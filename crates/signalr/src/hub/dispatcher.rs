@@ -43,7 +43,7 @@ impl ConnectionHandler for HubConnectionHandler {
             connection,
             self.shared.clone(),
             heartbeat.next_key(),
-            heartbeat.now_ms(),
+            heartbeat.refresh_ms(),
         ));
         heartbeat.register(state.clone());
         Box::new(HubConnectionApp { state, buffer: BytesMut::new() })

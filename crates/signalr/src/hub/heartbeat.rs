@@ -51,6 +51,15 @@ impl Heartbeat {
         self.clock_ms.load(Ordering::Relaxed)
     }
 
+    /// Brings the coarse clock up to now and returns it. Deadlines are set from this one: the
+    /// task starts with the first connection and only then ticks, so before that the coarse
+    /// clock still reads the hub's start, and a handshake deadline counted from it would already
+    /// have passed for the first connection to a hub that sat idle longer than the timeout.
+    pub(crate) fn refresh_ms(&self) -> u64 {
+        let now = Instant::now().saturating_duration_since(self.started_at).as_millis() as u64;
+        self.clock_ms.fetch_max(now, Ordering::Relaxed).max(now)
+    }
+
     /// A key for a new connection.
     pub(crate) fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
@@ -82,7 +91,7 @@ impl Heartbeat {
     fn tick(&self, shared: &HubShared) {
         let now_instant = Instant::now();
         let now = now_instant.saturating_duration_since(self.started_at).as_millis() as u64;
-        self.clock_ms.store(now, Ordering::Relaxed);
+        self.clock_ms.fetch_max(now, Ordering::Relaxed);
         let keep_alive = shared.options.keep_alive_interval.as_millis() as u64;
         let client_timeout = shared.options.client_timeout_interval.as_millis() as u64;
         let mut due = Vec::new();
@@ -161,7 +170,17 @@ async fn run(shared: Weak<HubShared>, period: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::keep_alive_due;
+    use super::{Heartbeat, keep_alive_due};
+
+    #[test]
+    fn the_clock_is_brought_up_to_now_before_the_task_has_ticked() {
+        let heartbeat = Heartbeat::new(&[std::time::Duration::from_secs(15)]);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(heartbeat.now_ms(), 0, "no tick yet");
+        let now = heartbeat.refresh_ms();
+        assert!(now >= 30, "refreshed clock reads {now} ms");
+        assert_eq!(heartbeat.now_ms(), now);
+    }
 
     #[test]
     fn an_idle_connection_is_pinged_every_interval() {
