@@ -184,15 +184,15 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         Db::Sqlite(p) => jobs::JobStore::from_sqlite_pool(p.clone()).await?,
     };
     if let Some(generated) = seed(&db, &settings).await.map_err(DbError::from)? {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "Created the root administrator '{}' (tenant 'root') with the generated password:\n\n    {generated}\n\n\
-             It is shown only this once. Set Seed:AdminPassword before the first start to choose it yourself.",
-            settings.seed.admin_email
+        crate::ops::logging::announce(
+            "WARN",
+            &format!(
+                "Created the root administrator '{}' (tenant 'root') with the generated password:\n\n    {generated}\n\n\
+                 It is shown only this once. Set Seed:AdminPassword before the first start to choose it yourself.",
+                settings.seed.admin_email
+            ),
+            &[("email", &settings.seed.admin_email), ("password", &generated)],
         );
-        let _ = out.flush();
     }
     let key = tokens::signing_key(&db, settings.jwt.key.as_deref()).await.map_err(DbError::from)?;
     let jwt = JwtService::new(&key, &settings.jwt);

@@ -3,14 +3,7 @@
 use std::process::ExitCode;
 
 use diquis::cli::{self, Command};
-
-/// Prints a line to stdout; a closed stdout (a parent that stopped reading) must not stop the server.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
+use diquis::ops::logging::announce;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,7 +26,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    diquis::ops::logging::init(settings.log_format, &settings.log_filter);
+    // Kept to the end of `main`: dropping it flushes the queued log lines.
+    let _log_guard = diquis::ops::logging::init(settings.log_format, &settings.log_filter);
     diquis::ops::metrics::install();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -56,9 +50,10 @@ fn main() -> ExitCode {
         // Before announcing: a SIGTERM sent as soon as the address is printed shuts down gracefully.
         diquis::ops::shutdown::on_signal(app.shutdown_token());
         for addr in &app.addrs {
-            say(&format!("Now listening on: http://{addr}"));
+            let url = format!("http://{addr}");
+            announce("INFO", &format!("Now listening on: {url}"), &[("address", &url)]);
         }
-        say("Application started. Press Ctrl+C to shut down.");
+        announce("INFO", "Application started. Press Ctrl+C to shut down.", &[]);
         app.wait().await;
         ExitCode::SUCCESS
     })
