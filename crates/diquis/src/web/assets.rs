@@ -13,6 +13,7 @@ const TOASTR_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/toastr.min.css"
 const JQUERY_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/jquery.min.js"));
 const DIQUIS_JS: &str = include_str!("../../web/static/diquis.js");
 const DIQUIS_CSS: &str = include_str!("../../web/static/diquis.css");
+const FAVICON: &[u8] = include_bytes!("../../web/static/favicon.ico");
 
 /// Where the SignalR client is served (replace the seed's CDN address with this).
 pub const SIGNALR_PATH: &str = "/lib/signalr/signalr.min.js";
@@ -32,4 +33,5 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/lib/jquery/jquery.min.js", get(|| async { serve(JQUERY_JS, JS) }))
         .route("/js/diquis.js", get(|| async { serve(DIQUIS_JS, JS) }))
         .route("/css/diquis.css", get(|| async { serve(DIQUIS_CSS, CSS) }))
+        .route("/favicon.ico", get(|| async { ([(CONTENT_TYPE, "image/x-icon"), (CACHE_CONTROL, "public, max-age=86400")], FAVICON) }))
 }

@@ -41,9 +41,11 @@ pub fn router(state: AppState, hub: Router) -> Router {
     } else {
         app = app.route("/", get(|| async { axum::response::Redirect::to("/jobs") }));
     }
-    if state.role.runs_jobs() {
-        app = app.nest("/jobs", dashboard::guarded(state.clone()));
-    }
+    // Every node serves the dashboard (it reads the shared job storage), as Hangfire's runs
+    // inside the web application: the header's link works wherever the page came from.
+    // A nested service (not a nested router's fallback) is a route to the case-insensitive path
+    // matching below, so `/jobs/` and `/Jobs` find it too.
+    app = app.nest_service("/jobs", dashboard::guarded(state.clone()).with_state(state.clone()));
     let app = app
         .layer(axum::middleware::from_fn_with_state(state.clone(), renew_session))
         .with_state(state.clone());

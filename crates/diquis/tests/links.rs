@@ -1,0 +1,85 @@
+//! Every link a signed-in root administrator meets leads somewhere, on every kind of node: the
+//! pages' own links, the jobs dashboard (with or without a trailing slash) and the favicon.
+
+mod common;
+
+use common::*;
+use diquis::ProcessRole;
+
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// Every `href="/…"` of a page (local links only).
+fn local_links(html: &str) -> Vec<String> {
+    html.split("href=\"").skip(1).filter_map(|rest| rest.split('"').next()).filter(|h| h.starts_with('/') && !h.starts_with("//")).map(|h| h.replace("&amp;", "&")).collect()
+}
+
+/// A browser-like client signed in as root through the login form.
+async fn signed_in(url: &str) -> reqwest::Client {
+    let browser = client();
+    let page = browser.get(format!("{url}/login")).send().await.unwrap().text().await.unwrap();
+    let r = browser
+        .post(format!("{url}/login"))
+        .form(&[("_csrf", csrf_of(&page).as_str()), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("tenant", "root")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "signed in");
+    browser
+}
+
+async fn every_link_leads_somewhere(role: ProcessRole) {
+    let db = TestDb::sqlite();
+    // The database is made and seeded by a process of every role.
+    let app = start(&db, role, &[]).await;
+    let url = app.url();
+    let browser = signed_in(&url).await;
+    let mut pages = vec!["/".to_string(), "/jobs".to_string()];
+    if role.serves_web() {
+        pages.push("/tenants".to_string());
+    }
+    let mut links = vec!["/jobs/".to_string(), "/JOBS".to_string(), "/favicon.ico".to_string()];
+    for page in &pages {
+        let r = browser.get(format!("{url}{page}")).send().await.unwrap();
+        let r = if r.status().is_redirection() {
+            let to = r.headers()["location"].to_str().unwrap().to_string();
+            browser.get(format!("{url}{to}")).send().await.unwrap()
+        } else {
+            r
+        };
+        assert_eq!(r.status(), 200, "{page} on a {} node", role.name());
+        links.extend(local_links(&r.text().await.unwrap()));
+    }
+    assert!(links.iter().any(|l| l.starts_with("/jobs/job/") || l.starts_with("/jobs/state/")), "dashboard links found: {links:?}");
+    links.sort();
+    links.dedup();
+    for link in &links {
+        let r = browser.get(format!("{url}{link}")).send().await.unwrap();
+        let status = r.status();
+        assert!(status.is_success() || status.is_redirection(), "{link} answers {status} on a {} node", role.name());
+        if link == "/favicon.ico" {
+            assert_eq!(r.headers()["content-type"], "image/x-icon");
+            assert!(r.bytes().await.unwrap().starts_with(&[0, 0, 1, 0]), "an ICO file");
+        }
+    }
+    app.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_web_node() {
+    every_link_leads_somewhere(ProcessRole::Web).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_jobs_node() {
+    every_link_leads_somewhere(ProcessRole::Jobs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_one_process() {
+    every_link_leads_somewhere(ProcessRole::All).await;
+}
