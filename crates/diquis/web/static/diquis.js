@@ -5,7 +5,14 @@
   "use strict";
   const meta = (name) => (document.querySelector(`meta[name="${name}"]`) || {}).content || "";
   const storageKey = "diquis.lastNotificationId";
-  let lastId = Math.max(Number(meta("diquis-last-notification-id") || 0), Number(sessionStorage.getItem(storageKey) || 0));
+  // The first page of a tab starts from the server's latest id; every later page from the last
+  // id this tab knew, so that the events of an action (a form post, then the next page) show
+  // even when the job finished before the next page was connected.
+  const stored = sessionStorage.getItem(storageKey);
+  let lastId = stored !== null ? Number(stored) || 0 : Number(meta("diquis-last-notification-id") || 0);
+  sessionStorage.setItem(storageKey, String(lastId));
+  // A tab away for long catches up quietly but for the newest few toasts.
+  const CATCH_UP_TOASTS = 5;
   const seen = new Set();
   const status = document.getElementById("hub-status");
 
@@ -30,7 +37,7 @@
     else table.prepend(row);
   }
 
-  function handle(event, data) {
+  function handle(event, data, quiet) {
     if (!data || typeof data.id !== "number") return;
     if (seen.has(data.id)) return; // a repeat (same id) after a reconnect or a re-publish
     seen.add(data.id);
@@ -38,7 +45,9 @@
       lastId = data.id;
       sessionStorage.setItem(storageKey, String(lastId));
     }
-    if (data.type === "success") toastr.success(data.message);
+    if (quiet) {
+      // rows are refreshed below; no toast
+    } else if (data.type === "success") toastr.success(data.message);
     else toastr.error(data.message);
     document.dispatchEvent(new CustomEvent("diquis:notification", { detail: { event, data } }));
     refreshRow(data.tenantId).catch((e) => console.error("row refresh failed", e));
@@ -48,7 +57,10 @@
     const response = await fetch(`/api/notifications?after=${lastId}`, { credentials: "same-origin" });
     if (!response.ok) return;
     const body = await response.json();
-    for (const n of body.data || []) handle(n.event, n.data);
+    const missed = (body.data || []).filter((n) => n.data && !seen.has(n.data.id));
+    const quietCount = Math.max(0, missed.length - CATCH_UP_TOASTS);
+    if (quietCount > 0) toastr.info(`${quietCount} earlier notifications while this page was away`);
+    missed.forEach((n, i) => handle(n.event, n.data, i < quietCount));
   }
 
   const connection = new signalR.HubConnectionBuilder()
