@@ -184,6 +184,21 @@ impl NewJob {
     }
 }
 
+/// A job server: one running [`Worker`](crate::Worker), as Hangfire's Servers page lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerRecord {
+    /// The worker's id (`host:pid:random` unless configured).
+    pub id: String,
+    /// The queues it takes jobs from.
+    pub queues: Vec<String>,
+    /// Its concurrent executions, over all queues.
+    pub workers: i64,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Its last heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
+}
+
 /// A stored job, as the dashboard and `JobStore::get` see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRecord {

@@ -434,6 +434,28 @@ impl JobStore {
         with_backend!(self, Db, pool => <Db as Ops>::list(pool, state, offset.max(0), limit.clamp(1, 1000)).await)
     }
 
+    /// Every registered job server (running worker), with its last heartbeat. A server that
+    /// stopped gracefully is gone; one that died stays until it has been silent for
+    /// [`SERVER_TIMEOUT`](crate::worker::SERVER_TIMEOUT).
+    pub async fn servers(&self) -> Result<Vec<crate::model::ServerRecord>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::list_servers(pool).await)
+    }
+
+    pub(crate) async fn upsert_server(&self, server: &crate::model::ServerRecord) -> Result<(), JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::upsert_server(pool, server).await)
+    }
+
+    pub(crate) async fn server_heartbeat(&self, id: &str) -> Result<bool, JobError> {
+        let now = now_us();
+        with_backend!(self, Db, pool => <Db as Ops>::server_heartbeat(pool, id, now).await)
+    }
+
+    /// Removes server `id` (if given) and every server silent for longer than `timeout`.
+    pub(crate) async fn remove_servers(&self, id: Option<&str>, timeout: Duration) -> Result<u64, JobError> {
+        let before = now_us().saturating_sub(crate::time::dur_us(timeout));
+        with_backend!(self, Db, pool => <Db as Ops>::remove_servers(pool, id, before).await)
+    }
+
     /// Number of `Enqueued` jobs in `queue`.
     pub async fn queue_depth(&self, queue: &str) -> Result<i64, JobError> {
         with_backend!(self, Db, pool => <Db as Ops>::queue_depth(pool, queue).await)

@@ -21,7 +21,7 @@ use crate::db::private::Ops;
 use crate::db::{ClaimedJob, FailOutcome};
 use crate::error::JobError;
 use crate::handler::JobHandler;
-use crate::model::{DEFAULT_QUEUE, JobId, JobState, Lease};
+use crate::model::{DEFAULT_QUEUE, JobId, JobState, Lease, ServerRecord};
 use crate::retry::RetryPolicy;
 use crate::store::{Backend, JobStore};
 use crate::time::{dur_us, now_us};
@@ -141,6 +141,9 @@ impl WorkerBuilder {
             metrics: Metrics::default(),
         });
 
+        let workers: i64 = queues.iter().map(|(_, n)| *n as i64).sum();
+        let started_at = chrono::Utc::now();
+        store.upsert_server(&server_record(&rt, workers, started_at)).await?;
         let mut background = Vec::new();
         if let Backend::Postgres(pool) = &store.inner.backend {
             let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
@@ -148,7 +151,7 @@ impl WorkerBuilder {
             background.push(tokio::spawn(run_listener(rt.clone(), listener)));
         }
         background.push(tokio::spawn(run_cancel_listener(rt.clone())));
-        background.push(tokio::spawn(run_heartbeat(rt.clone())));
+        background.push(tokio::spawn(run_heartbeat(rt.clone(), workers, started_at)));
         background.push(tokio::spawn(run_maintenance(rt.clone())));
         let completer = tokio::spawn(run_completer(rt.clone(), completions_rx));
         let dispatchers = queues.into_iter().map(|(queue, workers)| tokio::spawn(run_dispatcher(rt.clone(), queue, workers))).collect();
@@ -165,6 +168,15 @@ fn default_worker_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
     format!("{host}:{}:{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+/// A server silent this long is taken for dead and removed from the list (Hangfire's
+/// `ServerTimeout`).
+pub const SERVER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The row this worker keeps in the servers list.
+fn server_record(rt: &Runtime, workers: i64, started_at: chrono::DateTime<chrono::Utc>) -> ServerRecord {
+    ServerRecord { id: rt.worker_id.to_string(), queues: rt.queues.clone(), workers, started_at, heartbeat_at: chrono::Utc::now() }
 }
 
 const REASON_NONE: u8 = 0;
@@ -338,6 +350,9 @@ impl WorkerHandle {
         rt.stop_background.cancel();
         for b in self.background.drain(..) {
             let _ = b.await;
+        }
+        if let Err(e) = rt.store.remove_servers(Some(&rt.worker_id), SERVER_TIMEOUT).await {
+            tracing::warn!(error = %e, "could not remove this worker from the servers list");
         }
         rt.store.wake();
         tracing::info!(worker = %rt.worker_id, "jobs worker stopped");
@@ -565,12 +580,23 @@ async fn run_completer(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Lease>)
     }
 }
 
-async fn run_heartbeat(rt: Arc<Runtime>) {
+async fn run_heartbeat(rt: Arc<Runtime>, workers: i64, started_at: chrono::DateTime<chrono::Utc>) {
     let lease_us = dur_us(rt.config.lease_duration);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(rt.config.heartbeat_interval) => {}
             _ = rt.stop_background.cancelled() => return,
+        }
+        // The server's own heartbeat, busy or idle; registered again if it was taken for dead
+        // (a long pause) and removed meanwhile.
+        match rt.store.server_heartbeat(&rt.worker_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Err(e) = rt.store.upsert_server(&server_record(&rt, workers, started_at)).await {
+                    tracing::warn!(error = %e, "server registration failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "server heartbeat failed"),
         }
         let leases: Vec<Lease> =
             rt.in_flight.lock().iter().map(|(id, f)| Lease { job_id: *id, token: f.token }).collect();
@@ -670,6 +696,9 @@ async fn run_maintenance(rt: Arc<Runtime>) {
         }
         if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             last_purge = Some(Instant::now());
+            if let Err(e) = rt.store.remove_servers(None, SERVER_TIMEOUT).await {
+                tracing::warn!(error = %e, "removing dead servers failed");
+            }
             if let Err(e) = rt.store.purge_finished(rt.config.retention).await {
                 tracing::warn!(error = %e, "purging finished jobs failed");
             }

@@ -11,3 +11,5 @@ mod dashboard;
 mod execution;
 #[path = "suite/scheduling.rs"]
 mod scheduling;
+#[path = "suite/servers.rs"]
+mod servers;

@@ -95,6 +95,16 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         };
         entries.insert(name, Entry { status, description });
     };
+    // A web node works without a jobs process, but nothing it enqueues runs: Degraded.
+    let mut degraded = None;
+    if !state.role.runs_jobs() {
+        let silent_for = Duration::from_secs(state.settings.job_lease_seconds);
+        degraded = match tokio::time::timeout(Duration::from_secs(5), state.jobs.servers()).await {
+            Ok(Ok(servers)) => job_servers_missing(&servers, chrono::Utc::now(), silent_for),
+            // The jobs check below reports the storage's own failure.
+            _ => None,
+        };
+    }
     add("database", check_db(&state.db).await);
     // The job store's own pool: with a separate job storage this is the check of that database.
     let jobs = match tokio::time::timeout(Duration::from_secs(5), state.jobs.queue_depth(crate::tenants::jobs::TENANT_QUEUE)).await {
@@ -117,7 +127,54 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     };
     add("jobs", jobs);
     add("backplane", state.health.backplane.check());
-    let status = if healthy { "Healthy" } else { "Unhealthy" };
+    let mut status = if healthy { "Healthy" } else { "Unhealthy" };
+    if let Some(reason) = degraded {
+        entries.insert("jobServers", Entry { status: "Degraded", description: reason });
+        if healthy {
+            status = "Degraded";
+        }
+    }
+    // As ASP.NET Core maps them: Healthy and Degraded answer 200, Unhealthy 503.
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(Report { status, entries })).into_response()
+}
+
+/// Why a web node is Degraded for want of a jobs process: none of `servers` sent a heartbeat
+/// within `silent_for` of `now`. `None` when one did.
+fn job_servers_missing(servers: &[jobs::ServerRecord], now: chrono::DateTime<chrono::Utc>, silent_for: Duration) -> Option<String> {
+    let cutoff = now - chrono::Duration::from_std(silent_for).unwrap_or_else(|_| chrono::Duration::seconds(30));
+    if servers.iter().any(|s| s.heartbeat_at >= cutoff) {
+        return None;
+    }
+    Some(format!(
+        "no jobs process has sent a heartbeat in the last {} s: tenant jobs wait until a `diquis jobs` process runs",
+        silent_for.as_secs()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_servers_missing;
+    use chrono::{TimeZone, Utc};
+    use std::time::Duration;
+
+    fn server(heartbeat_secs: i64) -> jobs::ServerRecord {
+        jobs::ServerRecord {
+            id: "host:1:abcd".into(),
+            queues: vec!["tenants".into()],
+            workers: 10,
+            started_at: Utc.timestamp_opt(0, 0).unwrap(),
+            heartbeat_at: Utc.timestamp_opt(heartbeat_secs, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn degraded_only_when_every_job_server_is_silent() {
+        let now = Utc.timestamp_opt(1_000, 0).unwrap();
+        let window = Duration::from_secs(30);
+        assert!(job_servers_missing(&[], now, window).unwrap().contains("no jobs process"));
+        assert!(job_servers_missing(&[server(969)], now, window).is_some());
+        assert!(job_servers_missing(&[server(970)], now, window).is_none());
+        assert!(job_servers_missing(&[server(100), server(990)], now, window).is_none());
+    }
 }

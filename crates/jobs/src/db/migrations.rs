@@ -79,6 +79,11 @@ CREATE TABLE bg_recurring (
     2,
     // Looks up a unique key in every state, for `JobStore::enqueue_once`.
     "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
+), (
+    3,
+    // The job servers (worker processes) and their heartbeats, for the dashboard and health.
+    "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers BIGINT NOT NULL, \
+     started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);",
 )];
 
 /// SQLite migrations, in order.
@@ -155,6 +160,11 @@ CREATE TABLE bg_recurring (
     2,
     // Looks up a unique key in every state, for `JobStore::enqueue_once`.
     "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
+), (
+    3,
+    // The job servers (worker processes) and their heartbeats, for the dashboard and health.
+    "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers INTEGER NOT NULL, \
+     started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);",
 )];
 
 /// An arbitrary constant key for the advisory lock that serialises concurrent migrators.

@@ -180,6 +180,14 @@ pub(crate) mod private {
         async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError>;
         async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError>;
         async fn queue_depth(pool: &Pool<Self>, queue: &str) -> Result<i64, JobError>;
+        /// Registers a job server (or refreshes its row).
+        async fn upsert_server(pool: &Pool<Self>, server: &crate::model::ServerRecord) -> Result<(), JobError>;
+        /// A server's heartbeat; false when its row is gone (removed as dead meanwhile).
+        async fn server_heartbeat(pool: &Pool<Self>, id: &str, now: i64) -> Result<bool, JobError>;
+        /// Removes server `id` and every server silent since `heartbeat_before`.
+        async fn remove_servers(pool: &Pool<Self>, id: Option<&str>, heartbeat_before: i64) -> Result<u64, JobError>;
+        /// Every registered server.
+        async fn list_servers(pool: &Pool<Self>) -> Result<Vec<crate::model::ServerRecord>, JobError>;
     }
 }
 

@@ -461,5 +461,51 @@ macro_rules! shared_ops {
                 .await?;
             Ok(row.try_get("n")?)
         }
+
+        async fn upsert_server(pool: &Pool<Self>, server: &$crate::model::ServerRecord) -> Result<(), JobError> {
+            sqlx::query(
+                "INSERT INTO bg_servers (id, queues, workers, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, workers = excluded.workers, heartbeat_at = excluded.heartbeat_at",
+            )
+            .bind(&server.id)
+            .bind(server.queues.join(","))
+            .bind(server.workers)
+            .bind(server.started_at.timestamp_micros())
+            .bind(server.heartbeat_at.timestamp_micros())
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn server_heartbeat(pool: &Pool<Self>, id: &str, now: i64) -> Result<bool, JobError> {
+            let done = sqlx::query("UPDATE bg_servers SET heartbeat_at = $1 WHERE id = $2").bind(now).bind(id).execute(pool).await?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn remove_servers(pool: &Pool<Self>, id: Option<&str>, heartbeat_before: i64) -> Result<u64, JobError> {
+            let done = sqlx::query("DELETE FROM bg_servers WHERE id = $1 OR heartbeat_at < $2")
+                .bind(id)
+                .bind(heartbeat_before)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn list_servers(pool: &Pool<Self>) -> Result<Vec<$crate::model::ServerRecord>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query("SELECT id, queues, workers, started_at, heartbeat_at FROM bg_servers ORDER BY id").fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let queues: String = row.try_get("queues")?;
+                out.push($crate::model::ServerRecord {
+                    id: row.try_get("id")?,
+                    queues: queues.split(',').filter(|q| !q.is_empty()).map(str::to_owned).collect(),
+                    workers: row.try_get("workers")?,
+                    started_at: $crate::time::to_datetime(row.try_get("started_at")?),
+                    heartbeat_at: $crate::time::to_datetime(row.try_get("heartbeat_at")?),
+                });
+            }
+            Ok(out)
+        }
     };
 }
