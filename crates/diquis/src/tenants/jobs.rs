@@ -180,20 +180,19 @@ async fn commit_outcome(deps: &JobDeps, ctx: &JobContext, tx: Tx) -> Result<(), 
     Ok(())
 }
 
-/// The key under which a request's success is notified, once. Only with a separate job storage:
-/// in the same database a job's result and its completion commit together, so the job cannot
-/// run again after its result, except when an operator requeues it (which then runs it in full).
-fn success_key(deps: &JobDeps, request_id: Option<&str>) -> Option<String> {
-    match deps.storage {
-        JobStorage::SameDatabase => None,
-        JobStorage::SeparateDatabase => request_id.map(str::to_string),
-    }
+/// The key under which a request's success is notified, once: the request's id (the job's id for
+/// jobs enqueued without one). A later execution of the same request finds it and writes
+/// nothing: after a crash between the application's commit and the job storage's (separate job
+/// storage), and when an operator requeues a job that had succeeded (either storage), which then
+/// only reports in the job's log that the work was done.
+fn success_key(ctx: &JobContext, request_id: Option<&str>) -> String {
+    request_id.map(str::to_string).unwrap_or_else(|| format!("job:{}", ctx.job_id()))
 }
 
 /// The key of a failure notification: once per execution (its fencing token), because each
 /// failed execution is reported, retries included.
-fn failure_key(deps: &JobDeps, ctx: &JobContext, request_id: Option<&str>) -> Option<String> {
-    success_key(deps, request_id).map(|id| format!("{id}:failed:{}", ctx.lease().token))
+fn failure_key(ctx: &JobContext, request_id: Option<&str>) -> Option<String> {
+    Some(format!("{}:failed:{}", success_key(ctx, request_id), ctx.lease().token))
 }
 
 /// The `ProvisionTenant` handler.
@@ -226,8 +225,8 @@ async fn already_succeeded(tx: &mut Tx, key: Option<&str>) -> Result<bool, JobEr
 }
 
 async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Result<(), JobError> {
-    let key = success_key(deps, p.request_id.as_deref());
-    let failure_key = failure_key(deps, ctx, p.request_id.as_deref());
+    let key = Some(success_key(ctx, p.request_id.as_deref()));
+    let failure_key = failure_key(ctx, p.request_id.as_deref());
     // Step 1: Provisioning, under the lease.
     let mut tx = begin_fenced(deps, ctx).await?;
     let Some(tenant) = repo::get_for_update(&mut tx, &p.tenant_id).await.map_err(db_error)? else {
@@ -238,7 +237,7 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
     // Checked after locking the tenant row, so an execution committing meanwhile is seen.
     if already_succeeded(&mut tx, key.as_deref()).await? {
         tx.rollback().await.map_err(db_error)?;
-        let _ = ctx.log(format!("tenant {} was provisioned by an earlier execution", p.tenant_id)).await;
+        let _ = ctx.log(format!("tenant {} was provisioned by an earlier execution of this request; nothing to do", p.tenant_id)).await;
         return Ok(());
     }
     repo::set_status(&mut tx, &p.tenant_id, TenantStatus::Provisioning, None, true).await.map_err(db_error)?;
@@ -250,12 +249,17 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
         let target = isolated::from_stored(&deps.main_target, stored);
         if let Err(e) = isolated::prepare(&target, &p.tenant_id).await {
             let message = format!("Could not prepare the tenant database {stored}: {e}");
+            // A database that is not new stays refused however often it is retried.
+            let error = match e {
+                isolated::IsolatedDbError::NotNew(_) => JobError::fatal(&message),
+                _ => JobError::failed(&message),
+            };
             return finish_failed(
                 deps,
                 ctx,
                 Event::tenant_creation_failed(&p.initiated_by, &p.tenant_id, &message),
                 failure_key,
-                JobError::failed(&message),
+                error,
             )
             .await;
         }
@@ -319,8 +323,8 @@ async fn finish_failed(
 }
 
 async fn update(deps: &JobDeps, ctx: &JobContext, p: &UpdateTenant) -> Result<(), JobError> {
-    let key = success_key(deps, p.request_id.as_deref());
-    let failure_key = failure_key(deps, ctx, p.request_id.as_deref());
+    let key = Some(success_key(ctx, p.request_id.as_deref()));
+    let failure_key = failure_key(ctx, p.request_id.as_deref());
     if p.tenant_id == ROOT_TENANT {
         return finish_failed(
             deps,
@@ -345,7 +349,7 @@ async fn update(deps: &JobDeps, ctx: &JobContext, p: &UpdateTenant) -> Result<()
     }
     if already_succeeded(&mut tx, key.as_deref()).await? {
         tx.rollback().await.map_err(db_error)?;
-        let _ = ctx.log(format!("tenant {} was updated by an earlier execution", p.tenant_id)).await;
+        let _ = ctx.log(format!("tenant {} was updated by an earlier execution of this request; nothing to do", p.tenant_id)).await;
         return Ok(());
     }
     repo::apply_update(&mut tx, &p.tenant_id, &p.name, p.is_active).await.map_err(db_error)?;
