@@ -199,7 +199,8 @@ async fn commit_request(db: &diquis::db::Db, id: &str) -> job_outbox::JobRequest
     let request = tenant_jobs::provision_request(ProvisionTenant {
         tenant_id: id.to_string(),
         admin_email: email.clone(),
-        admin_password_hash: diquis::auth::password::hash("Owner1Passw0rd"),
+        // As older versions enqueued it: the hash in the payload.
+        admin_password_hash: Some(diquis::auth::password::hash("Owner1Passw0rd")),
         initiated_by: format!("{ADMIN_EMAIL}.root"),
         request_id: None,
     })

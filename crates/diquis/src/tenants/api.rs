@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::jobs::{provision_request, update_request, ProvisionTenant, UpdateTenant};
 use super::model::{TenantDto, TenantStatus};
 use super::validation::{bool_field, check_name, is_email, is_slug, string_field, MAX_ID_LEN};
-use super::{isolated, repo};
+use super::{admin_password, isolated, repo};
 use crate::auth::extract::RootCaller;
 use crate::auth::{password, ROOT_TENANT};
 use crate::config::DatabaseTarget;
@@ -187,10 +187,13 @@ pub async fn create_tenant(state: &AppState, request: CreateTenant, initiated_by
         tx.rollback().await?;
         return Err(ApiError::conflict(format!("Tenant '{}' already exists.", request.id)));
     }
+    // The hash stays in the application database; the job's payload (shown on the dashboard,
+    // kept by the job storage) does not carry it.
+    admin_password::store(&mut tx, &request.id, &hash).await?;
     let payload = ProvisionTenant {
         tenant_id: request.id.clone(),
         admin_email: request.admin_email.clone(),
-        admin_password_hash: hash,
+        admin_password_hash: None,
         initiated_by: initiated_by.to_string(),
         request_id: Some(new_request_id()),
     };

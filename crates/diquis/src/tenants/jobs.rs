@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::model::TenantStatus;
-use super::{isolated, repo};
+use super::{admin_password, isolated, repo};
 use crate::auth::{users, ROOT_TENANT, TENANT_OWNER_ROLE};
 use crate::config::DatabaseTarget;
 use crate::db::{Db, Tx};
@@ -35,7 +35,8 @@ pub const UPDATE_TENANT: &str = "diquis.update-tenant@1";
 /// The queue both jobs use.
 pub const TENANT_QUEUE: &str = "tenants";
 
-/// Payload of [`PROVISION_TENANT`]. The admin password travels only as its Argon2 hash.
+/// Payload of [`PROVISION_TENANT`]. The admin password is not in it: its Argon2 hash waits in
+/// the application database ([`super::admin_password`]) until the job creates the user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvisionTenant {
@@ -43,8 +44,10 @@ pub struct ProvisionTenant {
     pub tenant_id: String,
     /// First admin's email.
     pub admin_email: String,
-    /// Argon2 hash of the first admin's password.
-    pub admin_password_hash: String,
+    /// Argon2 hash of the first admin's password, only in jobs enqueued by older versions (new
+    /// ones leave it out; the hash is kept in the application database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password_hash: Option<String>,
     /// User name of who asked (notification recipient).
     pub initiated_by: String,
     /// Id of the request (absent in jobs enqueued by older versions): with a separate job
@@ -268,17 +271,20 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
 
     // Step 3: everything final in one transaction.
     let mut tx = begin_outcome(deps, ctx, None).await?;
+    let stored_hash = admin_password::find(&mut tx, &p.tenant_id).await.map_err(db_error)?;
+    let Some(hash) = stored_hash.or_else(|| p.admin_password_hash.clone()) else {
+        drop(tx);
+        let message = "The first admin's password is no longer stored; create the tenant again";
+        let event = Event::tenant_creation_failed(&p.initiated_by, &p.tenant_id, message);
+        return finish_failed(deps, ctx, event, failure_key, JobError::fatal(message)).await;
+    };
     users::ensure_user(
         &mut tx,
-        &users::NewUser {
-            tenant_id: &p.tenant_id,
-            email: &p.admin_email,
-            password_hash: &p.admin_password_hash,
-            roles: &[TENANT_OWNER_ROLE],
-        },
+        &users::NewUser { tenant_id: &p.tenant_id, email: &p.admin_email, password_hash: &hash, roles: &[TENANT_OWNER_ROLE] },
     )
     .await
     .map_err(db_error)?;
+    admin_password::forget(&mut tx, &p.tenant_id).await.map_err(db_error)?;
     repo::mark_provisioned(&mut tx, &p.tenant_id).await.map_err(db_error)?;
     let event = Event::tenant_created(&p.initiated_by, &p.tenant_id, &tenant.name);
     if outbox::insert(&mut tx, &event, key.as_deref()).await.map_err(db_error)?.is_none() {
