@@ -22,7 +22,7 @@ use super::pages::SEED_SCRIPT;
 pub fn script_hash(element: &str) -> String {
     let start = element.find('>').map(|i| i + 1).unwrap_or(0);
     let end = element.rfind("</script>").unwrap_or(element.len());
-    let digest = Sha256::digest(element[start..end].as_bytes());
+    let digest = Sha256::digest(&element.as_bytes()[start..end]);
     format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
