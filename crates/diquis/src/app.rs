@@ -37,6 +37,9 @@ pub enum StartError {
     /// The job storage could not be prepared.
     #[error("job storage: {0}")]
     Jobs(#[from] jobs::JobError),
+    /// The application's database could not be opened or migrated.
+    #[error("database (configuration key 'ConnectionStrings:DefaultConnection'): {0}")]
+    MainDatabase(DbError),
     /// The job storage's own database (another one than the application's) could not be opened.
     #[error("job storage (configuration key 'ConnectionStrings:HangfireConnection'): {0}")]
     JobDatabase(DbError),
@@ -120,6 +123,12 @@ impl RunningApp {
 /// settings already (a bad one names its key); `HangfireConnection` may name another database
 /// than `DefaultConnection`.
 pub fn preflight(settings: &Settings) -> Result<(), ConfigError> {
+    for (key, target) in [
+        ("ConnectionStrings:DefaultConnection", &settings.database),
+        ("ConnectionStrings:HangfireConnection", &settings.job_storage),
+    ] {
+        crate::ops::startup::check_sqlite_path(key, target)?;
+    }
     if let Some(redis) = &settings.redis {
         signalr_redis::RedisConfig::parse(redis).map_err(|e| ConfigError {
             key: "ConnectionStrings:RedisConnection".into(),
@@ -171,7 +180,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
     preflight(&settings)?;
     crate::ops::metrics::install();
     let shutdown = CancellationToken::new();
-    let db = Db::open(&settings.database).await?;
+    let db = Db::open(&settings.database).await.map_err(StartError::MainDatabase)?;
     let job_storage = JobStorage::of(&settings.database, &settings.job_storage);
     // Same database: the job tables share the application's pool, so jobs enqueue and complete in
     // its transactions. Else their own pool (the job engine migrates its tables).

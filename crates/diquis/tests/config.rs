@@ -198,7 +198,13 @@ fn the_binary_starts_with_a_separate_job_database() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = diquis()
         .current_dir(dir.path())
-        .args(["--urls", "http://127.0.0.1:0", "--ConnectionStrings:HangfireConnection=jobs/hangfire.db"])
+        .args([
+            "--urls",
+            "http://127.0.0.1:0",
+            "--ConnectionStrings:HangfireConnection=jobs/hangfire.db",
+            "--Seed:AdminEmail=admin@test.local",
+            "--Seed:AdminPassword=Adm1nPassw0rd",
+        ])
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -214,7 +220,11 @@ fn the_binary_starts_with_a_separate_job_database() {
     std::thread::spawn(move || lines.for_each(drop));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let body: serde_json::Value = rt.block_on(async {
-        let r = reqwest::get(format!("{url}/health/ready")).await.unwrap();
+        // The checks' descriptions are for root administrators.
+        let sign_in = serde_json::json!({"email": "admin@test.local", "password": "Adm1nPassw0rd", "tenant": "root"});
+        let r = reqwest::Client::new().post(format!("{url}/api/tokens")).json(&sign_in).send().await.unwrap();
+        let token = r.json::<serde_json::Value>().await.unwrap()["data"]["token"].as_str().unwrap().to_string();
+        let r = reqwest::Client::new().get(format!("{url}/health/ready")).bearer_auth(token).send().await.unwrap();
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     });

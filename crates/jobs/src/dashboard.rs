@@ -107,6 +107,41 @@ fn base_path(original: &Uri, inner: &Uri) -> String {
     if i == "/" { o.trim_end_matches('/').to_owned() } else { base.to_owned() }
 }
 
+/// Whether a payload key names a secret (password, hash, secret, token, key, credential), in any
+/// case and naming style (`adminPasswordHash`, `api_key`, `refreshToken`).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "passwd", "hash", "secret", "token", "key", "credential", "salt"].iter().any(|w| k.contains(w))
+}
+
+/// A job payload as the dashboard shows it: JSON with the value of every secret-looking key (at
+/// any depth) replaced by `"[redacted]"`, pretty-printed. A payload that is not JSON is shown as
+/// stored (the dashboard has nothing to parse it by).
+pub fn redact_payload(payload: &str) -> String {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    if is_secret_key(k) && !child.is_null() {
+                        *child = serde_json::Value::String("[redacted]".into());
+                    } else {
+                        walk(child);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(mut v) => {
+            walk(&mut v);
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| payload.to_owned())
+        }
+        Err(_) => payload.to_owned(),
+    }
+}
+
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -289,7 +324,7 @@ async fn job_detail(
     if let Some(e) = &job.last_error {
         let _ = write!(body, "<h2>Error</h2><pre class=\"error\">{}</pre>", esc(e));
     }
-    let _ = write!(body, "<h2>Payload</h2><pre>{}</pre>", esc(&job.payload));
+    let _ = write!(body, "<h2>Payload</h2><pre>{}</pre>", esc(&redact_payload(&job.payload)));
     body.push_str("<h2>Actions</h2><p>");
     if job.state != JobState::Processing {
         body.push_str(&action_form(&base, &format!("/job/{id}/retry"), "Requeue", &csrf));
@@ -403,4 +438,20 @@ async fn trigger_recurring(
     check_action(&dash, &headers, &form)?;
     let job = dash.store.trigger_recurring(&id).await?;
     Ok(Redirect::to(&format!("{}/job/{job}", base_path(&original, &uri))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_keys_are_redacted_at_any_depth() {
+        let shown = redact_payload(
+            r#"{"tenantId":"acme","adminPasswordHash":"$argon2id$v=19$abc","nested":[{"api_key":"k1","name":"x"}],"refreshToken":null}"#,
+        );
+        assert!(!shown.contains("argon2") && !shown.contains("k1"), "{shown}");
+        assert!(shown.contains("\"adminPasswordHash\": \"[redacted]\""), "{shown}");
+        assert!(shown.contains("\"tenantId\": \"acme\"") && shown.contains("\"name\": \"x\""), "{shown}");
+        assert_eq!(redact_payload("not json"), "not json");
+    }
 }

@@ -85,6 +85,14 @@ pub async fn unsent(db: &Db, limit: i64) -> Result<Vec<NotificationRow>, sqlx::E
     with_db!(db, |p| sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(p).await)
 }
 
+/// How many rows wait to be published, counted on the partial index of unsent rows without
+/// reading a payload (`/metrics` asks on every scrape).
+pub async fn unsent_count(db: &Db) -> Result<i64, sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE sent_on IS NULL").fetch_one(p).await
+    })
+}
+
 /// Marks a row sent.
 pub async fn mark_sent(db: &Db, id: i64) -> Result<(), sqlx::Error> {
     with_db!(db, |p| {

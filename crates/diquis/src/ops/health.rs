@@ -11,9 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::auth::extract::RootCaller;
 use crate::db::Db;
 use crate::job_outbox::{self, JobStorage};
 use crate::state::AppState;
+use crate::web::envelope::ApiError;
 
 /// The backplane's health as the application sees it.
 #[derive(Clone)]
@@ -61,7 +63,9 @@ pub struct Health {
 #[derive(Serialize)]
 struct Entry {
     status: &'static str,
-    description: String,
+    /// Only for root administrators: the details may name hosts, users and driver errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -83,17 +87,23 @@ pub async fn live() -> &'static str {
     "Healthy"
 }
 
-/// `GET /health/ready`: 200 when every dependency answers, else 503; JSON details either way.
-pub async fn ready(State(state): State<AppState>) -> Response {
+/// `GET /health/ready`: 200 when every dependency answers, else 503; each check's status either
+/// way. Its description (which may carry a driver's error text) goes to root administrators
+/// (Bearer token or session cookie) only; an unhealthy check's is logged for everyone else.
+pub async fn ready(State(state): State<AppState>, caller: Result<RootCaller, ApiError>) -> Response {
+    let details = caller.is_ok();
     let mut entries = std::collections::BTreeMap::new();
     let mut healthy = true;
     let mut add = |name: &'static str, r: Result<String, String>| {
         healthy &= r.is_ok();
         let (status, description) = match r {
             Ok(d) => ("Healthy", d),
-            Err(d) => ("Unhealthy", d),
+            Err(d) => {
+                tracing::warn!(check = name, problem = %d, "readiness check unhealthy");
+                ("Unhealthy", d)
+            }
         };
-        entries.insert(name, Entry { status, description });
+        entries.insert(name, Entry { status, description: details.then_some(description) });
     };
     // A web node works without a jobs process, but nothing it enqueues runs: Degraded.
     let mut degraded = None;

@@ -43,8 +43,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             metrics::gauge!("jobs_by_state", "state" => job_state.as_str()).set(n as f64);
         }
     }
-    if let Ok(pending) = crate::notifications::outbox::unsent(&state.db, 10_000).await {
-        metrics::gauge!("diquis_notifications_unsent").set(pending.len() as f64);
+    if let Ok(pending) = crate::notifications::outbox::unsent_count(&state.db).await {
+        metrics::gauge!("diquis_notifications_unsent").set(pending as f64);
     }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], install().render())
 }

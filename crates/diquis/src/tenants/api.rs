@@ -3,26 +3,56 @@
 //! enqueued there, or written to the job outbox when the job storage is another database.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 
 use super::jobs::{provision_request, update_request, ProvisionTenant, UpdateTenant};
 use super::model::{TenantDto, TenantStatus};
 use super::validation::{bool_field, check_name, is_email, is_slug, string_field, MAX_ID_LEN};
-use super::{isolated, repo};
+use super::{admin_password, isolated, repo};
 use crate::auth::extract::RootCaller;
 use crate::auth::{password, ROOT_TENANT};
 use crate::config::DatabaseTarget;
 use crate::job_outbox::{self, new_request_id};
 use crate::state::AppState;
 use crate::web::envelope::{ApiError, Envelope};
+use crate::web::paging::{PageInfo, PageRequest};
 
-/// `GET /api/tenants`: every tenant, newest first.
-pub async fn list(State(state): State<AppState>, _caller: RootCaller) -> Result<Json<Envelope<Vec<TenantDto>>>, ApiError> {
-    let rows = repo::list(&state.db).await?;
-    Ok(Json(Envelope::ok(rows.into_iter().map(TenantDto::from).collect(), vec![])))
+/// The answer of `GET /api/tenants`: the envelope (`data` is this page's tenants) with where the
+/// page sits in the whole list.
+#[derive(Debug, Serialize)]
+pub struct TenantPage {
+    /// The envelope.
+    #[serde(flatten)]
+    pub envelope: Envelope<Vec<TenantDto>>,
+    /// Page number, size, totals and whether previous and next pages exist.
+    #[serde(flatten)]
+    pub page: PageInfo,
+}
+
+/// `GET /api/tenants?page=1&pageSize=20`: one page of the tenants, newest first (`pageSize` at
+/// most [`crate::web::paging::MAX_PAGE_SIZE`]), with a `Link` header to the previous and next pages.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: RootCaller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let request = PageRequest::from_query(&query).map_err(ApiError::validation)?;
+    let total = repo::count(&state.db).await?;
+    let rows = repo::list_page(&state.db, request.offset(), request.limit()).await?;
+    let page = PageInfo::new(request, total);
+    let link = page.link_header("/api/tenants");
+    let body = TenantPage { envelope: Envelope::ok(rows.into_iter().map(TenantDto::from).collect(), vec![]), page };
+    let mut response = Json(body).into_response();
+    if let Some(link) = link.and_then(|l| axum::http::HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(axum::http::header::LINK, link);
+    }
+    Ok(response)
 }
 
 /// `GET /api/tenants/{id}`.
@@ -127,13 +157,19 @@ pub fn validate_create(body: &serde_json::Value, main: &DatabaseTarget) -> Resul
 
 /// Inserts the tenant and submits its provisioning in one transaction; returns the tenant id.
 pub async fn create_tenant(state: &AppState, request: CreateTenant, initiated_by: &str) -> Result<String, ApiError> {
-    let connection_string = request.has_isolated_database.then(|| {
-        isolated::stored_name(&isolated::database_for(
-            &state.settings.database,
-            state.settings.data_directory.as_deref(),
-            &request.id,
-        ))
-    });
+    let isolated_target = request
+        .has_isolated_database
+        .then(|| isolated::database_for(&state.settings.database, state.settings.data_directory.as_deref(), &request.id));
+    if let Some(target) = &isolated_target
+        && let Some(what) = isolated::collision(target, &state.settings.database, &state.settings.job_storage)
+    {
+        return Err(ApiError::conflict(format!(
+            "Tenant '{}' cannot have an isolated database: its database '{}' would be {what}; choose another id.",
+            request.id,
+            isolated::stored_name(target)
+        )));
+    }
+    let connection_string = isolated_target.as_ref().map(isolated::stored_name);
     let hash = password::hash_async(request.password.clone()).await;
     let mut tx = state.db.begin().await?;
     let inserted = repo::insert(
@@ -151,10 +187,13 @@ pub async fn create_tenant(state: &AppState, request: CreateTenant, initiated_by
         tx.rollback().await?;
         return Err(ApiError::conflict(format!("Tenant '{}' already exists.", request.id)));
     }
+    // The hash stays in the application database; the job's payload (shown on the dashboard,
+    // kept by the job storage) does not carry it.
+    admin_password::store(&mut tx, &request.id, &hash).await?;
     let payload = ProvisionTenant {
         tenant_id: request.id.clone(),
         admin_email: request.admin_email.clone(),
-        admin_password_hash: hash,
+        admin_password_hash: None,
         initiated_by: initiated_by.to_string(),
         request_id: Some(new_request_id()),
     };

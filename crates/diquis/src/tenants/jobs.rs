@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::model::TenantStatus;
-use super::{isolated, repo};
+use super::{admin_password, isolated, repo};
 use crate::auth::{users, ROOT_TENANT, TENANT_OWNER_ROLE};
 use crate::config::DatabaseTarget;
 use crate::db::{Db, Tx};
@@ -35,7 +35,8 @@ pub const UPDATE_TENANT: &str = "diquis.update-tenant@1";
 /// The queue both jobs use.
 pub const TENANT_QUEUE: &str = "tenants";
 
-/// Payload of [`PROVISION_TENANT`]. The admin password travels only as its Argon2 hash.
+/// Payload of [`PROVISION_TENANT`]. The admin password is not in it: its Argon2 hash waits in
+/// the application database ([`super::admin_password`]) until the job creates the user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvisionTenant {
@@ -43,8 +44,10 @@ pub struct ProvisionTenant {
     pub tenant_id: String,
     /// First admin's email.
     pub admin_email: String,
-    /// Argon2 hash of the first admin's password.
-    pub admin_password_hash: String,
+    /// Argon2 hash of the first admin's password, only in jobs enqueued by older versions (new
+    /// ones leave it out; the hash is kept in the application database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password_hash: Option<String>,
     /// User name of who asked (notification recipient).
     pub initiated_by: String,
     /// Id of the request (absent in jobs enqueued by older versions): with a separate job
@@ -180,20 +183,19 @@ async fn commit_outcome(deps: &JobDeps, ctx: &JobContext, tx: Tx) -> Result<(), 
     Ok(())
 }
 
-/// The key under which a request's success is notified, once. Only with a separate job storage:
-/// in the same database a job's result and its completion commit together, so the job cannot
-/// run again after its result, except when an operator requeues it (which then runs it in full).
-fn success_key(deps: &JobDeps, request_id: Option<&str>) -> Option<String> {
-    match deps.storage {
-        JobStorage::SameDatabase => None,
-        JobStorage::SeparateDatabase => request_id.map(str::to_string),
-    }
+/// The key under which a request's success is notified, once: the request's id (the job's id for
+/// jobs enqueued without one). A later execution of the same request finds it and writes
+/// nothing: after a crash between the application's commit and the job storage's (separate job
+/// storage), and when an operator requeues a job that had succeeded (either storage), which then
+/// only reports in the job's log that the work was done.
+fn success_key(ctx: &JobContext, request_id: Option<&str>) -> String {
+    request_id.map(str::to_string).unwrap_or_else(|| format!("job:{}", ctx.job_id()))
 }
 
 /// The key of a failure notification: once per execution (its fencing token), because each
 /// failed execution is reported, retries included.
-fn failure_key(deps: &JobDeps, ctx: &JobContext, request_id: Option<&str>) -> Option<String> {
-    success_key(deps, request_id).map(|id| format!("{id}:failed:{}", ctx.lease().token))
+fn failure_key(ctx: &JobContext, request_id: Option<&str>) -> Option<String> {
+    Some(format!("{}:failed:{}", success_key(ctx, request_id), ctx.lease().token))
 }
 
 /// The `ProvisionTenant` handler.
@@ -226,8 +228,8 @@ async fn already_succeeded(tx: &mut Tx, key: Option<&str>) -> Result<bool, JobEr
 }
 
 async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Result<(), JobError> {
-    let key = success_key(deps, p.request_id.as_deref());
-    let failure_key = failure_key(deps, ctx, p.request_id.as_deref());
+    let key = Some(success_key(ctx, p.request_id.as_deref()));
+    let failure_key = failure_key(ctx, p.request_id.as_deref());
     // Step 1: Provisioning, under the lease.
     let mut tx = begin_fenced(deps, ctx).await?;
     let Some(tenant) = repo::get_for_update(&mut tx, &p.tenant_id).await.map_err(db_error)? else {
@@ -238,7 +240,7 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
     // Checked after locking the tenant row, so an execution committing meanwhile is seen.
     if already_succeeded(&mut tx, key.as_deref()).await? {
         tx.rollback().await.map_err(db_error)?;
-        let _ = ctx.log(format!("tenant {} was provisioned by an earlier execution", p.tenant_id)).await;
+        let _ = ctx.log(format!("tenant {} was provisioned by an earlier execution of this request; nothing to do", p.tenant_id)).await;
         return Ok(());
     }
     repo::set_status(&mut tx, &p.tenant_id, TenantStatus::Provisioning, None, true).await.map_err(db_error)?;
@@ -250,12 +252,17 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
         let target = isolated::from_stored(&deps.main_target, stored);
         if let Err(e) = isolated::prepare(&target, &p.tenant_id).await {
             let message = format!("Could not prepare the tenant database {stored}: {e}");
+            // A database that is not new stays refused however often it is retried.
+            let error = match e {
+                isolated::IsolatedDbError::NotNew(_) => JobError::fatal(&message),
+                _ => JobError::failed(&message),
+            };
             return finish_failed(
                 deps,
                 ctx,
                 Event::tenant_creation_failed(&p.initiated_by, &p.tenant_id, &message),
                 failure_key,
-                JobError::failed(&message),
+                error,
             )
             .await;
         }
@@ -264,17 +271,20 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
 
     // Step 3: everything final in one transaction.
     let mut tx = begin_outcome(deps, ctx, None).await?;
+    let stored_hash = admin_password::find(&mut tx, &p.tenant_id).await.map_err(db_error)?;
+    let Some(hash) = stored_hash.or_else(|| p.admin_password_hash.clone()) else {
+        drop(tx);
+        let message = "The first admin's password is no longer stored; create the tenant again";
+        let event = Event::tenant_creation_failed(&p.initiated_by, &p.tenant_id, message);
+        return finish_failed(deps, ctx, event, failure_key, JobError::fatal(message)).await;
+    };
     users::ensure_user(
         &mut tx,
-        &users::NewUser {
-            tenant_id: &p.tenant_id,
-            email: &p.admin_email,
-            password_hash: &p.admin_password_hash,
-            roles: &[TENANT_OWNER_ROLE],
-        },
+        &users::NewUser { tenant_id: &p.tenant_id, email: &p.admin_email, password_hash: &hash, roles: &[TENANT_OWNER_ROLE] },
     )
     .await
     .map_err(db_error)?;
+    admin_password::forget(&mut tx, &p.tenant_id).await.map_err(db_error)?;
     repo::mark_provisioned(&mut tx, &p.tenant_id).await.map_err(db_error)?;
     let event = Event::tenant_created(&p.initiated_by, &p.tenant_id, &tenant.name);
     if outbox::insert(&mut tx, &event, key.as_deref()).await.map_err(db_error)?.is_none() {
@@ -319,8 +329,8 @@ async fn finish_failed(
 }
 
 async fn update(deps: &JobDeps, ctx: &JobContext, p: &UpdateTenant) -> Result<(), JobError> {
-    let key = success_key(deps, p.request_id.as_deref());
-    let failure_key = failure_key(deps, ctx, p.request_id.as_deref());
+    let key = Some(success_key(ctx, p.request_id.as_deref()));
+    let failure_key = failure_key(ctx, p.request_id.as_deref());
     if p.tenant_id == ROOT_TENANT {
         return finish_failed(
             deps,
@@ -345,7 +355,7 @@ async fn update(deps: &JobDeps, ctx: &JobContext, p: &UpdateTenant) -> Result<()
     }
     if already_succeeded(&mut tx, key.as_deref()).await? {
         tx.rollback().await.map_err(db_error)?;
-        let _ = ctx.log(format!("tenant {} was updated by an earlier execution", p.tenant_id)).await;
+        let _ = ctx.log(format!("tenant {} was updated by an earlier execution of this request; nothing to do", p.tenant_id)).await;
         return Ok(());
     }
     repo::apply_update(&mut tx, &p.tenant_id, &p.name, p.is_active).await.map_err(db_error)?;

@@ -21,10 +21,15 @@ pub struct NewTenant<'a> {
     pub created_by: Option<&'a str>,
 }
 
-/// Every tenant, newest first.
-pub async fn list(db: &Db) -> Result<Vec<TenantRow>, sqlx::Error> {
-    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_on DESC, id");
-    with_db!(db, |p| sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(sql)).fetch_all(p).await)
+/// One page of the tenants, newest first: `limit` rows after skipping `offset`.
+pub async fn list_page(db: &Db, offset: i64, limit: i64) -> Result<Vec<TenantRow>, sqlx::Error> {
+    let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_on DESC, id LIMIT $1 OFFSET $2");
+    with_db!(db, |p| sqlx::query_as::<_, TenantRow>(sqlx::AssertSqlSafe(sql)).bind(limit).bind(offset).fetch_all(p).await)
+}
+
+/// How many tenants exist.
+pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
+    with_db!(db, |p| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tenants").fetch_one(p).await)
 }
 
 /// One tenant.

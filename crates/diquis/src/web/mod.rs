@@ -6,6 +6,8 @@ pub mod dashboard;
 pub mod envelope;
 pub mod html;
 pub mod pages;
+pub mod paging;
+pub mod security_headers;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -55,5 +57,5 @@ pub fn router(state: AppState, hub: Router) -> Router {
     if let Some(cors) = ops::cors::layer(&state.settings.cors_origins) {
         app = app.layer(cors);
     }
-    app.layer(TraceLayer::new_for_http())
+    app.layer(axum::middleware::from_fn(security_headers::add)).layer(TraceLayer::new_for_http())
 }

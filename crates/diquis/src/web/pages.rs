@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 
-use super::assets::SIGNALR_PATH;
+use super::assets::{SIGNALR_PATH, TOASTR_ESCAPE_PATH};
 use super::html::{escape, is_local_path, page};
 use crate::auth::extract::{PageCaller, RootPageCaller};
 use crate::auth::session::{
@@ -22,6 +22,7 @@ use crate::tenants::api::{create_tenant, update_tenant, validate_create, validat
 use crate::tenants::model::{TenantRow, TenantStatus};
 use crate::tenants::repo;
 use crate::web::envelope::ApiError;
+use crate::web::paging::{PageInfo, PageRequest, MAX_PAGE_SIZE};
 
 type Fields = Form<HashMap<String, String>>;
 
@@ -204,17 +205,35 @@ fn create_form(csrf: &str, values: &HashMap<String, String>, problems: &[String]
     )
 }
 
-async fn tenants_page(state: &AppState, identity: &Identity, form: String, status: StatusCode) -> Response {
-    let rows = match repo::list(&state.db).await {
+/// The links under a paged list: previous, position, next.
+fn pager(path: &str, info: &PageInfo) -> String {
+    let link = |page: u32, rel: &str, text: &str| {
+        format!(r#"<a class="button secondary" rel="{rel}" id="page-{rel}" href="{path}?{}">{text}</a>"#, escape(&info.query_for(page)))
+    };
+    let prev = if info.has_previous_page { link(info.current_page.min(info.total_pages + 1) - 1, "prev", "&larr; Previous") } else { String::new() };
+    let next = if info.has_next_page { link(info.current_page + 1, "next", "Next &rarr;") } else { String::new() };
+    format!(
+        r#"<nav class="pager" aria-label="pages">{prev} <span class="muted">Page {} of {} ({} tenants)</span> {next}</nav>"#,
+        info.current_page, info.total_pages, info.total_count
+    )
+}
+
+async fn tenants_page(state: &AppState, identity: &Identity, paging: PageRequest, form: String, status: StatusCode) -> Response {
+    let rows = match repo::list_page(&state.db, paging.offset(), paging.limit()).await {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let total = match repo::count(&state.db).await {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let pager = pager("/tenants", &PageInfo::new(paging, total));
     let last = outbox::latest_id(&state.db).await.unwrap_or(0);
     let rows_html: String = rows.iter().map(tenant_row).collect();
     let body = format!(
         r#"<h1>Tenants</h1>
 <div class="card"><table><thead><tr><th>Id</th><th>Name</th><th>Status</th><th>Active</th><th>Database</th><th></th></tr></thead>
-<tbody id="tenant-rows">{rows_html}</tbody></table></div>
+<tbody id="tenant-rows">{rows_html}</tbody></table>{pager}</div>
 {form}"#
     );
     let head = format!(
@@ -225,16 +244,25 @@ async fn tenants_page(state: &AppState, identity: &Identity, form: String, statu
     let scripts = format!(
         r#"<script src="/lib/jquery/jquery.min.js"></script>
 <script src="/lib/toastr/toastr.min.js"></script>
+<script src="{TOASTR_ESCAPE_PATH}"></script>
 <script src="{SIGNALR_PATH}"></script>
 <script src="/js/diquis.js"></script>"#
     );
     (status, Html(page("Tenants", Some(identity), &head, &body, &scripts))).into_response()
 }
 
-/// `GET /tenants`.
-pub async fn tenants(State(state): State<AppState>, RootPageCaller(identity): RootPageCaller) -> Response {
+/// `GET /tenants?page=1&pageSize=20`: one page of the list (paged like `GET /api/tenants`).
+pub async fn tenants(
+    State(state): State<AppState>,
+    RootPageCaller(identity): RootPageCaller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let paging = match PageRequest::from_query(&q) {
+        Ok(p) => p,
+        Err(problems) => return (StatusCode::BAD_REQUEST, Html(page("Tenants", Some(&identity), "", &problems_html(&problems), ""))).into_response(),
+    };
     let form = create_form(identity.csrf.as_deref().unwrap_or(""), &HashMap::new(), &[]);
-    tenants_page(&state, &identity, form, StatusCode::OK).await
+    tenants_page(&state, &identity, paging, form, StatusCode::OK).await
 }
 
 /// `GET /tenants/{id}/row`: one row's HTML.
@@ -264,14 +292,15 @@ pub async fn create(State(state): State<AppState>, RootPageCaller(identity): Roo
     let request = match validate_create(&serde_json::Value::Object(json), &state.settings.database) {
         Ok(r) => r,
         Err(problems) => {
-            return tenants_page(&state, &identity, create_form(&csrf, &f, &problems), StatusCode::BAD_REQUEST).await;
+            return tenants_page(&state, &identity, PageRequest::default(), create_form(&csrf, &f, &problems), StatusCode::BAD_REQUEST)
+                .await;
         }
     };
     match create_tenant(&state, request, &identity.user_name).await {
         Ok(_) => Redirect::to("/tenants").into_response(),
         Err(e) => {
             let status = e.status;
-            tenants_page(&state, &identity, create_form(&csrf, &f, &e.messages), status).await
+            tenants_page(&state, &identity, PageRequest::default(), create_form(&csrf, &f, &e.messages), status).await
         }
     }
 }
@@ -369,7 +398,12 @@ pub const SEED_SCRIPT: &str = r#"<script>
 
 /// `GET /seed-demo`: the tenant list with the seed document's script pasted in unchanged.
 pub async fn seed_demo(State(state): State<AppState>, PageCaller(identity): PageCaller) -> Response {
-    let rows = if identity.is_root_admin() { repo::list(&state.db).await.unwrap_or_default() } else { Vec::new() };
+    // The newest page only: the seed's script reloads the page on every event.
+    let rows = if identity.is_root_admin() {
+        repo::list_page(&state.db, 0, i64::from(MAX_PAGE_SIZE)).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let rows_html: String = rows.iter().map(tenant_row).collect();
     let body = format!(
         r#"<h1>Seed document page</h1>
@@ -379,6 +413,7 @@ pub async fn seed_demo(State(state): State<AppState>, PageCaller(identity): Page
     let scripts = format!(
         r#"<script src="/lib/jquery/jquery.min.js"></script>
 <script src="/lib/toastr/toastr.min.js"></script>
+<script src="{TOASTR_ESCAPE_PATH}"></script>
 <script src="{SIGNALR_PATH}"></script>
 {SEED_SCRIPT}"#
     );

@@ -124,7 +124,8 @@
     return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   }
 
-  toastr.options = { positionClass: "toast-bottom-right", timeOut: 6000, newestOnTop: true };
+  // escapeHtml: event texts are user-written (tenant names) and must show as text.
+  toastr.options = { positionClass: "toast-bottom-right", timeOut: 6000, newestOnTop: true, escapeHtml: true };
   window.diquisConnection = connection;
   start();
 })();
