@@ -139,7 +139,8 @@ pub async fn ready(State(state): State<AppState>, caller: Result<RootCaller, Api
     add("backplane", state.health.backplane.check());
     let mut status = if healthy { "Healthy" } else { "Unhealthy" };
     if let Some(reason) = degraded {
-        entries.insert("jobServers", Entry { status: "Degraded", description: reason });
+        tracing::warn!(check = "jobServers", problem = %reason, "readiness check degraded");
+        entries.insert("jobServers", Entry { status: "Degraded", description: details.then_some(reason) });
         if healthy {
             status = "Degraded";
         }
