@@ -548,11 +548,6 @@ impl Manager {
         self.buffered_inbound.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    /// Inbound bytes held across the endpoint now.
-    #[cfg(test)]
-    pub(crate) fn buffered_inbound(&self) -> usize {
-        self.buffered_inbound.load(Ordering::Acquire)
-    }
 
     /// The connection with this token, if it is still registered.
     pub(crate) fn get(&self, token: &str) -> Option<Arc<ConnState>> {

@@ -321,8 +321,13 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
             let reason = conn.shared.lock().abort_reason;
             if let Some(reason) = reason {
                 let (code, text) = reason.close();
-                let close = frame::server_close_frame_with_reason(code, text);
-                close_handshake(&mut socket, close, close_timeout).await;
+                // No wait for the client's reply: an abort ends the connection at once.
+                socket.queue_control(frame::server_close_frame_with_reason(code, text));
+                let _ = Box::pin(tokio::time::timeout(
+                    close_timeout,
+                    poll_fn(|cx| socket.poll_send(cx)),
+                ))
+                .await;
             }
         }
         Event::Invalid(code) => {
