@@ -106,6 +106,8 @@ pub struct Settings {
     pub job_lease_seconds: u64,
     /// `Diquis:DataDirectory`: where isolated SQLite tenant databases go (default: next to the main file).
     pub data_directory: Option<PathBuf>,
+    /// `SignalR:*` limits of the hub endpoint (connections, buffers, timeouts).
+    pub hub_limits: super::hub_limits::HubLimits,
 }
 
 /// The default SQLite file of the quick start.
@@ -222,6 +224,7 @@ impl Settings {
             job_workers,
             job_lease_seconds,
             data_directory,
+            hub_limits: super::hub_limits::HubLimits::from_configuration(c)?,
         })
     }
 }
