@@ -77,12 +77,12 @@ pub struct HttpConnectionOptions {
     /// thread, not per connection: a connection holds bytes of its own only while a frame is
     /// incomplete. Default 16 KiB.
     pub websocket_read_buffer_size: usize,
-    /// Outbound limit per connection in bytes (.NET `ApplicationMaxBufferSize`): when the bytes
-    /// queued and not yet written exceed it, the connection is closed as a slow consumer.
-    /// Default 64 KiB.
+    /// Outbound limit per connection in bytes (.NET `TransportMaxBufferSize`, data written by
+    /// the application): when the bytes queued and not yet written exceed it, the connection
+    /// is closed as a slow consumer. Default 64 KiB.
     pub outbound_buffer_limit: usize,
-    /// Inbound limit in bytes (.NET `TransportMaxBufferSize`): the largest WebSocket message and
-    /// the largest POST body accepted (larger POST bodies get 413). Default 64 KiB.
+    /// Inbound limit in bytes: the largest WebSocket message and the largest POST body accepted
+    /// (larger POST bodies get 413). Default 64 KiB.
     pub transport_max_buffer_size: usize,
     /// How long a long poll waits for data before answering 200 with an empty body. Default 90 s.
     pub poll_timeout: Duration,

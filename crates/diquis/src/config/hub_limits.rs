@@ -17,14 +17,14 @@ pub struct HubLimits {
     pub max_connections: usize,
     /// `SignalR:MaxConnectionsPerUser`: connections one user holds at once (default 100).
     pub max_connections_per_user: usize,
-    /// `SignalR:TransportMaxBufferSize`: the largest WebSocket message or POST body in bytes
+    /// `SignalR:MaxInboundMessageSize`: the largest WebSocket message or POST body in bytes
     /// (default 65,536).
     pub transport_max_buffer_size: usize,
-    /// `SignalR:ApplicationMaxBufferSize`: inbound bytes held per connection before the hub
-    /// takes them (default 65,536).
+    /// `SignalR:ApplicationMaxBufferSize` (as in ASP.NET Core: data read by the application):
+    /// inbound bytes held per connection before the hub takes them (default 65,536).
     pub application_max_buffer_size: usize,
-    /// `SignalR:OutboundBufferSize`: bytes queued for a client before it is closed as a slow
-    /// consumer (default 65,536).
+    /// `SignalR:TransportMaxBufferSize` (as in ASP.NET Core: data written by the application):
+    /// bytes queued for a client before it is closed as a slow consumer (default 65,536).
     pub outbound_buffer_size: usize,
     /// `SignalR:MaxBufferedInboundBytes`: node-wide cap on held inbound bytes
     /// (default 67,108,864).
@@ -71,9 +71,9 @@ impl HubLimits {
         Ok(Self {
             max_connections: read("SignalR:MaxConnections", d.max_connections, 1, 10_000_000)?,
             max_connections_per_user: read("SignalR:MaxConnectionsPerUser", d.max_connections_per_user, 1, 1_000_000)?,
-            transport_max_buffer_size: read("SignalR:TransportMaxBufferSize", d.transport_max_buffer_size, 1024, GIB)?,
+            transport_max_buffer_size: read("SignalR:MaxInboundMessageSize", d.transport_max_buffer_size, 1024, GIB)?,
             application_max_buffer_size: read("SignalR:ApplicationMaxBufferSize", d.application_max_buffer_size, 0, GIB)?,
-            outbound_buffer_size: read("SignalR:OutboundBufferSize", d.outbound_buffer_size, 1024, GIB)?,
+            outbound_buffer_size: read("SignalR:TransportMaxBufferSize", d.outbound_buffer_size, 1024, GIB)?,
             max_buffered_inbound_bytes: read("SignalR:MaxBufferedInboundBytes", d.max_buffered_inbound_bytes, 1024, 64 * GIB)?,
             start_timeout: Duration::from_millis(
                 read("SignalR:StartTimeoutMilliseconds", d.start_timeout.as_millis() as usize, 100, 3_600_000)? as u64,
