@@ -1,9 +1,10 @@
 //! Measures the server's memory under the hostile-client attacks of docs/benchmarks.md
 //! ("Hostile clients"): POST floods to never-started connections and header padding.
 //!
-//! `cargo run --release -p signalr-testserver --example hostile_memory -- http://127.0.0.1:PORT PID`
+//! `cargo run --release -p signalr-testserver --example hostile_memory -- http://127.0.0.1:PORT PID [posts|headers]`
 //! against a running `signalr-testserver` (PID: the server's process id, whose VmRSS is read
-//! from /proc). Not a test: a measurement.
+//! from /proc); `posts` or `headers` runs only that part (on a fresh server, so that memory
+//! freed by the other part does not hide growth). Not a test: a measurement.
 
 use std::time::{Duration, Instant};
 
@@ -78,10 +79,24 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let base = args.next().expect("server base URL");
     let pid: u32 = args.next().expect("server pid").parse().expect("pid");
+    let only = args.next();
+    let run_posts = only.as_deref() != Some("headers");
+    let run_headers = only.as_deref() != Some("posts");
     let http = reqwest::Client::new();
     let start = rss_kib(pid);
     println!("baseline RSS {start} KiB");
 
+    if run_posts {
+        posts(&http, &base, pid, start).await;
+    }
+    if run_headers {
+        headers(&base, pid).await;
+    }
+}
+
+async fn posts(http: &reqwest::Client, base: &str, pid: u32, start: u64) {
+    let base = base.to_owned();
+    let http = http.clone();
     // 1. The finding: one never-started connection, 8,000 POSTs of 65,000 bytes.
     let token = negotiate(&http, &base).await;
     let began = Instant::now();
@@ -111,11 +126,14 @@ async fn main() {
     let dropped = rss_kib(pid);
     let gone = flood(&base, &tokens[..10], 10, 1, 1).await;
     println!("12 s later: RSS {dropped} KiB; POSTs to them now {gone:?}");
+}
+
+async fn headers(base: &str, pid: u32) {
 
     // 3. Header padding: 200 WebSockets with and without a 300 KB header.
     for padding in [0, 30_000, 300_000] {
         let before = rss_kib(pid);
-        let sockets = padded_sockets(&base, 200, padding).await;
+        let sockets = padded_sockets(base, 200, padding).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = rss_kib(pid);
         println!(
