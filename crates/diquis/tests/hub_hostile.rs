@@ -181,3 +181,42 @@ async fn six_hundred_pipelined_calls_are_all_answered() {
     assert!(reply_bytes > 64 * 1024, "the replies ({reply_bytes} bytes) must pass the send buffer");
     app.stop().await;
 }
+
+/// A connection negotiated with the session cookie is bound the same way: another user's
+/// cookie or Bearer token gets 403 on its WebSocket and long poll; the owner's cookie works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_authenticated_connections_are_bound_to_their_user() {
+    let db = TestDb::sqlite();
+    let (app, root, other) = with_other_tenant(&db, &[]).await;
+    let url = app.url();
+    let http = client();
+    let cookie = |token: &str| format!("diquis_auth={token}");
+    for transport in ["LongPolling", "WebSockets"] {
+        let r = http.post(format!("{url}{HUB}/negotiate?negotiateVersion=1")).header("cookie", cookie(&root)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        let id = body["connectionToken"].as_str().unwrap().to_string();
+        if transport == "LongPolling" {
+            let lp = format!("{url}{HUB}?id={id}");
+            assert_eq!(http.get(&lp).header("cookie", cookie(&other)).send().await.unwrap().status(), 403);
+            assert_eq!(http.get(&lp).bearer_auth(&other).send().await.unwrap().status(), 403);
+            assert_eq!(http.get(&lp).header("cookie", cookie(&root)).send().await.unwrap().status(), 200);
+            assert_eq!(http.delete(&lp).header("cookie", cookie(&other)).send().await.unwrap().status(), 403);
+            assert_eq!(http.delete(&lp).header("cookie", cookie(&root)).send().await.unwrap().status(), 202);
+        } else {
+            let ws = format!("{}{HUB}?id={id}", url.replacen("http", "ws", 1));
+            let with_cookie = |token: &str| {
+                let mut request = tungstenite::client::IntoClientRequest::into_client_request(ws.as_str()).unwrap();
+                request.headers_mut().insert("cookie", cookie(token).parse().unwrap());
+                request
+            };
+            match tokio_tungstenite::connect_async(with_cookie(&other)).await {
+                Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+                other => panic!("expected 403, got {:?}", other.map(|_| ())),
+            }
+            assert_eq!(ws_status(&format!("{ws}&access_token={other}")).await, 403);
+            assert!(tokio_tungstenite::connect_async(with_cookie(&root)).await.is_ok());
+        }
+    }
+    app.stop().await;
+}
