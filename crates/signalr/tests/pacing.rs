@@ -80,3 +80,48 @@ async fn long_polling_paces_600_pipelined_calls_in_one_post() {
     }
     assert_eq!(post.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn server_sent_events_pace_600_pipelined_calls_in_one_post() {
+    let options = HttpConnectionOptions::default().outbound_buffer_limit(8 * 1024);
+    let server = start_with(HubOptions::default(), options).await;
+    let http = reqwest::Client::new();
+    let negotiated = common::negotiate(server.addr, "negotiateVersion=1").await;
+    let token = negotiated["connectionToken"].as_str().unwrap().to_owned();
+    let url = format!("http://{}/hub?id={token}", server.addr);
+    let mut stream = http.get(&url).header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let handshake = http.post(&url).body("{\"protocol\":\"json\",\"version\":1}\u{1e}").send().await;
+    assert_eq!(handshake.unwrap().status(), 200);
+    let (frame, text) = pipelined_calls();
+    let post = tokio::spawn({
+        let http = http.clone();
+        let url = url.clone();
+        async move { http.post(&url).body(frame).send().await.unwrap().status() }
+    });
+    // Events carry `data: ` lines; the hub messages are their payload joined.
+    let mut raw = String::new();
+    let mut seen = HashSet::new();
+    while seen.len() < 600 {
+        let chunk = tokio::time::timeout(common::HANG_GUARD, stream.chunk()).await.unwrap().unwrap().expect("stream open");
+        raw.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = raw.find("\r\n\r\n") {
+            let event: String = raw[..end]
+                .split("\r\n")
+                .filter_map(|line| line.strip_prefix("data: "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            raw.drain(..end + 4);
+            for part in event.split('\u{1e}').filter(|p| !p.is_empty()) {
+                let message: serde_json::Value = serde_json::from_str(part).unwrap();
+                if message.as_object().is_some_and(|m| m.is_empty()) || message["type"] == 6 {
+                    continue;
+                }
+                assert_eq!(message["type"], 3, "{message}");
+                assert_eq!(message["result"], json!(text));
+                assert!(seen.insert(message["invocationId"].as_str().unwrap().to_owned()));
+            }
+        }
+    }
+    assert_eq!(post.await.unwrap(), 200);
+}
