@@ -219,7 +219,8 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         }
     };
     let service = notification_service(lifetime.clone(), settings.hub);
-    let hub_router = service.router(HUB_PATH, connection_options(HubAuthenticator::new(jwt.clone(), settings.cors_origins.clone())));
+    let hub_options = connection_options(HubAuthenticator::new(jwt.clone(), settings.cors_origins.clone()));
+    let hub_router = service.router(HUB_PATH, settings.hub_limits.apply(hub_options));
 
     let outbox_wake = Arc::new(Notify::new());
     let relay_wake = Arc::new(Notify::new());

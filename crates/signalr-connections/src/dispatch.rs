@@ -12,9 +12,9 @@ use http::{HeaderMap, Method, StatusCode, header};
 
 use crate::request::{bearer_token, query_value, request_info};
 use crate::responses::{
-    self, DELETE_NOT_LONG_POLLING, ID_REQUIRED, NO_CONNECTION, POST_ON_WEBSOCKET,
+    self, DELETE_NOT_LONG_POLLING, ID_REQUIRED, NO_CONNECTION, NOT_YOURS, POST_ON_WEBSOCKET,
 };
-use crate::state::{ConnState, Manager, Status};
+use crate::state::{ConnState, LimitReached, Manager, Status};
 use crate::{ConnectionHandler, HttpConnectionOptions, RequestInfo, TransportType, User};
 use crate::{longpolling, negotiate, sse, websocket};
 
@@ -51,6 +51,13 @@ enum Refusal {
     /// No connection has this token: 404.
     #[error("{NO_CONNECTION}")]
     NoConnection,
+    /// The connection belongs to another user (or to a user, and the caller is anonymous, or
+    /// the other way round): 403, and nothing changes.
+    #[error("{NOT_YOURS}")]
+    NotYours,
+    /// A connection limit is reached: 503 for the node's, 429 for the user's.
+    #[error("{0}")]
+    Limit(LimitReached),
 }
 
 impl IntoResponse for Refusal {
@@ -59,6 +66,14 @@ impl IntoResponse for Refusal {
             Refusal::Unauthorized => responses::empty(StatusCode::UNAUTHORIZED),
             Refusal::IdRequired => responses::text(StatusCode::BAD_REQUEST, ID_REQUIRED),
             Refusal::NoConnection => responses::text(StatusCode::NOT_FOUND, NO_CONNECTION),
+            Refusal::NotYours => responses::text(StatusCode::FORBIDDEN, NOT_YOURS),
+            Refusal::Limit(limit) => {
+                let status = match limit {
+                    LimitReached::Node => StatusCode::SERVICE_UNAVAILABLE,
+                    LimitReached::User => StatusCode::TOO_MANY_REQUESTS,
+                };
+                responses::text(status, limit.to_string())
+            }
         }
     }
 }
@@ -90,10 +105,11 @@ async fn negotiate_request(State(manager): State<Arc<Manager>>, request: Request
     // The body (empty from the JS client, anything from others) is ignored, never read.
     let (mut parts, _body) = request.into_parts();
     let info = request_info(&mut parts);
-    if let Err(refusal) = authenticate(&manager, &info) {
-        return refusal.into_response();
-    }
-    negotiate::negotiate(&manager, &info.query)
+    let user = match authenticate(&manager, &info) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    negotiate::negotiate(&manager, &info.query, user)
 }
 
 async fn connection_request(State(manager): State<Arc<Manager>>, request: Request) -> Response {
@@ -130,12 +146,31 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Looks up the connection named by `id` for a request that must name one.
-fn require_connection(manager: &Manager, info: &RequestInfo) -> Result<Arc<ConnState>, Refusal> {
+/// Looks up the connection named by `id` for a request that must name one, and checks that
+/// the caller is the user who negotiated it.
+fn require_connection(
+    manager: &Manager,
+    info: &RequestInfo,
+    user: Option<&User>,
+) -> Result<Arc<ConnState>, Refusal> {
     let Some(id) = query_value(&info.query, "id").filter(|id| !id.is_empty()) else {
         return Err(Refusal::IdRequired);
     };
-    manager.get(id).ok_or(Refusal::NoConnection)
+    let conn = manager.get(id).ok_or(Refusal::NoConnection)?;
+    owned_by(conn, user)
+}
+
+/// `conn` if `user` is the user who negotiated it, else 403.
+fn owned_by(conn: Arc<ConnState>, user: Option<&User>) -> Result<Arc<ConnState>, Refusal> {
+    if conn.belongs_to(user) {
+        Ok(conn)
+    } else {
+        tracing::debug!(
+            connection_id = conn.id.as_str(),
+            "request on a connection of another user refused"
+        );
+        Err(Refusal::NotYours)
+    }
 }
 
 async fn get(manager: Arc<Manager>, request: Request) -> Response {
@@ -149,14 +184,15 @@ async fn get(manager: Arc<Manager>, request: Request) -> Response {
         Ok(user) => user,
         Err(refusal) => return refusal.into_response(),
     };
-    let conn = match require_connection(&manager, &info) {
+    let conn = match require_connection(&manager, &info, user.as_ref()) {
         Ok(conn) => conn,
         Err(refusal) => return refusal.into_response(),
     };
+    let info = info.retained(manager.options.max_retained_request_bytes);
     if event_stream {
-        sse::handle(manager, conn, info, user).await
+        sse::handle(manager, conn, info).await
     } else {
-        longpolling::handle(manager, conn, info, user).await
+        longpolling::handle(manager, conn, info).await
     }
 }
 
@@ -176,32 +212,40 @@ async fn websocket_get(manager: Arc<Manager>, mut parts: Parts) -> Response {
             if !manager.options.is_enabled(TransportType::WebSockets) {
                 return responses::transport_not_supported(TransportType::WebSockets);
             }
-            manager.create(0, false, true)
+            match manager.create(0, false, true, user) {
+                Ok(conn) => conn,
+                Err(limit) => return Refusal::Limit(limit).into_response(),
+            }
         }
-        Some(id) => match manager.get(id) {
-            Some(conn) => conn,
+        Some(id) => match manager.get(id).map(|conn| owned_by(conn, user.as_ref())) {
+            Some(Ok(conn)) => conn,
+            Some(Err(refusal)) => return refusal.into_response(),
             None => return responses::text(StatusCode::NOT_FOUND, NO_CONNECTION),
         },
     };
-    websocket::handle(manager, conn, accepted, info, user)
+    let info = info.retained(manager.options.max_retained_request_bytes);
+    websocket::handle(manager, conn, accepted, info)
 }
 
 async fn post(manager: Arc<Manager>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let too_long = parts
+    let max_body = manager.options.transport_max_buffer_size;
+    let declared_length = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|length| length > manager.options.transport_max_buffer_size as u64);
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_long = declared_length.is_some_and(|length| length > max_body as u64);
     let info = request_info(&mut parts);
-    if let Err(refusal) = authenticate(&manager, &info) {
-        return refusal.into_response();
-    }
-    let conn = match require_connection(&manager, &info) {
+    let user = match authenticate(&manager, &info) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let conn = match require_connection(&manager, &info, user.as_ref()) {
         Ok(conn) => conn,
         Err(refusal) => return refusal.into_response(),
     };
+    drop(info);
     match conn.shared.lock().transport {
         Some(TransportType::WebSockets) => {
             return responses::text(StatusCode::METHOD_NOT_ALLOWED, POST_ON_WEBSOCKET);
@@ -209,27 +253,53 @@ async fn post(manager: Arc<Manager>, request: Request) -> Response {
         _ if too_long => return payload_too_large(&manager),
         _ => {}
     }
-    let data = match axum::body::to_bytes(body, manager.options.transport_max_buffer_size).await {
-        Ok(data) => data,
-        Err(error) => {
+    // The application lock serialises concurrent POSTs on one connection, like .NET, and a
+    // body is read only once the previous one was delivered: a connection holds at most one
+    // body, however many POSTs its client sends at once.
+    let mut app = conn.app.lock().await;
+    if conn.shared.lock().status == Status::Disposed {
+        return responses::text(StatusCode::NOT_FOUND, NO_CONNECTION);
+    }
+    // Room for the body in the node's budget before reading it.
+    let reserved = declared_length.map_or(max_body, |length| length as usize);
+    if !manager.reserve_inbound(reserved) {
+        tracing::debug!(connection_id = conn.id.as_str(), "inbound budget exhausted; POST refused");
+        return responses::text(StatusCode::SERVICE_UNAVAILABLE, INBOUND_BUDGET_EXHAUSTED);
+    }
+    let mut reservation = InboundReservation { manager: &manager, bytes: reserved };
+    // A client that stops sending its body does not hold the connection for long.
+    let read = tokio::time::timeout(
+        manager.options.disconnect_timeout,
+        axum::body::to_bytes(body, max_body),
+    );
+    let data = match read.await {
+        Ok(Ok(data)) => data,
+        Ok(Err(error)) => {
             if error.into_inner().is::<http_body_util::LengthLimitError>() {
                 return payload_too_large(&manager);
             }
             // The client aborted the body.
             return responses::text(StatusCode::BAD_REQUEST, "");
         }
+        Err(_elapsed) => return responses::text(StatusCode::REQUEST_TIMEOUT, ""),
     };
-    // The application lock serialises concurrent POSTs on one connection, like .NET.
-    let mut app = conn.app.lock().await;
+    reservation.shrink_to(data.len());
     {
         let mut shared = conn.shared.lock();
         if shared.status == Status::Disposed {
             return responses::text(StatusCode::NOT_FOUND, NO_CONNECTION);
         }
         if app.is_none() {
-            if !data.is_empty() {
-                shared.pending_inbound.push(data);
+            if data.is_empty() {
+                return responses::text(StatusCode::OK, "");
             }
+            // Held until the transport starts the application, within the per-connection limit.
+            if shared.pending_inbound_bytes + data.len() > manager.options.application_max_buffer_size {
+                return responses::text(StatusCode::TOO_MANY_REQUESTS, APPLICATION_BUFFER_FULL);
+            }
+            shared.pending_inbound_bytes += data.len();
+            shared.pending_inbound.push(data);
+            reservation.keep();
             return responses::text(StatusCode::OK, "");
         }
     }
@@ -239,6 +309,42 @@ async fn post(manager: Arc<Manager>, request: Request) -> Response {
         app.on_data(data).await;
     }
     responses::text(StatusCode::OK, "")
+}
+
+/// The body of a POST sent before the application started would pass the connection's
+/// `application_max_buffer_size`.
+const APPLICATION_BUFFER_FULL: &str =
+    "The connection's inbound buffer is full; start the transport before sending more.";
+/// The node-wide cap on buffered inbound bytes is reached.
+const INBOUND_BUDGET_EXHAUSTED: &str = "The server's inbound buffers are full; try again later.";
+
+/// Bytes reserved from the endpoint's inbound budget, given back when dropped unless kept.
+struct InboundReservation<'a> {
+    manager: &'a Manager,
+    bytes: usize,
+}
+
+impl InboundReservation<'_> {
+    /// Keeps only `bytes` (the body turned out shorter than reserved).
+    fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            self.manager.release_inbound(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+
+    /// The bytes stay reserved (held by the connection, released when it lets go of them).
+    fn keep(mut self) {
+        self.bytes = 0;
+    }
+}
+
+impl Drop for InboundReservation<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.manager.release_inbound(self.bytes);
+        }
+    }
 }
 
 fn payload_too_large(manager: &Manager) -> Response {
@@ -254,10 +360,11 @@ fn payload_too_large(manager: &Manager) -> Response {
 fn delete(manager: Arc<Manager>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
     let info = request_info(&mut parts);
-    if let Err(refusal) = authenticate(&manager, &info) {
-        return refusal.into_response();
-    }
-    let conn = match require_connection(&manager, &info) {
+    let user = match authenticate(&manager, &info) {
+        Ok(user) => user,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let conn = match require_connection(&manager, &info, user.as_ref()) {
         Ok(conn) => conn,
         Err(refusal) => return refusal.into_response(),
     };

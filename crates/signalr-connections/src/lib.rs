@@ -122,6 +122,39 @@ pub struct User {
     pub claims: Vec<(String, String)>,
 }
 
+/// Claim types that differ between two tokens of the same user (times and token ids), left out
+/// when deciding whether two requests come from the same user.
+const VOLATILE_CLAIMS: [&str; 5] = ["exp", "iat", "nbf", "jti", "auth_time"];
+
+impl User {
+    /// Whether `self` and `other` are the same user: the same identifier and the same claims
+    /// (in any order), ignoring the claims that change with every token issued (`exp`, `iat`,
+    /// `nbf`, `jti`, `auth_time`), so a refreshed token still names the same user.
+    pub fn is_same_user(&self, other: &User) -> bool {
+        fn stable(user: &User) -> Vec<(&str, &str)> {
+            let mut claims: Vec<(&str, &str)> = user
+                .claims
+                .iter()
+                .filter(|(kind, _)| !VOLATILE_CLAIMS.contains(&kind.as_str()))
+                .map(|(kind, value)| (kind.as_str(), value.as_str()))
+                .collect();
+            claims.sort_unstable();
+            claims
+        }
+        self.identifier == other.identifier && stable(self) == stable(other)
+    }
+}
+
+/// Whether two requests' callers are the same: both anonymous, or the same user
+/// ([`User::is_same_user`]).
+pub fn same_caller(a: Option<&User>, b: Option<&User>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.is_same_user(b),
+        _ => false,
+    }
+}
+
 /// The HTTP request that carries a connection (the WebSocket upgrade, the SSE GET, or the first
 /// long poll), as seen by the application.
 #[derive(Debug, Clone, Default)]
@@ -233,6 +266,17 @@ pub trait ConnectionInner: Send + Sync + 'static {
     fn last_write_started(&self) -> Option<std::time::Instant> {
         None
     }
+    /// See [`Connection::send_space`]: `Ready` once `bytes` more fit in the outbound buffer
+    /// (or it is empty, or the connection is closed); otherwise registers `cx`'s waker, woken
+    /// when the transport takes queued bytes. Always ready by default.
+    fn poll_send_space(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        bytes: usize,
+    ) -> std::task::Poll<()> {
+        let _ = (cx, bytes);
+        std::task::Poll::Ready(())
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -300,6 +344,14 @@ impl Connection {
     /// any message, and a busy server need not spend a write per connection on pings.
     pub fn last_write_started(&self) -> Option<std::time::Instant> {
         self.inner.last_write_started()
+    }
+    /// Waits until `bytes` more fit in the outbound buffer without making the connection a
+    /// slow consumer: the buffer holds at most `bytes` less than its limit, or nothing (a
+    /// larger message may then go alone), or the connection ended. An application that
+    /// answers what it reads waits here before reading on, so a client that pipelines
+    /// requests is read no faster than it takes the replies.
+    pub async fn send_space(&self, bytes: usize) {
+        std::future::poll_fn(|cx| self.inner.poll_send_space(cx, bytes)).await
     }
     /// Whether stateful reconnect was negotiated (client asked, endpoint allows, WebSockets):
     /// the connection then survives an ungraceful socket drop for the disconnect timeout and

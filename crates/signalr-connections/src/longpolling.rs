@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::responses::{self, CANNOT_CHANGE_TRANSPORT, NO_CONNECTION};
 use crate::state::{ConnState, Manager, Status};
-use crate::{RequestInfo, TransportType, User};
+use crate::{RequestInfo, TransportType};
 
 fn add_no_cache(headers: &mut HeaderMap) {
     headers.insert(
@@ -58,7 +58,6 @@ pub(crate) async fn handle(
     manager: Arc<Manager>,
     conn: Arc<ConnState>,
     info: RequestInfo,
-    user: Option<User>,
 ) -> Response {
     if !manager.options.is_enabled(TransportType::LongPolling) {
         return responses::transport_not_supported(TransportType::LongPolling);
@@ -84,7 +83,6 @@ pub(crate) async fn handle(
         // The first poll starts the application and returns at once (the client waits for it
         // before it sends the handshake).
         let _ = conn.request.set(info);
-        let _ = conn.user.set(user);
         let mut slot = conn.app.lock().await;
         manager.start_app(&conn, &mut slot).await;
         return poll_response(StatusCode::OK, "application/octet-stream", Bytes::new());

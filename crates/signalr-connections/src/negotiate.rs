@@ -82,7 +82,11 @@ fn write_transports(out: &mut String, manager: &Manager) {
 }
 
 /// Handles a negotiate request whose caller is already authenticated.
-pub(crate) fn negotiate(manager: &Arc<Manager>, query: &[(String, String)]) -> Response {
+pub(crate) fn negotiate(
+    manager: &Arc<Manager>,
+    query: &[(String, String)],
+    user: Option<crate::User>,
+) -> Response {
     let version = match select_version(
         query_value(query, "negotiateVersion"),
         manager.options.minimum_negotiate_version,
@@ -98,7 +102,16 @@ pub(crate) fn negotiate(manager: &Arc<Manager>, query: &[(String, String)]) -> R
     let asked_stateful = query_value(query, "useStatefulReconnect")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let stateful = asked_stateful && manager.options.allow_stateful_reconnects;
-    let conn = manager.create(version, stateful, false);
+    let conn = match manager.create(version, stateful, false, user) {
+        Ok(conn) => conn,
+        Err(limit) => {
+            let status = match limit {
+                crate::state::LimitReached::Node => StatusCode::SERVICE_UNAVAILABLE,
+                crate::state::LimitReached::User => StatusCode::TOO_MANY_REQUESTS,
+            };
+            return crate::responses::text(status, limit.to_string());
+        }
+    };
 
     let mut body = String::with_capacity(320);
     body.push('{');

@@ -77,12 +77,12 @@ pub struct HttpConnectionOptions {
     /// thread, not per connection: a connection holds bytes of its own only while a frame is
     /// incomplete. Default 16 KiB.
     pub websocket_read_buffer_size: usize,
-    /// Outbound limit per connection in bytes (.NET `ApplicationMaxBufferSize`): when the bytes
-    /// queued and not yet written exceed it, the connection is closed as a slow consumer.
-    /// Default 64 KiB.
+    /// Outbound limit per connection in bytes (.NET `TransportMaxBufferSize`, data written by
+    /// the application): when the bytes queued and not yet written exceed it, the connection
+    /// is closed as a slow consumer. Default 64 KiB.
     pub outbound_buffer_limit: usize,
-    /// Inbound limit in bytes (.NET `TransportMaxBufferSize`): the largest WebSocket message and
-    /// the largest POST body accepted (larger POST bodies get 413). Default 64 KiB.
+    /// Inbound limit in bytes: the largest WebSocket message and the largest POST body accepted
+    /// (larger POST bodies get 413). Default 64 KiB.
     pub transport_max_buffer_size: usize,
     /// How long a long poll waits for data before answering 200 with an empty body. Default 90 s.
     pub poll_timeout: Duration,
@@ -104,6 +104,31 @@ pub struct HttpConnectionOptions {
     pub require_authentication: bool,
     /// CORS policy; `None` (default) adds no CORS headers and answers `OPTIONS` with 405.
     pub cors: Option<CorsPolicy>,
+    /// How long a negotiated connection may wait for its first transport request before it is
+    /// removed with whatever it buffered. Default 10 s.
+    pub start_timeout: Duration,
+    /// Inbound bytes a connection may hold for its application (.NET
+    /// `ApplicationMaxBufferSize`): POST data sent before the transport started the
+    /// application (more gets 429). Once started, a POST is read only after the previous one
+    /// was taken by the application, and the application reads no faster than it can answer.
+    /// Default 64 KiB.
+    pub application_max_buffer_size: usize,
+    /// Node-wide cap on inbound bytes held by the endpoint: POST bodies being read or
+    /// delivered and data waiting for an application to start. A POST that would pass it gets
+    /// 503. Default 64 MiB.
+    pub max_buffered_inbound_bytes: usize,
+    /// Connections the endpoint holds at once, negotiated or running; more get 503. Default
+    /// 100,000.
+    pub max_connections: usize,
+    /// Connections one authenticated user (by [`crate::User::identifier`]) holds at once; more
+    /// get 429. Anonymous connections count only against `max_connections`. Default 100.
+    pub max_connections_per_user: usize,
+    /// Bytes of the connection request kept for the application's lifetime
+    /// ([`crate::Connection::request`]): headers, then cookies, then query values, each kept
+    /// whole while the total stays within it. Credentials (`Authorization`, the `Cookie`
+    /// header, which is kept parsed as cookies, and `access_token`) are never kept.
+    /// Default 4 KiB.
+    pub max_retained_request_bytes: usize,
 }
 
 impl std::fmt::Debug for HttpConnectionOptions {
@@ -125,6 +150,12 @@ impl std::fmt::Debug for HttpConnectionOptions {
             .field("authenticator", &self.authenticator.is_some())
             .field("require_authentication", &self.require_authentication)
             .field("cors", &self.cors)
+            .field("start_timeout", &self.start_timeout)
+            .field("application_max_buffer_size", &self.application_max_buffer_size)
+            .field("max_buffered_inbound_bytes", &self.max_buffered_inbound_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_user", &self.max_connections_per_user)
+            .field("max_retained_request_bytes", &self.max_retained_request_bytes)
             .finish()
     }
 }
@@ -149,6 +180,12 @@ impl Default for HttpConnectionOptions {
             authenticator: None,
             require_authentication: false,
             cors: None,
+            start_timeout: Duration::from_secs(10),
+            application_max_buffer_size: 64 * 1024,
+            max_buffered_inbound_bytes: 64 * 1024 * 1024,
+            max_connections: 100_000,
+            max_connections_per_user: 100,
+            max_retained_request_bytes: 4 * 1024,
         }
     }
 }
@@ -240,6 +277,42 @@ impl HttpConnectionOptions {
     /// Sets the CORS policy.
     pub fn cors(mut self, policy: CorsPolicy) -> Self {
         self.cors = Some(policy);
+        self
+    }
+
+    /// Sets how long a negotiated connection waits for its transport.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Sets the inbound bytes held per connection for its application.
+    pub fn application_max_buffer_size(mut self, bytes: usize) -> Self {
+        self.application_max_buffer_size = bytes;
+        self
+    }
+
+    /// Sets the node-wide cap on buffered inbound bytes.
+    pub fn max_buffered_inbound_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_inbound_bytes = bytes;
+        self
+    }
+
+    /// Sets the most connections the endpoint holds.
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.max_connections = count;
+        self
+    }
+
+    /// Sets the most connections one user holds.
+    pub fn max_connections_per_user(mut self, count: usize) -> Self {
+        self.max_connections_per_user = count;
+        self
+    }
+
+    /// Sets the bytes of the connection request kept for the connection's life.
+    pub fn max_retained_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_retained_request_bytes = bytes;
         self
     }
 }

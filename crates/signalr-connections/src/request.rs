@@ -137,6 +137,53 @@ fn is_handshake_only(name: &http::HeaderName) -> bool {
         || name == http::header::SEC_WEBSOCKET_EXTENSIONS
 }
 
+impl RequestInfo {
+    /// What a connection keeps of its request for its whole life: headers, then cookies, then
+    /// query pairs, each kept whole while their total size stays within `budget` bytes, so a
+    /// client padding its request cannot make every connection hold hundreds of kilobytes.
+    /// Credentials are left out: the `Authorization` header, the `access_token` query value
+    /// (authentication already read them) and the `Cookie` header (kept parsed as cookies).
+    pub(crate) fn retained(self, budget: usize) -> RequestInfo {
+        let mut left = budget;
+        let mut fits = |size: usize| {
+            if size <= left {
+                left -= size;
+                true
+            } else {
+                false
+            }
+        };
+        let kept: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                **name != http::header::AUTHORIZATION && **name != http::header::COOKIE
+            })
+            .filter(|(name, value)| fits(name.as_str().len() + value.len()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let mut headers = HeaderMap::with_capacity(kept.len());
+        for (name, value) in kept {
+            headers.append(name, value);
+        }
+        let cookies = self
+            .cookies
+            .into_iter()
+            .filter(|(name, value)| fits(name.len() + value.len()))
+            .collect();
+        let query = self
+            .query
+            .into_iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("access_token"))
+            .filter(|(name, value)| fits(name.len() + value.len()))
+            .collect();
+        let path = if fits(self.path.len()) { self.path } else { String::new() };
+        // One small buffer for the kept header values, not slices of the full copy.
+        let headers = compact_headers(&headers);
+        RequestInfo { headers, query, cookies, path }
+    }
+}
+
 /// Builds the [`RequestInfo`] of a request (the headers are copied, compactly).
 pub(crate) fn request_info(parts: &mut Parts) -> RequestInfo {
     let headers = compact_headers(&parts.headers);
@@ -209,6 +256,31 @@ mod tests {
         assert_eq!(compact[http::header::HOST], "example");
         assert_eq!(compact["x-custom"], "kept");
         assert!(!compact.contains_key(http::header::SEC_WEBSOCKET_KEY));
+    }
+
+    #[test]
+    fn retains_a_bounded_request_without_credentials() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-small", "kept".parse().unwrap());
+        headers.insert("x-padding", "p".repeat(300_000).parse().unwrap());
+        headers.insert(http::header::AUTHORIZATION, "Bearer secret".parse().unwrap());
+        headers.insert(http::header::COOKIE, "a=1".parse().unwrap());
+        let info = RequestInfo {
+            headers,
+            query: vec![
+                ("access_token".into(), "secret".into()),
+                ("id".into(), "abc".into()),
+                ("big".into(), "q".repeat(10_000)),
+            ],
+            cookies: vec![("a".into(), "1".into()), ("huge".into(), "c".repeat(10_000))],
+            path: "/hub".into(),
+        };
+        let kept = info.retained(4096);
+        assert_eq!(kept.headers.len(), 1);
+        assert_eq!(kept.headers["x-small"], "kept");
+        assert_eq!(kept.cookies, vec![("a".to_owned(), "1".to_owned())]);
+        assert_eq!(kept.query, vec![("id".to_owned(), "abc".to_owned())]);
+        assert_eq!(kept.path, "/hub");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub(crate) const POST_ON_WEBSOCKET: &str =
 pub(crate) const DELETE_NOT_LONG_POLLING: &str =
     "Cannot terminate this connection using the DELETE endpoint.";
 
+/// A request on a connection that another user negotiated.
+pub(crate) const NOT_YOURS: &str = "The connection belongs to another user.";
+
 /// A response with a `text/plain` body.
 pub(crate) fn text(status: StatusCode, body: impl Into<Body>) -> Response {
     let mut response = Response::new(body.into());

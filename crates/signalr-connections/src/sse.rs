@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::responses::{self, CANNOT_CHANGE_TRANSPORT, NO_CONNECTION};
 use crate::state::{ConnState, Manager, Status};
-use crate::{RequestInfo, TransportType, User};
+use crate::{RequestInfo, TransportType};
 
 /// Formats `payload` as one SSE event: a `data: ` line per `\n`-separated line (a `\r` before the
 /// `\n` dropped), then an empty line; an empty payload is just `\r\n`.
@@ -38,7 +38,6 @@ pub(crate) async fn handle(
     manager: Arc<Manager>,
     conn: Arc<ConnState>,
     info: RequestInfo,
-    user: Option<User>,
 ) -> Response {
     if !manager.options.is_enabled(TransportType::ServerSentEvents) {
         return responses::transport_not_supported(TransportType::ServerSentEvents);
@@ -59,7 +58,6 @@ pub(crate) async fn handle(
         }
     }
     let _ = conn.request.set(info);
-    let _ = conn.user.set(user);
     {
         let mut slot = conn.app.lock().await;
         manager.start_app(&conn, &mut slot).await;

@@ -68,6 +68,39 @@ pub(crate) struct Shared {
     pub(crate) waker: Option<Waker>,
     /// The queue holds a reply the client waits for: write it without giving way first.
     pub(crate) prompt: bool,
+    /// Bytes in `pending_inbound`, reserved from the endpoint's inbound budget.
+    pub(crate) pending_inbound_bytes: usize,
+    /// Tasks waiting for room in the outbound buffer ([`crate::Connection::send_space`]).
+    pub(crate) space_waiters: Vec<Waker>,
+    /// Why the connection was aborted, for the WebSocket close frame.
+    pub(crate) abort_reason: Option<AbortReason>,
+}
+
+/// Why a connection was aborted; a WebSocket's close frame carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AbortReason {
+    /// The application aborted it.
+    Application,
+    /// The client did not take what was sent fast enough (outbound buffer full).
+    SlowConsumer,
+    /// A write to the client took longer than the send timeout.
+    SendTimeout,
+}
+
+impl AbortReason {
+    /// The close code and reason of the WebSocket close frame.
+    pub(crate) fn close(self) -> (u16, &'static str) {
+        match self {
+            // 1011: the server ends the connection on its side's decision.
+            AbortReason::Application => (1011, "The connection was aborted by the server."),
+            // 1008: policy violation, the client broke the flow-control contract.
+            AbortReason::SlowConsumer => (
+                1008,
+                "The client did not read fast enough: outbound buffer full.",
+            ),
+            AbortReason::SendTimeout => (1008, "The client did not read: send timed out."),
+        }
+    }
 }
 
 impl Shared {
@@ -98,6 +131,10 @@ impl Shared {
             taken += next.len();
         }
         self.queued_bytes -= taken;
+        if !self.space_waiters.is_empty() && self.in_flight_bytes == 0 {
+            // Long polling and SSE hand the bytes over here; WebSockets once written.
+            self.wake_space_waiters();
+        }
         let batch = if count == self.queue.len() {
             self.prompt = false;
             std::mem::replace(&mut self.queue, spare)
@@ -112,6 +149,21 @@ impl Shared {
         if let Some(waker) = self.waker.take() {
             waker.wake();
         }
+    }
+
+    /// Wakes the tasks waiting for room in the outbound buffer (bytes left it, or it ended).
+    pub(crate) fn wake_space_waiters(&mut self) {
+        for waker in self.space_waiters.drain(..) {
+            waker.wake();
+        }
+        if self.space_waiters.capacity() > 0 {
+            self.space_waiters = Vec::new();
+        }
+    }
+
+    /// Bytes queued or being written.
+    pub(crate) fn pending_outbound(&self) -> usize {
+        self.queued_bytes + self.in_flight_bytes
     }
 
     /// Registers the writer's waker unless the same one is registered.
@@ -171,6 +223,7 @@ impl ConnState {
         negotiate_version: u32,
         stateful_reconnect: bool,
         outbound_limit: usize,
+        user: Option<User>,
     ) -> Self {
         Self {
             manager,
@@ -196,21 +249,32 @@ impl ConnState {
                 pending_inbound: Vec::new(),
                 waker: None,
                 prompt: false,
+                pending_inbound_bytes: 0,
+                space_waiters: Vec::new(),
+                abort_reason: None,
             }),
             hints: SendHints::default(),
             notify: Notify::new(),
             app: tokio::sync::Mutex::new(None),
             request: OnceLock::new(),
-            user: OnceLock::new(),
+            user: OnceLock::from(user),
         }
+    }
+
+    /// Whether a request by `user` may use this connection: only its negotiating user may
+    /// (anonymous only for an anonymous connection).
+    pub(crate) fn belongs_to(&self, user: Option<&User>) -> bool {
+        crate::same_caller(self.user.get().and_then(Option::as_ref), user)
     }
 
     /// Aborts the connection. A WebSocket task or a waiting long poll ends it when woken; when
     /// nothing is sure to run soon — between long polls, awaiting a reconnect, never connected,
     /// or an SSE body that hyper stops polling while the client does not read — it is ended here,
     /// so the application hears of it at once.
-    fn abort_locked(&self, mut shared: parking_lot::MutexGuard<'_, Shared>) {
+    fn abort_locked(&self, mut shared: parking_lot::MutexGuard<'_, Shared>, reason: AbortReason) {
         shared.aborted = true;
+        shared.abort_reason.get_or_insert(reason);
+        shared.wake_space_waiters();
         self.wake_all(&mut shared);
         let unattended = shared.status != Status::Active
             || shared.transport == Some(TransportType::ServerSentEvents)
@@ -240,7 +304,7 @@ impl ConnState {
                 pending,
                 "outbound buffer full; closing slow consumer"
             );
-            self.abort_locked(shared);
+            self.abort_locked(shared, AbortReason::SlowConsumer);
             return Err(ConnectionSendError::Full);
         }
         let was_empty = shared.queue.is_empty();
@@ -295,6 +359,23 @@ impl ConnectionInner for ConnState {
         self.shared.lock().last_write_started
     }
 
+    fn poll_send_space(&self, cx: &mut std::task::Context<'_>, bytes: usize) -> std::task::Poll<()> {
+        let mut shared = self.shared.lock();
+        let pending = shared.pending_outbound();
+        if shared.status == Status::Disposed
+            || shared.aborted
+            || shared.close_requested
+            || pending == 0
+            || pending + bytes <= self.outbound_limit
+        {
+            return std::task::Poll::Ready(());
+        }
+        if !shared.space_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            shared.space_waiters.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
+    }
+
     fn connection_id(&self) -> &str {
         self.id.as_str()
     }
@@ -334,6 +415,7 @@ impl ConnectionInner for ConnState {
             return;
         }
         shared.close_requested = true;
+        shared.wake_space_waiters();
         self.wake_all(&mut shared);
         if shared.status == Status::AwaitingReconnect || shared.status == Status::Negotiated {
             // Nothing can carry the close; end now.
@@ -349,7 +431,7 @@ impl ConnectionInner for ConnState {
         if shared.status == Status::Disposed {
             return;
         }
-        self.abort_locked(shared);
+        self.abort_locked(shared, AbortReason::Application);
     }
 
     fn is_closed(&self) -> bool {
@@ -366,11 +448,26 @@ impl ConnectionInner for ConnState {
     }
 }
 
+/// A connection limit that refused a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LimitReached {
+    /// The endpoint holds `max_connections`.
+    #[error("The server holds its maximum number of connections.")]
+    Node,
+    /// The user holds `max_connections_per_user`.
+    #[error("Too many connections for this user.")]
+    User,
+}
+
 /// The connections of one endpoint, its options and its handler.
 pub(crate) struct Manager {
     pub(crate) options: HttpConnectionOptions,
     pub(crate) handler: Arc<dyn ConnectionHandler>,
     connections: RwLock<HashMap<ShortId, Arc<ConnState>>>,
+    /// Connections per user identifier (only users with connections are present).
+    per_user: Mutex<HashMap<String, usize>>,
+    /// Inbound bytes held across the endpoint (POST bodies, data waiting for a start).
+    buffered_inbound: AtomicUsize,
     heartbeat_started: AtomicBool,
     /// The runtime serving the endpoint, so that a `send` or `abort` from any thread can end a
     /// connection (and run the application's `on_closed`) there.
@@ -386,19 +483,24 @@ impl Manager {
             options,
             handler,
             connections: RwLock::new(HashMap::new()),
+            per_user: Mutex::new(HashMap::new()),
+            buffered_inbound: AtomicUsize::new(0),
             heartbeat_started: AtomicBool::new(false),
             runtime: OnceLock::new(),
         })
     }
 
-    /// Creates and registers a connection. `skip_negotiation` connections have id = token.
+    /// Creates and registers a connection of `user`, within the connection limits.
+    /// `skip_negotiation` connections have id = token.
     pub(crate) fn create(
         self: &Arc<Self>,
         negotiate_version: u32,
         stateful_reconnect: bool,
         skip_negotiation: bool,
-    ) -> Arc<ConnState> {
+        user: Option<User>,
+    ) -> Result<Arc<ConnState>, LimitReached> {
         self.ensure_heartbeat();
+        let identifier = user.as_ref().and_then(|user| user.identifier.clone());
         let id = ShortId::random();
         let token = if negotiate_version == 0 || skip_negotiation {
             id
@@ -412,10 +514,40 @@ impl Manager {
             negotiate_version,
             stateful_reconnect,
             self.options.outbound_buffer_limit,
+            user,
         ));
-        self.connections.write().insert(token, conn.clone());
-        conn
+        let mut connections = self.connections.write();
+        if connections.len() >= self.options.max_connections {
+            return Err(LimitReached::Node);
+        }
+        if let Some(identifier) = identifier {
+            let mut per_user = self.per_user.lock();
+            let count = per_user.entry(identifier).or_insert(0);
+            if *count >= self.options.max_connections_per_user {
+                return Err(LimitReached::User);
+            }
+            *count += 1;
+        }
+        connections.insert(token, conn.clone());
+        Ok(conn)
     }
+
+    /// Reserves `bytes` of the endpoint's inbound budget; false (nothing reserved) if they
+    /// do not fit.
+    pub(crate) fn reserve_inbound(&self, bytes: usize) -> bool {
+        let limit = self.options.max_buffered_inbound_bytes;
+        self.buffered_inbound
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|total| *total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` reserved with [`Manager::reserve_inbound`].
+    pub(crate) fn release_inbound(&self, bytes: usize) {
+        self.buffered_inbound.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
 
     /// The connection with this token, if it is still registered.
     pub(crate) fn get(&self, token: &str) -> Option<Arc<ConnState>> {
@@ -430,6 +562,17 @@ impl Manager {
             .is_some_and(|current| Arc::ptr_eq(current, conn))
         {
             connections.remove(&conn.token);
+            drop(connections);
+            let identifier = conn.user.get().and_then(Option::as_ref).and_then(|u| u.identifier.as_deref());
+            if let Some(identifier) = identifier {
+                let mut per_user = self.per_user.lock();
+                if let Some(count) = per_user.get_mut(identifier) {
+                    *count -= 1;
+                    if *count == 0 {
+                        per_user.remove(identifier);
+                    }
+                }
+            }
         }
     }
 
@@ -443,7 +586,9 @@ impl Manager {
             shared.status = Status::Disposed;
             shared.queue.clear();
             shared.queued_bytes = 0;
-            shared.pending_inbound.clear();
+            shared.pending_inbound = Vec::new();
+            self.release_inbound(std::mem::take(&mut shared.pending_inbound_bytes));
+            shared.wake_space_waiters();
             conn.wake_all(&mut shared);
         }
         self.remove(conn);
@@ -485,10 +630,17 @@ impl Manager {
             return;
         }
         let mut app = self.handler.on_connected(Connection::new(conn.clone()));
-        let early = std::mem::take(&mut conn.shared.lock().pending_inbound);
+        let (early, early_bytes) = {
+            let mut shared = conn.shared.lock();
+            (
+                std::mem::take(&mut shared.pending_inbound),
+                std::mem::take(&mut shared.pending_inbound_bytes),
+            )
+        };
         for data in early {
             app.on_data(data).await;
         }
+        self.release_inbound(early_bytes);
         *slot = Some(app);
     }
 
@@ -504,14 +656,21 @@ impl Manager {
     /// and aborts writes stuck for longer than the send timeout.
     pub(crate) fn sweep(&self, now: Instant) {
         let disconnect_timeout = self.options.disconnect_timeout;
+        let start_timeout = self.options.start_timeout;
         let send_timeout = self.options.transport_send_timeout;
         let mut expired = Vec::new();
         {
             let connections = self.connections.read();
             for conn in connections.values() {
                 let mut shared = conn.shared.lock();
+                // A connection that never started goes sooner, with what it buffered.
+                let timeout = if shared.status == Status::Negotiated {
+                    start_timeout
+                } else {
+                    disconnect_timeout
+                };
                 if let Some(since) = shared.inactive_since
-                    && now.saturating_duration_since(since) > disconnect_timeout
+                    && now.saturating_duration_since(since) > timeout
                 {
                     expired.push(conn.clone());
                     continue;
@@ -522,6 +681,8 @@ impl Manager {
                 {
                     tracing::debug!(connection_id = conn.id.as_str(), "send timed out; aborting");
                     shared.aborted = true;
+                    shared.abort_reason.get_or_insert(AbortReason::SendTimeout);
+                    shared.wake_space_waiters();
                     conn.wake_all(&mut shared);
                 }
             }
@@ -553,7 +714,7 @@ mod prompt_tests {
     use super::*;
 
     fn active_connection() -> ConnState {
-        let conn = ConnState::new(Weak::new(), ShortId::random(), ShortId::random(), 1, false, 1 << 20);
+        let conn = ConnState::new(Weak::new(), ShortId::random(), ShortId::random(), 1, false, 1 << 20, None);
         {
             let mut shared = conn.shared.lock();
             shared.status = Status::Active;

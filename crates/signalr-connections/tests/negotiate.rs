@@ -268,7 +268,12 @@ async fn refused_or_missing_credentials_get_401_with_empty_body() {
 async fn user_of_the_connecting_request_reaches_the_application() {
     let options = HttpConnectionOptions::default().authenticator(Arc::new(TokenAuth));
     let mut server = Server::start(options).await;
-    let token = server.token().await;
+    let token = server
+        .negotiate("?negotiateVersion=1&access_token=good")
+        .await["connectionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let client = reqwest::Client::new();
     let first_poll = client
         .get(format!("{}?id={token}&access_token=good", server.base))

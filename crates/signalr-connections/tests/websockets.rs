@@ -287,11 +287,17 @@ async fn abort_ends_the_connection_at_once() {
     let connection = server.connected().await;
     connection.abort();
     assert_eq!(server.closed().await, connection.connection_id());
-    // The socket ends without a close frame.
+    // The socket ends with a close frame saying why (1011, aborted by the server).
     let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .unwrap();
-    assert!(matches!(end, None | Some(Err(_))), "{end:?}");
+    match end {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1011);
+            assert_eq!(frame.reason.as_str(), "The connection was aborted by the server.");
+        }
+        other => panic!("expected a close frame with a reason, got {other:?}"),
+    }
 }
 
 #[tokio::test]

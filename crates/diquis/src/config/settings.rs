@@ -109,6 +109,8 @@ pub struct Settings {
     pub data_directory: Option<PathBuf>,
     /// `SignalR:*` timeouts of the notification hub, as .NET's `HubOptions`.
     pub hub: HubTimeouts,
+    /// `SignalR:*` limits of the hub endpoint (connections, buffers, timeouts).
+    pub hub_limits: super::hub_limits::HubLimits,
 }
 
 /// The hub's timeouts (`SignalR:HandshakeTimeout`, `SignalR:KeepAliveInterval`,
@@ -256,6 +258,7 @@ impl Settings {
             job_lease_seconds,
             data_directory,
             hub,
+            hub_limits: super::hub_limits::HubLimits::from_configuration(c)?,
         })
     }
 }

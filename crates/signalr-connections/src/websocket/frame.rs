@@ -350,6 +350,19 @@ pub(crate) fn server_close_frame(code: u16) -> Bytes {
     server_control_frame(OP_CLOSE, &code.to_be_bytes())
 }
 
+/// A server close frame with `code` and a UTF-8 `reason` (at most 123 bytes, as the control
+/// frame's payload limit leaves).
+pub(crate) fn server_close_frame_with_reason(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    server_control_frame(OP_CLOSE, &payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

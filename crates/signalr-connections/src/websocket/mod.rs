@@ -27,7 +27,7 @@ use self::frame::{CLOSE_NORMAL, OP_BINARY, OP_TEXT};
 use self::socket::{ReadEvent, WsSocket};
 use crate::responses::{self, CANNOT_CHANGE_TRANSPORT, NO_CONNECTION};
 use crate::state::{ConnState, Manager, Status};
-use crate::{RequestInfo, TransferFormat, TransportType, User};
+use crate::{RequestInfo, TransferFormat, TransportType};
 
 pub(crate) use self::handshake::{Accepted, accept};
 
@@ -45,7 +45,6 @@ pub(crate) fn handle(
     conn: Arc<ConnState>,
     accepted: Accepted,
     info: RequestInfo,
-    user: Option<User>,
 ) -> Response {
     if !manager.options.is_enabled(TransportType::WebSockets) {
         return responses::transport_not_supported(TransportType::WebSockets);
@@ -80,7 +79,6 @@ pub(crate) fn handle(
         }
     };
     let _ = conn.request.set(info);
-    let _ = conn.user.set(user);
 
     let Accepted {
         on_upgrade,
@@ -158,6 +156,7 @@ impl Writer {
                 if written {
                     shared.in_flight_bytes = 0;
                     shared.write_started = None;
+                    shared.wake_space_waiters();
                 }
                 if shared.aborted || shared.status == Status::Disposed {
                     return Poll::Ready(Event::Aborted);
@@ -311,7 +310,26 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
                 return;
             }
         }
-        Event::Finished => close_handshake(&mut socket, CLOSE_NORMAL, close_timeout).await,
+        Event::Finished => {
+            close_handshake(&mut socket, frame::server_close_frame(CLOSE_NORMAL), close_timeout)
+                .await
+        }
+        Event::Aborted => {
+            // Tell the client why (slow consumer, send timeout, the application's abort);
+            // what was queued and not yet written is dropped. Bounded by the close timeout
+            // also when the client reads nothing.
+            let reason = conn.shared.lock().abort_reason;
+            if let Some(reason) = reason {
+                let (code, text) = reason.close();
+                // No wait for the client's reply: an abort ends the connection at once.
+                socket.queue_control(frame::server_close_frame_with_reason(code, text));
+                let _ = Box::pin(tokio::time::timeout(
+                    close_timeout,
+                    poll_fn(|cx| socket.poll_send(cx)),
+                ))
+                .await;
+            }
+        }
         Event::Invalid(code) => {
             socket.queue_control(frame::server_close_frame(code));
             let _ = Box::pin(tokio::time::timeout(
@@ -329,7 +347,7 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
             ))
             .await;
         }
-        Event::Dropped | Event::Aborted | Event::Data(_) => {}
+        Event::Dropped | Event::Data(_) => {}
     }
     drop(socket);
     manager.mark_disposed(&conn);
@@ -338,10 +356,10 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
     }
 }
 
-/// Sends a close frame with `code` and no reason, then waits (at most `timeout`) for the
-/// client's close frame or the end of the stream.
-async fn close_handshake(socket: &mut Socket, code: u16, timeout: std::time::Duration) {
-    socket.queue_control(frame::server_close_frame(code));
+/// Sends the close frame `close`, then waits (at most `timeout`) for the client's close frame
+/// or the end of the stream.
+async fn close_handshake(socket: &mut Socket, close: Bytes, timeout: std::time::Duration) {
+    socket.queue_control(close);
     let mut peer_done = false;
     let handshake = poll_fn(|cx| {
         let sent = match socket.poll_send(cx) {

@@ -240,7 +240,12 @@ impl HubConnectionState {
             _ => Pace::Batch,
         };
         match self.encode(message) {
-            Some(frame) => self.send_numbered(frame, pace),
+            Some(frame) => {
+                // Waits while the client has not taken what was sent before (pacing, not a
+                // slow-consumer close); a closed connection does not wait.
+                self.connection.send_space(frame.len()).await;
+                self.send_numbered(frame, pace)
+            }
             None => Err(SendError::NoEncoding(self.hub_protocol().name())),
         }
     }

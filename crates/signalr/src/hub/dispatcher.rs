@@ -24,6 +24,11 @@ use super::invocation;
 use super::reconnect::{Incoming, ReplayBuffer};
 use super::service::HubShared;
 
+/// Room kept in a connection's outbound buffer before the next call is dispatched: the call's
+/// reply (usually a Completion of a few dozen bytes) must fit without making the connection a
+/// slow consumer. With a smaller buffer the dispatcher waits until the buffer is empty.
+const REPLY_RESERVE: usize = 16 * 1024;
+
 /// Creates a [`HubConnectionApp`] per connection of a hub.
 pub(crate) struct HubConnectionHandler {
     shared: Arc<HubShared>,
@@ -167,6 +172,11 @@ impl HubConnectionApp {
                     return;
                 }
             };
+            if matches!(message, HubMessage::Invocation(_) | HubMessage::StreamInvocation(_)) {
+                // Pacing: a client that pipelines calls is read no faster than it takes the
+                // replies, instead of being dropped as a slow consumer once they pile up.
+                self.state.connection.send_space(REPLY_RESERVE).await;
+            }
             self.dispatch(message).await;
         }
     }
