@@ -301,11 +301,24 @@ async fn the_browser_refresh_cookie_rotates() {
     assert_ne!(refresh1, refresh0);
     let auth1 = renewed.iter().find(|(k, _)| k == "diquis_auth").unwrap().1.clone();
     assert_eq!(claims(&auth1)["sid"], c["sid"], "the same session goes on");
-    // The rotated-out cookie is spent: past the browser's grace time it would revoke the
+    // An access cookie of an earlier version (no stamp, no session) is renewed the same way.
+    let mut old = claims(&auth1);
+    old.as_object_mut().unwrap().remove("sst");
+    old.as_object_mut().unwrap().remove("sid");
+    let r = with_cookies(Method::GET, &format!("{url}/api/tenants"), &format!("diquis_auth={}; diquis_refresh={refresh1}", forge(&old)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let renewed = set_cookies(&r);
+    let refresh2 = renewed.iter().find(|(k, _)| k == "diquis_refresh").expect("a new refresh cookie").1.clone();
+    let auth2 = renewed.iter().find(|(k, _)| k == "diquis_auth").unwrap().1.clone();
+    assert!(refresh2 != refresh1 && refresh2 != refresh0);
+    // A rotated-out cookie is spent: past the browser's grace time it would revoke the
     // session; an API client presenting it does so at once.
     let (s, _) = api(Method::POST, &format!("{url}/api/tokens/refresh"), None, Some(json!({"refreshToken": refresh0}))).await;
     assert_eq!(s, 401);
-    let r = with_cookies(Method::GET, &format!("{url}/api/tenants"), &format!("diquis_auth={auth1}; diquis_refresh={refresh1}")).send().await.unwrap();
+    let r = with_cookies(Method::GET, &format!("{url}/api/tenants"), &format!("diquis_auth={auth2}; diquis_refresh={refresh2}")).send().await.unwrap();
     assert_eq!(r.status(), 401, "the reuse ended the session");
     app.stop().await;
 }

@@ -93,6 +93,9 @@ impl FromRequestParts<AppState> for Caller {
             Credentials::Refused(TokenError::Expired) => Err(ApiError::unauthorized("The token has expired.")),
             Credentials::Refused(TokenError::Invalid(_)) => Err(ApiError::unauthorized("The token is invalid.")),
             Credentials::Refused(TokenError::Revoked) => Err(ApiError::unauthorized("The token has been revoked.")),
+            Credentials::Refused(TokenError::Outdated) => {
+                Err(ApiError::unauthorized("The token is from an earlier version: sign in again."))
+            }
         }
     }
 }

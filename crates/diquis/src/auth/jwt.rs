@@ -63,6 +63,10 @@ pub enum TokenError {
     /// user's security stamp changed since it was issued.
     #[error("the token has been revoked")]
     Revoked,
+    /// Issued by a version without revocation (no security stamp or session): its holder signs
+    /// in again, or a browser's refresh cookie renews it.
+    #[error("the token is from an earlier version")]
+    Outdated,
 }
 
 /// Issues and validates access tokens with one key.
@@ -144,8 +148,7 @@ impl JwtService {
             return Err(TokenError::Invalid("not valid yet (nbf)".into()));
         }
         if c.sst.is_empty() || c.sid.is_empty() || c.uid.is_empty() || c.tenant.is_empty() {
-            // Tokens of versions before revocation carry neither; their holders sign in again.
-            return Err(TokenError::Invalid("no security stamp or session".into()));
+            return Err(TokenError::Outdated);
         }
         Ok(Identity {
             user_id: c.uid,
@@ -234,6 +237,6 @@ mod tests {
         assert!(matches!(s.validate(&sign(&claims_at(now, Some(now + 3600)))), Err(TokenError::Invalid(_))));
         let mut no_stamp = claims_at(now, None);
         no_stamp.sst.clear();
-        assert!(matches!(s.validate(&sign(&no_stamp)), Err(TokenError::Invalid(_))));
+        assert_eq!(s.validate(&sign(&no_stamp)), Err(TokenError::Outdated));
     }
 }

@@ -74,7 +74,9 @@ pub async fn renew_session(State(state): State<AppState>, mut request: Request, 
     };
     let needs_renewal = match cookie(headers, AUTH_COOKIE) {
         None => true,
-        Some(token) => matches!(state.jwt.validate(&token), Err(TokenError::Expired)),
+        // An access cookie of an earlier version (no stamp or session) is renewed like an
+        // expired one, so browsers stay signed in across the upgrade.
+        Some(token) => matches!(state.jwt.validate(&token), Err(TokenError::Expired | TokenError::Outdated)),
     };
     if !needs_renewal {
         return next.run(request).await;
