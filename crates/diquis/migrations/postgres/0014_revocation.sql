@@ -4,15 +4,16 @@
 ALTER TABLE users ADD COLUMN IF NOT EXISTS security_stamp TEXT NOT NULL DEFAULT '';
 UPDATE users SET security_stamp = md5(random()::text || id || clock_timestamp()::text) WHERE security_stamp = '';
 
+-- Cascades, so that deleting a user row (an operator's script too) takes its sessions along.
 CREATE TABLE IF NOT EXISTS refresh_families (
     id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id),
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     created_on TIMESTAMPTZ NOT NULL,
     revoked_on TIMESTAMPTZ
 );
 CREATE INDEX IF NOT EXISTS refresh_families_user ON refresh_families (user_id);
 
-ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS family_id TEXT REFERENCES refresh_families(id);
+ALTER TABLE refresh_tokens ADD COLUMN IF NOT EXISTS family_id TEXT REFERENCES refresh_families(id) ON DELETE CASCADE;
 -- Tokens from before families: each becomes its own family.
 INSERT INTO refresh_families (id, user_id, created_on, revoked_on)
     SELECT token_hash, user_id, created_on, revoked_on FROM refresh_tokens WHERE family_id IS NULL
