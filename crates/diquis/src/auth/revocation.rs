@@ -234,6 +234,12 @@ impl Revocations {
 
     /// Applies `revocation` on this node now and announces it to the others.
     pub fn announce(&self, revocation: Revocation) {
+        let kind = match &revocation {
+            Revocation::User { .. } => "user",
+            Revocation::Session { .. } => "session",
+            Revocation::Tenant { .. } => "tenant",
+        };
+        metrics::counter!("diquis_revocations_total", "kind" => kind).increment(1);
         self.0.apply(&revocation);
         if let Some(out) = &self.0.outgoing {
             let _ = out.send(revocation);
@@ -293,6 +299,7 @@ impl Inner {
             context.abort();
         }
         if !doomed.is_empty() {
+            metrics::counter!("diquis_revoked_hub_connections_total").increment(doomed.len() as u64);
             tracing::info!(?revocation, closed = doomed.len(), "revocation closed hub connections");
         }
     }
