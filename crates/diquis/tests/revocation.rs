@@ -420,3 +420,17 @@ async fn the_generated_signing_key_and_the_database_are_private_files() {
     assert_eq!(status(Method::GET, &format!("{}/api/tenants", node.url), &token).await, 200);
     node.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_cannot_be_checked_is_neither_accepted_nor_called_revoked() {
+    let db = TestDb::sqlite();
+    let app = start(&db, ProcessRole::All, &[]).await;
+    let url = app.url();
+    let token = root_token(&url).await;
+    // The database goes away before the token was ever checked (nothing cached).
+    app.state.db.close().await;
+    let (s, b) = api(Method::GET, &format!("{url}/api/notifications"), Some(&token), None).await;
+    assert_eq!(s, 503, "{b}");
+    assert!(matches!(hub::connect(&url, Some(&token)).await, Err(ConnectError::Negotiate(503))));
+    app.stop().await;
+}

@@ -93,6 +93,10 @@ impl FromRequestParts<AppState> for Caller {
             Credentials::Refused(TokenError::Expired) => Err(ApiError::unauthorized("The token has expired.")),
             Credentials::Refused(TokenError::Invalid(_)) => Err(ApiError::unauthorized("The token is invalid.")),
             Credentials::Refused(TokenError::Revoked) => Err(ApiError::unauthorized("The token has been revoked.")),
+            Credentials::Refused(TokenError::Unavailable) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The token cannot be checked now; try again shortly.",
+            )),
             Credentials::Refused(TokenError::Outdated) => {
                 Err(ApiError::unauthorized("The token is from an earlier version: sign in again."))
             }
@@ -135,6 +139,9 @@ impl FromRequestParts<AppState> for PageCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match credentials(parts, state).await {
             Credentials::Valid(identity, true) => Ok(PageCaller(identity)),
+            Credentials::Refused(TokenError::Unavailable) => {
+                Err((StatusCode::SERVICE_UNAVAILABLE, "The session cannot be checked now; try again shortly.").into_response())
+            }
             _ => {
                 let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let target = format!("/login?returnUrl={}", crate::web::html::url_encode(here));

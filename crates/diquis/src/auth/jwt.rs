@@ -67,6 +67,9 @@ pub enum TokenError {
     /// in again, or a browser's refresh cookie renews it.
     #[error("the token is from an earlier version")]
     Outdated,
+    /// The revocation check could not reach the database: neither accepted nor refused.
+    #[error("the token cannot be checked now")]
+    Unavailable,
 }
 
 /// Issues and validates access tokens with one key.

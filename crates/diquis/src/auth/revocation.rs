@@ -194,9 +194,10 @@ impl Revocations {
                 let valid = match self.query(subject).await {
                     Ok(valid) => valid,
                     Err(e) => {
-                        // Refuse rather than let a revoked token through; nothing is cached.
+                        // Neither let a possibly revoked token through nor tell its holder it
+                        // is revoked; nothing is cached.
                         tracing::warn!(error = %e, "revocation check failed");
-                        return Err(TokenError::Revoked);
+                        return Err(TokenError::Unavailable);
                     }
                 };
                 let mut verdicts = self.0.verdicts.lock();
@@ -364,9 +365,14 @@ pub async fn hub_gate(State(state): State<AppState>, request: Request, next: Nex
     let token = bearer.or_else(query_token).or_else(|| cookie(headers, AUTH_COOKIE));
     if let Some(token) = token
         && let Ok(identity) = state.jwt.validate(&token)
-        && state.revocations.check(&identity).await.is_err()
     {
-        return (StatusCode::UNAUTHORIZED, "The token has been revoked.").into_response();
+        match state.revocations.check(&identity).await {
+            Ok(()) => {}
+            Err(TokenError::Unavailable) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, "The token cannot be checked now.").into_response();
+            }
+            Err(_) => return (StatusCode::UNAUTHORIZED, "The token has been revoked.").into_response(),
+        }
     }
     next.run(request).await
 }

@@ -48,6 +48,9 @@ async fn require_root(State(state): State<AppState>, request: Request, next: Nex
     match verdict {
         Credentials::Valid(identity, _) if identity.is_root_admin() => next.run(request).await,
         Credentials::Valid(..) => (StatusCode::FORBIDDEN, "The jobs dashboard requires the root role.").into_response(),
+        Credentials::Refused(crate::auth::jwt::TokenError::Unavailable) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "The session cannot be checked now; try again shortly.").into_response()
+        }
         _ => {
             let path = request
                 .extensions()
