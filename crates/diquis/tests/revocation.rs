@@ -415,9 +415,32 @@ async fn the_generated_signing_key_and_the_database_are_private_files() {
     assert!(stored.is_none(), "the key is not in the database");
     pool.close().await;
 
-    // The key survives a restart: the token is still good.
+    // The key survives a restart: the token is still good; a key file others could read is
+    // made private again.
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let node = Node::start(dir.path(), &args);
     assert_eq!(status(Method::GET, &format!("{}/api/tenants", node.url), &token).await, 200);
+    assert_eq!(mode(&key_file), 0o600);
+    node.stop();
+
+    // A key an earlier version kept in the database moves into the file.
+    let earlier = "a-key-an-earlier-version-kept-in-the-database-0123";
+    std::fs::remove_file(&key_file).unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", database.display())).await.unwrap();
+    sqlx::query("INSERT INTO app_secrets (name, value) VALUES ('jwt_key', $1)").bind(earlier).execute(&pool).await.unwrap();
+    pool.close().await;
+    let node = Node::start(dir.path(), &args);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), earlier);
+    assert_eq!(mode(&key_file), 0o600);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", database.display())).await.unwrap();
+    let stored: Option<String> = sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(&pool).await.unwrap();
+    assert!(stored.is_none(), "moved, not copied");
+    pool.close().await;
+    let mut c = claims(&root_token(&node.url).await);
+    c["jti"] = json!("x");
+    let signed_with_earlier =
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &c, &jsonwebtoken::EncodingKey::from_secret(earlier.as_bytes())).unwrap();
+    assert_eq!(status(Method::GET, &format!("{}/api/tenants", node.url), &signed_with_earlier).await, 200);
     node.stop();
 }
 
