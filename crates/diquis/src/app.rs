@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::hub::HubAuthenticator;
 use crate::auth::jwt::JwtService;
-use crate::auth::{password, tokens, users, ROOT_ROLE, ROOT_TENANT};
+use crate::auth::revocation::Revocations;
+use crate::auth::{password, signing_key, users, ROOT_ROLE, ROOT_TENANT};
 use crate::config::{ConfigError, Settings};
 use crate::db::{Db, DbError};
 use crate::job_outbox::{JobStorage, Relay};
@@ -43,6 +44,9 @@ pub enum StartError {
     /// The job storage's own database (another one than the application's) could not be opened.
     #[error("job storage (configuration key 'ConnectionStrings:HangfireConnection'): {0}")]
     JobDatabase(DbError),
+    /// The generated JWT signing key could not be read or stored.
+    #[error(transparent)]
+    SigningKey(#[from] crate::auth::signing_key::SigningKeyError),
     /// The Redis backplane could not be created.
     #[error("Redis backplane: {0}")]
     Backplane(String),
@@ -203,8 +207,14 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
             &[("email", &settings.seed.admin_email), ("password", &generated)],
         );
     }
-    let key = tokens::signing_key(&db, settings.jwt.key.as_deref()).await.map_err(DbError::from)?;
+    let (key, key_source) = signing_key::signing_key(&db, &settings.database, settings.jwt.key.as_deref()).await?;
+    signing_key::report(&key_source, &settings.environment);
     let jwt = JwtService::new(&key, &settings.jwt);
+    let revocations = Revocations::new(
+        db.clone(),
+        settings.redis.as_deref().map(|cs| (cs, settings.channel_prefix.as_str())),
+        shutdown.clone(),
+    );
 
     let (lifetime, backplane): (Arc<dyn HubLifetimeManager>, Backplane) = match &settings.redis {
         None => (Arc::new(signalr::DefaultHubLifetimeManager::new()), Backplane::InProcess),
@@ -218,7 +228,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
             (manager.clone() as Arc<dyn HubLifetimeManager>, Backplane::Redis(manager))
         }
     };
-    let service = notification_service(lifetime.clone(), settings.hub);
+    let service = notification_service(lifetime.clone(), revocations.clone(), settings.hub);
     let hub_options = connection_options(HubAuthenticator::new(jwt.clone(), settings.cors_origins.clone()));
     let hub_router = service.router(HUB_PATH, settings.hub_limits.apply(hub_options));
 
@@ -228,6 +238,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         settings: settings.clone(),
         db: db.clone(),
         jwt,
+        revocations: revocations.clone(),
         jobs: job_store.clone(),
         job_storage,
         relay_wake: relay_wake.clone(),
@@ -249,6 +260,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
             data_directory: settings.data_directory.clone(),
             outbox_wake: outbox_wake.clone(),
             storage: job_storage,
+            revocations: Some(revocations.clone()),
         };
         worker = Some(
             jobs::Worker::builder(job_store.clone())

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::auth::jwt::JwtService;
+use crate::auth::revocation::Revocations;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::job_outbox::JobStorage;
@@ -60,6 +61,8 @@ pub struct AppInner {
     pub db: Db,
     /// Access tokens.
     pub jwt: JwtService,
+    /// Revocation checks of tokens and sessions, and their announcement to other nodes.
+    pub revocations: Revocations,
     /// The job store (`ConnectionStrings:HangfireConnection`).
     pub jobs: jobs::JobStore,
     /// Whether the job store is in `db` or in another database.

@@ -88,7 +88,8 @@ async fn no_bad_expired_or_foreign_credentials_cannot_connect() {
     assert!(matches!(hub::connect(&url, None).await, Err(ConnectError::Negotiate(401))));
     assert!(matches!(hub::connect(&url, Some("garbage")).await, Err(ConnectError::Negotiate(401))));
     let user = diquis::auth::users::find_by_email(&app.state.db, "root", ADMIN_EMAIL).await.unwrap().unwrap();
-    let identity = diquis::auth::tokens::identity_of(&app.state.db, &user, None).await.unwrap();
+    let (session, _, _) = diquis::auth::tokens::new_session(&app.state.db, &user.id, None, 1).await.unwrap();
+    let identity = diquis::auth::tokens::identity_of(&app.state.db, &user, &session, None).await.unwrap();
     let expired = app.state.jwt.issue_with_lifetime(&identity, -60);
     assert!(matches!(hub::connect(&url, Some(&expired)).await, Err(ConnectError::Negotiate(401))));
     // A token signed with another key.

@@ -305,6 +305,7 @@ async fn a_job_run_again_after_its_result_committed_changes_nothing(pair: &Pair)
     let url = app.url();
     let token = root_token(&url).await;
     let deps = JobDeps {
+        revocations: None,
         db: app.state.db.clone(),
         main_target: app.state.settings.database.clone(),
         data_directory: None,

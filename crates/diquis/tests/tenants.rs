@@ -207,23 +207,27 @@ async fn every_bad_input_is_named(db: &TestDb) {
     let (s, _) = api(Method::POST, &format!("{url}/api/tokens/refresh"), None, Some(json!({"refreshToken": "bogus"}))).await;
     assert_eq!(s, 401);
 
-    // Refresh rotates: the new refresh token works once, the old one no longer.
+    // Refresh rotates: the new refresh token works once, the old one no longer, and its reuse
+    // ends the whole session (tests/revocation.rs covers the family in detail).
     let (_, b) = api(Method::POST, &signin, None, Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))).await;
     let refresh = b["data"]["refreshToken"].as_str().unwrap().to_string();
     let (s, b2) = api(Method::POST, &format!("{url}/api/tokens/refresh"), None, Some(json!({"refreshToken": refresh}))).await;
     assert_eq!(s, 200, "{b2}");
-    let (s, _) = api(Method::POST, &format!("{url}/api/tokens/refresh"), None, Some(json!({"refreshToken": refresh}))).await;
-    assert_eq!(s, 401);
     let fresh = b2["data"]["token"].as_str().unwrap();
     let (s, _) = api(Method::GET, &tenants, Some(fresh), None).await;
     assert_eq!(s, 200);
+    let (s, _) = api(Method::POST, &format!("{url}/api/tokens/refresh"), None, Some(json!({"refreshToken": refresh}))).await;
+    assert_eq!(s, 401);
+    let (s, _) = api(Method::GET, &tenants, Some(fresh), None).await;
+    assert_eq!(s, 401);
     app.stop().await;
 }
 
 /// A token of the root admin that expired a minute ago, signed with the app's key.
 pub async fn expired_root_token(app: &diquis::RunningApp) -> String {
     let user = diquis::auth::users::find_by_email(&app.state.db, "root", ADMIN_EMAIL).await.unwrap().unwrap();
-    let identity = diquis::auth::tokens::identity_of(&app.state.db, &user, None).await.unwrap();
+    let (session, _, _) = diquis::auth::tokens::new_session(&app.state.db, &user.id, None, 1).await.unwrap();
+    let identity = diquis::auth::tokens::identity_of(&app.state.db, &user, &session, None).await.unwrap();
     app.state.jwt.issue_with_lifetime(&identity, -60)
 }
 

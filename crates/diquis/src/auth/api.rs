@@ -14,6 +14,7 @@ impl From<SignInError> for ApiError {
     fn from(e: SignInError) -> Self {
         match e {
             SignInError::Database(e) => ApiError::from(e),
+            SignInError::RefreshTokenReused { .. } => ApiError::unauthorized(e.to_string()),
             other => ApiError::unauthorized(other.to_string()),
         }
     }
@@ -54,17 +55,32 @@ pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Result<Json<
     Ok(Json(Envelope::ok(issue(&state, &user, None).await?, vec![])))
 }
 
-/// Issues an access token and a new refresh token for `user`.
+/// Signs `user` in: a new session (refresh-token family) with its first refresh token, and an
+/// access token naming it.
 pub async fn issue(state: &AppState, user: &super::users::UserRow, csrf: Option<String>) -> Result<TokenResponse, ApiError> {
-    let identity = tokens::identity_of(&state.db, user, csrf.clone()).await?;
+    let (session, refresh_token, expiry) =
+        tokens::new_session(&state.db, &user.id, csrf.as_deref(), state.settings.jwt.refresh_days).await?;
+    let identity = tokens::identity_of(&state.db, user, &session, csrf).await?;
     let token = state.jwt.issue(&identity);
-    let (refresh_token, expiry) =
-        tokens::new_refresh_token(&state.db, &user.id, csrf.as_deref(), state.settings.jwt.refresh_days).await?;
     Ok(TokenResponse { token, refresh_token, refresh_token_expiry_time: expiry })
 }
 
-/// `POST /api/tokens/refresh` `{refreshToken}`: a new access token and a new refresh token (the
-/// old one is revoked).
+/// Uses a refresh token for `by`; a reused one has revoked its session, which is announced so
+/// that the session's hub connections close on every node.
+pub async fn use_refresh(state: &AppState, token: &str, by: tokens::RefreshBy) -> Result<tokens::Refreshed, SignInError> {
+    let result = tokens::use_refresh_token(&state.db, token, by, state.settings.jwt.refresh_days).await;
+    if let Err(SignInError::RefreshTokenReused { user_id, session_id }) = &result {
+        tracing::warn!(user = %user_id, session = %session_id, "a rotated refresh token was reused: its session is revoked");
+        state.revocations.announce(super::revocation::Revocation::Session {
+            user_id: user_id.clone(),
+            session_id: session_id.clone(),
+        });
+    }
+    result
+}
+
+/// `POST /api/tokens/refresh` `{refreshToken}`: a new access token and a new refresh token in
+/// the same session (the old one is revoked; presenting it again revokes the session).
 pub async fn refresh(State(state): State<AppState>, body: Bytes) -> Result<Json<Envelope<TokenResponse>>, ApiError> {
     let body = parse(&body)?;
     let mut problems = Vec::new();
@@ -75,6 +91,12 @@ pub async fn refresh(State(state): State<AppState>, body: Bytes) -> Result<Json<
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
-    let (user, csrf) = tokens::use_refresh_token(&state.db, &token, true).await?;
-    Ok(Json(Envelope::ok(issue(&state, &user, csrf).await?, vec![])))
+    let refreshed = use_refresh(&state, &token, tokens::RefreshBy::Api).await?;
+    let Some((refresh_token, expiry)) = refreshed.successor else {
+        // Only browser refreshes have a grace time without a successor.
+        return Err(SignInError::BadRefreshToken.into());
+    };
+    let identity = tokens::identity_of(&state.db, &refreshed.user, &refreshed.session_id, refreshed.csrf).await?;
+    let token = state.jwt.issue(&identity);
+    Ok(Json(Envelope::ok(TokenResponse { token, refresh_token, refresh_token_expiry_time: expiry }, vec![])))
 }

@@ -33,8 +33,20 @@ pub enum Credentials {
     Refused(TokenError),
 }
 
-/// Reads a bearer token (header) or else the session cookie.
-pub fn credentials(parts: &Parts, state: &AppState) -> Credentials {
+/// Reads a bearer token (header) or else the session cookie, and checks that it is not revoked.
+pub async fn credentials(parts: &Parts, state: &AppState) -> Credentials {
+    let (verdict, via_cookie) = token_credentials(parts, state);
+    match verdict {
+        Credentials::Valid(identity, _) => match state.revocations.check(&identity).await {
+            Ok(()) => Credentials::Valid(identity, via_cookie),
+            Err(e) => Credentials::Refused(e),
+        },
+        other => other,
+    }
+}
+
+/// The signature, issuer, audience and lifetime checks of [`credentials`], without the database.
+fn token_credentials(parts: &Parts, state: &AppState) -> (Credentials, bool) {
     let bearer = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -43,16 +55,16 @@ pub fn credentials(parts: &Parts, state: &AppState) -> Credentials {
         .map(str::trim);
     if let Some(token) = bearer {
         return match state.jwt.validate(token) {
-            Ok(id) => Credentials::Valid(id, false),
-            Err(e) => Credentials::Refused(e),
+            Ok(id) => (Credentials::Valid(id, false), false),
+            Err(e) => (Credentials::Refused(e), false),
         };
     }
     match cookie(&parts.headers, AUTH_COOKIE) {
         Some(token) => match state.jwt.validate(&token) {
-            Ok(id) => Credentials::Valid(id, true),
-            Err(e) => Credentials::Refused(e),
+            Ok(id) => (Credentials::Valid(id, true), true),
+            Err(e) => (Credentials::Refused(e), true),
         },
-        None => Credentials::Missing,
+        None => (Credentials::Missing, false),
     }
 }
 
@@ -64,7 +76,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match credentials(parts, state) {
+        match credentials(parts, state).await {
             Credentials::Valid(identity, via_cookie) => {
                 if via_cookie && !is_safe(&parts.method) {
                     let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -80,6 +92,14 @@ impl FromRequestParts<AppState> for Caller {
             Credentials::Missing => Err(ApiError::unauthorized("Authentication required: send a Bearer token.")),
             Credentials::Refused(TokenError::Expired) => Err(ApiError::unauthorized("The token has expired.")),
             Credentials::Refused(TokenError::Invalid(_)) => Err(ApiError::unauthorized("The token is invalid.")),
+            Credentials::Refused(TokenError::Revoked) => Err(ApiError::unauthorized("The token has been revoked.")),
+            Credentials::Refused(TokenError::Unavailable) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The token cannot be checked now; try again shortly.",
+            )),
+            Credentials::Refused(TokenError::Outdated) => {
+                Err(ApiError::unauthorized("The token is from an earlier version: sign in again."))
+            }
         }
     }
 }
@@ -117,8 +137,11 @@ impl FromRequestParts<AppState> for PageCaller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match credentials(parts, state) {
+        match credentials(parts, state).await {
             Credentials::Valid(identity, true) => Ok(PageCaller(identity)),
+            Credentials::Refused(TokenError::Unavailable) => {
+                Err((StatusCode::SERVICE_UNAVAILABLE, "The session cannot be checked now; try again shortly.").into_response())
+            }
             _ => {
                 let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let target = format!("/login?returnUrl={}", crate::web::html::url_encode(here));

@@ -42,6 +42,9 @@ pub fn hub_user(identity: &Identity) -> User {
         ("uid".to_string(), identity.user_id.clone()),
         ("email".to_string(), identity.email.clone()),
         ("tenant".to_string(), identity.tenant.clone()),
+        // Read back by the revocation registry to close the connection when revoked.
+        ("sst".to_string(), identity.security_stamp.clone()),
+        ("sid".to_string(), identity.session_id.clone()),
     ];
     claims.extend(identity.roles.iter().map(|r| (ROLE_CLAIM.to_string(), r.clone())));
     User { identifier: Some(identity.user_name.clone()), claims }

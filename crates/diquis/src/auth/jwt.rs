@@ -27,15 +27,28 @@ pub struct Claims {
     /// CSRF token of a cookie session (absent for API tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf: Option<String>,
+    /// The user's security stamp at issue.
+    #[serde(default)]
+    pub sst: String,
+    /// The session (refresh-token family) the token belongs to.
+    #[serde(default)]
+    pub sid: String,
     /// Expiry (seconds since the epoch).
     pub exp: i64,
     /// Issued at.
     pub iat: i64,
+    /// Not valid before (absent in tokens of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     /// Issuer.
     pub iss: String,
     /// Audience.
     pub aud: String,
 }
+
+/// How far `iat` and `nbf` may lie in the future: the clock difference tolerated between the
+/// node that issued a token and the one checking it.
+pub const CLOCK_SKEW_SECS: i64 = 30;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -46,6 +59,17 @@ pub enum TokenError {
     /// Bad signature, issuer, audience or shape.
     #[error("the token is invalid: {0}")]
     Invalid(String),
+    /// Well-formed, but its user, tenant or session is gone, disabled or signed out, or the
+    /// user's security stamp changed since it was issued.
+    #[error("the token has been revoked")]
+    Revoked,
+    /// Issued by a version without revocation (no security stamp or session): its holder signs
+    /// in again, or a browser's refresh cookie renews it.
+    #[error("the token is from an earlier version")]
+    Outdated,
+    /// The revocation check could not reach the database: neither accepted nor refused.
+    #[error("the token cannot be checked now")]
+    Unavailable,
 }
 
 /// Issues and validates access tokens with one key.
@@ -66,7 +90,9 @@ impl JwtService {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud", "iat"]);
+        // Checked below with CLOCK_SKEW_SECS, together with `iat`.
+        validation.validate_nbf = false;
         Self {
             encoding: EncodingKey::from_secret(key),
             decoding: DecodingKey::from_secret(key),
@@ -98,8 +124,11 @@ impl JwtService {
             tenant: identity.tenant.clone(),
             roles: identity.roles.clone(),
             csrf: identity.csrf.clone(),
+            sst: identity.security_stamp.clone(),
+            sid: identity.session_id.clone(),
             exp: now + lifetime_secs,
             iat: now,
+            nbf: Some(now),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
@@ -114,6 +143,16 @@ impl JwtService {
             other => TokenError::Invalid(format!("{other:?}")),
         })?;
         let c = data.claims;
+        let now = Utc::now().timestamp();
+        if c.iat > now + CLOCK_SKEW_SECS {
+            return Err(TokenError::Invalid("issued in the future (iat)".into()));
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS) {
+            return Err(TokenError::Invalid("not valid yet (nbf)".into()));
+        }
+        if c.sst.is_empty() || c.sid.is_empty() || c.uid.is_empty() || c.tenant.is_empty() {
+            return Err(TokenError::Outdated);
+        }
         Ok(Identity {
             user_id: c.uid,
             user_name: c.sub,
@@ -121,6 +160,8 @@ impl JwtService {
             tenant: c.tenant,
             roles: c.roles,
             csrf: c.csrf,
+            security_stamp: c.sst,
+            session_id: c.sid,
         })
     }
 }
@@ -147,6 +188,8 @@ mod tests {
             tenant: "root".into(),
             roles: vec!["root".into()],
             csrf: None,
+            security_stamp: "s1".into(),
+            session_id: "f1".into(),
         }
     }
 
@@ -163,5 +206,40 @@ mod tests {
         wrong_aud.audience = "Other".into();
         let w = JwtService::new(&[7u8; 32], &wrong_aud);
         assert!(matches!(s.validate(&w.issue(&identity())), Err(TokenError::Invalid(_))));
+    }
+
+    fn claims_at(iat: i64, nbf: Option<i64>) -> Claims {
+        let now = Utc::now().timestamp();
+        Claims {
+            sub: "a@b.c.root".into(),
+            jti: "j".into(),
+            email: "a@b.c".into(),
+            uid: "u1".into(),
+            tenant: "root".into(),
+            roles: vec![],
+            csrf: None,
+            sst: "s1".into(),
+            sid: "f1".into(),
+            exp: now + 600,
+            iat,
+            nbf,
+            iss: "Diquis".into(),
+            aud: "Diquis".into(),
+        }
+    }
+
+    #[test]
+    fn future_iat_and_nbf_are_refused_beyond_the_skew() {
+        let s = JwtService::new(&[7u8; 32], &settings());
+        let key = EncodingKey::from_secret(&[7u8; 32]);
+        let sign = |c: &Claims| encode(&Header::new(Algorithm::HS256), c, &key).unwrap();
+        let now = Utc::now().timestamp();
+        assert!(s.validate(&sign(&claims_at(now, Some(now)))).is_ok());
+        assert!(s.validate(&sign(&claims_at(now + 5, None))).is_ok(), "within the clock skew");
+        assert!(matches!(s.validate(&sign(&claims_at(now + 3600, None))), Err(TokenError::Invalid(_))));
+        assert!(matches!(s.validate(&sign(&claims_at(now, Some(now + 3600)))), Err(TokenError::Invalid(_))));
+        let mut no_stamp = claims_at(now, None);
+        no_stamp.sst.clear();
+        assert_eq!(s.validate(&sign(&no_stamp)), Err(TokenError::Outdated));
     }
 }

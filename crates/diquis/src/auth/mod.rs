@@ -8,9 +8,12 @@ pub mod extract;
 pub mod hub;
 pub mod jwt;
 pub mod password;
+pub mod revocation;
 pub mod session;
+pub mod signing_key;
 pub mod tokens;
 pub mod users;
+pub mod users_api;
 
 /// The role of Diquis's super users (members of the `root` tenant).
 pub const ROOT_ROLE: &str = "root";
@@ -34,6 +37,12 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// CSRF token bound to a browser session; `None` for API tokens.
     pub csrf: Option<String>,
+    /// The user's security stamp when the token was issued (claim `sst`): a token whose stamp
+    /// is no longer the user's is refused ([`revocation`]).
+    pub security_stamp: String,
+    /// The sign-in this token belongs to: its refresh-token family (claim `sid`). Signing out
+    /// or reusing a rotated refresh token revokes the family and every token naming it.
+    pub session_id: String,
 }
 
 impl Identity {

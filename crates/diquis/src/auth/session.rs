@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::jwt::TokenError;
-use super::tokens;
+use super::tokens::{self, RefreshBy};
 use crate::state::AppState;
 
 /// The cookie holding the access token (JWT).
@@ -65,7 +65,8 @@ mod subtle_eq {
 
 /// Renews an expired or missing access cookie from a valid refresh cookie, so browser pages,
 /// API calls and hub connections keep working for the refresh token's lifetime. The renewed
-/// token is put into the request for the handlers and into the response for the browser.
+/// token is put into the request for the handlers and into the response for the browser,
+/// together with the rotated refresh cookie.
 pub async fn renew_session(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let headers = request.headers();
     let Some(refresh) = cookie(headers, REFRESH_COOKIE) else {
@@ -73,15 +74,18 @@ pub async fn renew_session(State(state): State<AppState>, mut request: Request, 
     };
     let needs_renewal = match cookie(headers, AUTH_COOKIE) {
         None => true,
-        Some(token) => matches!(state.jwt.validate(&token), Err(TokenError::Expired)),
+        // An access cookie of an earlier version (no stamp or session) is renewed like an
+        // expired one, so browsers stay signed in across the upgrade.
+        Some(token) => matches!(state.jwt.validate(&token), Err(TokenError::Expired | TokenError::Outdated)),
     };
     if !needs_renewal {
         return next.run(request).await;
     }
     let secure = is_https(headers);
-    let renewed = match tokens::use_refresh_token(&state.db, &refresh, false).await {
-        Ok((user, csrf)) => match tokens::identity_of(&state.db, &user, csrf).await {
-            Ok(identity) => Some(state.jwt.issue(&identity)),
+    // The refresh cookie rotates like an API client's refresh token.
+    let renewed = match super::api::use_refresh(&state, &refresh, RefreshBy::Browser).await {
+        Ok(refreshed) => match tokens::identity_of(&state.db, &refreshed.user, &refreshed.session_id, refreshed.csrf).await {
+            Ok(identity) => Some((state.jwt.issue(&identity), refreshed.successor)),
             Err(e) => {
                 tracing::warn!(error = %e, "session renewal failed");
                 None
@@ -90,12 +94,15 @@ pub async fn renew_session(State(state): State<AppState>, mut request: Request, 
         Err(_) => None,
     };
     match renewed {
-        Some(token) => {
+        Some((token, successor)) => {
             replace_cookie(request.headers_mut(), AUTH_COOKIE, &token);
             let mut response = next.run(request).await;
-            response
-                .headers_mut()
-                .append(SET_COOKIE, set_cookie(AUTH_COOKIE, &token, state.jwt.lifetime_secs(), secure));
+            let h = response.headers_mut();
+            h.append(SET_COOKIE, set_cookie(AUTH_COOKIE, &token, state.jwt.lifetime_secs(), secure));
+            if let Some((refresh_token, _)) = successor {
+                let refresh_age = state.settings.jwt.refresh_days * 86_400;
+                h.append(SET_COOKIE, set_cookie(REFRESH_COOKIE, &refresh_token, refresh_age, secure));
+            }
             response
         }
         None => {

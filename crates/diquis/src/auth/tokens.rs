@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 
 use super::users::{self, UserRow};
 use super::{password, Identity};
-use crate::db::Db;
-use crate::with_db;
+use crate::db::{Db, Tx};
+use crate::{with_db, with_tx};
 
 /// What a successful sign-in or refresh returns (Diquis's `TokenResponse`).
 #[derive(Debug, Clone, Serialize)]
@@ -35,13 +35,23 @@ pub enum SignInError {
     /// The refresh token is unknown, expired or revoked.
     #[error("The refresh token is invalid or expired.")]
     BadRefreshToken,
+    /// The refresh token had been used before: its whole session is now revoked. Answered like
+    /// [`SignInError::BadRefreshToken`].
+    #[error("The refresh token is invalid or expired.")]
+    RefreshTokenReused {
+        /// Whose session.
+        user_id: String,
+        /// The revoked session.
+        session_id: String,
+    },
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 
-/// The identity of a stored user, with a CSRF token when it is for a browser session.
-pub async fn identity_of(db: &Db, user: &UserRow, csrf: Option<String>) -> Result<Identity, sqlx::Error> {
+/// The identity of a stored user in session `session_id`, with a CSRF token when it is for a
+/// browser session.
+pub async fn identity_of(db: &Db, user: &UserRow, session_id: &str, csrf: Option<String>) -> Result<Identity, sqlx::Error> {
     Ok(Identity {
         user_id: user.id.clone(),
         user_name: user.user_name.clone(),
@@ -49,6 +59,8 @@ pub async fn identity_of(db: &Db, user: &UserRow, csrf: Option<String>) -> Resul
         tenant: user.tenant_id.clone(),
         roles: users::roles_of(db, &user.id).await?,
         csrf,
+        security_stamp: user.security_stamp.clone(),
+        session_id: session_id.to_string(),
     })
 }
 
@@ -71,7 +83,8 @@ pub async fn check_credentials(db: &Db, email: &str, password_text: &str, tenant
 
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2O4uxkh7p1ys2YxD0xm8WGq6x1wv4L6w2JIPr4U2h9M";
 
-async fn tenant_is_usable(db: &Db, tenant: &str) -> Result<bool, sqlx::Error> {
+/// Whether users of `tenant` may sign in: active, provisioned, not failed in provisioning.
+pub async fn tenant_is_usable(db: &Db, tenant: &str) -> Result<bool, sqlx::Error> {
     let row: Option<(bool, String)> = with_db!(db, |p| {
         sqlx::query_as("SELECT is_active, status FROM tenants WHERE id = $1").bind(tenant).fetch_optional(p).await?
     });
@@ -91,9 +104,37 @@ fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Creates and stores a refresh token for `user_id` (only its SHA-256 is stored).
-pub async fn new_refresh_token(
+/// How long after a refresh token was rotated the browser may still present it without this
+/// counting as reuse: a page's parallel requests can carry the same expired access cookie and
+/// the same refresh cookie, and only the first of them rotates. API clients get no such grace.
+pub const BROWSER_REFRESH_GRACE_SECS: i64 = 10;
+
+/// A new sign-in: a refresh-token family (the session id of its access tokens) and its first
+/// refresh token (only its SHA-256 is stored). Returns (family id, token, expiry).
+pub async fn new_session(
     db: &Db,
+    user_id: &str,
+    csrf: Option<&str>,
+    days: i64,
+) -> Result<(String, String, DateTime<Utc>), sqlx::Error> {
+    let family = uuid::Uuid::new_v4().to_string();
+    let mut tx = db.begin().await?;
+    with_tx!(&mut tx, |c| {
+        sqlx::query("INSERT INTO refresh_families (id, user_id, created_on) VALUES ($1, $2, $3)")
+            .bind(&family)
+            .bind(user_id)
+            .bind(Utc::now())
+            .execute(&mut *c)
+            .await?;
+    });
+    let (token, expires) = add_refresh_token(&mut tx, &family, user_id, csrf, days).await?;
+    tx.commit().await?;
+    Ok((family, token, expires))
+}
+
+async fn add_refresh_token(
+    tx: &mut Tx,
+    family: &str,
     user_id: &str,
     csrf: Option<&str>,
     days: i64,
@@ -101,69 +142,130 @@ pub async fn new_refresh_token(
     let token = random_token();
     let now = Utc::now();
     let expires = now + Duration::days(days);
-    with_db!(db, |p| {
+    with_tx!(tx, |c| {
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, user_id, csrf, created_on, expires_on) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO refresh_tokens (token_hash, user_id, csrf, created_on, expires_on, family_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(hash_token(&token))
         .bind(user_id)
         .bind(csrf)
         .bind(now)
         .bind(expires)
-        .execute(p)
+        .bind(family)
+        .execute(&mut *c)
         .await?;
     });
     Ok((token, expires))
 }
 
-/// user id, session CSRF token, expiry, revocation time.
-type RefreshRow = (String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>);
+/// Who presents a refresh token: an API client (`POST /api/tokens/refresh`) or the browser's
+/// refresh cookie (which gets [`BROWSER_REFRESH_GRACE_SECS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshBy {
+    /// An API client: any second use of a token is reuse.
+    Api,
+    /// The browser session.
+    Browser,
+}
 
-/// The user and session CSRF token behind a valid refresh token; `rotate` revokes it.
-pub async fn use_refresh_token(db: &Db, token: &str, rotate: bool) -> Result<(UserRow, Option<String>), SignInError> {
+/// A refresh token accepted.
+#[derive(Debug)]
+pub struct Refreshed {
+    /// The user.
+    pub user: UserRow,
+    /// The session's CSRF token (browser sessions).
+    pub csrf: Option<String>,
+    /// The session (refresh-token family).
+    pub session_id: String,
+    /// The successor token and its expiry; `None` when a browser presented a token rotated
+    /// within the grace time (its successor is already on the way to the browser).
+    pub successor: Option<(String, DateTime<Utc>)>,
+}
+
+/// user id, session CSRF token, expiry, token revoked (rotated) on, family, family revoked on.
+type RefreshRow = (String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>, String, Option<DateTime<Utc>>);
+
+/// Uses a refresh token: it is rotated (revoked, a successor made in the same family). A token
+/// used a second time revokes its whole family (RFC 6819 §5.2.2.3): the error then names the
+/// user and session so that the caller can announce the revocation.
+pub async fn use_refresh_token(db: &Db, token: &str, by: RefreshBy, days: i64) -> Result<Refreshed, SignInError> {
     let hash = hash_token(token);
     let row: Option<RefreshRow> = with_db!(db, |p| {
-        sqlx::query_as("SELECT user_id, csrf, expires_on, revoked_on FROM refresh_tokens WHERE token_hash = $1")
-            .bind(&hash)
-            .fetch_optional(p)
-            .await?
+        sqlx::query_as(
+            "SELECT t.user_id, t.csrf, t.expires_on, t.revoked_on, f.id, f.revoked_on FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(p)
+        .await?
     });
-    let Some((user_id, csrf, expires, revoked)) = row else {
+    let Some((user_id, csrf, expires, rotated_on, family, family_revoked)) = row else {
         return Err(SignInError::BadRefreshToken);
     };
-    if revoked.is_some() || expires <= Utc::now() {
+    let now = Utc::now();
+    if family_revoked.is_some() || expires <= now {
         return Err(SignInError::BadRefreshToken);
-    }
-    if rotate {
-        let n = with_db!(db, |p| {
-            sqlx::query("UPDATE refresh_tokens SET revoked_on = $2 WHERE token_hash = $1 AND revoked_on IS NULL")
-                .bind(&hash)
-                .bind(Utc::now())
-                .execute(p)
-                .await?
-                .rows_affected()
-        });
-        if n != 1 {
-            return Err(SignInError::BadRefreshToken);
-        }
     }
     let user = users::find_by_id(db, &user_id).await?.ok_or(SignInError::BadRefreshToken)?;
     if !user.is_active || !tenant_is_usable(db, &user.tenant_id).await? {
         return Err(SignInError::Inactive);
     }
-    Ok((user, csrf))
+    let within_grace =
+        |at: DateTime<Utc>| by == RefreshBy::Browser && now - at < Duration::seconds(BROWSER_REFRESH_GRACE_SECS);
+    if let Some(at) = rotated_on {
+        if within_grace(at) {
+            return Ok(Refreshed { user, csrf, session_id: family, successor: None });
+        }
+        revoke_session(db, &family).await?;
+        return Err(SignInError::RefreshTokenReused { user_id, session_id: family });
+    }
+    let mut tx = db.begin().await?;
+    let rotated = with_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE refresh_tokens SET revoked_on = $2 WHERE token_hash = $1 AND revoked_on IS NULL")
+            .bind(&hash)
+            .bind(now)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+            == 1
+    });
+    if !rotated {
+        // Used concurrently: the other use rotated it a moment ago.
+        tx.rollback().await?;
+        if by == RefreshBy::Browser {
+            return Ok(Refreshed { user, csrf, session_id: family, successor: None });
+        }
+        revoke_session(db, &family).await?;
+        return Err(SignInError::RefreshTokenReused { user_id, session_id: family });
+    }
+    let successor = add_refresh_token(&mut tx, &family, &user_id, csrf.as_deref(), days).await?;
+    tx.commit().await?;
+    Ok(Refreshed { user, csrf, session_id: family, successor: Some(successor) })
 }
 
-/// Revokes a refresh token (sign-out).
-pub async fn revoke_refresh_token(db: &Db, token: &str) -> Result<(), sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query("UPDATE refresh_tokens SET revoked_on = $2 WHERE token_hash = $1 AND revoked_on IS NULL")
-            .bind(hash_token(token))
+/// Revokes a session (refresh-token family): every refresh token of it and every access token
+/// naming it. Returns whether it was active until now.
+pub async fn revoke_session(db: &Db, session_id: &str) -> Result<bool, sqlx::Error> {
+    Ok(with_db!(db, |p| {
+        sqlx::query("UPDATE refresh_families SET revoked_on = $2 WHERE id = $1 AND revoked_on IS NULL")
+            .bind(session_id)
             .bind(Utc::now())
             .execute(p)
-            .await?;
-    });
-    Ok(())
+            .await?
+            .rows_affected()
+            == 1
+    }))
+}
+
+/// The session a refresh token belongs to, if the token is known.
+pub async fn session_of_refresh_token(db: &Db, token: &str) -> Result<Option<String>, sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(hash_token(token))
+            .fetch_optional(p)
+            .await
+    })
 }
 
 /// 32 random bytes, base64url.
@@ -172,23 +274,4 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The JWT signing key: `Jwt:Key` when configured, else a random key created once and kept in
-/// the main database, so every process on that database signs and checks with the same key.
-pub async fn signing_key(db: &Db, configured: Option<&str>) -> Result<Vec<u8>, sqlx::Error> {
-    if let Some(k) = configured {
-        return Ok(k.as_bytes().to_vec());
-    }
-    let candidate = random_token();
-    with_db!(db, |p| {
-        sqlx::query("INSERT INTO app_secrets (name, value) VALUES ('jwt_key', $1) ON CONFLICT (name) DO NOTHING")
-            .bind(&candidate)
-            .execute(p)
-            .await?;
-    });
-    let key: String = with_db!(db, |p| {
-        sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_one(p).await?
-    });
-    Ok(key.into_bytes())
 }

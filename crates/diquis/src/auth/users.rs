@@ -22,6 +22,9 @@ pub struct UserRow {
     pub is_active: bool,
     /// When created.
     pub created_on: DateTime<Utc>,
+    /// Changes whenever the user's existing sessions must end (disabled, password changed, …);
+    /// every access token carries the value it was issued with.
+    pub security_stamp: String,
 }
 
 /// The tenant-qualified user name Diquis uses as the user identifier (`admin@email.com.root`).
@@ -42,12 +45,17 @@ pub struct NewUser<'a> {
     pub roles: &'a [&'a str],
 }
 
+/// A fresh random security stamp.
+pub fn new_security_stamp() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Finds a user by tenant and email.
 pub async fn find_by_email(db: &Db, tenant: &str, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
     let name = user_name(email, tenant);
     with_db!(db, |p| {
         sqlx::query_as::<_, UserRow>(
-            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on FROM users WHERE user_name = $1",
+            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users WHERE user_name = $1",
         )
         .bind(&name)
         .fetch_optional(p)
@@ -59,7 +67,7 @@ pub async fn find_by_email(db: &Db, tenant: &str, email: &str) -> Result<Option<
 pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
     with_db!(db, |p| {
         sqlx::query_as::<_, UserRow>(
-            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on FROM users WHERE id = $1",
+            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(p)
@@ -86,8 +94,8 @@ pub async fn ensure_user(tx: &mut Tx, user: &NewUser<'_>) -> Result<(String, boo
     let now = Utc::now();
     let created = with_tx!(tx, |c| {
         sqlx::query(
-            "INSERT INTO users (id, tenant_id, email, user_name, password_hash, first_name, last_name, is_active, created_on) \
-             VALUES ($1, $2, $3, $4, $5, 'Default', 'Admin', TRUE, $6) ON CONFLICT (user_name) DO NOTHING",
+            "INSERT INTO users (id, tenant_id, email, user_name, password_hash, first_name, last_name, is_active, created_on, \
+             security_stamp) VALUES ($1, $2, $3, $4, $5, 'Default', 'Admin', TRUE, $6, $7) ON CONFLICT (user_name) DO NOTHING",
         )
         .bind(&new_id)
         .bind(user.tenant_id)
@@ -95,6 +103,7 @@ pub async fn ensure_user(tx: &mut Tx, user: &NewUser<'_>) -> Result<(String, boo
         .bind(&name)
         .bind(user.password_hash)
         .bind(now)
+        .bind(new_security_stamp())
         .execute(&mut *c)
         .await?
         .rows_affected()

@@ -222,11 +222,15 @@ fn is_missing_database(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "3D000")
 }
 
-/// Opens an SQLite pool on `path` (WAL, foreign keys, a busy timeout), creating the file.
+/// Opens an SQLite pool on `path` (WAL, foreign keys, a busy timeout), creating the file
+/// readable and writable by the service's user alone (0600; SQLite gives its `-wal` and `-shm`
+/// files the database file's mode).
 pub async fn connect_sqlite(path: &Path) -> Result<SqlitePool, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(dir);
     }
+    // An existing file keeps its mode; any error shows when SQLite opens it just below.
+    let _ = crate::auth::signing_key::private_options().open(path);
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)

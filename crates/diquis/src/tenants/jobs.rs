@@ -114,6 +114,9 @@ pub struct JobDeps {
     pub outbox_wake: Arc<Notify>,
     /// Whether the job storage is the main database (decides how outcomes commit).
     pub storage: JobStorage,
+    /// Announces a tenant's deactivation (its users' sessions end on every node); `None`: the
+    /// database changes alone, which every node sees within its check cache time.
+    pub revocations: Option<crate::auth::revocation::Revocations>,
 }
 
 async fn complete_in(ctx: &JobContext, tx: &mut Tx) -> Result<(), JobError> {
@@ -359,12 +362,20 @@ async fn update(deps: &JobDeps, ctx: &JobContext, p: &UpdateTenant) -> Result<()
         return Ok(());
     }
     repo::apply_update(&mut tx, &p.tenant_id, &p.name, p.is_active).await.map_err(db_error)?;
+    if !p.is_active {
+        crate::auth::revocation::revoke_tenant_in(&mut tx, &p.tenant_id).await.map_err(db_error)?;
+    }
     let event = Event::tenant_updated(&p.initiated_by, &p.tenant_id, &p.name);
     if outbox::insert(&mut tx, &event, key.as_deref()).await.map_err(db_error)?.is_none() {
         tx.rollback().await.map_err(db_error)?;
         return Ok(());
     }
     commit_outcome(deps, ctx, tx).await?;
+    if !p.is_active
+        && let Some(revocations) = &deps.revocations
+    {
+        revocations.announce(crate::auth::revocation::Revocation::Tenant { tenant_id: p.tenant_id.clone() });
+    }
     metrics::counter!("diquis_tenants_updated_total").increment(1);
     tracing::info!(tenant = %p.tenant_id, "tenant updated");
     Ok(())

@@ -43,11 +43,14 @@ pub fn guarded(state: AppState) -> Router<AppState> {
 
 async fn require_root(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let verdict = credentials(&parts, &state);
+    let verdict = credentials(&parts, &state).await;
     let request = Request::from_parts(parts, body);
     match verdict {
         Credentials::Valid(identity, _) if identity.is_root_admin() => next.run(request).await,
         Credentials::Valid(..) => (StatusCode::FORBIDDEN, "The jobs dashboard requires the root role.").into_response(),
+        Credentials::Refused(crate::auth::jwt::TokenError::Unavailable) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "The session cannot be checked now; try again shortly.").into_response()
+        }
         _ => {
             let path = request
                 .extensions()

@@ -39,7 +39,8 @@ pub fn router(state: AppState, hub: Router) -> Router {
             .route("/seed-demo", get(pages::seed_demo))
             .route("/api/tenants", get(tenants::api::list).post(tenants::api::create))
             .route("/api/tenants/{id}", get(tenants::api::get).put(tenants::api::update))
-            .route("/api/notifications", get(notifications::api::missed));
+            .route("/api/notifications", get(notifications::api::missed))
+            .merge(auth::users_api::routes());
     } else {
         app = app.route("/", get(|| async { axum::response::Redirect::to("/jobs") }));
     }
@@ -52,7 +53,10 @@ pub fn router(state: AppState, hub: Router) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), renew_session))
         .with_state(state.clone());
     // The hub shares the session renewal, so an expired access cookie is renewed on negotiate.
-    let hub = hub.layer(axum::middleware::from_fn_with_state(state.clone(), renew_session));
+    // Revoked tokens are refused before the hub's (synchronous) authenticator runs.
+    let hub = hub
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::revocation::hub_gate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), renew_session));
     let mut app = signalr_connections::case_insensitive_paths(app.merge(hub));
     if let Some(cors) = ops::cors::layer(&state.settings.cors_origins) {
         app = app.layer(cors);

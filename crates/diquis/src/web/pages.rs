@@ -121,15 +121,27 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): F
     r
 }
 
-/// `POST /logout`: revokes the refresh token and clears the cookies.
+/// `POST /logout`: ends the session (its refresh tokens, the access cookie and its hub
+/// connections, on every node) and clears the cookies.
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap, PageCaller(identity): PageCaller, Form(f): Fields) -> Response {
     if !csrf_ok(&identity, &f) {
         return forbidden_csrf();
     }
-    if let Some(refresh) = cookie(&headers, REFRESH_COOKIE)
-        && let Err(e) = tokens::revoke_refresh_token(&state.db, &refresh).await {
-            return ApiError::from(e).into_response();
+    if let Err(e) = state.revocations.revoke_session(&identity.user_id, &identity.session_id).await {
+        return ApiError::from(e).into_response();
+    }
+    // A refresh cookie of another session (should the cookies disagree) ends too.
+    if let Some(refresh) = cookie(&headers, REFRESH_COOKIE) {
+        match tokens::session_of_refresh_token(&state.db, &refresh).await {
+            Ok(Some(session)) if session != identity.session_id => {
+                if let Err(e) = tokens::revoke_session(&state.db, &session).await {
+                    return ApiError::from(e).into_response();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return ApiError::from(e).into_response(),
         }
+    }
     let secure = is_https(&headers);
     let mut r = Redirect::to("/login").into_response();
     r.headers_mut().append(SET_COOKIE, set_cookie(AUTH_COOKIE, "", 0, secure));

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod hub;
+pub mod processes;
 
 use std::time::Duration;
 

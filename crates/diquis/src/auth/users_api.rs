@@ -1,0 +1,212 @@
+//! The minimal user administration API, enough for revocation to be used and tested; user pages
+//! build on it.
+//!
+//! * `GET /api/users[?tenant=id]`: the users a caller may manage.
+//! * `POST /api/users/{id}/disable`, `POST /api/users/{id}/enable`, `DELETE /api/users/{id}`.
+//! * `PUT /api/personal/change-password` `{password, newPassword}`: the caller's own password.
+//!
+//! Root administrators manage every user; a tenant's administrators (roles `academy_owner`,
+//! `academy_admin`) the users of their tenant. Nobody disables or deletes themselves. Disabling,
+//! deleting and a password change end every session of the user at once ([`super::revocation`]).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::extract::Caller;
+use super::revocation::{revoke_user_in, Revocation};
+use super::tokens::TokenResponse;
+use super::users::{self, UserRow};
+use super::{password, Identity, TENANT_OWNER_ROLE};
+use crate::state::AppState;
+use crate::tenants::validation::string_field;
+use crate::web::envelope::{ApiError, Envelope};
+use crate::{with_db, with_tx};
+
+/// The role of a tenant's other administrators.
+pub const TENANT_ADMIN_ROLE: &str = "academy_admin";
+
+/// The routes (web role).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/users", get(list))
+        .route("/api/users/{id}", delete(remove))
+        .route("/api/users/{id}/disable", post(disable))
+        .route("/api/users/{id}/enable", post(enable))
+        .route("/api/personal/change-password", put(change_password))
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDto {
+    /// Id.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Email.
+    pub email: String,
+    /// `email.tenant`.
+    pub user_name: String,
+    /// Whether the user may sign in.
+    pub is_active: bool,
+    /// When created.
+    pub created_on: DateTime<Utc>,
+}
+
+impl From<UserRow> for UserDto {
+    fn from(u: UserRow) -> Self {
+        Self { id: u.id, tenant_id: u.tenant_id, email: u.email, user_name: u.user_name, is_active: u.is_active, created_on: u.created_on }
+    }
+}
+
+fn is_tenant_admin(identity: &Identity) -> bool {
+    identity.roles.iter().any(|r| r == TENANT_OWNER_ROLE || r == TENANT_ADMIN_ROLE)
+}
+
+/// Whether `caller` may manage users of `tenant`.
+fn may_manage(caller: &Identity, tenant: &str) -> bool {
+    caller.is_root_admin() || (caller.tenant == tenant && is_tenant_admin(caller))
+}
+
+/// The target user, if the caller may manage them; a user the caller may not see is "not found".
+async fn managed_user(state: &AppState, caller: &Identity, id: &str) -> Result<UserRow, ApiError> {
+    if !caller.is_root_admin() && !is_tenant_admin(caller) {
+        return Err(ApiError::forbidden("This requires the root role or a tenant administrator's role."));
+    }
+    match users::find_by_id(&state.db, id).await? {
+        Some(u) if may_manage(caller, &u.tenant_id) => {
+            if u.id == caller.user_id {
+                return Err(ApiError::validation(vec!["You cannot disable or delete your own account.".into()]));
+            }
+            Ok(u)
+        }
+        _ => Err(ApiError::not_found(format!("User {id} not found."))),
+    }
+}
+
+/// Query of `GET /api/users`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// Only this tenant's users (root administrators; others see their own tenant).
+    pub tenant: Option<String>,
+}
+
+/// `GET /api/users`.
+pub async fn list(
+    State(state): State<AppState>,
+    Caller { identity, .. }: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Envelope<Vec<UserDto>>>, ApiError> {
+    let tenant = if identity.is_root_admin() {
+        q.tenant
+    } else if is_tenant_admin(&identity) {
+        Some(identity.tenant.clone())
+    } else {
+        return Err(ApiError::forbidden("This requires the root role or a tenant administrator's role."));
+    };
+    const COLUMNS: &str = "id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp";
+    let rows: Vec<UserRow> = with_db!(&state.db, |p| {
+        match &tenant {
+            Some(t) => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY user_name")))
+                .bind(t)
+                .fetch_all(p)
+                .await?,
+            None => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY user_name"))).fetch_all(p).await?,
+        }
+    });
+    Ok(Json(Envelope::ok(rows.into_iter().map(UserDto::from).collect(), vec![])))
+}
+
+async fn set_active(state: &AppState, caller: &Identity, id: &str, active: bool) -> Result<Json<Envelope<UserDto>>, ApiError> {
+    let user = managed_user(state, caller, id).await?;
+    let mut tx = state.db.begin().await?;
+    with_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE users SET is_active = $2 WHERE id = $1").bind(&user.id).bind(active).execute(&mut *c).await?;
+    });
+    if !active {
+        revoke_user_in(&mut tx, &user.id).await?;
+    }
+    tx.commit().await?;
+    if !active {
+        state.revocations.announce(Revocation::User { user_id: user.id.clone() });
+    }
+    tracing::info!(user = %user.user_name, by = %caller.user_name, active, "user active flag set");
+    let user = users::find_by_id(&state.db, id).await?.ok_or_else(|| ApiError::not_found(format!("User {id} not found.")))?;
+    Ok(Json(Envelope::ok(user.into(), vec![])))
+}
+
+/// `POST /api/users/{id}/disable`: the user can no longer sign in, and every session of theirs
+/// ends now.
+pub async fn disable(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<UserDto>>, ApiError> {
+    set_active(&state, &identity, &id, false).await
+}
+
+/// `POST /api/users/{id}/enable`.
+pub async fn enable(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<UserDto>>, ApiError> {
+    set_active(&state, &identity, &id, true).await
+}
+
+/// `DELETE /api/users/{id}`: the user, their roles and refresh tokens are deleted; their
+/// sessions end now.
+pub async fn remove(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<String>>, ApiError> {
+    let user = managed_user(&state, &identity, &id).await?;
+    let mut tx = state.db.begin().await?;
+    with_tx!(&mut tx, |c| {
+        for sql in [
+            "DELETE FROM refresh_tokens WHERE user_id = $1",
+            "DELETE FROM refresh_families WHERE user_id = $1",
+            "DELETE FROM user_roles WHERE user_id = $1",
+            "DELETE FROM users WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(&user.id).execute(&mut *c).await?;
+        }
+    });
+    tx.commit().await?;
+    state.revocations.announce(Revocation::User { user_id: user.id.clone() });
+    tracing::info!(user = %user.user_name, by = %identity.user_name, "user deleted");
+    Ok(Json(Envelope::ok(user.id, vec![])))
+}
+
+/// `PUT /api/personal/change-password` `{password, newPassword}`: every session of the caller
+/// ends (this one too); the answer carries the tokens of a new session.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Caller { identity, .. }: Caller,
+    body: Bytes,
+) -> Result<Json<Envelope<TokenResponse>>, ApiError> {
+    let body: serde_json::Value = serde_json::from_slice(&body)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| ApiError::validation(vec!["The request body must be a JSON object.".into()]))?;
+    let mut problems = Vec::new();
+    let current = string_field(&body, "password", &mut problems).unwrap_or("").to_string();
+    let new = string_field(&body, "newPassword", &mut problems).unwrap_or("").to_string();
+    if current.is_empty() && problems.is_empty() {
+        problems.push("'password' is required.".into());
+    }
+    if let Some(w) = password::weakness(&new) {
+        problems.push(format!("'newPassword' {w}."));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let user = users::find_by_id(&state.db, &identity.user_id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
+    if !password::verify_async(user.password_hash.clone(), current).await {
+        return Err(ApiError::validation(vec!["'password' is not the current password.".into()]));
+    }
+    let hash = password::hash_async(new).await;
+    let mut tx = state.db.begin().await?;
+    with_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(&user.id).bind(&hash).execute(&mut *c).await?;
+    });
+    revoke_user_in(&mut tx, &user.id).await?;
+    tx.commit().await?;
+    state.revocations.announce(Revocation::User { user_id: user.id.clone() });
+    tracing::info!(user = %user.user_name, "password changed; every session ended");
+    let user = users::find_by_id(&state.db, &user.id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
+    Ok(Json(Envelope::ok(super::api::issue(&state, &user, None).await?, vec![])))
+}
