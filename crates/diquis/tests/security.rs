@@ -184,7 +184,13 @@ async fn browser_session_with_csrf_protection() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
-    assert!(body.contains("&#39;id&#39;") && body.contains("&#39;adminEmail&#39;"), "every problem shown");
+    // Every problem next to its field, in the label's words (not the API's field names).
+    for (field, words) in [("id", "Id must be lower-case"), ("name", "Name is required."), ("adminEmail", "Admin email must be an email address"), ("password", "Admin password must be at least 8")] {
+        let at = body.find(&format!(r#"<p class="field-error" id="{field}-error">"#)).unwrap_or_else(|| panic!("{field}'s error: {body}"));
+        assert!(body[at..].split("</p>").next().unwrap().contains(words), "{field}: {body}");
+        assert!(body.contains(&format!(r#"aria-describedby="{field}-error""#)), "{field} points at its error");
+    }
+    assert!(!body.contains("&#39;adminEmail&#39;") && !body.contains("class=\"problems\""), "no API field names, no box: {body}");
     let r = browser
         .post(format!("{url}/tenants"))
         .form(&[("_csrf", csrf.as_str()), ("id", "formy"), ("name", "Formy"), ("adminEmail", "o@formy.test"), ("password", "Owner1Passw0rd")])

@@ -22,6 +22,7 @@ use crate::tenants::api::{create_tenant, update_tenant, validate_create, validat
 use crate::tenants::model::{TenantRow, TenantStatus};
 use crate::tenants::repo;
 use crate::web::envelope::ApiError;
+use crate::web::form_errors::{FormErrors, CREATE_TENANT_FIELDS, EDIT_TENANT_FIELDS};
 use crate::web::paging::{PageInfo, PageRequest, MAX_PAGE_SIZE};
 
 type Fields = Form<HashMap<String, String>>;
@@ -197,25 +198,39 @@ pub fn tenant_row(t: &TenantRow) -> String {
 
 fn create_form(csrf: &str, values: &HashMap<String, String>, problems: &[String]) -> String {
     let v = |k: &str| escape(field(values, k));
+    let errors = FormErrors::sort(problems, CREATE_TENANT_FIELDS);
+    let (id_error, id_attrs) = errors.field("id");
+    let (name_error, name_attrs) = errors.field("name");
+    let (email_error, email_attrs) = errors.field("adminEmail");
+    let (password_error, password_attrs) = errors.field("password");
+    let (isolated_error, _) = errors.field("hasIsolatedDatabase");
     format!(
-        r#"<div class="card" id="create"><h2>Add tenant</h2><div id="create-problems">{problems}</div>
-<form method="post" action="/tenants">
+        r#"<div class="card" id="create"><h2>Add tenant</h2><div id="create-problems">{summary}</div>
+<form method="post" action="/tenants" novalidate>
 <input type="hidden" name="_csrf" value="{csrf}">
-<label for="id">Id (slug)</label><input id="id" name="id" type="text" required pattern="[a-z0-9]+(-[a-z0-9]+)*" value="{id}">
-<label for="name">Name</label><input id="name" name="name" type="text" required value="{name}">
-<label for="adminEmail">Admin email</label><input id="adminEmail" name="adminEmail" type="email" required value="{email}">
-<label for="password">Admin password</label><input id="password" name="password" type="password" required minlength="8">
-<label class="check"><input id="hasIsolatedDatabase" name="hasIsolatedDatabase" type="checkbox"{checked}> Isolated database</label>
+<label for="id">Id (slug)</label><input id="id" name="id" type="text" required maxlength="{max_id}" pattern="[a-z0-9]+(-[a-z0-9]+)*" title="{slug_rule}" value="{id}"{id_attrs}>
+<p class="hint">{slug_rule}</p>{id_error}
+<label for="name">Name</label><input id="name" name="name" type="text" required maxlength="{max_name}" value="{name}"{name_attrs}>{name_error}
+<label for="adminEmail">Admin email</label><input id="adminEmail" name="adminEmail" type="email" required value="{email}"{email_attrs}>{email_error}
+<label for="password">Admin password</label><input id="password" name="password" type="password" required minlength="8"{password_attrs}>
+<p class="hint">At least 8 characters, with a letter and a digit.</p>{password_error}
+<label class="check"><input id="hasIsolatedDatabase" name="hasIsolatedDatabase" type="checkbox"{checked}> Isolated database</label>{isolated_error}
 <p><button type="submit" id="create-tenant">Create tenant</button></p>
 </form></div>"#,
-        problems = problems_html(problems),
+        summary = errors.summary_html(),
         csrf = escape(csrf),
         id = v("id"),
         name = v("name"),
         email = v("adminEmail"),
         checked = if values.contains_key("hasIsolatedDatabase") { " checked" } else { "" },
+        slug_rule = SLUG_RULE,
+        max_id = crate::tenants::validation::MAX_ID_LEN,
+        max_name = crate::tenants::validation::MAX_NAME_LEN,
     )
 }
+
+/// What a tenant id may be, in words (the browser shows it for a pattern mismatch too).
+const SLUG_RULE: &str = "Lower-case letters and digits; words separated by single hyphens, like my-academy.";
 
 /// The links under a paged list: previous, position, next.
 fn pager(path: &str, info: &PageInfo) -> String {
@@ -318,19 +333,23 @@ pub async fn create(State(state): State<AppState>, RootPageCaller(identity): Roo
 }
 
 fn edit_page(identity: &Identity, t: &TenantRow, name: &str, active: bool, problems: &[String]) -> String {
+    let errors = FormErrors::sort(problems, EDIT_TENANT_FIELDS);
+    let (name_error, name_attrs) = errors.field("name");
+    let (active_error, _) = errors.field("isActive");
     let body = format!(
-        r#"<div class="card"><h1>Edit tenant <code>{id}</code></h1>{problems}
-<form method="post" action="/tenants/{id}/edit">
+        r#"<div class="card"><h1>Edit tenant <code>{id}</code></h1>{summary}
+<form method="post" action="/tenants/{id}/edit" novalidate>
 <input type="hidden" name="_csrf" value="{csrf}">
-<label for="name">Name</label><input id="name" name="name" type="text" required value="{name}">
-<label class="check"><input id="isActive" name="isActive" type="checkbox"{checked}> Active</label>
+<label for="name">Name</label><input id="name" name="name" type="text" required maxlength="{max_name}" value="{name}"{name_attrs}>{name_error}
+<label class="check"><input id="isActive" name="isActive" type="checkbox"{checked}> Active</label>{active_error}
 <p><button type="submit" id="save-tenant">Save</button> <a class="button secondary" href="/tenants">Cancel</a></p>
 </form></div>"#,
         id = escape(&t.id),
-        problems = problems_html(problems),
+        summary = errors.summary_html(),
         csrf = escape(identity.csrf.as_deref().unwrap_or("")),
         name = escape(name),
         checked = if active { " checked" } else { "" },
+        max_name = crate::tenants::validation::MAX_NAME_LEN,
     );
     page("Edit tenant", Some(identity), "", &body, "")
 }

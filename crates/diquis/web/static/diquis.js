@@ -98,6 +98,7 @@
   if (form) {
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
+      clearProblems();
       const data = new FormData(form);
       const body = {
         id: data.get("id"), name: data.get("name"), adminEmail: data.get("adminEmail"),
@@ -109,16 +110,57 @@
         body: JSON.stringify(body),
       });
       const result = await response.json().catch(() => ({ messages: [`HTTP ${response.status}`] }));
-      const problems = document.getElementById("create-problems");
       if (response.status === 202) {
-        if (problems) problems.innerHTML = "";
         form.reset();
         toastr.info(result.messages.join(" "));
         await refreshRow(body.id);
-      } else if (problems) {
-        problems.innerHTML = `<div class="problems" role="alert"><ul>${(result.messages || []).map((m) => `<li>${escapeHtml(m)}</li>`).join("")}</ul></div>`;
+      } else {
+        showProblems(result.messages || []);
       }
     });
+  }
+
+  // The form's fields: the API's name → the label the form shows (as the server renders them).
+  const FIELD_LABELS = { id: "Id", name: "Name", adminEmail: "Admin email", password: "Admin password", hasIsolatedDatabase: "Isolated database" };
+
+  // Problems of the last submit go away as the next one starts.
+  function clearProblems() {
+    const summary = document.getElementById("create-problems");
+    if (summary) summary.innerHTML = "";
+    for (const p of document.querySelectorAll("#create .field-error")) p.remove();
+    for (const input of document.querySelectorAll("#create [aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+  }
+
+  // Each problem next to its field, in the label's words; the rest in the box above the form.
+  function showProblems(messages) {
+    const general = [];
+    for (const message of messages) {
+      const m = /^'([A-Za-z]+)'(.*)$/s.exec(message);
+      const input = m && FIELD_LABELS[m[1]] ? document.getElementById(m[1]) : null;
+      if (!input) {
+        general.push(message);
+        continue;
+      }
+      const id = `${m[1]}-error`;
+      let p = document.getElementById(id);
+      if (!p) {
+        p = document.createElement("p");
+        p.className = "field-error";
+        p.id = id;
+        const after = input.closest("label.check") || (input.nextElementSibling && input.nextElementSibling.classList.contains("hint") ? input.nextElementSibling : input);
+        after.after(p);
+      }
+      p.textContent = `${p.textContent ? p.textContent + " " : ""}${FIELD_LABELS[m[1]]}${m[2]}`;
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", id);
+    }
+    const summary = document.getElementById("create-problems");
+    if (summary && general.length > 0) {
+      summary.innerHTML = `<div class="problems" role="alert"><ul>${general.map((g) => `<li>${escapeHtml(g)}</li>`).join("")}</ul></div>`;
+    }
   }
   function escapeHtml(s) {
     return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
