@@ -72,6 +72,8 @@ pub struct AppInner {
     pub health: Health,
     /// Which parts run here.
     pub role: ProcessRole,
+    /// Sign-in limits, the password-hashing pool, trusted proxies.
+    pub security: crate::security::Security,
 }
 
 impl AppState {

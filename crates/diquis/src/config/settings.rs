@@ -17,7 +17,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, problem: impl Into<String>) -> Self {
+    /// An error for `key`.
+    pub fn new(key: &str, problem: impl Into<String>) -> Self {
         Self { key: key.to_string(), problem: problem.into() }
     }
 }
@@ -106,6 +107,8 @@ pub struct Settings {
     pub job_lease_seconds: u64,
     /// `Diquis:DataDirectory`: where isolated SQLite tenant databases go (default: next to the main file).
     pub data_directory: Option<PathBuf>,
+    /// `Security:*` and `ForwardedHeaders:*` (sign-in limits, lockout, hashing pool, proxies).
+    pub security: crate::security::SecuritySettings,
 }
 
 /// The default SQLite file of the quick start.
@@ -206,6 +209,7 @@ impl Settings {
         let job_workers = parse_number(c, "Jobs:WorkerCount", 10, 1, 1000)? as usize;
         let job_lease_seconds = parse_number(c, "Jobs:LeaseSeconds", 30, 3, 3600)? as u64;
         let data_directory = nonempty(c, "Diquis:DataDirectory").map(PathBuf::from);
+        let security = crate::security::SecuritySettings::from_configuration(c)?;
         Ok(Settings {
             environment,
             database,
@@ -222,6 +226,7 @@ impl Settings {
             job_workers,
             job_lease_seconds,
             data_directory,
+            security,
         })
     }
 }
