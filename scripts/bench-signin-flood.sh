@@ -2,7 +2,7 @@
 # Sign-in flood (issue 14, point 1): ROUNDS rounds of PARALLEL simultaneous wrong-password
 # `POST /api/tokens` against one diquis process (SQLite, defaults otherwise), while
 # `/health/live` is polled every 100 ms. Prints the answers by status, the process's peak RSS
-# (VmHWM) and its RSS after the flood, and the liveness answers.
+# (VmHWM), its RSS 2 s and 22 s (SETTLE_SECONDS + 2) after the flood, and the liveness answers.
 # Exits non-zero when peak RSS exceeds MAX_PEAK_MB (default 150) or a liveness probe fails.
 #
 #   DIQUIS_BIN=target/release/diquis scripts/bench-signin-flood.sh [ROUNDS=10] [PARALLEL=64]
@@ -73,9 +73,12 @@ poller=""
 
 peak_mb=$(( $(kib VmHWM) / 1024 ))
 after_mb=$(( $(kib VmRSS) / 1024 ))
+# Idle hashing threads free their work areas after 5 s, one after another.
+sleep "${SETTLE_SECONDS:-20}"
+settled_mb=$(( $(kib VmRSS) / 1024 ))
 echo "$rounds rounds x $parallel parallel wrong-password sign-ins in ${elapsed}s"
 echo "answers: $(sort "$work/codes" | uniq -c | awk '{ printf "%s×%s ", $2, $1 }')"
-echo "peak RSS (VmHWM): ${peak_mb} MB; RSS 2 s after the flood: ${after_mb} MB"
+echo "peak RSS (VmHWM): ${peak_mb} MB; RSS 2 s after the flood: ${after_mb} MB; $(( ${SETTLE_SECONDS:-20} + 2 )) s after: ${settled_mb} MB"
 probes=$(wc -l <"$work/live")
 failed=$(awk '$1 != "200"' "$work/live" | wc -l)
 slowest=$(awk '{ print $2 }' "$work/live" | sort -n | tail -n1)

@@ -4,11 +4,13 @@
 //! memory). Here a fixed set of threads (`Security:PasswordHashing:MaxConcurrency`) each own one
 //! reusable Argon2 memory buffer, at most `QueueLimit` verifications wait, and anything past
 //! that is refused at once ([`PoolBusy`]), so memory stays at about
-//! `MaxConcurrency × 19 MiB` whatever the load, and other requests keep their threads.
+//! `MaxConcurrency × 19 MiB` whatever the load, and other requests keep their threads. A worker
+//! idle for 5 s frees its buffer and has the allocator return it to the system.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -18,6 +20,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 /// The largest Argon2 memory cost accepted from a stored hash (256 MiB): a hash asking for more
 /// is treated as not matching rather than allocating without bound.
 const MAX_MEMORY_KIB: u32 = 256 * 1024;
+/// A worker idle this long frees its work area, so memory returns after a burst.
+const IDLE_RELEASE: Duration = Duration::from_secs(5);
 
 /// The pool is full: every worker is busy and the queue is at its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -95,8 +99,18 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
         // One worker at a time waits on the channel; the others wait for the lock.
-        let job = rx.lock().recv();
-        let Ok(job) = job else { return };
+        let next = rx.lock().recv_timeout(IDLE_RELEASE);
+        let job = match next {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !memory.is_empty() {
+                    memory = Vec::new();
+                    return_freed_memory();
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let now = shared.running.fetch_add(1, Ordering::SeqCst) + 1;
         shared.peak.fetch_max(now, Ordering::SeqCst);
         metrics::gauge!("diquis_password_checks_running").set(now as f64);
@@ -104,6 +118,22 @@ fn worker(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared) {
         let now = shared.running.fetch_sub(1, Ordering::SeqCst) - 1;
         metrics::gauge!("diquis_password_checks_running").set(now as f64);
         let _ = job.reply.send(matched);
+    }
+}
+
+/// Asks the allocator to give freed memory back to the system. glibc keeps large freed blocks
+/// in its arenas once its adaptive mmap threshold has grown past them; `malloc_trim` releases
+/// the free pages of every arena.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only walks glibc's own allocator state; any pad value is valid.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }
 
