@@ -245,6 +245,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         outbox_wake: outbox_wake.clone(),
         health: Health { backplane: backplane.clone() },
         role,
+        security: crate::security::Security::new(&settings.security),
     });
 
     let mut tasks = Vec::new();

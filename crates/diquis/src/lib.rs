@@ -19,6 +19,7 @@ pub mod job_outbox;
 pub mod notifications;
 pub mod ops;
 pub mod outbox_loop;
+pub mod security;
 pub mod state;
 pub mod tenants;
 pub mod web;

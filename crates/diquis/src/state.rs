@@ -75,6 +75,8 @@ pub struct AppInner {
     pub health: Health,
     /// Which parts run here.
     pub role: ProcessRole,
+    /// Sign-in limits, the password-hashing pool, trusted proxies.
+    pub security: crate::security::Security,
 }
 
 impl AppState {

@@ -2,10 +2,12 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::tokens::{self, SignInError, TokenResponse};
 use super::ROOT_TENANT;
+use crate::security::{check_sign_in, Refusal};
 use crate::state::AppState;
 use crate::tenants::validation::string_field;
 use crate::web::envelope::{ApiError, Envelope};
@@ -28,9 +30,30 @@ fn parse(body: &Bytes) -> Result<serde_json::Value, ApiError> {
     }
 }
 
-/// `POST /api/tokens` `{email, password, tenant}` (tenant defaults to `root`).
-pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Result<Json<Envelope<TokenResponse>>, ApiError> {
-    let body = parse(&body)?;
+/// `POST /api/tokens` `{email, password, tenant}` (tenant defaults to `root`). Refusals: 401,
+/// 429 (rate limit, lockout) or 503 (hashing pool full) with `Retry-After`.
+pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Response {
+    match sign_in_checked(&state, &body).await {
+        Ok(r) => r.into_response(),
+        Err(SignInFailure::Api(e)) => e.into_response(),
+        Err(SignInFailure::Refused(r)) => r.into_response(),
+    }
+}
+
+/// A sign-in that did not succeed: a bad request or a refusal.
+enum SignInFailure {
+    Api(ApiError),
+    Refused(Refusal),
+}
+
+impl From<ApiError> for SignInFailure {
+    fn from(e: ApiError) -> Self {
+        SignInFailure::Api(e)
+    }
+}
+
+async fn sign_in_checked(state: &AppState, body: &Bytes) -> Result<Json<Envelope<TokenResponse>>, SignInFailure> {
+    let body = parse(body)?;
     let mut problems = Vec::new();
     let email = string_field(&body, "email", &mut problems).map(str::trim).unwrap_or("").to_string();
     let password = string_field(&body, "password", &mut problems).unwrap_or("").to_string();
@@ -42,17 +65,17 @@ pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Result<Json<
         problems.push("'password' is required.".into());
     }
     if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
+        return Err(ApiError::validation(problems).into());
     }
-    let user = match tokens::check_credentials(&state.db, &email, &password, &tenant).await {
+    let user = match check_sign_in(state, &email, &password, &tenant).await {
         Ok(u) => u,
         Err(e) => {
             metrics::counter!("diquis_sign_in_failures_total").increment(1);
             tracing::info!(%email, %tenant, reason = %e, "sign-in refused");
-            return Err(e.into());
+            return Err(SignInFailure::Refused(e));
         }
     };
-    Ok(Json(Envelope::ok(issue(&state, &user, None).await?, vec![])))
+    Ok(Json(Envelope::ok(issue(state, &user, None).await?, vec![])))
 }
 
 /// Signs `user` in: a new session (refresh-token family) with its first refresh token, and an

@@ -35,7 +35,8 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// Whether the request came over HTTPS through a proxy (then cookies are `Secure`).
+/// Whether the client used HTTPS (then cookies are `Secure`). `X-Forwarded-Proto` here is the
+/// one [`crate::security::forwarded::resolve_client`] left: `https` only when a trusted proxy said so.
 pub fn is_https(headers: &HeaderMap) -> bool {
     headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }

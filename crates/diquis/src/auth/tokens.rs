@@ -6,8 +6,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::users::{self, UserRow};
-use super::{password, Identity};
+use super::Identity;
 use crate::db::{Db, Tx};
+use crate::security::hashing::PasswordPool;
 use crate::{with_db, with_tx};
 
 /// What a successful sign-in or refresh returns (Diquis's `TokenResponse`).
@@ -32,6 +33,9 @@ pub enum SignInError {
     /// The tenant or the user is deactivated, or the tenant is not provisioned.
     #[error("The tenant or user is not active.")]
     Inactive,
+    /// Too many password checks are waiting (the hashing pool is full).
+    #[error("The server is busy; try again shortly.")]
+    Busy,
     /// The refresh token is unknown, expired or revoked.
     #[error("The refresh token is invalid or expired.")]
     BadRefreshToken,
@@ -64,19 +68,27 @@ pub async fn identity_of(db: &Db, user: &UserRow, session_id: &str, csrf: Option
     })
 }
 
-/// Checks email, password and tenant; returns the identity (without tokens).
-pub async fn check_credentials(db: &Db, email: &str, password_text: &str, tenant: &str) -> Result<UserRow, SignInError> {
+/// Checks email, password and tenant on the bounded hashing pool; returns the user. An inactive
+/// user or tenant is refused like a wrong password, so the answer never confirms a password.
+pub async fn check_credentials(
+    db: &Db,
+    passwords: &PasswordPool,
+    email: &str,
+    password_text: &str,
+    tenant: &str,
+) -> Result<UserRow, SignInError> {
     let user = users::find_by_email(db, tenant, email).await?;
     let Some(user) = user else {
         // Spend the same time as a real check so response times do not reveal unknown users.
-        let _ = password::verify_async(DUMMY_HASH.to_string(), password_text.to_string()).await;
+        passwords.verify(DUMMY_HASH.to_string(), password_text.to_string()).await.map_err(|_| SignInError::Busy)?;
         return Err(SignInError::BadCredentials);
     };
-    if !password::verify_async(user.password_hash.clone(), password_text.to_string()).await {
+    if !passwords.verify(user.password_hash.clone(), password_text.to_string()).await.map_err(|_| SignInError::Busy)? {
         return Err(SignInError::BadCredentials);
     }
     if !user.is_active || !tenant_is_usable(db, tenant).await? {
-        return Err(SignInError::Inactive);
+        tracing::info!(%email, %tenant, "sign-in of an inactive user or tenant refused");
+        return Err(SignInError::BadCredentials);
     }
     Ok(user)
 }

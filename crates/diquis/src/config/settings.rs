@@ -18,7 +18,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, problem: impl Into<String>) -> Self {
+    /// An error for `key`.
+    pub fn new(key: &str, problem: impl Into<String>) -> Self {
         Self { key: key.to_string(), problem: problem.into() }
     }
 }
@@ -111,6 +112,8 @@ pub struct Settings {
     pub hub: HubTimeouts,
     /// `SignalR:*` limits of the hub endpoint (connections, buffers, timeouts).
     pub hub_limits: super::hub_limits::HubLimits,
+    /// `Security:*` and `ForwardedHeaders:*` (sign-in limits, lockout, hashing pool, proxies).
+    pub security: crate::security::SecuritySettings,
 }
 
 /// The hub's timeouts (`SignalR:HandshakeTimeout`, `SignalR:KeepAliveInterval`,
@@ -241,6 +244,7 @@ impl Settings {
                 "must be longer than SignalR:KeepAliveInterval (.NET advises double)",
             ));
         }
+        let security = crate::security::SecuritySettings::from_configuration(c)?;
         Ok(Settings {
             environment,
             database,
@@ -259,6 +263,7 @@ impl Settings {
             data_directory,
             hub,
             hub_limits: super::hub_limits::HubLimits::from_configuration(c)?,
+            security,
         })
     }
 }

@@ -33,7 +33,7 @@ pub fn url_encode(s: &str) -> String {
 
 /// Whether `target` is a local path safe to redirect to after sign-in (no open redirect).
 pub fn is_local_path(target: &str) -> bool {
-    target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\") && !target.contains("://")
+    crate::security::redirect::is_local_url(target)
 }
 
 /// A full page. `head` goes into `<head>`, `scripts` at the end of `<body>`.

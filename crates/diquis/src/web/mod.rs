@@ -22,14 +22,15 @@ use crate::{auth, notifications, ops, tenants};
 /// metrics, sign-in and assets everywhere. Paths match case-insensitively and with a trailing
 /// slash, like ASP.NET Core routing.
 pub fn router(state: AppState, hub: Router) -> Router {
+    let sign_in_limit = axum::middleware::from_fn_with_state(state.clone(), crate::security::limit_by_address);
     let mut app = Router::new()
         .route("/health/live", get(ops::health::live))
         .route("/health/ready", get(ops::health::ready))
         .route("/metrics", get(ops::metrics::render))
-        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/login", get(pages::login_form).post(pages::login).route_layer(sign_in_limit.clone()))
         .route("/logout", post(pages::logout))
-        .route("/api/tokens", post(auth::api::sign_in))
-        .route("/api/tokens/refresh", post(auth::api::refresh))
+        .route("/api/tokens", post(auth::api::sign_in).route_layer(sign_in_limit.clone()))
+        .route("/api/tokens/refresh", post(auth::api::refresh).route_layer(sign_in_limit))
         .merge(assets::router());
     if state.role.serves_web() {
         app = app
@@ -62,5 +63,8 @@ pub fn router(state: AppState, hub: Router) -> Router {
     if let Some(cors) = ops::cors::layer(&state.settings.cors_origins) {
         app = app.layer(cors);
     }
-    app.layer(axum::middleware::from_fn(security_headers::add)).layer(TraceLayer::new_for_http())
+    // Outermost: every layer and handler sees the client as trusted proxies tell it.
+    app.layer(axum::middleware::from_fn(security_headers::add))
+        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::security::forwarded::resolve_client))
 }

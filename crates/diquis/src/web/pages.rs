@@ -97,12 +97,14 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): F
         t => t,
     };
     let ret = Some(field(&f, "returnUrl")).filter(|r| is_local_path(r)).unwrap_or("/");
-    let user = match tokens::check_credentials(&state.db, email, field(&f, "password"), tenant).await {
+    let user = match crate::security::check_sign_in(&state, email, field(&f, "password"), tenant).await {
         Ok(u) => u,
-        Err(tokens::SignInError::Database(e)) => return ApiError::from(e).into_response(),
+        Err(crate::security::Refusal::Database(e)) => return ApiError::from(e).into_response(),
         Err(e) => {
+            tracing::info!(%email, %tenant, reason = %e, "sign-in refused (browser)");
             let csrf = tokens::random_token();
-            let mut r = (StatusCode::UNAUTHORIZED, Html(login_page(&csrf, ret, email, tenant, &[e.to_string()]))).into_response();
+            let mut r = (e.status(), Html(login_page(&csrf, ret, email, tenant, &[e.to_string()]))).into_response();
+            e.add_retry_after(&mut r);
             r.headers_mut().append(SET_COOKIE, set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, secure));
             return r;
         }
@@ -113,7 +115,7 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): F
         Err(e) => return e.into_response(),
     };
     let refresh_age = state.settings.jwt.refresh_days * 86_400;
-    let mut r = Redirect::to(ret).into_response();
+    let mut r = crate::security::redirect::local_redirect(ret);
     let h = r.headers_mut();
     h.append(SET_COOKIE, set_cookie(AUTH_COOKIE, &issued.token, state.jwt.lifetime_secs(), secure));
     h.append(SET_COOKIE, set_cookie(REFRESH_COOKIE, &issued.refresh_token, refresh_age, secure));
