@@ -112,6 +112,32 @@ async fn repeated_failures_lock_the_account_until_the_lockout_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lockout_is_shared_by_every_web_node() {
+    // Behind a load balancer the failures of one account land on different nodes: they count
+    // together (the lockout lives in the database), so N nodes do not give N times the guesses.
+    let db = TestDb::postgres();
+    let settings = with(
+        NO_LIMITS,
+        &[("Security:Lockout:MaxFailedAccessAttempts", "3"), ("Security:Lockout:DefaultLockoutTimeSpan", "00:05:00")],
+    );
+    let a = start(&db, ProcessRole::Web, &settings).await;
+    let b = start(&db, ProcessRole::Web, &settings).await;
+    assert_eq!(sign_in(&a.url(), ADMIN_EMAIL, "Wrong-passw0rd", &[]).await.0, 401);
+    assert_eq!(sign_in(&b.url(), ADMIN_EMAIL, "Wrong-passw0rd", &[]).await.0, 401);
+    let (status, retry, _) = sign_in(&a.url(), ADMIN_EMAIL, "Wrong-passw0rd", &[]).await;
+    assert_eq!((status, retry), (429, Some(300)), "the third failure, on either node, locks");
+    let (status, _, body) = sign_in(&b.url(), ADMIN_EMAIL, ADMIN_PASSWORD, &[]).await;
+    assert_eq!(status, 429, "locked on the other node too: {body}");
+    // A restart forgets nothing.
+    b.stop().await;
+    let b = start(&db, ProcessRole::Web, &settings).await;
+    assert_eq!(sign_in(&b.url(), ADMIN_EMAIL, ADMIN_PASSWORD, &[]).await.0, 429);
+    a.stop().await;
+    b.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_per_address_and_per_account() {
     let db = TestDb::sqlite();
     let settings = with(NO_LIMITS, &[("Security:RateLimit:PerAddress:PermitLimit", "3"), ("Security:RateLimit:PerAddress:Window", "01:00:00")]);

@@ -1,21 +1,22 @@
 //! Sign-in throttling: token-bucket rate limits per client address and per account (governor),
 //! and Identity's lockout (an account refuses sign-ins for a while after repeated failures).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use parking_lot::Mutex;
+
+use crate::db::Db;
+use crate::with_db;
 
 use super::settings::{LockoutSettings, RateLimit};
 
-/// How often (in checks) idle keys are dropped from the limiters and the lockout table.
+/// How often (in checks or failures) idle keys are dropped from the limiters and the lockout table.
 const SWEEP_EVERY: u64 = 1024;
-/// Failure counts of accounts not tried for this long are forgotten (memory, not policy: the
+/// Failure counts of accounts not tried for this long are forgotten (storage, not policy: the
 /// rate limits bound how fast an attacker fails anyway).
 const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -44,62 +45,98 @@ impl<K: std::hash::Hash + Eq + Clone> KeyedLimit<K> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    locked_until: Option<Instant>,
-    last: Instant,
-}
-
 /// Identity's lockout, per account (tenant and normalised email, whether or not the account
-/// exists, so that a lockout does not reveal which accounts exist). Kept in the process.
+/// exists, so that a lockout does not reveal which accounts exist). Kept in the database
+/// (`sign_in_failures`, the key hashed), so that every process of a deployment counts the same
+/// failures and a restart forgets nothing.
 pub struct Lockout {
     settings: LockoutSettings,
-    accounts: Mutex<HashMap<String, Failures>>,
     writes: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The stored form of an account key: its SHA-256 (the table holds no email addresses).
+fn stored_key(account: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(account.as_bytes()))
 }
 
 impl Lockout {
     /// A lockout with `settings` (`max_failed_access_attempts` 0: never locks).
     pub fn new(settings: LockoutSettings) -> Self {
-        Self { settings, accounts: Mutex::new(HashMap::new()), writes: AtomicU64::new(0) }
+        Self { settings, writes: AtomicU64::new(0) }
     }
 
     /// How long `account` stays locked, if it is.
-    pub fn locked_for(&self, account: &str) -> Option<Duration> {
-        let now = Instant::now();
-        let accounts = self.accounts.lock();
-        accounts.get(account).and_then(|f| f.locked_until).and_then(|until| until.checked_duration_since(now)).filter(|d| !d.is_zero())
+    pub async fn locked_for(&self, db: &Db, account: &str) -> Result<Option<Duration>, sqlx::Error> {
+        if self.settings.max_failed_access_attempts == 0 {
+            return Ok(None);
+        }
+        let key = stored_key(account);
+        let until: Option<Option<i64>> = with_db!(db, |p| {
+            sqlx::query_scalar("SELECT locked_until FROM sign_in_failures WHERE account = $1").bind(&key).fetch_optional(p).await?
+        });
+        let left = until.flatten().map(|until| until - now_ms()).filter(|ms| *ms > 0);
+        Ok(left.map(|ms| Duration::from_millis(ms as u64)))
     }
 
     /// Counts a failed sign-in; returns the lockout's length when this failure locks the account.
-    pub fn failed(&self, account: &str) -> Option<Duration> {
+    pub async fn failed(&self, db: &Db, account: &str) -> Result<Option<Duration>, sqlx::Error> {
         if self.settings.max_failed_access_attempts == 0 {
-            return None;
+            return Ok(None);
         }
-        let now = Instant::now();
-        let mut accounts = self.accounts.lock();
+        let key = stored_key(account);
+        let now = now_ms();
         if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            accounts.retain(|_, f| f.locked_until.is_some_and(|u| u > now) || now.duration_since(f.last) < FORGET_AFTER);
+            let forget_before = now - FORGET_AFTER.as_millis() as i64;
+            with_db!(db, |p| {
+                sqlx::query("DELETE FROM sign_in_failures WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $2)")
+                    .bind(forget_before)
+                    .bind(now)
+                    .execute(p)
+                    .await
+                    .map(drop)?
+            });
         }
-        let entry = accounts.entry(account.to_string()).or_insert(Failures { count: 0, locked_until: None, last: now });
-        if entry.locked_until.is_some_and(|u| u <= now) {
-            entry.locked_until = None;
+        // Failures reach here only while the account is not locked: a lock still recorded has
+        // ended, and the count starts again (as Identity's does once it locks).
+        let failures: i64 = with_db!(db, |p| {
+            sqlx::query_scalar(
+                "INSERT INTO sign_in_failures (account, failures, locked_until, last_failure) VALUES ($1, 1, NULL, $2) \
+                 ON CONFLICT (account) DO UPDATE SET \
+                   failures = CASE WHEN sign_in_failures.locked_until IS NULL THEN sign_in_failures.failures + 1 ELSE 1 END, \
+                   locked_until = NULL, last_failure = excluded.last_failure \
+                 RETURNING failures",
+            )
+            .bind(&key)
+            .bind(now)
+            .fetch_one(p)
+            .await?
+        });
+        if failures < i64::from(self.settings.max_failed_access_attempts) {
+            return Ok(None);
         }
-        entry.count += 1;
-        entry.last = now;
-        if entry.count >= self.settings.max_failed_access_attempts {
-            // Like Identity: the count starts again once the account is locked.
-            entry.count = 0;
-            entry.locked_until = Some(now + self.settings.lockout_time_span);
-            return Some(self.settings.lockout_time_span);
-        }
-        None
+        let length = self.settings.lockout_time_span;
+        let until = now + length.as_millis() as i64;
+        with_db!(db, |p| {
+            sqlx::query("UPDATE sign_in_failures SET failures = 0, locked_until = $2 WHERE account = $1")
+                .bind(&key)
+                .bind(until)
+                .execute(p)
+                .await
+                .map(drop)?
+        });
+        Ok(Some(length))
     }
 
     /// A successful sign-in clears the account's failures.
-    pub fn succeeded(&self, account: &str) {
-        self.accounts.lock().remove(account);
+    pub async fn succeeded(&self, db: &Db, account: &str) -> Result<(), sqlx::Error> {
+        let key = stored_key(account);
+        with_db!(db, |p| sqlx::query("DELETE FROM sign_in_failures WHERE account = $1").bind(&key).execute(p).await.map(drop)?);
+        Ok(())
     }
 }
 
@@ -135,23 +172,30 @@ mod tests {
         assert!(limit.check(&b).is_ok(), "another address has its own bucket");
     }
 
-    #[test]
-    fn lockout_after_max_failures_and_success_resets() {
+    #[tokio::test]
+    async fn lockout_after_max_failures_and_success_resets() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&crate::config::DatabaseTarget::Sqlite { path: dir.path().join("lockout.db") }).await.unwrap();
         let lockout = Lockout::new(LockoutSettings { max_failed_access_attempts: 3, lockout_time_span: Duration::from_secs(300) });
         let k = account_key("root", "A@x.test");
         assert_eq!(k, account_key(" ROOT", "a@X.test "));
-        assert_eq!(lockout.failed(&k), None);
-        assert_eq!(lockout.failed(&k), None);
-        lockout.succeeded(&k);
-        assert_eq!(lockout.failed(&k), None);
-        assert_eq!(lockout.failed(&k), None);
-        assert_eq!(lockout.failed(&k), Some(Duration::from_secs(300)));
-        let left = lockout.locked_for(&k).unwrap();
-        assert!(left > Duration::from_secs(290));
-        assert!(lockout.locked_for(&account_key("root", "b@x.test")).is_none());
+        assert_eq!(lockout.failed(&db, &k).await.unwrap(), None);
+        assert_eq!(lockout.failed(&db, &k).await.unwrap(), None);
+        lockout.succeeded(&db, &k).await.unwrap();
+        assert_eq!(lockout.failed(&db, &k).await.unwrap(), None);
+        assert_eq!(lockout.failed(&db, &k).await.unwrap(), None);
+        assert_eq!(lockout.locked_for(&db, &k).await.unwrap(), None);
+        assert_eq!(lockout.failed(&db, &k).await.unwrap(), Some(Duration::from_secs(300)));
+        // Another process (another Lockout on the same database) sees the lock.
+        let other = Lockout::new(LockoutSettings { max_failed_access_attempts: 3, lockout_time_span: Duration::from_secs(300) });
+        let left = other.locked_for(&db, &k).await.unwrap().unwrap();
+        assert!(left > Duration::from_secs(290), "{left:?}");
+        assert!(other.locked_for(&db, &account_key("root", "b@x.test")).await.unwrap().is_none());
+        let stored: Vec<String> = sqlx::query_scalar("SELECT account FROM sign_in_failures").fetch_all(match &db { Db::Sqlite(p) => p, Db::Postgres(_) => unreachable!() }).await.unwrap();
+        assert!(stored.iter().all(|a| !a.contains('@') && a.len() == 64), "hashed keys: {stored:?}");
         let never = Lockout::new(LockoutSettings { max_failed_access_attempts: 0, lockout_time_span: Duration::from_secs(1) });
         for _ in 0..10 {
-            assert_eq!(never.failed(&k), None);
+            assert_eq!(never.failed(&db, &k).await.unwrap(), None);
         }
     }
 }

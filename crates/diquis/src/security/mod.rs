@@ -122,18 +122,18 @@ pub async fn check_sign_in(state: &AppState, email: &str, password: &str, tenant
     let limits = &state.security.limits;
     let account = account_key(tenant, email);
     limits.by_account.check(&account).map_err(Refusal::TooManyAttempts)?;
-    if let Some(left) = limits.lockout.locked_for(&account) {
+    if let Some(left) = limits.lockout.locked_for(&state.db, &account).await? {
         return Err(Refusal::LockedOut(left));
     }
     match tokens::check_credentials(&state.db, &state.security.passwords, email, password, tenant).await {
         Ok(user) => {
-            limits.lockout.succeeded(&account);
+            limits.lockout.succeeded(&state.db, &account).await?;
             Ok(user)
         }
         Err(SignInError::Busy) => Err(Refusal::Busy),
         Err(SignInError::Database(e)) => Err(Refusal::Database(e)),
         Err(_) => {
-            if let Some(length) = limits.lockout.failed(&account) {
+            if let Some(length) = limits.lockout.failed(&state.db, &account).await? {
                 metrics::counter!("diquis_sign_in_lockouts_total").increment(1);
                 tracing::warn!(%email, %tenant, seconds = length.as_secs(), "account locked after repeated failed sign-ins");
                 return Err(Refusal::LockedOut(length));
