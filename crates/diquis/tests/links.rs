@@ -6,29 +6,9 @@ mod common;
 use common::*;
 use diquis::ProcessRole;
 
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"_csrf\" value=\"";
-    let start = html.find(marker).expect("a CSRF field") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
 /// Every `href="/…"` of a page (local links only).
 fn local_links(html: &str) -> Vec<String> {
     html.split("href=\"").skip(1).filter_map(|rest| rest.split('"').next()).filter(|h| h.starts_with('/') && !h.starts_with("//")).map(|h| h.replace("&amp;", "&")).collect()
-}
-
-/// A browser-like client signed in as root through the login form.
-async fn signed_in(url: &str) -> reqwest::Client {
-    let browser = client();
-    let page = browser.get(format!("{url}/login")).send().await.unwrap().text().await.unwrap();
-    let r = browser
-        .post(format!("{url}/login"))
-        .form(&[("_csrf", csrf_of(&page).as_str()), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("tenant", "root")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "signed in");
-    browser
 }
 
 async fn every_link_leads_somewhere(role: ProcessRole) {
@@ -36,7 +16,7 @@ async fn every_link_leads_somewhere(role: ProcessRole) {
     // The database is made and seeded by a process of every role.
     let app = start(&db, role, &[]).await;
     let url = app.url();
-    let browser = signed_in(&url).await;
+    let browser = root_browser(&url).await;
     let mut pages = vec!["/".to_string(), "/jobs".to_string()];
     if role.serves_web() {
         pages.push("/tenants".to_string());

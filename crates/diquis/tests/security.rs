@@ -111,13 +111,6 @@ async fn no_bad_expired_or_foreign_credentials_cannot_connect() {
     app.stop().await;
 }
 
-/// Reads the CSRF token embedded in a page's forms.
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"_csrf\" value=\"";
-    let start = html.find(marker).expect("form has a CSRF field") + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_session_with_csrf_protection() {
     let db = TestDb::sqlite();

@@ -295,7 +295,14 @@ async fn failed_provisioning_then_retry(db: &TestDb) {
     let (s, _) = api(Method::PUT, &format!("{url}/api/tenants/broken"), Some(&token), Some(json!({"name": "B", "isActive": true}))).await;
     assert_eq!(s, 409);
 
-    // The cause goes away; the job is retried (as the dashboard's Retry does) and succeeds.
+    // The page shows what is true: the job waits for its next attempt.
+    let browser = root_browser(&url).await;
+    let row = || async { browser.get(format!("{url}/tenants/broken/row")).send().await.unwrap().text().await.unwrap() };
+    let html = row().await;
+    assert!(html.contains(r#"data-status="Failed" data-shown="Retrying""#), "{html}");
+    assert!(html.contains("attempt 2 of 11 at "), "{html}");
+
+    // The cause goes away; the job is retried (as the dashboard's Requeue does) and succeeds.
     unblock().await;
     let job = app.state.jobs.list(jobs::JobState::Scheduled, 0, 10).await.unwrap();
     assert_eq!(job.len(), 1, "the failed attempt is scheduled for a retry");
@@ -307,6 +314,7 @@ async fn failed_provisioning_then_retry(db: &TestDb) {
     assert_eq!(b["data"]["status"], "Active");
     assert!(b["data"]["provisioningError"].is_null());
     assert_eq!(diquis::auth::users::count_in_tenant(&app.state.db, "broken").await.unwrap(), 1);
+    assert!(row().await.contains(r#"data-shown="Active""#));
     app.stop().await;
 }
 

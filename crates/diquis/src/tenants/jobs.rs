@@ -319,6 +319,7 @@ async fn finish_failed(
     let exists = repo::get_for_update(&mut tx, &event.tenant_id).await.map_err(db_error)?.is_some();
     if exists && event.tenant_id != ROOT_TENANT {
         repo::set_status(&mut tx, &event.tenant_id, TenantStatus::Failed, Some(&message), false).await.map_err(db_error)?;
+        repo::set_failed_job(&mut tx, &event.tenant_id, ctx.job_id()).await.map_err(db_error)?;
     }
     // A repeat within one execution finds its notification written: nothing more to add.
     outbox::insert(&mut tx, &event, key.as_deref()).await.map_err(db_error)?;

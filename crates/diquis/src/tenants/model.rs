@@ -72,11 +72,13 @@ pub struct TenantRow {
     pub last_provisioning_attempt: Option<DateTime<Utc>>,
     /// When provisioning first succeeded.
     pub provisioned_on: Option<DateTime<Utc>>,
+    /// The job whose failure made the tenant `Failed` (its retries are in the job storage).
+    pub failed_job_id: Option<i64>,
 }
 
 /// The columns of [`TenantRow`], for `SELECT`s.
 pub const TENANT_COLUMNS: &str = "id, name, is_active, status, provisioning_error, connection_string, has_isolated_database, \
-     admin_email, created_by, created_on, updated_on, last_provisioning_attempt, provisioned_on";
+     admin_email, created_by, created_on, updated_on, last_provisioning_attempt, provisioned_on, failed_job_id";
 
 /// A tenant as the API shows it (camelCase, status as a string).
 #[derive(Debug, Clone, Serialize)]

@@ -75,6 +75,14 @@ pub async fn insert(tx: &mut Tx, t: &NewTenant<'_>) -> Result<bool, sqlx::Error>
     Ok(n == 1)
 }
 
+/// Records the job whose failure made tenant `id` Failed.
+pub async fn set_failed_job(tx: &mut Tx, id: &str, job_id: i64) -> Result<(), sqlx::Error> {
+    with_tx!(tx, |c| {
+        sqlx::query("UPDATE tenants SET failed_job_id = $2 WHERE id = $1").bind(id).bind(job_id).execute(&mut *c).await?;
+    });
+    Ok(())
+}
+
 /// Sets the status (and clears or keeps the error); `attempt` also stamps the provisioning attempt.
 pub async fn set_status(
     tx: &mut Tx,

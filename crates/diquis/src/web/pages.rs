@@ -20,6 +20,7 @@ use crate::notifications::outbox;
 use crate::state::AppState;
 use crate::tenants::api::{create_tenant, update_tenant, validate_create, validate_update};
 use crate::tenants::model::{TenantRow, TenantStatus};
+use crate::tenants::outlook::{self, Shown};
 use crate::tenants::repo;
 use crate::web::envelope::ApiError;
 use crate::web::form_errors::{FormErrors, CREATE_TENANT_FIELDS, EDIT_TENANT_FIELDS};
@@ -168,9 +169,12 @@ pub async fn index(PageCaller(identity): PageCaller) -> Response {
 // ---------- tenants ----------
 
 /// One table row; `/tenants/{id}/row` serves it alone so the page can replace a row in place.
-pub fn tenant_row(t: &TenantRow) -> String {
+/// `shown` is what its status means (see [`outlook`]); `data-status` keeps the stored status.
+pub fn tenant_row(t: &TenantRow, shown: &Shown) -> String {
     let status = TenantStatus::parse(&t.status).unwrap_or(TenantStatus::Failed);
-    let spinner = if matches!(status, TenantStatus::Provisioning | TenantStatus::Updating | TenantStatus::Pending) {
+    let spinner = if matches!(status, TenantStatus::Provisioning | TenantStatus::Updating | TenantStatus::Pending)
+        || matches!(shown, Shown::Retrying { .. })
+    {
         r#"<span class="spinner" aria-hidden="true"></span>"#
     } else {
         ""
@@ -181,6 +185,7 @@ pub fn tenant_row(t: &TenantRow) -> String {
         .filter(|_| status == TenantStatus::Failed)
         .map(|e| format!(r#"<div class="error-text">{}</div>"#, escape(e)))
         .unwrap_or_default();
+    let detail = shown.detail().map(|d| format!(r#"<div class="status-detail">{}</div>"#, escape(&d))).unwrap_or_default();
     let edit = if t.id == ROOT_TENANT {
         String::new()
     } else if status.is_busy() || t.provisioned_on.is_none() {
@@ -189,13 +194,23 @@ pub fn tenant_row(t: &TenantRow) -> String {
         format!(r#"<a class="button secondary" href="/tenants/{id}/edit">Edit</a>"#, id = escape(&t.id))
     };
     format!(
-        r#"<tr id="tenant-{id}" data-status="{status}"><td><code>{id}</code></td><td class="name">{name}{error}</td><td><span class="badge badge-{status}">{spinner}{status}</span></td><td>{active}</td><td>{db}</td><td>{edit}</td></tr>"#,
+        r#"<tr id="tenant-{id}" data-status="{status}" data-shown="{label}"><td><code>{id}</code></td><td class="name">{name}{error}</td><td><span class="badge badge-{label}">{spinner}{label}</span>{detail}</td><td>{active}</td><td>{db}</td><td>{edit}</td></tr>"#,
         id = escape(&t.id),
         name = escape(&t.name),
         status = status.as_str(),
+        label = shown.label(),
         active = if t.is_active { "Yes" } else { "No" },
         db = if t.has_isolated_database { "Isolated" } else { "Shared" },
     )
+}
+
+/// The rows of `tenants`, each with what its status means.
+async fn tenant_rows(state: &AppState, tenants: &[TenantRow]) -> String {
+    let mut html = String::new();
+    for t in tenants {
+        html.push_str(&tenant_row(t, &outlook::shown_for(&state.jobs, t).await));
+    }
+    html
 }
 
 fn create_form(csrf: &str, values: &HashMap<String, String>, problems: &[String]) -> String {
@@ -258,7 +273,7 @@ async fn tenants_page(state: &AppState, identity: &Identity, paging: PageRequest
     };
     let pager = pager("/tenants", &PageInfo::new(paging, total));
     let last = outbox::latest_id(&state.db).await.unwrap_or(0);
-    let rows_html: String = rows.iter().map(tenant_row).collect();
+    let rows_html = tenant_rows(state, &rows).await;
     let body = format!(
         r#"<h1>Tenants</h1>
 <div class="card"><table><thead><tr><th>Id</th><th>Name</th><th>Status</th><th>Active</th><th>Database</th><th></th></tr></thead>
@@ -301,7 +316,7 @@ pub async fn tenant_row_fragment(
     Path(id): Path<String>,
 ) -> Response {
     match repo::get(&state.db, &id).await {
-        Ok(Some(t)) => Html(tenant_row(&t)).into_response(),
+        Ok(Some(t)) => Html(tenant_row(&t, &outlook::shown_for(&state.jobs, &t).await)).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "no such tenant").into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -437,7 +452,7 @@ pub async fn seed_demo(State(state): State<AppState>, PageCaller(identity): Page
     } else {
         Vec::new()
     };
-    let rows_html: String = rows.iter().map(tenant_row).collect();
+    let rows_html = tenant_rows(&state, &rows).await;
     let body = format!(
         r#"<h1>Seed document page</h1>
 <div class="notice">This page runs the script of the seed document unchanged, with the SignalR client served by this app.</div>

@@ -182,3 +182,24 @@ pub async fn block_isolated_database(db: &TestDb, id: &str) -> Box<dyn FnOnce() 
         }
     }
 }
+
+/// The CSRF token of a page's form (`_csrf` field).
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"_csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// A browser-like client (cookies, no redirects followed) signed in as root through `/login`.
+pub async fn root_browser(url: &str) -> reqwest::Client {
+    let browser = client();
+    let page = browser.get(format!("{url}/login")).send().await.unwrap().text().await.unwrap();
+    let r = browser
+        .post(format!("{url}/login"))
+        .form(&[("_csrf", csrf_of(&page).as_str()), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("tenant", "root")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "signed in through the form");
+    browser
+}
