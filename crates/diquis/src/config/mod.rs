@@ -2,6 +2,7 @@
 //! ([`connection_string`]) and the validated [`Settings`] ([`settings`]).
 
 pub mod connection_string;
+pub mod kestrel;
 pub mod settings;
 pub mod source;
 

@@ -106,6 +106,8 @@ pub struct Settings {
     pub job_lease_seconds: u64,
     /// `Diquis:DataDirectory`: where isolated SQLite tenant databases go (default: next to the main file).
     pub data_directory: Option<PathBuf>,
+    /// `Kestrel:Limits:*`: the HTTP server's timeouts and size limits (Kestrel's defaults).
+    pub http_limits: signalr_connections::server::HttpLimits,
 }
 
 /// The default SQLite file of the quick start.
@@ -206,6 +208,7 @@ impl Settings {
         let job_workers = parse_number(c, "Jobs:WorkerCount", 10, 1, 1000)? as usize;
         let job_lease_seconds = parse_number(c, "Jobs:LeaseSeconds", 30, 3, 3600)? as u64;
         let data_directory = nonempty(c, "Diquis:DataDirectory").map(PathBuf::from);
+        let http_limits = super::kestrel::http_limits(c)?;
         Ok(Settings {
             environment,
             database,
@@ -222,6 +225,7 @@ impl Settings {
             job_workers,
             job_lease_seconds,
             data_directory,
+            http_limits,
         })
     }
 }
