@@ -67,6 +67,9 @@ enum State {
 /// A TCP stream seen by hyper through the head checks and timers.
 #[derive(Debug)]
 pub struct GuardedStream {
+    /// Given back at the shutdown of the write side or, first field, before the socket closes:
+    /// the count is down before the peer can see the close.
+    permit: Option<ConnectionPermit>,
     inner: TcpStream,
     limits: Arc<HttpLimits>,
     shared: Arc<ConnectionShared>,
@@ -76,7 +79,6 @@ pub struct GuardedStream {
     /// Heads handed to hyper so far (stand-ins included): hyper calls the service once for each.
     requests: u64,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    _permit: Option<ConnectionPermit>,
 }
 
 /// What a timer's expiry does.
@@ -91,7 +93,7 @@ impl GuardedStream {
     /// Wraps an accepted stream.
     pub fn new(inner: TcpStream, limits: Arc<HttpLimits>, shared: Arc<ConnectionShared>, permit: Option<ConnectionPermit>) -> Self {
         let state = Self::fresh_head(&limits);
-        GuardedStream { inner, limits, shared, state, pending: BytesMut::new(), requests: 0, timer: None, _permit: permit }
+        GuardedStream { permit, inner, limits, shared, state, pending: BytesMut::new(), requests: 0, timer: None }
     }
 
     fn fresh_head(limits: &HttpLimits) -> State {
@@ -410,6 +412,7 @@ impl AsyncWrite for GuardedStream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.permit = None;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
