@@ -49,7 +49,8 @@ struct Args {
 /// A positive number of seconds, e.g. `30` or `0.5`.
 fn seconds(text: &str) -> Result<std::time::Duration, String> {
     let value: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    if !(value > 0.0) {
+    // NaN and negatives are refused along with zero.
+    if value.is_nan() || value <= 0.0 {
         return Err(format!("'{text}' must be more than 0 seconds"));
     }
     std::time::Duration::try_from_secs_f64(value).map_err(|e| format!("'{text}': {e}"))
