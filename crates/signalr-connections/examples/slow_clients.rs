@@ -1,8 +1,8 @@
 //! Measures what slow and padded clients cost `server::serve` and how long they are held.
 //!
-//! `cargo run --release -p signalr-connections --example slow_clients -- [count] [headers_timeout_s]`
+//! `cargo run --release -p signalr-connections --example slow_clients -- [count] [headers_timeout_s] [modes]`
 //! serves with Kestrel's default limits (the headers timeout can be shortened), then, for each
-//! attack, runs itself as a client process that opens `count` sockets (default 1000) and:
+//! attack in `modes` (comma-separated, default all, in turn in the same process), runs itself as a client process that opens `count` sockets (default 1000) and:
 //! * `silent`: sends nothing;
 //! * `half`: sends a request line and one header, never the end of the head;
 //! * `pad30k`: sends a head with a 30 KB header (just under the 32 KB limit), never its end;
@@ -84,7 +84,8 @@ async fn main() {
     tokio::spawn(async move { serve(listener, app, limits, std::future::pending()).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    for mode in ["silent", "half", "pad30k", "pad300k"] {
+    let modes = args.get(3).cloned().unwrap_or_else(|| "silent,half,pad30k,pad300k".to_owned());
+    for mode in modes.split(',') {
         let before = rss_kib();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["client", &addr, mode, &count.to_string()])
