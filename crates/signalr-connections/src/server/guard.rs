@@ -188,8 +188,8 @@ impl GuardedStream {
         n
     }
 
-    /// Reads a body's bytes straight into hyper's buffer; bytes past `end` (when the body's
-    /// end is known there) go back to `pending`. Returns the bytes read, 0 at end of stream.
+    /// Reads body bytes straight into hyper's buffer (no copy); the caller gives back what lies
+    /// past the body's end. Returns the bytes read, 0 at end of stream.
     fn read_direct(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<usize>> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;

@@ -20,7 +20,7 @@
 //! rules, answers for refused heads), `head` (the checks themselves).
 
 mod guard;
-pub mod head;
+mod head;
 mod service;
 mod shared;
 
