@@ -289,11 +289,9 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         addrs.push(local);
         let app = app.clone();
         let token = shutdown.clone();
+        let limits = settings.http_limits.clone();
         tasks.push(tokio::spawn(async move {
-            let listener = signalr_connections::listener::nodelay(listener);
-            let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
+            let result = signalr_connections::server::serve(listener, app, limits, token.cancelled_owned()).await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "HTTP server failed");
             }

@@ -14,7 +14,9 @@
 //! * [`RequestInfo`]: headers, query and cookies of the HTTP request that carries the connection.
 //! * [`endpoint`]: an axum router for one endpoint path; [`case_insensitive_paths`] makes paths
 //!   match case-insensitively and with a trailing slash, like ASP.NET routing.
-//! * [`listener::bind_nodelay`]: the listener to serve on (`TCP_NODELAY` on every connection, so
+//! * [`server::serve`]: the HTTP/1.1 server to run on, with Kestrel's limits ([`server::HttpLimits`])
+//!   and strict parsing (bare LF, missing or duplicate `Host`: 400).
+//! * [`listener::bind_nodelay`]: the listener for `axum::serve` in tests (`TCP_NODELAY` on every connection, so
 //!   small pushes do not wait for the client's delayed acknowledgement).
 //!
 //! Transports and options are described in `docs/transports.md`; the WebSocket design (one task
@@ -70,6 +72,7 @@ pub mod prefetch;
 mod request;
 mod responses;
 mod sse;
+pub mod server;
 mod state;
 mod websocket;
 

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! signalr-testserver --urls http://127.0.0.1:0 [--redis <connection string>] [--channel-prefix <prefix>]
+//!     [--request-headers-timeout <s>] [--keep-alive-timeout <s>] [--max-request-line-size <bytes>]
+//!     [--max-request-headers-total-size <bytes>] [--max-concurrent-connections <n>]
 //! ```
+//! The limits are Kestrel's (`Kestrel:Limits:*` in Diquis), with its defaults.
 //! Prints `Now listening on: http://127.0.0.1:<port>` once it accepts connections.
 
 use std::io::Write;
@@ -10,6 +13,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use signalr::HubLifetimeManager;
+use signalr_connections::server::HttpLimits;
 use signalr_testserver::AppArgs;
 
 /// Command-line arguments.
@@ -25,6 +29,47 @@ struct Args {
     /// The backplane channel prefix.
     #[arg(long = "channel-prefix")]
     channel_prefix: Option<String>,
+    /// Kestrel's `RequestHeadersTimeout` in seconds (fractions allowed; default 30).
+    #[arg(long = "request-headers-timeout", value_parser = seconds)]
+    request_headers_timeout: Option<std::time::Duration>,
+    /// Kestrel's `KeepAliveTimeout` in seconds (fractions allowed; default 130).
+    #[arg(long = "keep-alive-timeout", value_parser = seconds)]
+    keep_alive_timeout: Option<std::time::Duration>,
+    /// Kestrel's `MaxRequestLineSize` in bytes (default 8192).
+    #[arg(long = "max-request-line-size")]
+    max_request_line_size: Option<usize>,
+    /// Kestrel's `MaxRequestHeadersTotalSize` in bytes (default 32768).
+    #[arg(long = "max-request-headers-total-size")]
+    max_request_headers_total_size: Option<usize>,
+    /// Kestrel's `MaxConcurrentConnections` (default: no limit).
+    #[arg(long = "max-concurrent-connections")]
+    max_concurrent_connections: Option<usize>,
+}
+
+/// A positive number of seconds, e.g. `30` or `0.5`.
+fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    let value: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    // NaN and negatives are refused along with zero.
+    if value.is_nan() || value <= 0.0 {
+        return Err(format!("'{text}' must be more than 0 seconds"));
+    }
+    std::time::Duration::try_from_secs_f64(value).map_err(|e| format!("'{text}': {e}"))
+}
+
+impl Args {
+    /// The HTTP server's limits: Kestrel's defaults, overridden by the flags given.
+    fn http_limits(&self) -> Result<HttpLimits, String> {
+        let defaults = HttpLimits::default();
+        let limits = HttpLimits {
+            request_headers_timeout: self.request_headers_timeout.unwrap_or(defaults.request_headers_timeout),
+            keep_alive_timeout: self.keep_alive_timeout.unwrap_or(defaults.keep_alive_timeout),
+            max_request_line_size: self.max_request_line_size.unwrap_or(defaults.max_request_line_size),
+            max_request_headers_total_size: self.max_request_headers_total_size.unwrap_or(defaults.max_request_headers_total_size),
+            max_concurrent_connections: self.max_concurrent_connections,
+        };
+        limits.validate().map_err(|e| e.to_string())?;
+        Ok(limits)
+    }
 }
 
 /// Chooses `TestHub`'s lifetime manager: in-process, or the Redis backplane with `--redis`.
@@ -76,13 +121,14 @@ async fn main() {
 
 async fn run(args: Args) -> Result<(), String> {
     let address = listen_address(&args.urls)?;
+    let limits = args.http_limits()?;
     let manager = lifetime_manager(&args, signalr_testserver::test_hub::TEST_HUB_NAME).await?;
     let app = signalr_testserver::build_app(AppArgs { test_hub_lifetime_manager: manager, hub_options: None });
     let listener = bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("Now listening on: http://{local}");
     let _ = std::io::stdout().flush();
-    axum::serve(signalr_connections::listener::nodelay(listener), app).await.map_err(|e| format!("server failed: {e}"))
+    signalr_connections::server::serve(listener, app, limits, std::future::pending()).await.map_err(|e| format!("server failed: {e}"))
 }
 
 /// Binds with a listen backlog of 4096 (the kernel's `somaxconn` here): with the default, a

@@ -17,7 +17,7 @@ async fn start() -> SocketAddr {
     let app = build(AppArgs::default()).router;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(signalr_connections::listener::nodelay(listener), app).await.unwrap() });
+    tokio::spawn(async move { signalr_connections::server::serve(listener, app, Default::default(), std::future::pending()).await.unwrap() });
     addr
 }
 

@@ -3,8 +3,10 @@
 
 pub mod connection_string;
 pub mod hub_limits;
+pub mod kestrel;
 pub mod settings;
 pub mod source;
+pub mod time_span;
 
 use std::path::Path;
 

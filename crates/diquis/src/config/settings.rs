@@ -114,10 +114,12 @@ pub struct Settings {
     pub hub_limits: super::hub_limits::HubLimits,
     /// `Security:*` and `ForwardedHeaders:*` (sign-in limits, lockout, hashing pool, proxies).
     pub security: crate::security::SecuritySettings,
+    /// `Kestrel:Limits:*`: the HTTP server's timeouts and size limits (Kestrel's defaults).
+    pub http_limits: signalr_connections::server::HttpLimits,
 }
 
 /// The hub's timeouts (`SignalR:HandshakeTimeout`, `SignalR:KeepAliveInterval`,
-/// `SignalR:ClientTimeoutInterval`), as `hh:mm:ss` time spans or seconds; .NET's defaults.
+/// `SignalR:ClientTimeoutInterval`), as .NET `TimeSpan`s; .NET's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HubTimeouts {
     /// How long a new connection has to send its handshake (default 15 s).
@@ -234,9 +236,9 @@ impl Settings {
         let data_directory = nonempty(c, "Diquis:DataDirectory").map(PathBuf::from);
         let defaults = HubTimeouts::default();
         let hub = HubTimeouts {
-            handshake: parse_time_span(c, "SignalR:HandshakeTimeout", defaults.handshake)?,
-            keep_alive: parse_time_span(c, "SignalR:KeepAliveInterval", defaults.keep_alive)?,
-            client_timeout: parse_time_span(c, "SignalR:ClientTimeoutInterval", defaults.client_timeout)?,
+            handshake: super::time_span::read(c, "SignalR:HandshakeTimeout", defaults.handshake)?,
+            keep_alive: super::time_span::read(c, "SignalR:KeepAliveInterval", defaults.keep_alive)?,
+            client_timeout: super::time_span::read(c, "SignalR:ClientTimeoutInterval", defaults.client_timeout)?,
         };
         if hub.client_timeout <= hub.keep_alive {
             return Err(ConfigError::new(
@@ -245,6 +247,7 @@ impl Settings {
             ));
         }
         let security = crate::security::SecuritySettings::from_configuration(c)?;
+        let http_limits = super::kestrel::http_limits(c)?;
         Ok(Settings {
             environment,
             database,
@@ -264,6 +267,7 @@ impl Settings {
             hub,
             hub_limits: super::hub_limits::HubLimits::from_configuration(c)?,
             security,
+            http_limits,
         })
     }
 }
@@ -281,34 +285,6 @@ fn parse_number(c: &Configuration, key: &str, default: i64, min: i64, max: i64) 
             Err(_) => Err(ConfigError::new(key, format!("is '{v}', not a whole number"))),
         },
     }
-}
-
-/// A .NET `TimeSpan` (`hh:mm:ss` with optional fraction, or `d.hh:mm:ss`) or a number of
-/// seconds, between 100 ms and one day.
-fn parse_time_span(c: &Configuration, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-    let Some(v) = nonempty(c, key) else { return Ok(default) };
-    let bad = || ConfigError::new(key, format!("is '{v}'; expected a time span like 00:00:15 or a number of seconds"));
-    let seconds: f64 = if v.contains(':') {
-        let (days, clock) = match v.split_once('.') {
-            Some((d, rest)) if !d.contains(':') => (d.parse::<f64>().map_err(|_| bad())?, rest),
-            _ => (0.0, v),
-        };
-        let parts: Vec<&str> = clock.split(':').collect();
-        let [h, m, s] = parts[..] else { return Err(bad()) };
-        let h: f64 = h.parse().map_err(|_| bad())?;
-        let m: f64 = m.parse().map_err(|_| bad())?;
-        let s: f64 = s.parse().map_err(|_| bad())?;
-        if !(0.0..24.0).contains(&h) || !(0.0..60.0).contains(&m) || !(0.0..60.0).contains(&s) {
-            return Err(bad());
-        }
-        days * 86_400.0 + h * 3_600.0 + m * 60.0 + s
-    } else {
-        v.parse().map_err(|_| bad())?
-    };
-    if !seconds.is_finite() || !(0.1..=86_400.0).contains(&seconds) {
-        return Err(ConfigError::new(key, format!("is '{v}'; expected 100 ms to one day")));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_bool(c: &Configuration, key: &str, default: bool) -> Result<bool, ConfigError> {
@@ -430,7 +406,7 @@ mod tests {
             ("Jobs:WorkerCount", "-1"),
             ("Jobs:LeaseSeconds", "1"),
             ("SignalR:HandshakeTimeout", "soon"),
-            ("SignalR:HandshakeTimeout", "0"),
+            ("SignalR:HandshakeTimeout", "15"),
             ("SignalR:HandshakeTimeout", "00:61:00"),
             ("SignalR:KeepAliveInterval", "1:2"),
             ("SignalR:ClientTimeoutInterval", "00:00:05"),
@@ -443,11 +419,11 @@ mod tests {
     }
 
     #[test]
-    fn hub_timeouts_read_time_spans_and_seconds() {
+    fn hub_timeouts_read_time_spans() {
         assert_eq!(settings(&[]).unwrap().hub, HubTimeouts::default());
         let s = settings(&[
             ("SignalR:HandshakeTimeout", "00:00:00.5"),
-            ("SignalR:KeepAliveInterval", "2"),
+            ("SignalR:KeepAliveInterval", "00:00:02"),
             ("SignalR:ClientTimeoutInterval", "1.00:00:00"),
         ])
         .unwrap();

@@ -69,7 +69,7 @@ impl SecuritySettings {
         let per_account = rate_limit(c, "Security:RateLimit:PerAccount", 10, 60)?;
         let lockout = LockoutSettings {
             max_failed_access_attempts: number(c, "Security:Lockout:MaxFailedAccessAttempts", 5, 0, 1000)? as u32,
-            lockout_time_span: time_span(c, "Security:Lockout:DefaultLockoutTimeSpan", Duration::from_secs(300))?,
+            lockout_time_span: crate::config::time_span::read(c, "Security:Lockout:DefaultLockoutTimeSpan", Duration::from_secs(300))?,
         };
         let headers = match c.get("ForwardedHeaders:Headers") {
             None => ProxyHeaders::XForwarded,
@@ -121,41 +121,11 @@ fn number(c: &Configuration, key: &str, default: u64, min: u64, max: u64) -> Res
 
 fn rate_limit(c: &Configuration, prefix: &str, permits: u64, window_secs: u64) -> Result<RateLimit, ConfigError> {
     let permit_limit = number(c, &format!("{prefix}:PermitLimit"), permits, 1, 1_000_000)? as u32;
-    let window = time_span(c, &format!("{prefix}:Window"), Duration::from_secs(window_secs))?;
+    let window = crate::config::time_span::read(c, &format!("{prefix}:Window"), Duration::from_secs(window_secs))?;
     if window.is_zero() {
-        return Err(ConfigError::new(&format!("{prefix}:Window"), "is zero; give seconds or hh:mm:ss"));
+        return Err(ConfigError::new(&format!("{prefix}:Window"), "is zero; give a TimeSpan like 00:01:00"));
     }
     Ok(RateLimit { permit_limit, window })
-}
-
-/// A duration as seconds (`300`) or a .NET `TimeSpan` (`00:05:00`, `1.00:00:00`).
-fn time_span(c: &Configuration, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-    match c.get(key) {
-        None => Ok(default),
-        Some(v) => parse_time_span(v.trim())
-            .ok_or_else(|| ConfigError::new(key, format!("is '{v}'; expected seconds (300) or hh:mm:ss (00:05:00)"))),
-    }
-}
-
-/// Parses seconds or `[d.]hh:mm:ss[.fff]`.
-pub fn parse_time_span(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let parts: Vec<&str> = v.split(':').collect();
-    if parts.len() != 3 {
-        return None;
-    }
-    let (days, hours) = match parts[0].split_once('.') {
-        Some((d, h)) => (d.parse::<u64>().ok()?, h.parse::<u64>().ok()?),
-        None => (0, parts[0].parse::<u64>().ok()?),
-    };
-    let minutes = parts[1].parse::<u64>().ok()?;
-    let seconds = parts[2].parse::<f64>().ok()?;
-    if hours > 23 || minutes > 59 || !(0.0..60.0).contains(&seconds) {
-        return None;
-    }
-    Some(Duration::from_secs(days * 86_400 + hours * 3600 + minutes * 60) + Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -192,16 +162,6 @@ mod tests {
         assert!(s.forwarded.trusted.iter().any(|n| n.contains("192.168.4.2".parse().unwrap())));
         let none = settings(&[("ForwardedHeaders:KnownProxies", "")]).unwrap();
         assert!(none.forwarded.trusted.is_empty());
-    }
-
-    #[test]
-    fn time_spans() {
-        assert_eq!(parse_time_span("00:05:00"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_time_span("1.00:00:01"), Some(Duration::from_secs(86_401)));
-        assert_eq!(parse_time_span("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_time_span("00:00:00.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_time_span("5m"), None);
-        assert_eq!(parse_time_span("00:61:00"), None);
     }
 
     #[test]
