@@ -176,7 +176,7 @@ async fn rate_limits_per_address_and_per_account() {
 
     // Per account: the account's limit holds whatever the address.
     let db = TestDb::sqlite();
-    let per_account = with(NO_LIMITS, &[("Security:RateLimit:PerAccount:PermitLimit", "2"), ("Security:RateLimit:PerAccount:Window", "3600")]);
+    let per_account = with(NO_LIMITS, &[("Security:RateLimit:PerAccount:PermitLimit", "2"), ("Security:RateLimit:PerAccount:Window", "01:00:00")]);
     let app = start(&db, ProcessRole::All, &per_account).await;
     let url = app.url();
     for i in 0..2 {
