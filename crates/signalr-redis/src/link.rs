@@ -538,8 +538,8 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
                             }
                             Ok(Ok(None)) => None,
                             Ok(Err(error)) if is_server_refusal(&error) => None,
-                            Ok(Err(error)) => Some(format!("publisher: health check failed: {}", describe(&error))),
-                            Err(_) => Some(format!(
+                            Ok(Err(error)) if !error.is_timeout() => Some(format!("publisher: health check failed: {}", describe(&error))),
+                            Ok(Err(_)) | Err(_) => Some(format!(
                                 "publisher: Redis did not answer a health check within {} ms",
                                 options.config.command_timeout.as_millis()
                             )),
@@ -585,7 +585,12 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
                     // reconnect (at-least-once for the batch in flight at the moment of loss).
                     tracing::warn!(%error, "backplane: publisher lost its Redis connection; reconnecting");
                     shared.requeue_front(batch);
-                    shared.set_state(Some(false), None, Some(format!("publisher: {}", describe(&error))));
+                    let reason = if error.is_timeout() {
+                        format!("publisher: Redis did not answer PUBLISH within {} ms", options.config.command_timeout.as_millis())
+                    } else {
+                        format!("publisher: {}", describe(&error))
+                    };
+                    shared.set_state(Some(false), None, Some(reason));
                     tokio::select! {
                         _ = shared.cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff.next_delay()) => continue 'connect,

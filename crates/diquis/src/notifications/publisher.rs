@@ -176,10 +176,10 @@ impl Publisher {
             Audience::Everyone => self.send(Recipients::All, &message).await?,
             Audience::RootAndRequester => {
                 self.send(Recipients::Group(ROOT_GROUP), &message).await?;
-                if let Some(user) = &row.recipient_user {
-                    if !self.is_root_admin(user).await? {
-                        self.send(Recipients::User(user), &message).await?;
-                    }
+                if let Some(user) = &row.recipient_user
+                    && !self.is_root_admin(user).await?
+                {
+                    self.send(Recipients::User(user), &message).await?;
                 }
             }
         }
