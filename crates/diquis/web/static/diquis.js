@@ -45,10 +45,15 @@
   }
 
   async function catchUp() {
-    const response = await fetch(`/api/notifications?after=${lastId}`, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const body = await response.json();
-    for (const n of body.data || []) handle(n.event, n.data);
+    // Page by page (the API answers at most 200 at a time) until nothing newer is left.
+    for (;;) {
+      const response = await fetch(`/api/notifications?after=${lastId}`, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const page = (await response.json()).data || [];
+      const before = lastId;
+      for (const n of page) handle(n.event, n.data);
+      if (page.length < 200 || lastId === before) return;
+    }
   }
 
   const connection = new signalR.HubConnectionBuilder()
