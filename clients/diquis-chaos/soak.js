@@ -1,7 +1,7 @@
 "use strict";
 // Soak run (scripts/soak.sh; not part of the test command): tenant churn for SOAK_MINUTES
-// (default 30) on the chaos suite's deployment, with a random fault from the suite's list every
-// SOAK_FAULT_EVERY_S seconds (default 60). Prints each process's RSS and open file descriptors
+// (default 30) on the chaos suite's deployment, with a fault from the suite's list every
+// SOAK_FAULT_EVERY_S seconds (default 60), every kind once per round in a random order. Prints each process's RSS and open file descriptors
 // every minute, and at the end the lost and repeated event counts per client and the tenant
 // checks. Exits non-zero when an event was lost or a tenant check failed.
 
@@ -45,6 +45,15 @@ function sample(cluster) {
     parts.push(`redis=${cluster.redis.child ? usage(cluster.redis.child.pid) : "down"}`);
     parts.push(`postmaster=${usage(postmasterPid(cluster))}`);
     return parts.join(" ");
+}
+
+function shuffle(list) {
+    const a = list.slice();
+    for (let i = a.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
 }
 
 /** The faults of the chaos suite, without its assertions (the end checks cover them). */
@@ -107,7 +116,7 @@ const FAULTS = {
 };
 
 async function main() {
-    log(`soak: ${MINUTES} min, a random fault every ${FAULT_EVERY_MS / 1000} s, binary ${process.env.DIQUIS_BIN}`);
+    log(`soak: ${MINUTES} min, a fault every ${FAULT_EVERY_MS / 1000} s (each kind once per round), binary ${process.env.DIQUIS_BIN}`);
     const cluster = await ChaosCluster.start({ label: "soak" });
     // Interrupted: stop everything the run started, then leave.
     for (const signal of ["SIGINT", "SIGTERM"]) {
@@ -136,9 +145,12 @@ async function main() {
         let nextFault = started + FAULT_EVERY_MS;
         const faultCounts = {};
         const names = Object.keys(FAULTS);
+        const order = [];
         while (Date.now() < end) {
             if (Date.now() >= nextFault) {
-                const name = names[Math.floor(Math.random() * names.length)];
+                // Every kind once per round, in a random order each round.
+                if (order.length === 0) order.push(...shuffle(names));
+                const name = order.shift();
                 faultCounts[name] = (faultCounts[name] || 0) + 1;
                 log(`fault: ${name}`);
                 await FAULTS[name](cluster);
