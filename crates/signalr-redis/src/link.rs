@@ -937,6 +937,31 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_whose_sender_stopped_waiting_is_not_sent() {
+        let (status, _) = watch::channel(BackplaneStatus::starting());
+        let shared = Shared {
+            queue: Mutex::new(VecDeque::new()),
+            queue_notify: Notify::new(),
+            capacity: 10,
+            counters: Counters::default(),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            status,
+            cancel: CancellationToken::new(),
+            presence_peak: AtomicU64::new(0),
+        };
+        let (abandoned, gave_up) = oneshot::channel();
+        let (awaited, _waiting) = oneshot::channel();
+        shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"abandoned"), reply: Some(abandoned) });
+        shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"awaited"), reply: Some(awaited) });
+        shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"fire-and-forget"), reply: None });
+        drop(gave_up);
+        let batch: Vec<Bytes> = shared.take_batch().into_iter().map(|o| o.payload).collect();
+        assert_eq!(batch, vec![Bytes::from_static(b"awaited"), Bytes::from_static(b"fire-and-forget")]);
+    }
+
+    #[test]
     fn full_queue_drops_the_oldest_and_counts() {
         let (status, _) = watch::channel(BackplaneStatus::starting());
         let shared = Shared {
