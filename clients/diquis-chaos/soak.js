@@ -138,7 +138,9 @@ async function main() {
         others.push(new ChaosClient("other-tenant/hub-a", ChaosCluster.url(cluster.hubA), otherToken));
         for (const c of [...roots, ...others]) await c.start();
 
-        const churn = new Churn(cluster, token, ledger, { prefix: "soak", pool, pauseMs: 500 }).start();
+        // Each isolated tenant is a whole database (~8 MB): fewer of them keep a long run's disk use small.
+        const isolatedEvery = Number(process.env.SOAK_ISOLATED_EVERY || 10);
+        const churn = new Churn(cluster, token, ledger, { prefix: "soak", pool, pauseMs: 500, isolatedEvery }).start();
         const started = Date.now();
         const end = started + MINUTES * 60_000;
         let nextSample = started;

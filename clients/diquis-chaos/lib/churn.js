@@ -27,9 +27,11 @@ class Ledger {
     }
 }
 
-/** Creates tenants (one in four with its own database) and renames pool tenants, until stopped. */
+/** Creates tenants (by default one in four with its own database) and renames pool tenants, until stopped. */
 class Churn {
-    constructor(cluster, token, ledger, { prefix, pool, pauseMs = 300 }) {
+    /** `isolatedEvery`: one creation in that many asks for an isolated database. */
+    constructor(cluster, token, ledger, { prefix, pool, pauseMs = 300, isolatedEvery = 4 }) {
+        this.isolatedEvery = isolatedEvery;
         this.cluster = cluster;
         this.token = token;
         this.ledger = ledger;
@@ -70,7 +72,7 @@ class Churn {
         while (this.running) {
             const n = this.n++;
             const id = `${this.prefix}-${n}-${randomSuffix(4)}`;
-            const isolated = n % 4 === 3;
+            const isolated = n % this.isolatedEvery === this.isolatedEvery - 1;
             const r = await this.send("POST", "/api/tenants", {
                 id,
                 name: `Chaos ${id}`,
