@@ -3,7 +3,8 @@
 # fault from the chaos suite's list every minute, RSS and open descriptors of every process each
 # minute, lost/repeated event counts at the end. Same processes and needs as
 # scripts/suites/chaos.sh (which installs them).
-#   SOAK_MINUTES=30 SOAK_FAULT_EVERY_S=60 DIQUIS_BIN=target/release/diquis scripts/soak.sh
+#   SOAK_MINUTES=30 SOAK_FAULT_EVERY_S=60 SOAK_ISOLATED_EVERY=10 DIQUIS_BIN=target/release/diquis scripts/soak.sh
+# Disk: each isolated tenant is a PostgreSQL database of ~8 MB in a temp dir (removed at the end).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DIQUIS_BIN="${DIQUIS_BIN:-$root/target/release/diquis}"
