@@ -117,8 +117,14 @@ pub struct LinkOptions {
     pub reconnect_min_delay: Duration,
     /// Longest reconnect delay.
     pub reconnect_max_delay: Duration,
-    /// Idle time after which the subscriber connection is checked with a PING.
+    /// Idle time after which the subscriber connection is checked with a PING. A PING not
+    /// answered within the command timeout marks the backplane unhealthy (a hung Redis, a
+    /// network cut without RST), while the connection is kept in case the answer still comes.
     pub keepalive_interval: Duration,
+    /// How long a subscriber connection whose PING got no answer is kept before it is replaced
+    /// (kept, its subscriptions survive a short stall with no gap; replaced, a dead peer that
+    /// never sends RST cannot hold the node forever).
+    pub hung_connection_limit: Duration,
     /// After an outage, how long queued publishes wait for the other nodes to be subscribed
     /// again (Redis keeps nothing for a subscriber that is not there yet).
     pub resubscribe_grace: Duration,
@@ -129,7 +135,8 @@ pub struct LinkOptions {
 
 impl LinkOptions {
     /// Defaults for `config`: 10,000 queued publishes, 100,000 queued receptions, reconnect
-    /// between 100 ms and 1 s (so that a node is back within ~1 s of Redis), PING every 15 s.
+    /// between 100 ms and 1 s (so that a node is back within ~1 s of Redis), PING every 5 s, a
+    /// hung subscriber connection replaced after 30 s.
     pub fn new(config: RedisConfig) -> Self {
         Self {
             config,
@@ -138,7 +145,8 @@ impl LinkOptions {
             receive_queue_capacity: 100_000,
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(1),
-            keepalive_interval: Duration::from_secs(15),
+            keepalive_interval: Duration::from_secs(5),
+            hung_connection_limit: Duration::from_secs(30),
             resubscribe_grace: Duration::from_secs(5),
             presence_channel: None,
         }
@@ -226,10 +234,16 @@ impl Shared {
         self.queue_notify.notify_one();
     }
 
+    /// Up to [`MAX_BATCH`] queued publishes, oldest first. A publish whose caller stopped
+    /// waiting for its acknowledgement is left out: that caller sends it again itself (an outbox
+    /// row retried after a timeout), so sending the stale copy too would only add a repeat.
     fn take_batch(&self) -> Vec<Outgoing> {
         let mut queue = self.queue.lock();
         let n = queue.len().min(MAX_BATCH);
-        queue.drain(..n).collect()
+        queue
+            .drain(..n)
+            .filter(|outgoing| !outgoing.reply.as_ref().is_some_and(|reply| reply.is_closed()))
+            .collect()
     }
 
     fn requeue_front(&self, batch: Vec<Outgoing>) {
@@ -495,25 +509,48 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
             }
         }
         let presence = options.presence_channel.as_deref().map(str::as_bytes);
-        // The fleet's size is sampled while idle too: a node that only sends to groups or users
+        // An idle publisher checks Redis every second (sampling the fleet's size on the presence
+        // channel): a Redis that stopped answering (SIGSTOP, a network cut without RST) makes
+        // the node unhealthy within the command timeout, not only a closed socket does. The
+        // fleet's size is sampled while idle because a node that only sends to groups or users
         // never publishes on the presence channel, and must still know how many subscribers to
         // wait for after an outage.
-        let mut presence_refresh = tokio::time::interval(PRESENCE_REFRESH_INTERVAL);
-        presence_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health_check = tokio::time::interval(PRESENCE_REFRESH_INTERVAL);
+        health_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let batch = loop {
                 let batch = shared.take_batch();
                 if !batch.is_empty() {
                     break batch;
                 }
+                if !shared.queue.lock().is_empty() {
+                    continue;
+                }
                 tokio::select! {
                     _ = shared.cancel.cancelled() => return,
                     _ = shared.queue_notify.notified() => {}
-                    _ = presence_refresh.tick(), if options.presence_channel.is_some() => {
-                        let channel = options.presence_channel.as_deref().unwrap_or_default();
-                        let sampled = tokio::time::timeout(PRESENCE_REFRESH_INTERVAL, numsub(&mut connection, channel)).await;
-                        if let Ok(Some(count)) = sampled {
-                            shared.presence_peak.fetch_max(count, Ordering::Relaxed);
+                    _ = health_check.tick() => {
+                        let probe = health_probe(&mut connection, options.presence_channel.as_deref());
+                        let failure = match tokio::time::timeout(options.config.command_timeout, probe).await {
+                            Ok(Ok(Some(count))) => {
+                                shared.presence_peak.fetch_max(count, Ordering::Relaxed);
+                                None
+                            }
+                            Ok(Ok(None)) => None,
+                            Ok(Err(error)) if is_server_refusal(&error) => None,
+                            Ok(Err(error)) if !error.is_timeout() => Some(format!("publisher: health check failed: {}", describe(&error))),
+                            Ok(Err(_)) | Err(_) => Some(format!(
+                                "publisher: Redis did not answer a health check within {} ms",
+                                options.config.command_timeout.as_millis()
+                            )),
+                        };
+                        if let Some(error) = failure {
+                            tracing::warn!(%error, "backplane: publisher connection unusable; reconnecting");
+                            shared.set_state(Some(false), None, Some(error));
+                            tokio::select! {
+                                _ = shared.cancel.cancelled() => return,
+                                _ = tokio::time::sleep(backoff.next_delay()) => continue 'connect,
+                            }
                         }
                     }
                 }
@@ -548,7 +585,12 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
                     // reconnect (at-least-once for the batch in flight at the moment of loss).
                     tracing::warn!(%error, "backplane: publisher lost its Redis connection; reconnecting");
                     shared.requeue_front(batch);
-                    shared.set_state(Some(false), None, Some(format!("publisher: {}", describe(&error))));
+                    let reason = if error.is_timeout() {
+                        format!("publisher: Redis did not answer PUBLISH within {} ms", options.config.command_timeout.as_millis())
+                    } else {
+                        format!("publisher: {}", describe(&error))
+                    };
+                    shared.set_state(Some(false), None, Some(reason));
                     tokio::select! {
                         _ = shared.cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff.next_delay()) => continue 'connect,
@@ -559,13 +601,29 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
     }
 }
 
+/// One health check of the publishing connection: `PUBSUB NUMSUB` of the presence channel (its
+/// subscriber count), or a PING when there is none.
+async fn health_probe(connection: &mut MultiplexedConnection, presence: Option<&str>) -> Result<Option<u64>, redis::RedisError> {
+    match presence {
+        Some(channel) => {
+            let (_, count): (String, u64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await?;
+            Ok(Some(count))
+        }
+        None => {
+            let _: redis::Value = redis::cmd("PING").query_async(connection).await?;
+            Ok(None)
+        }
+    }
+}
+
 async fn numsub(connection: &mut MultiplexedConnection, channel: &str) -> Option<u64> {
     let reply: Result<(String, u64), _> =
         redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await;
     reply.ok().map(|(_, count)| count)
 }
 
-/// How often an idle publisher samples the number of nodes subscribed to the presence channel.
+/// How often an idle publisher checks Redis (and samples the number of nodes subscribed to the
+/// presence channel).
 const PRESENCE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Holds the backlog until as many nodes are subscribed again as before the outage, or until
@@ -717,11 +775,9 @@ async fn serve_subscriptions(
             _ = shared.cancel.cancelled() => return None,
             _ = &mut *closed => return Some("subscriber: connection closed by Redis".into()),
             _ = idle => {
-                // A subscribed RESP2 connection answers PING with `["pong", ""]`.
-                match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(error)) => return Some(format!("subscriber: PING failed: {error}")),
-                    Err(_) => return Some("subscriber: PING timed out".into()),
+                match keepalive(shared, options, sink, closed).await {
+                    Ok(()) => continue,
+                    Err(error) => return error,
                 }
             }
             command = commands.recv() => match command {
@@ -782,6 +838,56 @@ async fn serve_subscriptions(
     }
 }
 
+/// PINGs the subscriber connection. No answer within the command timeout marks the subscriber
+/// unhealthy (`/health/ready` shows a hung Redis), but the connection is kept while the answer
+/// may still come, up to [`LinkOptions::hung_connection_limit`]: a Redis that resumes (SIGCONT,
+/// a network that heals) answers, and every subscription is still there with no message missed.
+/// `Err(None)` on shutdown, `Err(Some(reason))` when the connection must be replaced.
+async fn keepalive(
+    shared: &Shared,
+    options: &LinkOptions,
+    sink: &mut PubSubSink,
+    closed: &mut oneshot::Receiver<()>,
+) -> Result<(), Option<String>> {
+    let timeout = options.config.command_timeout;
+    // A subscribed RESP2 connection answers PING with `["pong", ""]`.
+    let ping = sink.ping::<redis::Value>();
+    tokio::pin!(ping);
+    let mut hung = false;
+    let give_up = tokio::time::sleep(timeout.max(options.hung_connection_limit));
+    tokio::pin!(give_up);
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return Err(None),
+            _ = &mut *closed => return Err(Some("subscriber: connection closed by Redis".into())),
+            answer = &mut ping => {
+                return match answer {
+                    Ok(_) => {
+                        if hung {
+                            tracing::info!("backplane: Redis answers the subscriber again");
+                            shared.set_state(None, Some(true), None);
+                        }
+                        Ok(())
+                    }
+                    Err(error) => Err(Some(format!("subscriber: PING failed: {error}"))),
+                };
+            }
+            _ = tokio::time::sleep(timeout), if !hung => {
+                hung = true;
+                let error = format!("subscriber: Redis did not answer PING within {} ms", timeout.as_millis());
+                tracing::warn!(%error, "backplane: Redis is not answering; keeping the connection while it may recover");
+                shared.set_state(None, Some(false), Some(error));
+            }
+            _ = &mut give_up => {
+                return Err(Some(format!(
+                    "subscriber: no answer to PING for {} ms",
+                    timeout.max(options.hung_connection_limit).as_millis()
+                )));
+            }
+        }
+    }
+}
+
 /// Only reads and hands off: never decodes, never waits on the hub.
 async fn read_messages(
     shared: Arc<Shared>,
@@ -828,6 +934,31 @@ mod tests {
         assert!(delays[19] >= Duration::from_secs(1));
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_publish_whose_sender_stopped_waiting_is_not_sent() {
+        let (status, _) = watch::channel(BackplaneStatus::starting());
+        let shared = Shared {
+            queue: Mutex::new(VecDeque::new()),
+            queue_notify: Notify::new(),
+            capacity: 10,
+            counters: Counters::default(),
+            publisher_up: AtomicBool::new(false),
+            subscriber_up: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            status,
+            cancel: CancellationToken::new(),
+            presence_peak: AtomicU64::new(0),
+        };
+        let (abandoned, gave_up) = oneshot::channel();
+        let (awaited, _waiting) = oneshot::channel();
+        shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"abandoned"), reply: Some(abandoned) });
+        shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"awaited"), reply: Some(awaited) });
+        shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"fire-and-forget"), reply: None });
+        drop(gave_up);
+        let batch: Vec<Bytes> = shared.take_batch().into_iter().map(|o| o.payload).collect();
+        assert_eq!(batch, vec![Bytes::from_static(b"awaited"), Bytes::from_static(b"fire-and-forget")]);
     }
 
     #[test]

@@ -150,6 +150,7 @@ struct RemoteInvocation {
 }
 
 struct Inner {
+    command_timeout: Duration,
     channels: RedisChannels,
     server_name: String,
     protocols: Vec<Arc<dyn HubProtocol>>,
@@ -210,6 +211,7 @@ impl RedisHubLifetimeManager {
             drop(link.subscribe(channel));
         }
         let inner = Arc::new(Inner {
+            command_timeout: options.link.config.command_timeout,
             all_channel: Bytes::from(channels.all()),
             group_management_channel: Bytes::from(channels.group_management()),
             return_channel_unprefixed: channels.return_results_unprefixed(&options.server_name),
@@ -271,6 +273,46 @@ impl RedisHubLifetimeManager {
         self.inner.local.read().connections.len()
     }
 
+    /// Publishes `message` to `audience` and waits until Redis has acknowledged the PUBLISH;
+    /// returns how many subscribers (nodes) Redis handed it to.
+    ///
+    /// For senders that keep the message durably until it is acknowledged (an outbox): nothing
+    /// is delivered locally ahead of Redis, and while the backplane is unhealthy it fails at once
+    /// instead of queueing, so a crash never loses a message that was reported sent. With no
+    /// acknowledgement within `timeout` it fails and the queued copy is withdrawn if it has not
+    /// left yet; it may still have reached Redis, so the caller's retry can repeat it
+    /// (at-least-once: receivers drop repeats by the message's own id).
+    pub async fn send_acknowledged(
+        &self,
+        audience: Recipients<'_>,
+        message: &SerializedMessage,
+        timeout: Duration,
+    ) -> Result<u64, LifetimeError> {
+        let inner = &self.inner;
+        if !inner.link.is_healthy() {
+            return Err(LifetimeError::Backplane("Redis is unavailable".into()));
+        }
+        let channel = match audience {
+            Recipients::All => inner.all_channel.clone(),
+            Recipients::Group(group) => Bytes::from(inner.channels.group(group)),
+            Recipients::User(user) => Bytes::from(inner.channels.user(user)),
+        };
+        let payload = inner.invocation_payload(message, &[], None)?;
+        let reply = inner.link.publish_with_reply(channel, payload);
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(Ok(receivers))) => Ok(receivers.max(0) as u64),
+            Ok(Ok(Err(error))) => Err(LifetimeError::Backplane(error)),
+            Ok(Err(_)) => Err(LifetimeError::Backplane("the backplane stopped".into())),
+            Err(_) => Err(LifetimeError::Timeout("Redis to acknowledge the PUBLISH")),
+        }
+    }
+
+    /// The command timeout of the connection string (`syncTimeout=`), a fitting wait for
+    /// [`RedisHubLifetimeManager::send_acknowledged`].
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.command_timeout
+    }
+
     /// Stops the Redis connections; later sends are queued and never sent.
     pub fn shutdown(&self) {
         self.inner.link.shutdown();
@@ -281,6 +323,17 @@ impl Drop for RedisHubLifetimeManager {
     fn drop(&mut self) {
         self.inner.link.shutdown();
     }
+}
+
+/// Who an acknowledged send ([`RedisHubLifetimeManager::send_acknowledged`]) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients<'a> {
+    /// Every connection (`Clients.All`).
+    All,
+    /// The members of a group.
+    Group(&'a str),
+    /// The connections of a user.
+    User(&'a str),
 }
 
 /// Why [`RedisHubLifetimeManager::connect`] failed.

@@ -1,6 +1,9 @@
 //! Publishes unsent outbox rows through the hub's lifetime manager (the in-process one, or
-//! Redis so that every web node delivers them) and marks them sent. A row whose send fails stays
-//! unsent and is tried again, so an event survives a Redis outage or a crash of this process.
+//! Redis so that every web node delivers them) and marks them sent. A row is marked sent only
+//! once Redis has acknowledged its PUBLISH (or, in-process, once it was written to the local
+//! connections). A row whose send fails or is not acknowledged in time stays unsent and is
+//! published again, so an event survives a Redis outage, a hung Redis, or a crash of this
+//! process at any point; a repeat carries the same `id`, which receivers use to drop it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +11,7 @@ use std::time::Duration;
 use signalr::{HubLifetimeManager, SerializedMessage};
 use signalr_protocol::message::{HubMessage, InvocationMessage};
 use signalr_protocol::Value;
+use signalr_redis::Recipients;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -168,19 +172,34 @@ impl Publisher {
             arguments: vec![Value::Json(payload)],
             stream_ids: Vec::new(),
         })));
-        let result = match self.audience {
-            Audience::Everyone => self.lifetime.send_all(message).await,
+        match self.audience {
+            Audience::Everyone => self.send(Recipients::All, &message).await?,
             Audience::RootAndRequester => {
-                self.lifetime.send_group(ROOT_GROUP, message.clone()).await?;
-                match &row.recipient_user {
-                    Some(user) if !self.is_root_admin(user).await? => self.lifetime.send_user(user, message).await,
-                    _ => Ok(()),
+                self.send(Recipients::Group(ROOT_GROUP), &message).await?;
+                if let Some(user) = &row.recipient_user
+                    && !self.is_root_admin(user).await?
+                {
+                    self.send(Recipients::User(user), &message).await?;
                 }
             }
-        };
-        result?;
+        }
         metrics::counter!("diquis_notifications_published_total", "event" => row.event.clone()).increment(1);
         tracing::info!(id = row.id, event = %row.event, tenant = row.tenant_id.as_deref().unwrap_or(""), "notification published");
+        Ok(())
+    }
+
+    /// Sends through Redis and waits for its acknowledgement, or delivers in-process.
+    async fn send(&self, recipients: Recipients<'_>, message: &Arc<SerializedMessage>) -> Result<(), PublishError> {
+        match &self.backplane {
+            Backplane::Redis(manager) => {
+                manager.send_acknowledged(recipients, message, manager.command_timeout()).await?;
+            }
+            Backplane::InProcess => match recipients {
+                Recipients::All => self.lifetime.send_all(message.clone()).await?,
+                Recipients::Group(group) => self.lifetime.send_group(group, message.clone()).await?,
+                Recipients::User(user) => self.lifetime.send_user(user, message.clone()).await?,
+            },
+        }
         Ok(())
     }
 

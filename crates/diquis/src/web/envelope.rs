@@ -66,7 +66,25 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if database_unavailable(&e) {
+            // Not the request's fault and not a bug: the caller may retry once the database is
+            // back (nothing of this request was committed).
+            tracing::warn!(error = %e, "database unavailable");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, "The database is unavailable; try again shortly.");
+        }
         ApiError::internal("database error", e)
+    }
+}
+
+/// Whether `error` means the database cannot be reached now (down, restarting, refusing
+/// connections) rather than that a statement was wrong.
+pub fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutting down, starting up),
+        // 53300 (too many connections).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")),
+        _ => false,
     }
 }
 

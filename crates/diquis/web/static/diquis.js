@@ -54,10 +54,19 @@
   }
 
   async function catchUp() {
-    const response = await fetch(`/api/notifications?after=${lastId}`, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const body = await response.json();
-    const missed = (body.data || []).filter((n) => n.data && !seen.has(n.data.id));
+    // Page by page (the API answers at most 200 at a time) until nothing newer is left; then
+    // toast only the newest few: a tab away for long catches up quietly.
+    const missed = [];
+    let after = lastId;
+    for (;;) {
+      const response = await fetch(`/api/notifications?after=${after}`, { credentials: "same-origin" });
+      if (!response.ok) break;
+      const page = (await response.json()).data || [];
+      for (const n of page) if (n.data && !seen.has(n.data.id)) missed.push(n);
+      const newest = page.length > 0 ? page[page.length - 1].id : after;
+      if (page.length < 200 || !(newest > after)) break;
+      after = newest;
+    }
     const quietCount = Math.max(0, missed.length - CATCH_UP_TOASTS);
     if (quietCount > 0) toastr.info(`${quietCount} earlier notifications while this page was away`);
     missed.forEach((n, i) => handle(n.event, n.data, i < quietCount));

@@ -90,6 +90,14 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the process: SIGSTOP makes a Redis that keeps its
+    /// connections open but answers nothing, as a stalled server or a network partition.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is not running").id();
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// A raw client for publishing arbitrary bytes.
     pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
