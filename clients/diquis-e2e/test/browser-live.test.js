@@ -59,9 +59,13 @@ async function waitToast(browser, text) {
     return toast.first().getAttribute("class");
 }
 
-/** Waits until the row of `id` shows `status`; resolves with the row's text. */
-async function waitRowStatus(browser, id, status) {
-    const row = browser.page.locator(`#tenant-${id}[data-status="${status}"]`);
+/**
+ * Waits until the row of `id` shows `status` (and `text`, when given: a row that was already
+ * in that status before an edit is replaced once the page has fetched it again); resolves with
+ * the row's text.
+ */
+async function waitRowStatus(browser, id, status, text) {
+    const row = browser.page.locator(`#tenant-${id}[data-status="${status}"]`, text ? { hasText: text } : {});
     await row.waitFor({ state: "attached", timeout: UI_WAIT_MS });
     return row.innerText();
 }
@@ -175,7 +179,7 @@ describe("browser: live tenant page on two web nodes, two browsers", () => {
             const expected = `Tenant '${newName}' has been updated successfully!`;
             for (const br of [a, b]) {
                 assert.match(await waitToast(br, expected), /toast-success/);
-                const text = await waitRowStatus(br, id, "Active");
+                const text = await waitRowStatus(br, id, "Active", newName);
                 assert.ok(text.includes(newName), `${br.name}: the row shows the new name: ${text}`);
             }
             await assertSameDocument(a, markA);
