@@ -8,6 +8,7 @@ pub mod extract;
 pub mod hub;
 pub mod jwt;
 pub mod password;
+pub mod password_reset;
 pub mod revocation;
 pub mod session;
 pub mod signing_key;

@@ -194,19 +194,42 @@ pub async fn change_password(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
+    Ok(Json(Envelope::ok(change_own_password(&state, &identity, current, new, None).await?, vec![])))
+}
+
+/// The caller's password change (the API's and the page's): checks the current password and
+/// the policy, sets the new one, ends every session and issues a new one (`csrf`: a browser
+/// session's CSRF secret).
+pub async fn change_own_password(
+    state: &AppState,
+    identity: &Identity,
+    current: String,
+    new: String,
+    csrf: Option<String>,
+) -> Result<TokenResponse, ApiError> {
+    if let Some(w) = password::weakness(&new) {
+        return Err(ApiError::validation(vec![format!("'newPassword' {w}.")]));
+    }
     let user = users::find_by_id(&state.db, &identity.user_id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
     if !password::verify_async(user.password_hash.clone(), current).await {
         return Err(ApiError::validation(vec!["'password' is not the current password.".into()]));
     }
-    let hash = password::hash_async(new).await;
-    let mut tx = state.db.begin().await?;
-    with_tx!(&mut tx, |c| {
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(&user.id).bind(&hash).execute(&mut *c).await?;
-    });
-    revoke_user_in(&mut tx, &user.id).await?;
-    tx.commit().await?;
-    state.revocations.announce(Revocation::User { user_id: user.id.clone() });
+    set_password(state, &user.id, new).await?;
     tracing::info!(user = %user.user_name, "password changed; every session ended");
     let user = users::find_by_id(&state.db, &user.id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
-    Ok(Json(Envelope::ok(super::api::issue(&state, &user, None).await?, vec![])))
+    super::api::issue(state, &user, csrf).await
+}
+
+/// Sets a user's password (already checked against the policy) and ends every session of theirs,
+/// on every node: the password change and the reset link both end here.
+pub async fn set_password(state: &AppState, user_id: &str, new_password: String) -> Result<(), sqlx::Error> {
+    let hash = password::hash_async(new_password).await;
+    let mut tx = state.db.begin().await?;
+    with_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(user_id).bind(&hash).execute(&mut *c).await?;
+    });
+    revoke_user_in(&mut tx, user_id).await?;
+    tx.commit().await?;
+    state.revocations.announce(Revocation::User { user_id: user_id.to_string() });
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! HTTP: the router of a process ([`router`]), the envelope ([`envelope`]), pages ([`pages`]),
 //! embedded assets ([`assets`]), HTML helpers ([`html`]) and the dashboard guard ([`dashboard`]).
 
+pub mod account;
 pub mod assets;
 pub mod dashboard;
 pub mod envelope;
@@ -29,6 +30,8 @@ pub fn router(state: AppState, hub: Router) -> Router {
         .route("/metrics", get(ops::metrics::render))
         .route("/login", get(pages::login_form).post(pages::login).route_layer(sign_in_limit.clone()))
         .route("/logout", post(pages::logout))
+        .route("/reset-password", get(account::reset_form).post(account::reset).route_layer(sign_in_limit.clone()))
+        .route("/account/password", get(account::password_form).post(account::change_password))
         .route("/api/tokens", post(auth::api::sign_in).route_layer(sign_in_limit.clone()))
         .route("/api/tokens/refresh", post(auth::api::refresh).route_layer(sign_in_limit))
         .merge(assets::router());
