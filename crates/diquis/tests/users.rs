@@ -137,3 +137,180 @@ async fn change_password_page_keeps_this_session_and_ends_the_others() {
     login(&url, ADMIN_EMAIL, NEW_PASSWORD, "root").await;
     app.stop().await;
 }
+
+/// A browser client signed in through `/login` as `email` of `tenant`.
+async fn browser_of(url: &str, email: &str, password: &str, tenant: &str) -> reqwest::Client {
+    let browser = client();
+    let page = browser.get(format!("{url}/login")).send().await.unwrap().text().await.unwrap();
+    let r = browser
+        .post(format!("{url}/login"))
+        .form(&[("_csrf", csrf_of(&page).as_str()), ("email", email), ("password", password), ("tenant", tenant)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{email}@{tenant} signed in through the form");
+    browser
+}
+
+/// The `<tr>` of the user `email` on a Users page, if listed.
+fn row_of<'a>(html: &'a str, email: &str) -> Option<&'a str> {
+    let start = html.find(&format!(r#"data-email="{email}""#))?;
+    let row_start = html[..start].rfind("<tr")?;
+    let end = html[start..].find("</tr>")? + start;
+    Some(&html[row_start..end])
+}
+
+/// The id of a listed user.
+fn id_of(html: &str, email: &str) -> String {
+    let row = row_of(html, email).unwrap_or_else(|| panic!("{email} listed in {html}"));
+    row.split(r#"id="user-"#).nth(1).unwrap().split('"').next().unwrap().to_string()
+}
+
+async fn can_sign_in(url: &str, email: &str, password: &str, tenant: &str) -> bool {
+    let (status, _) = api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": email, "password": password, "tenant": tenant}))).await;
+    status == 200
+}
+
+#[tokio::test]
+async fn users_page_lists_adds_disables_enables_and_removes() {
+    let db = TestDb::sqlite();
+    let app = start(&db, ProcessRole::All, &[]).await;
+    let url = app.url();
+    let root = root_browser(&url).await;
+    let users_page = |browser: reqwest::Client, tenant: &'static str| {
+        let url = url.clone();
+        async move { browser.get(format!("{url}/users?tenant={tenant}")).send().await.unwrap() }
+    };
+    let page = users_page(root.clone(), "root").await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let me = row_of(&page, ADMIN_EMAIL).expect("the root administrator is listed");
+    assert!(me.contains("root") && me.contains("you") && !me.contains("Disable"), "{me}");
+    let csrf = csrf_of(&page);
+    let tenant_list = root.get(format!("{url}/tenants")).send().await.unwrap().text().await.unwrap();
+    assert!(tenant_list.contains(r#"href="/users?tenant=root""#), "the tenant rows link to their users");
+
+    let add = |browser: reqwest::Client, csrf: String, tenant: &'static str, email: &'static str, password: &'static str, role: &'static str| {
+        let url = url.clone();
+        async move {
+            browser
+                .post(format!("{url}/users"))
+                .form(&[("_csrf", csrf.as_str()), ("tenant", tenant), ("email", email), ("password", password), ("role", role)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Bad input: clear problems, nothing added.
+    let weak = add(root.clone(), csrf.clone(), "root", "second@test.local", "short", "root").await;
+    assert_eq!(weak.status(), 400);
+    let weak = weak.text().await.unwrap();
+    assert!(weak.contains("at least 8 characters") && row_of(&weak, "second@test.local").is_none(), "{weak}");
+    let bad_role = add(root.clone(), csrf.clone(), "root", "second@test.local", "Sec0ndPassword", "academy_admin").await;
+    assert_eq!(bad_role.status(), 400);
+    assert!(bad_role.text().await.unwrap().contains("must be one of: root"));
+    let forged = add(root.clone(), "forged".into(), "root", "second@test.local", "Sec0ndPassword", "root").await;
+    assert_eq!(forged.status(), 403);
+
+    let added = add(root.clone(), csrf.clone(), "root", "second@test.local", "Sec0ndPassword", "root").await;
+    assert_eq!(added.status(), 303);
+    assert_eq!(added.headers()["location"], "/users?tenant=root");
+    let duplicate = add(root.clone(), csrf.clone(), "root", "Second@test.local", "Sec0ndPassword", "root").await;
+    assert_eq!(duplicate.status(), 409);
+    assert!(can_sign_in(&url, "second@test.local", "Sec0ndPassword", "root").await);
+    let second = browser_of(&url, "second@test.local", "Sec0ndPassword", "root").await;
+    assert!(session_works(&second, &url).await);
+
+    let page = users_page(root.clone(), "root").await.text().await.unwrap();
+    let id = id_of(&page, "second@test.local");
+    assert!(row_of(&page, "second@test.local").unwrap().contains(r#"data-active="true""#));
+    let act = |action: &'static str| {
+        let (root, url, csrf, id) = (root.clone(), url.clone(), csrf.clone(), id.clone());
+        async move { root.post(format!("{url}/users/{id}/{action}")).form(&[("_csrf", csrf.as_str()), ("tenant", "root")]).send().await.unwrap() }
+    };
+    assert_eq!(act("disable").await.status(), 303);
+    let page = users_page(root.clone(), "root").await.text().await.unwrap();
+    assert!(row_of(&page, "second@test.local").unwrap().contains(r#"data-active="false""#));
+    assert!(!can_sign_in(&url, "second@test.local", "Sec0ndPassword", "root").await);
+    assert!(!session_works(&second, &url).await, "disabling ends the user's sessions");
+    assert_eq!(act("enable").await.status(), 303);
+    assert!(can_sign_in(&url, "second@test.local", "Sec0ndPassword", "root").await);
+    assert_eq!(act("remove").await.status(), 303);
+    let page = users_page(root.clone(), "root").await.text().await.unwrap();
+    assert!(row_of(&page, "second@test.local").is_none(), "removed");
+    assert!(!can_sign_in(&url, "second@test.local", "Sec0ndPassword", "root").await);
+
+    // Never oneself.
+    let my_id = id_of(&page, ADMIN_EMAIL);
+    let own = root.post(format!("{url}/users/{my_id}/disable")).form(&[("_csrf", csrf.as_str()), ("tenant", "root")]).send().await.unwrap();
+    assert_eq!(own.status(), 400);
+    assert!(own.text().await.unwrap().contains("You cannot disable or delete your own account."));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tenant_administrators_manage_their_own_tenant_only() {
+    let db = TestDb::sqlite();
+    let app = start(&db, ProcessRole::All, &[]).await;
+    let url = app.url();
+    let token = root_token(&url).await;
+    let (status, body) = api(Method::POST, &format!("{url}/api/tenants"), Some(&token), Some(new_tenant("acme", false))).await;
+    assert_eq!(status, 202, "{body}");
+    wait_status(&url, &token, "acme", "Active").await;
+
+    // The API route: root adds a member to tenant acme.
+    let (status, body) = api(
+        Method::POST,
+        &format!("{url}/api/users"),
+        Some(&token),
+        Some(json!({"tenant": "acme", "email": "member@acme.test", "password": "Memb3rPassword", "role": "coach"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["email"], "member@acme.test");
+    assert_eq!(body["data"]["tenantId"], "acme");
+    let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&token), Some(json!({"tenant": "nope", "email": "x@y.test", "password": "Memb3rPassword", "role": "coach"}))).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&token), Some(json!({"email": 5}))).await;
+    assert_eq!(status, 400, "{body}");
+
+    let owner = browser_of(&url, "owner@acme.test", "Owner1Passw0rd", "acme").await;
+    let home = owner.get(format!("{url}/")).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains(r#"id="users-link""#), "the header links tenant administrators to their users");
+    let page = owner.get(format!("{url}/users")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Users of <code>acme</code>"));
+    assert!(row_of(&page, "member@acme.test").unwrap().contains("coach"));
+    assert!(row_of(&page, ADMIN_EMAIL).is_none(), "no root users on a tenant's page");
+    let csrf = csrf_of(&page);
+    let added = owner
+        .post(format!("{url}/users"))
+        .form(&[("_csrf", csrf.as_str()), ("tenant", "acme"), ("email", "admin2@acme.test"), ("password", "Adm1nTwoPassword"), ("role", "academy_admin")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 303);
+    assert!(can_sign_in(&url, "admin2@acme.test", "Adm1nTwoPassword", "acme").await);
+
+    // Another tenant's users, or root's: not for a tenant administrator.
+    assert_eq!(owner.get(format!("{url}/users?tenant=root")).send().await.unwrap().status(), 403);
+    let into_root = owner
+        .post(format!("{url}/users"))
+        .form(&[("_csrf", csrf.as_str()), ("tenant", "root"), ("email", "evil@acme.test"), ("password", "Ev1lPassword"), ("role", "root")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(into_root.status(), 403);
+    assert!(!can_sign_in(&url, "evil@acme.test", "Ev1lPassword", "root").await);
+    let root_page = root_browser(&url).await.get(format!("{url}/users?tenant=root")).send().await.unwrap().text().await.unwrap();
+    let root_id = id_of(&root_page, ADMIN_EMAIL);
+    let disable_root = owner.post(format!("{url}/users/{root_id}/disable")).form(&[("_csrf", csrf.as_str()), ("tenant", "acme")]).send().await.unwrap();
+    assert_eq!(disable_root.status(), 404);
+    assert!(can_sign_in(&url, ADMIN_EMAIL, ADMIN_PASSWORD, "root").await);
+
+    // A member manages nobody.
+    let member = browser_of(&url, "member@acme.test", "Memb3rPassword", "acme").await;
+    assert_eq!(member.get(format!("{url}/users")).send().await.unwrap().status(), 403);
+    app.stop().await;
+}

@@ -13,6 +13,7 @@ pub mod revocation;
 pub mod session;
 pub mod signing_key;
 pub mod tokens;
+pub mod user_admin;
 pub mod users;
 pub mod users_api;
 

@@ -2,6 +2,7 @@
 //! build on it.
 //!
 //! * `GET /api/users[?tenant=id]`: the users a caller may manage.
+//! * `POST /api/users` `{email, password, role, tenant?}`: adds a user ([`super::user_admin`]).
 //! * `POST /api/users/{id}/disable`, `POST /api/users/{id}/enable`, `DELETE /api/users/{id}`.
 //! * `PUT /api/personal/change-password` `{password, newPassword}`: the caller's own password.
 //!
@@ -32,7 +33,7 @@ pub const TENANT_ADMIN_ROLE: &str = "academy_admin";
 /// The routes (web role).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/users", get(list))
+        .route("/api/users", get(list).post(super::user_admin::create))
         .route("/api/users/{id}", delete(remove))
         .route("/api/users/{id}/disable", post(disable))
         .route("/api/users/{id}/enable", post(enable))
@@ -63,12 +64,12 @@ impl From<UserRow> for UserDto {
     }
 }
 
-fn is_tenant_admin(identity: &Identity) -> bool {
+pub(crate) fn is_tenant_admin(identity: &Identity) -> bool {
     identity.roles.iter().any(|r| r == TENANT_OWNER_ROLE || r == TENANT_ADMIN_ROLE)
 }
 
 /// Whether `caller` may manage users of `tenant`.
-fn may_manage(caller: &Identity, tenant: &str) -> bool {
+pub(crate) fn may_manage(caller: &Identity, tenant: &str) -> bool {
     caller.is_root_admin() || (caller.tenant == tenant && is_tenant_admin(caller))
 }
 
@@ -121,7 +122,8 @@ pub async fn list(
     Ok(Json(Envelope::ok(rows.into_iter().map(UserDto::from).collect(), vec![])))
 }
 
-async fn set_active(state: &AppState, caller: &Identity, id: &str, active: bool) -> Result<Json<Envelope<UserDto>>, ApiError> {
+/// Disables or enables a user the caller manages (the API's and the Users page's).
+pub async fn set_active(state: &AppState, caller: &Identity, id: &str, active: bool) -> Result<Json<Envelope<UserDto>>, ApiError> {
     let user = managed_user(state, caller, id).await?;
     let mut tx = state.db.begin().await?;
     with_tx!(&mut tx, |c| {
@@ -153,7 +155,12 @@ pub async fn enable(State(state): State<AppState>, Caller { identity, .. }: Call
 /// `DELETE /api/users/{id}`: the user, their roles and refresh tokens are deleted; their
 /// sessions end now.
 pub async fn remove(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<String>>, ApiError> {
-    let user = managed_user(&state, &identity, &id).await?;
+    Ok(Json(Envelope::ok(remove_user(&state, &identity, &id).await?, vec![])))
+}
+
+/// Deletes a user the caller manages (the API's and the Users page's); returns the id.
+pub async fn remove_user(state: &AppState, identity: &Identity, id: &str) -> Result<String, ApiError> {
+    let user = managed_user(state, identity, id).await?;
     let mut tx = state.db.begin().await?;
     with_tx!(&mut tx, |c| {
         for sql in [
@@ -168,7 +175,7 @@ pub async fn remove(State(state): State<AppState>, Caller { identity, .. }: Call
     tx.commit().await?;
     state.revocations.announce(Revocation::User { user_id: user.id.clone() });
     tracing::info!(user = %user.user_name, by = %identity.user_name, "user deleted");
-    Ok(Json(Envelope::ok(user.id, vec![])))
+    Ok(user.id)
 }
 
 /// `PUT /api/personal/change-password` `{password, newPassword}`: every session of the caller

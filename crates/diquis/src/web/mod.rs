@@ -10,6 +10,7 @@ pub mod html;
 pub mod pages;
 pub mod paging;
 pub mod security_headers;
+pub mod users_page;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -42,6 +43,8 @@ pub fn router(state: AppState, hub: Router) -> Router {
             .route("/tenants/{id}/row", get(pages::tenant_row_fragment))
             .route("/tenants/{id}/edit", get(pages::edit_form).post(pages::edit))
             .route("/seed-demo", get(pages::seed_demo))
+            .route("/users", get(users_page::list).post(users_page::add))
+            .route("/users/{id}/{action}", post(users_page::act))
             .route("/api/tenants", get(tenants::api::list).post(tenants::api::create))
             .route("/api/tenants/{id}", get(tenants::api::get).put(tenants::api::update))
             .route("/api/notifications", get(notifications::api::missed))
