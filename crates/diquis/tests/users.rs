@@ -29,20 +29,31 @@ async fn session_works(browser: &reqwest::Client, url: &str) -> bool {
 
 #[tokio::test]
 async fn reset_link_sets_a_password_once_and_ends_every_session() {
-    let db = TestDb::sqlite();
-    let app = start(&db, ProcessRole::All, &[]).await;
+    reset_flow(&TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn reset_link_on_postgres() {
+    let db = TestDb::postgres();
+    reset_flow(&db).await;
+    db.cleanup().await;
+}
+
+/// The reset command and its link on `db`.
+async fn reset_flow(db: &TestDb) {
+    let app = start(db, ProcessRole::All, &[]).await;
     let url = app.url();
     let old_session = root_browser(&url).await;
     assert!(session_works(&old_session, &url).await);
     let dir = tempfile::tempdir().unwrap();
 
     // An unknown user: status 1 and a clear message, no link.
-    let unknown = reset_command(&db, dir.path(), &["nobody@test.local", "--url", &url]);
+    let unknown = reset_command(db, dir.path(), &["nobody@test.local", "--url", &url]);
     assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user 'nobody@test.local' in tenant 'root'"), "{unknown:?}");
     assert!(unknown.stdout.is_empty());
 
-    let out = reset_command(&db, dir.path(), &[ADMIN_EMAIL, "--url", &url]);
+    let out = reset_command(db, dir.path(), &[ADMIN_EMAIL, "--url", &url]);
     assert!(out.status.success(), "{out:?}");
     let link = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(link.starts_with(&format!("{url}/reset-password?token=")), "{link}");
