@@ -303,6 +303,13 @@ async fn tenant_administrators_manage_their_own_tenant_only() {
         .unwrap();
     assert_eq!(added.status(), 303);
     assert!(can_sign_in(&url, "admin2@acme.test", "Adm1nTwoPassword", "acme").await);
+    // An administrator (not the owner) adds no owner.
+    let admin2 = login(&url, "admin2@acme.test", "Adm1nTwoPassword", "acme").await;
+    let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&admin2), Some(json!({"email": "boss@acme.test", "password": "B0ssPassword", "role": "academy_owner"}))).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&admin2), Some(json!({"email": "parent@acme.test", "password": "Par3ntPassword", "role": "parent"}))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["tenantId"], "acme", "the caller's tenant by default");
 
     // Another tenant's users, or root's: not for a tenant administrator.
     assert_eq!(owner.get(format!("{url}/users?tenant=root")).send().await.unwrap().status(), 403);

@@ -48,6 +48,10 @@ pub async fn add_user(state: &AppState, caller: &Identity, new: AddUser) -> Resu
     if !may_manage(caller, &new.tenant) {
         return Err(ApiError::forbidden("This requires the root role or an administrator's role in the tenant."));
     }
+    // An owner is made by root or another owner, never by an administrator of lower rank.
+    if new.role == TENANT_OWNER_ROLE && !caller.is_root_admin() && !caller.roles.iter().any(|r| r == TENANT_OWNER_ROLE) {
+        return Err(ApiError::forbidden("Only the root role or the tenant's owner may add an owner."));
+    }
     let mut problems = Vec::new();
     let email = new.email.trim();
     if email.is_empty() {
