@@ -17,6 +17,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Run { role, flags } => (role, flags),
+        Command::Invalid(message) => {
+            eprintln!("error: {message}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+        Command::ResetPassword { email, tenant, url, flags } => return reset_password(&email, &tenant, url.as_deref(), &flags),
     };
     let content_root = std::env::current_dir().unwrap_or_else(|_| ".".into());
     let settings = match diquis::config::load(&content_root, std::env::vars(), &flags) {
@@ -57,4 +62,34 @@ fn main() -> ExitCode {
         app.wait().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `diquis users reset-password`: prints a one-time reset link; status 1 for an unknown user.
+fn reset_password(email: &str, tenant: &str, url: Option<&str>, flags: &[String]) -> ExitCode {
+    let content_root = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let settings = match diquis::config::load(&content_root, std::env::vars(), flags) {
+        Ok((_, settings)) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(diquis::auth::password_reset::reset_link(&settings, email, tenant, url)) {
+        Ok(link) => {
+            println!("{link}");
+            eprintln!("The link sets a new password once, within {} minutes.", diquis::auth::password_reset::TOKEN_LIFETIME_MINUTES);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

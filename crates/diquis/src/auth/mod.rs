@@ -8,10 +8,12 @@ pub mod extract;
 pub mod hub;
 pub mod jwt;
 pub mod password;
+pub mod password_reset;
 pub mod revocation;
 pub mod session;
 pub mod signing_key;
 pub mod tokens;
+pub mod user_admin;
 pub mod users;
 pub mod users_api;
 

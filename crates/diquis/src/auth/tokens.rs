@@ -112,7 +112,7 @@ async fn provisioned(db: &Db, tenant: &str) -> Result<bool, sqlx::Error> {
     Ok(matches!(at, Some(Some(_))))
 }
 
-fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

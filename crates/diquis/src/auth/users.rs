@@ -130,3 +130,16 @@ pub async fn count_in_tenant(db: &Db, tenant: &str) -> Result<i64, sqlx::Error> 
         sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE tenant_id = $1").bind(tenant).fetch_one(p).await
     })
 }
+
+/// The users of a tenant, by user name.
+pub async fn in_tenant(db: &Db, tenant: &str) -> Result<Vec<UserRow>, sqlx::Error> {
+    with_db!(db, |p| {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users \
+             WHERE tenant_id = $1 ORDER BY user_name",
+        )
+        .bind(tenant)
+        .fetch_all(p)
+        .await
+    })
+}

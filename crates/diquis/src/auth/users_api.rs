@@ -2,6 +2,7 @@
 //! build on it.
 //!
 //! * `GET /api/users[?tenant=id]`: the users a caller may manage.
+//! * `POST /api/users` `{email, password, role, tenant?}`: adds a user ([`super::user_admin`]).
 //! * `POST /api/users/{id}/disable`, `POST /api/users/{id}/enable`, `DELETE /api/users/{id}`.
 //! * `PUT /api/personal/change-password` `{password, newPassword}`: the caller's own password.
 //!
@@ -32,7 +33,7 @@ pub const TENANT_ADMIN_ROLE: &str = "academy_admin";
 /// The routes (web role).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/users", get(list))
+        .route("/api/users", get(list).post(super::user_admin::create))
         .route("/api/users/{id}", delete(remove))
         .route("/api/users/{id}/disable", post(disable))
         .route("/api/users/{id}/enable", post(enable))
@@ -63,12 +64,12 @@ impl From<UserRow> for UserDto {
     }
 }
 
-fn is_tenant_admin(identity: &Identity) -> bool {
+pub(crate) fn is_tenant_admin(identity: &Identity) -> bool {
     identity.roles.iter().any(|r| r == TENANT_OWNER_ROLE || r == TENANT_ADMIN_ROLE)
 }
 
 /// Whether `caller` may manage users of `tenant`.
-fn may_manage(caller: &Identity, tenant: &str) -> bool {
+pub(crate) fn may_manage(caller: &Identity, tenant: &str) -> bool {
     caller.is_root_admin() || (caller.tenant == tenant && is_tenant_admin(caller))
 }
 
@@ -121,7 +122,8 @@ pub async fn list(
     Ok(Json(Envelope::ok(rows.into_iter().map(UserDto::from).collect(), vec![])))
 }
 
-async fn set_active(state: &AppState, caller: &Identity, id: &str, active: bool) -> Result<Json<Envelope<UserDto>>, ApiError> {
+/// Disables or enables a user the caller manages (the API's and the Users page's).
+pub async fn set_active(state: &AppState, caller: &Identity, id: &str, active: bool) -> Result<Json<Envelope<UserDto>>, ApiError> {
     let user = managed_user(state, caller, id).await?;
     let mut tx = state.db.begin().await?;
     with_tx!(&mut tx, |c| {
@@ -153,7 +155,12 @@ pub async fn enable(State(state): State<AppState>, Caller { identity, .. }: Call
 /// `DELETE /api/users/{id}`: the user, their roles and refresh tokens are deleted; their
 /// sessions end now.
 pub async fn remove(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<String>>, ApiError> {
-    let user = managed_user(&state, &identity, &id).await?;
+    Ok(Json(Envelope::ok(remove_user(&state, &identity, &id).await?, vec![])))
+}
+
+/// Deletes a user the caller manages (the API's and the Users page's); returns the id.
+pub async fn remove_user(state: &AppState, identity: &Identity, id: &str) -> Result<String, ApiError> {
+    let user = managed_user(state, identity, id).await?;
     let mut tx = state.db.begin().await?;
     with_tx!(&mut tx, |c| {
         for sql in [
@@ -168,7 +175,7 @@ pub async fn remove(State(state): State<AppState>, Caller { identity, .. }: Call
     tx.commit().await?;
     state.revocations.announce(Revocation::User { user_id: user.id.clone() });
     tracing::info!(user = %user.user_name, by = %identity.user_name, "user deleted");
-    Ok(Json(Envelope::ok(user.id, vec![])))
+    Ok(user.id)
 }
 
 /// `PUT /api/personal/change-password` `{password, newPassword}`: every session of the caller
@@ -194,19 +201,42 @@ pub async fn change_password(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
+    Ok(Json(Envelope::ok(change_own_password(&state, &identity, current, new, None).await?, vec![])))
+}
+
+/// The caller's password change (the API's and the page's): checks the current password and
+/// the policy, sets the new one, ends every session and issues a new one (`csrf`: a browser
+/// session's CSRF secret).
+pub async fn change_own_password(
+    state: &AppState,
+    identity: &Identity,
+    current: String,
+    new: String,
+    csrf: Option<String>,
+) -> Result<TokenResponse, ApiError> {
+    if let Some(w) = password::weakness(&new) {
+        return Err(ApiError::validation(vec![format!("'newPassword' {w}.")]));
+    }
     let user = users::find_by_id(&state.db, &identity.user_id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
     if !password::verify_async(user.password_hash.clone(), current).await {
         return Err(ApiError::validation(vec!["'password' is not the current password.".into()]));
     }
-    let hash = password::hash_async(new).await;
-    let mut tx = state.db.begin().await?;
-    with_tx!(&mut tx, |c| {
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(&user.id).bind(&hash).execute(&mut *c).await?;
-    });
-    revoke_user_in(&mut tx, &user.id).await?;
-    tx.commit().await?;
-    state.revocations.announce(Revocation::User { user_id: user.id.clone() });
+    set_password(state, &user.id, new).await?;
     tracing::info!(user = %user.user_name, "password changed; every session ended");
     let user = users::find_by_id(&state.db, &user.id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
-    Ok(Json(Envelope::ok(super::api::issue(&state, &user, None).await?, vec![])))
+    super::api::issue(state, &user, csrf).await
+}
+
+/// Sets a user's password (already checked against the policy) and ends every session of theirs,
+/// on every node: the password change and the reset link both end here.
+pub async fn set_password(state: &AppState, user_id: &str, new_password: String) -> Result<(), sqlx::Error> {
+    let hash = password::hash_async(new_password).await;
+    let mut tx = state.db.begin().await?;
+    with_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(user_id).bind(&hash).execute(&mut *c).await?;
+    });
+    revoke_user_in(&mut tx, user_id).await?;
+    tx.commit().await?;
+    state.revocations.announce(Revocation::User { user_id: user_id.to_string() });
+    Ok(())
 }

@@ -40,10 +40,11 @@ pub fn is_local_path(target: &str) -> bool {
 pub fn page(title: &str, user: Option<&Identity>, head: &str, body: &str, scripts: &str) -> String {
     let nav = match user {
         Some(u) => format!(
-            r#"<a href="/tenants">Tenants</a>{jobs}<span class="spacer"></span><span id="hub-status"></span>
+            r#"<a href="/tenants">Tenants</a>{jobs}{users}<a href="/account/password">Password</a><span class="spacer"></span><span id="hub-status"></span>
 <span class="muted">{email} ({tenant})</span>
 <form method="post" action="/logout"><input type="hidden" name="_csrf" value="{csrf}"><button class="secondary" type="submit">Sign out</button></form>"#,
             jobs = if u.is_root_admin() { r#" <a href="/jobs">Jobs</a>"# } else { "" },
+            users = if !u.is_root_admin() && crate::auth::users_api::is_tenant_admin(u) { r#" <a href="/users" id="users-link">Users</a> "# } else { " " },
             email = escape(&u.email),
             tenant = escape(&u.tenant),
             csrf = escape(u.csrf.as_deref().unwrap_or("")),

@@ -1,6 +1,7 @@
 //! HTTP: the router of a process ([`router`]), the envelope ([`envelope`]), pages ([`pages`]),
 //! embedded assets ([`assets`]), HTML helpers ([`html`]) and the dashboard guard ([`dashboard`]).
 
+pub mod account;
 pub mod assets;
 pub mod dashboard;
 pub mod envelope;
@@ -9,6 +10,7 @@ pub mod html;
 pub mod pages;
 pub mod paging;
 pub mod security_headers;
+pub mod users_page;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -29,6 +31,8 @@ pub fn router(state: AppState, hub: Router) -> Router {
         .route("/metrics", get(ops::metrics::render))
         .route("/login", get(pages::login_form).post(pages::login).route_layer(sign_in_limit.clone()))
         .route("/logout", post(pages::logout))
+        .route("/reset-password", get(account::reset_form).post(account::reset).route_layer(sign_in_limit.clone()))
+        .route("/account/password", get(account::password_form).post(account::change_password))
         .route("/api/tokens", post(auth::api::sign_in).route_layer(sign_in_limit.clone()))
         .route("/api/tokens/refresh", post(auth::api::refresh).route_layer(sign_in_limit))
         .merge(assets::router());
@@ -39,6 +43,8 @@ pub fn router(state: AppState, hub: Router) -> Router {
             .route("/tenants/{id}/row", get(pages::tenant_row_fragment))
             .route("/tenants/{id}/edit", get(pages::edit_form).post(pages::edit))
             .route("/seed-demo", get(pages::seed_demo))
+            .route("/users", get(users_page::list).post(users_page::add))
+            .route("/users/{id}/{action}", post(users_page::act))
             .route("/api/tenants", get(tenants::api::list).post(tenants::api::create))
             .route("/api/tenants/{id}", get(tenants::api::get).put(tenants::api::update))
             .route("/api/notifications", get(notifications::api::missed))

@@ -193,6 +193,7 @@ pub fn tenant_row(t: &TenantRow, shown: &Shown) -> String {
     } else {
         format!(r#"<a class="button secondary" href="/tenants/{id}/edit">Edit</a>"#, id = escape(&t.id))
     };
+    let edit = format!(r#"{edit} <a class="button secondary" href="/users?tenant={id}">Users</a>"#, id = escape(&t.id));
     format!(
         r#"<tr id="tenant-{id}" data-status="{status}" data-shown="{label}"><td><code>{id}</code></td><td class="name">{name}{error}</td><td><span class="badge badge-{label}">{spinner}{label}</span>{detail}</td><td>{active}</td><td>{db}</td><td>{edit}</td></tr>"#,
         id = escape(&t.id),

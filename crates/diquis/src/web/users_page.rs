@@ -1,0 +1,155 @@
+//! The Users page of a tenant (`/users?tenant=ID`): the list with Disable/Enable and Remove
+//! buttons, and a form adding a user. Root administrators see any tenant, a tenant's
+//! administrators their own. Every action calls what the API's routes call
+//! ([`crate::auth::users_api`], [`crate::auth::user_admin`]).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+
+use super::html::{escape, page, url_encode};
+use crate::auth::extract::PageCaller;
+use crate::auth::session::{secrets_equal, CSRF_FIELD};
+use crate::auth::user_admin::{add_user, roles_for_tenant, AddUser};
+use crate::auth::users_api::{may_manage, remove_user, set_active};
+use crate::auth::{users, Identity};
+use crate::state::AppState;
+use crate::web::envelope::ApiError;
+
+type Fields = Form<HashMap<String, String>>;
+
+fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
+    f.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// The tenant a request is about: the `tenant` given, else the caller's own.
+fn tenant_of<'a>(identity: &'a Identity, given: Option<&'a str>) -> &'a str {
+    given.map(str::trim).filter(|t| !t.is_empty()).unwrap_or(&identity.tenant)
+}
+
+fn users_url(tenant: &str) -> String {
+    format!("/users?tenant={}", url_encode(tenant))
+}
+
+fn action_form(csrf: &str, tenant: &str, user_id: &str, action: &str, label: &str, class: &str) -> String {
+    format!(
+        r#"<form method="post" action="/users/{id}/{action}" class="inline"><input type="hidden" name="_csrf" value="{csrf}"><input type="hidden" name="tenant" value="{tenant}"><button type="submit" class="{class}" id="{action}-{id}">{label}</button></form>"#,
+        id = escape(user_id),
+        csrf = escape(csrf),
+        tenant = escape(tenant),
+    )
+}
+
+async fn users_page(state: &AppState, identity: &Identity, tenant: &str, values: &HashMap<String, String>, problems: &[String], status: StatusCode) -> Response {
+    if !may_manage(identity, tenant) {
+        return (StatusCode::FORBIDDEN, Html(page("Users", Some(identity), "", "<div class=\"card\"><h1>Users</h1><p>You may not manage the users of this tenant.</p></div>", ""))).into_response();
+    }
+    let list = match users::in_tenant(&state.db, tenant).await {
+        Ok(l) => l,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let csrf = identity.csrf.as_deref().unwrap_or("");
+    let mut rows = String::new();
+    for u in &list {
+        let roles = match users::roles_of(&state.db, &u.id).await {
+            Ok(r) => r.join(", "),
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+        let actions = if u.id == identity.user_id {
+            r#"<span class="muted">you</span>"#.to_string()
+        } else {
+            let toggle = if u.is_active {
+                action_form(csrf, tenant, &u.id, "disable", "Disable", "secondary")
+            } else {
+                action_form(csrf, tenant, &u.id, "enable", "Enable", "secondary")
+            };
+            format!("{toggle} {}", action_form(csrf, tenant, &u.id, "remove", "Remove", "danger"))
+        };
+        rows.push_str(&format!(
+            r#"<tr id="user-{id}" data-email="{email}" data-active="{active}"><td>{email}</td><td>{roles}</td><td>{active_text}</td><td>{actions}</td></tr>"#,
+            id = escape(&u.id),
+            email = escape(&u.email),
+            active = u.is_active,
+            roles = escape(&roles),
+            active_text = if u.is_active { "Yes" } else { "No" },
+        ));
+    }
+    let problems_html = if problems.is_empty() {
+        String::new()
+    } else {
+        let items: String = problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
+        format!(r#"<div class="problems" role="alert"><ul>{items}</ul></div>"#)
+    };
+    let role_options: String = roles_for_tenant(tenant)
+        .iter()
+        .map(|r| format!(r#"<option value="{r}"{sel}>{r}</option>"#, sel = if field(values, "role") == *r { " selected" } else { "" }))
+        .collect();
+    let body = format!(
+        r#"<h1>Users of <code>{tenant}</code></h1>{problems_html}
+<div class="card"><table><thead><tr><th>Email</th><th>Roles</th><th>Active</th><th></th></tr></thead>
+<tbody id="user-rows">{rows}</tbody></table></div>
+<div class="card" id="add-user"><h2>Add user</h2>
+<form method="post" action="/users" novalidate>
+<input type="hidden" name="_csrf" value="{csrf}">
+<input type="hidden" name="tenant" value="{tenant}">
+<label for="email">Email</label><input id="email" name="email" type="email" required value="{email}">
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="new-password" required minlength="8">
+<p class="hint">At least 8 characters, with a letter and a digit.</p>
+<label for="role">Role</label><select id="role" name="role">{role_options}</select>
+<p><button type="submit" id="add-user-button">Add user</button></p>
+</form></div>"#,
+        tenant = escape(tenant),
+        csrf = escape(csrf),
+        email = escape(field(values, "email")),
+    );
+    (status, Html(page("Users", Some(identity), "", &body, ""))).into_response()
+}
+
+/// `GET /users?tenant=ID` (default: the caller's tenant).
+pub async fn list(State(state): State<AppState>, PageCaller(identity): PageCaller, Query(q): Query<HashMap<String, String>>) -> Response {
+    let tenant = tenant_of(&identity, q.get("tenant").map(String::as_str)).to_string();
+    users_page(&state, &identity, &tenant, &HashMap::new(), &[], StatusCode::OK).await
+}
+
+fn csrf_ok(identity: &Identity, f: &HashMap<String, String>) -> bool {
+    let expected = identity.csrf.as_deref().unwrap_or("");
+    !expected.is_empty() && secrets_equal(field(f, CSRF_FIELD), expected)
+}
+
+fn forbidden_csrf() -> Response {
+    (StatusCode::FORBIDDEN, "The form's CSRF token is missing or wrong; reload the page and try again.").into_response()
+}
+
+/// `POST /users`: adds a user (the form's fields: tenant, email, password, role).
+pub async fn add(State(state): State<AppState>, PageCaller(identity): PageCaller, Form(f): Fields) -> Response {
+    if !csrf_ok(&identity, &f) {
+        return forbidden_csrf();
+    }
+    let tenant = tenant_of(&identity, f.get("tenant").map(String::as_str)).to_string();
+    let new = AddUser { tenant: tenant.clone(), email: field(&f, "email").to_string(), password: field(&f, "password").to_string(), role: field(&f, "role").to_string() };
+    match add_user(&state, &identity, new).await {
+        Ok(_) => Redirect::to(&users_url(&tenant)).into_response(),
+        Err(e) => users_page(&state, &identity, &tenant, &f, &e.messages, e.status).await,
+    }
+}
+
+/// `POST /users/{id}/{disable|enable|remove}`.
+pub async fn act(State(state): State<AppState>, PageCaller(identity): PageCaller, Path((id, action)): Path<(String, String)>, Form(f): Fields) -> Response {
+    if !csrf_ok(&identity, &f) {
+        return forbidden_csrf();
+    }
+    let tenant = tenant_of(&identity, f.get("tenant").map(String::as_str)).to_string();
+    let result = match action.as_str() {
+        "disable" => set_active(&state, &identity, &id, false).await.map(|_| ()),
+        "enable" => set_active(&state, &identity, &id, true).await.map(|_| ()),
+        "remove" => remove_user(&state, &identity, &id).await.map(|_| ()),
+        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    };
+    match result {
+        Ok(()) => Redirect::to(&users_url(&tenant)).into_response(),
+        Err(e) => users_page(&state, &identity, &tenant, &HashMap::new(), &e.messages, e.status).await,
+    }
+}
