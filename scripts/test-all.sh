@@ -12,6 +12,10 @@ ensure_debian_packages redis-server redis-tools openssl chromium
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 step() { printf '\n=== %s ===\n' "$*"; }
 
+step "format and lint gates (rustfmt.toml; clippy with warnings as errors)"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 step "build release binaries and examples"
 cargo build --release --workspace --bins --examples
 

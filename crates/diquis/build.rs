@@ -34,10 +34,8 @@ fn main() {
 
 fn npm_ci(web: &Path) {
     let npm = if cfg!(windows) { "npm.cmd" } else { "npm" };
-    let status = Command::new(npm)
-        .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(web)
-        .status();
+    let status =
+        Command::new(npm).args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(web).status();
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => panic!("`npm ci` in {} failed with {s}; the UI's browser libraries come from npm", web.display()),

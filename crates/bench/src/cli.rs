@@ -225,9 +225,7 @@ mod tests {
             "msgpack",
         ])
         .unwrap();
-        let Scenario::Broadcast(args) = cli.scenario else {
-            panic!("broadcast expected")
-        };
+        let Scenario::Broadcast(args) = cli.scenario else { panic!("broadcast expected") };
         assert_eq!(args.common.urls.len(), 2);
         assert_eq!(args.common.server_pids, vec![1, 2, 3]);
         assert_eq!(args.common.protocol, Protocol::MessagePack);
@@ -236,20 +234,9 @@ mod tests {
 
     #[test]
     fn cross_node_needs_a_sender_url_and_bad_values_are_refused() {
-        assert!(
-            Cli::try_parse_from([
-                "diquis-bench",
-                "cross-node",
-                "--url",
-                "http://127.0.0.1:1/h"
-            ])
-            .is_err()
-        );
+        assert!(Cli::try_parse_from(["diquis-bench", "cross-node", "--url", "http://127.0.0.1:1/h"]).is_err());
         assert!(Cli::try_parse_from(["diquis-bench", "idle"]).is_err());
         assert!(Cli::try_parse_from(["diquis-bench", "idle", "--url", "x", "-n", "many"]).is_err());
-        assert!(
-            Cli::try_parse_from(["diquis-bench", "idle", "--url", "x", "--protocol", "xml"])
-                .is_err()
-        );
+        assert!(Cli::try_parse_from(["diquis-bench", "idle", "--url", "x", "--protocol", "xml"]).is_err());
     }
 }

@@ -133,14 +133,7 @@ impl Shared {
     /// Handles `data`, which arrived at `now` (µs) for connection `slot`, after the incomplete
     /// frame kept in `pending`; keeps a new incomplete tail in `pending`. Returns false when the
     /// server closed the connection or sent bytes that cannot be framed.
-    pub fn on_data(
-        &self,
-        slot: usize,
-        pending: &mut Vec<u8>,
-        data: &[u8],
-        last_seq: &mut Option<u64>,
-        now: u64,
-    ) -> bool {
+    pub fn on_data(&self, slot: usize, pending: &mut Vec<u8>, data: &[u8], last_seq: &mut Option<u64>, now: u64) -> bool {
         if pending.is_empty() {
             // The usual case: whole frames, read straight from the message without a copy.
             let (open, used) = self.on_frames(slot, data, last_seq, now);
@@ -160,30 +153,18 @@ impl Shared {
     }
 
     /// Handles the complete frames at the front of `buf`: (still open, bytes consumed).
-    fn on_frames(
-        &self,
-        slot: usize,
-        buf: &[u8],
-        last_seq: &mut Option<u64>,
-        now: u64,
-    ) -> (bool, usize) {
+    fn on_frames(&self, slot: usize, buf: &[u8], last_seq: &mut Option<u64>, now: u64) -> (bool, usize) {
         let mut open = true;
         let result = self.protocol.split_frames(buf, |frame| {
             if let Some(stamp) = self.finder.find(frame) {
                 self.on_delivery(slot, stamp, last_seq, now);
             } else {
                 match self.protocol.decode(frame) {
-                    Ok(Incoming::Completion {
-                        error: Some(error), ..
-                    }) => {
-                        self.errors
-                            .borrow_mut()
-                            .add(format!("completion error: {error}"));
+                    Ok(Incoming::Completion { error: Some(error), .. }) => {
+                        self.errors.borrow_mut().add(format!("completion error: {error}"));
                     }
                     Ok(Incoming::Close { error }) => {
-                        self.errors
-                            .borrow_mut()
-                            .add(format!("server closed: {}", error.unwrap_or_default()));
+                        self.errors.borrow_mut().add(format!("server closed: {}", error.unwrap_or_default()));
                         open = false;
                     }
                     Ok(_) => {}
@@ -200,13 +181,7 @@ impl Shared {
         }
     }
 
-    fn on_delivery(
-        &self,
-        slot: usize,
-        stamp: payload::Stamp,
-        last_seq: &mut Option<u64>,
-        now: u64,
-    ) {
+    fn on_delivery(&self, slot: usize, stamp: payload::Stamp, last_seq: &mut Option<u64>, now: u64) {
         if !self.measuring.get() {
             return;
         }
@@ -221,10 +196,7 @@ impl Shared {
             self.first_received.set(now);
         }
         self.last_received.set(now);
-        hist::record(
-            &mut self.latency.borrow_mut(),
-            now.saturating_sub(stamp.sent_micros),
-        );
+        hist::record(&mut self.latency.borrow_mut(), now.saturating_sub(stamp.sent_micros));
         if stamp.seq < SEQ_TRACKING_LIMIT {
             let mut counts = self.seq_counts.borrow_mut();
             let index = stamp.seq as usize;
@@ -341,10 +313,7 @@ impl Receiver {
             let n = match self.ws.poll_read(cx, &mut buf) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Wake::Dropped(
-                        "WebSocket closed by the server: end of stream without a close frame"
-                            .into(),
-                    ));
+                    return Poll::Ready(Wake::Dropped("WebSocket closed by the server: end of stream without a close frame".into()));
                 }
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(error)) => {
@@ -354,15 +323,11 @@ impl Receiver {
             let now = payload::now_micros();
             let before = counters.received.get();
             let (slot, pending, last_seq) = (self.slot, &mut self.pending, &mut self.last_seq);
-            let fed = self.ws.feed(&buf[..n], |data| {
-                shared.on_data(slot, pending, data, last_seq, now)
-            });
+            let fed = self.ws.feed(&buf[..n], |data| shared.on_data(slot, pending, data, last_seq, now));
             match fed {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Poll::Ready(Wake::Dropped(
-                        "the server sent Close or unframeable bytes".into(),
-                    ));
+                    return Poll::Ready(Wake::Dropped("the server sent Close or unframeable bytes".into()));
                 }
                 Err(error) if error.is_close() => {
                     return Poll::Ready(Wake::Dropped(format!("WebSocket closed: {error}")));
@@ -443,15 +408,7 @@ pub async fn run(shared: Rc<Shared>, slot: usize, ws: WsStream, leftover: Vec<u8
         timer_active: false,
         timer_registered: false,
     };
-    if !leftover.is_empty()
-        && !shared.on_data(
-            slot,
-            &mut receiver.pending,
-            &leftover,
-            &mut receiver.last_seq,
-            payload::now_micros(),
-        )
-    {
+    if !leftover.is_empty() && !shared.on_data(slot, &mut receiver.pending, &leftover, &mut receiver.last_seq, payload::now_micros()) {
         shared.mark_dropped(slot, "closed right after the handshake".into());
         return;
     }
@@ -512,8 +469,7 @@ pub async fn run(shared: Rc<Shared>, slot: usize, ws: WsStream, leftover: Vec<u8
                 {
                     out.clear();
                     {
-                        let text =
-                            payload::encode(echo_seq, payload::now_micros(), params.payload_len);
+                        let text = payload::encode(echo_seq, payload::now_micros(), params.payload_len);
                         let id = echo_seq.to_string();
                         protocol.write_invocation(&mut out, Some(&id), "Echo", &[&text]);
                     }
@@ -549,12 +505,7 @@ mod tests {
 
     fn delivery_of(seq: u64, sent: u64, payload_len: usize) -> Vec<u8> {
         let mut out = Vec::new();
-        Protocol::Json.write_invocation(
-            &mut out,
-            None,
-            "Message",
-            &[&payload::encode(seq, sent, payload_len)],
-        );
+        Protocol::Json.write_invocation(&mut out, None, "Message", &[&payload::encode(seq, sent, payload_len)]);
         out
     }
 
@@ -566,12 +517,7 @@ mod tests {
         assert!(shared.on_data(1, &mut pending, &delivery(0, 1_000), &mut last, 1_500));
         assert_eq!(shared.received_total.get(), 0, "not measuring yet");
         shared.measuring.set(true);
-        let data = [
-            delivery(1, 1_000),
-            delivery(2, 2_000),
-            b"{\"type\":6}\x1e{\"ty".to_vec(),
-        ]
-        .concat();
+        let data = [delivery(1, 1_000), delivery(2, 2_000), b"{\"type\":6}\x1e{\"ty".to_vec()].concat();
         assert!(shared.on_data(1, &mut pending, &data, &mut last, 3_000));
         assert_eq!(pending, b"{\"ty", "the incomplete tail stays");
         // The rest of the split frame completes it; it carries no tag, so nothing is counted.
@@ -602,13 +548,7 @@ mod tests {
         let mut pending = Vec::new();
         let error = b"{\"type\":3,\"invocationId\":\"1\",\"error\":\"Method does not exist.\"}\x1e";
         assert!(shared.on_data(0, &mut pending, error, &mut last, 1));
-        assert!(!shared.on_data(
-            0,
-            &mut pending,
-            b"{\"type\":7,\"error\":\"bye\"}\x1e",
-            &mut last,
-            1
-        ));
+        assert!(!shared.on_data(0, &mut pending, b"{\"type\":7,\"error\":\"bye\"}\x1e", &mut last, 1));
         assert!(shared.on_data(0, &mut pending, b"not json\x1e", &mut last, 1));
         let errors = shared.errors.borrow().entries();
         assert_eq!(errors.len(), 3, "{errors:?}");
@@ -638,14 +578,9 @@ mod tests {
         /// A connected pair: the fake server and a client WebSocket on the other end.
         async fn pair() -> (Self, WsStream) {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
+            let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
             let (socket, _) = listener.accept().await.unwrap();
-            let server = Self {
-                socket,
-                got: Vec::new(),
-            };
+            let server = Self { socket, got: Vec::new() };
             (server, WsStream::for_tests(client))
         }
 
@@ -721,19 +656,12 @@ mod tests {
                 // A ping when the pinger says so.
                 shared.slots[0].ping_due.set(true);
                 shared.slots[0].wake();
-                assert_eq!(
-                    server.next_frame().await,
-                    (0x1, b"{\"type\":6}\x1e".to_vec())
-                );
+                assert_eq!(server.next_frame().await, (0x1, b"{\"type\":6}\x1e".to_vec()));
                 assert!(!shared.slots[0].ping_due.get());
                 // A WebSocket ping is answered.
                 {
                     use tokio::io::AsyncWriteExt;
-                    server
-                        .socket
-                        .write_all(&[0x89, 2, b'h', b'i'])
-                        .await
-                        .unwrap();
+                    server.socket.write_all(&[0x89, 2, b'h', b'i']).await.unwrap();
                 }
                 assert_eq!(server.next_frame().await, (0xA, b"hi".to_vec()));
                 // Stop: a close frame, then the task ends.
@@ -743,16 +671,10 @@ mod tests {
                     use tokio::io::AsyncWriteExt;
                     server.socket.write_all(&[0x88, 0]).await.unwrap();
                 }
-                tokio::time::timeout(Duration::from_secs(5), task)
-                    .await
-                    .unwrap()
-                    .unwrap();
+                tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
                 assert!(!shared.slots[0].open.get());
                 assert_eq!(shared.dropped.get(), 0);
-                assert!(
-                    shared.slots[0].waker.borrow().is_none(),
-                    "the waker is let go"
-                );
+                assert!(shared.slots[0].waker.borrow().is_none(), "the waker is let go");
             })
             .await;
     }
@@ -767,35 +689,21 @@ mod tests {
                 shared.measuring.set(true);
                 let _task = tokio::task::spawn_local(run(shared.clone(), 0, ws, Vec::new()));
                 tokio::task::yield_now().await;
-                shared.set_phase(Phase::Echo(EchoParams {
-                    interval_micros: 0,
-                    payload_len: 40,
-                }));
+                shared.set_phase(Phase::Echo(EchoParams { interval_micros: 0, payload_len: 40 }));
                 for seq in 0..3u64 {
                     let (opcode, payload) = server.next_frame().await;
                     assert_eq!(opcode, 0x1);
                     let text = String::from_utf8(payload).unwrap();
-                    assert!(
-                        text.contains(&format!("\"invocationId\":\"{seq}\""))
-                            && text.contains("\"target\":\"Echo\""),
-                        "{text}"
-                    );
-                    let stamp = payload::StampFinder::default()
-                        .find(text.as_bytes())
-                        .unwrap();
+                    assert!(text.contains(&format!("\"invocationId\":\"{seq}\"")) && text.contains("\"target\":\"Echo\""), "{text}");
+                    let stamp = payload::StampFinder::default().find(text.as_bytes()).unwrap();
                     assert_eq!(stamp.seq, seq);
                     let argument = &text[text.find("dqb1|").unwrap()..];
                     let argument = &argument[..argument.find('"').unwrap()];
-                    let reply = format!(
-                        "{{\"type\":3,\"invocationId\":\"{seq}\",\"result\":\"{argument}\"}}\u{1e}"
-                    );
+                    let reply = format!("{{\"type\":3,\"invocationId\":\"{seq}\",\"result\":\"{argument}\"}}\u{1e}");
                     server.send_text(reply.as_bytes()).await;
                 }
                 let _ = server.next_frame().await; // the fourth call
-                until("4 sent, 3 received", || {
-                    shared.slots[0].sent.get() == 4 && shared.slots[0].received.get() == 3
-                })
-                .await;
+                until("4 sent, 3 received", || shared.slots[0].sent.get() == 4 && shared.slots[0].received.get() == 3).await;
                 // Drain: no more calls after the outstanding one is answered.
                 shared.set_phase(Phase::Drain);
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -814,16 +722,9 @@ mod tests {
                 let task = tokio::task::spawn_local(run(shared.clone(), 0, ws, Vec::new()));
                 {
                     use tokio::io::AsyncWriteExt;
-                    server
-                        .socket
-                        .write_all(&[0x88, 5, 0x03, 0xF1, b'b', b'y', b'e'])
-                        .await
-                        .unwrap();
+                    server.socket.write_all(&[0x88, 5, 0x03, 0xF1, b'b', b'y', b'e']).await.unwrap();
                 }
-                tokio::time::timeout(Duration::from_secs(5), task)
-                    .await
-                    .unwrap()
-                    .unwrap();
+                tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
                 assert_eq!(shared.dropped.get(), 1);
                 let errors = shared.errors.borrow().entries();
                 assert!(errors[0].0.contains("code 1009: bye"), "{errors:?}");
@@ -841,11 +742,7 @@ mod tests {
         pinger.spawn_local(ping_all(shared.clone(), Duration::from_millis(30)));
         pinger
             .run_until(until("every open slot is due", || {
-                shared
-                    .slots
-                    .iter()
-                    .enumerate()
-                    .all(|(index, slot)| slot.ping_due.get() == (index != 2))
+                shared.slots.iter().enumerate().all(|(index, slot)| slot.ping_due.get() == (index != 2))
             }))
             .await;
     }

@@ -69,28 +69,18 @@ pub struct Target {
 impl Target {
     /// Parses an `http://` hub URL whose host is an IPv4 address or `localhost`.
     pub fn parse(url: &str) -> Result<Self, ConnectError> {
-        let bad = |reason: &str| ConnectError::BadUrl {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let bad = |reason: &str| ConnectError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
         let http = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
         if http.scheme() != "http" {
-            return Err(bad(
-                "only http:// is supported (the bench speaks plain WebSockets)",
-            ));
+            return Err(bad("only http:// is supported (the bench speaks plain WebSockets)"));
         }
         let host = match http.host_str() {
             Some("localhost") => Ipv4Addr::LOCALHOST,
-            Some(host) => host
-                .parse::<Ipv4Addr>()
-                .map_err(|_| bad("the host must be an IPv4 address"))?,
+            Some(host) => host.parse::<Ipv4Addr>().map_err(|_| bad("the host must be an IPv4 address"))?,
             None => return Err(bad("no host")),
         };
         let port = http.port_or_known_default().ok_or_else(|| bad("no port"))?;
-        Ok(Self {
-            addr: SocketAddr::new(IpAddr::V4(host), port),
-            http,
-        })
+        Ok(Self { addr: SocketAddr::new(IpAddr::V4(host), port), http })
     }
 
     fn negotiate_url(&self) -> Url {
@@ -103,8 +93,7 @@ impl Target {
 
     /// The `Host` header and the request target (path and query) of the WebSocket upgrade.
     fn upgrade_parts(&self, token: Option<&str>) -> (String, String) {
-        let url = Url::parse(&self.websocket_url(token))
-            .expect("a ws URL made from a valid http URL parses");
+        let url = Url::parse(&self.websocket_url(token)).expect("a ws URL made from a valid http URL parses");
         let host = match url.port_or_known_default() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
@@ -122,8 +111,7 @@ impl Target {
         let base = url.as_str().replacen("http://", "ws://", 1);
         match token {
             Some(token) => {
-                let mut with_id =
-                    Url::parse(&base).expect("a ws URL made from a valid http URL parses");
+                let mut with_id = Url::parse(&base).expect("a ws URL made from a valid http URL parses");
                 with_id.query_pairs_mut().append_pair("id", token);
                 with_id.to_string()
             }
@@ -134,29 +122,19 @@ impl Target {
 
 /// Reads the connection token (v1) or id (v0) out of a negotiate response body.
 pub fn token_from_negotiate(body: &[u8]) -> Result<String, ConnectError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ConnectError::NegotiateBody(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ConnectError::NegotiateBody(e.to_string()))?;
     if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
-        return Err(ConnectError::NegotiateBody(format!(
-            "server error: {error}"
-        )));
+        return Err(ConnectError::NegotiateBody(format!("server error: {error}")));
     }
     if value.get("url").is_some() {
-        return Err(ConnectError::NegotiateBody(
-            "redirects are not supported by the bench".into(),
-        ));
+        return Err(ConnectError::NegotiateBody("redirects are not supported by the bench".into()));
     }
     let websockets = value
         .get("availableTransports")
         .and_then(|t| t.as_array())
-        .is_some_and(|all| {
-            all.iter()
-                .any(|t| t.get("transport").and_then(|n| n.as_str()) == Some("WebSockets"))
-        });
+        .is_some_and(|all| all.iter().any(|t| t.get("transport").and_then(|n| n.as_str()) == Some("WebSockets")));
     if !websockets {
-        return Err(ConnectError::NegotiateBody(
-            "WebSockets is not an available transport".into(),
-        ));
+        return Err(ConnectError::NegotiateBody("WebSockets is not an available transport".into()));
     }
     value
         .get("connectionToken")
@@ -176,46 +154,24 @@ pub struct Connector {
 
 impl Connector {
     /// A connector for `sources`.
-    pub fn new(
-        protocol: Protocol,
-        skip_negotiation: bool,
-        sources: &[Ipv4Addr],
-    ) -> Result<Self, ConnectError> {
+    pub fn new(protocol: Protocol, skip_negotiation: bool, sources: &[Ipv4Addr]) -> Result<Self, ConnectError> {
         let mut http = HashMap::new();
         for &source in sources {
-            let client = reqwest::Client::builder()
-                .local_address(IpAddr::V4(source))
-                .tcp_nodelay(true)
-                .pool_max_idle_per_host(32)
-                .build()?;
+            let client =
+                reqwest::Client::builder().local_address(IpAddr::V4(source)).tcp_nodelay(true).pool_max_idle_per_host(32).build()?;
             http.insert(source, client);
         }
-        Ok(Self {
-            protocol,
-            skip_negotiation,
-            http,
-        })
+        Ok(Self { protocol, skip_negotiation, http })
     }
 
     /// Opens one connection from `source` to `target` and completes the hub handshake.
     /// Returns the socket and any bytes that followed the handshake response.
-    pub async fn connect(
-        &self,
-        target: &Target,
-        source: Ipv4Addr,
-    ) -> Result<(WsStream, Vec<u8>), ConnectError> {
-        let token = if self.skip_negotiation {
-            None
-        } else {
-            Some(self.negotiate(target, source).await?)
-        };
+    pub async fn connect(&self, target: &Target, source: Ipv4Addr) -> Result<(WsStream, Vec<u8>), ConnectError> {
+        let token = if self.skip_negotiation { None } else { Some(self.negotiate(target, source).await?) };
         let stream = tcp_connect(source, target.addr).await?;
         let (host, path) = target.upgrade_parts(token.as_deref());
-        let (mut ws, mut buf) =
-            WsStream::connect(stream, &host, &path, self.protocol.is_binary()).await?;
-        ws.send(&self.protocol.handshake_request())
-            .await
-            .map_err(WsError::from)?;
+        let (mut ws, mut buf) = WsStream::connect(stream, &host, &path, self.protocol.is_binary()).await?;
+        ws.send(&self.protocol.handshake_request()).await.map_err(WsError::from)?;
         let mut failed = None;
         loop {
             if let Some(used) = frames::read_handshake_response(&buf)? {
@@ -240,10 +196,7 @@ impl Connector {
         let body = response.bytes().await?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(ConnectError::NegotiateStatus {
-                status: status.as_u16(),
-                body: text,
-            });
+            return Err(ConnectError::NegotiateStatus { status: status.as_u16(), body: text });
         }
         token_from_negotiate(&body)
     }
@@ -269,10 +222,7 @@ pub fn describe(error: &dyn std::error::Error) -> String {
 /// `IP_BIND_ADDRESS_NO_PORT` defers the port choice to connect time, so a source address's
 /// ports are shared between destinations instead of being reserved at bind.
 async fn tcp_connect(source: Ipv4Addr, server: SocketAddr) -> Result<TcpStream, ConnectError> {
-    let tcp = |error| ConnectError::Tcp {
-        source_addr: source,
-        error,
-    };
+    let tcp = |error| ConnectError::Tcp { source_addr: source, error };
     let socket = TcpSocket::new_v4().map_err(tcp)?;
     let enable: libc::c_int = 1;
     // SAFETY: a valid socket fd, a pointer to a c_int and its size.
@@ -288,9 +238,7 @@ async fn tcp_connect(source: Ipv4Addr, server: SocketAddr) -> Result<TcpStream, 
     if result != 0 {
         return Err(tcp(std::io::Error::last_os_error()));
     }
-    socket
-        .bind(SocketAddr::new(IpAddr::V4(source), 0))
-        .map_err(tcp)?;
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).map_err(tcp)?;
     let stream = socket.connect(server).await.map_err(tcp)?;
     stream.set_nodelay(true).map_err(tcp)?;
     Ok(stream)
@@ -304,23 +252,11 @@ mod tests {
     fn urls_for_negotiate_and_websocket() {
         let target = Target::parse("http://127.0.0.1:5000/testhub").unwrap();
         assert_eq!(target.addr, "127.0.0.1:5000".parse().unwrap());
-        assert_eq!(
-            target.negotiate_url().as_str(),
-            "http://127.0.0.1:5000/testhub/negotiate?negotiateVersion=1"
-        );
+        assert_eq!(target.negotiate_url().as_str(), "http://127.0.0.1:5000/testhub/negotiate?negotiateVersion=1");
         assert_eq!(target.websocket_url(None), "ws://127.0.0.1:5000/testhub");
-        assert_eq!(
-            target.websocket_url(Some("a+b/c")),
-            "ws://127.0.0.1:5000/testhub?id=a%2Bb%2Fc"
-        );
-        assert_eq!(
-            target.upgrade_parts(Some("a+b/c")),
-            ("127.0.0.1:5000".into(), "/testhub?id=a%2Bb%2Fc".into())
-        );
-        assert_eq!(
-            target.upgrade_parts(None),
-            ("127.0.0.1:5000".into(), "/testhub".into())
-        );
+        assert_eq!(target.websocket_url(Some("a+b/c")), "ws://127.0.0.1:5000/testhub?id=a%2Bb%2Fc");
+        assert_eq!(target.upgrade_parts(Some("a+b/c")), ("127.0.0.1:5000".into(), "/testhub?id=a%2Bb%2Fc".into()));
+        assert_eq!(target.upgrade_parts(None), ("127.0.0.1:5000".into(), "/testhub".into()));
         let slash = Target::parse("http://localhost:80/hub/").unwrap();
         assert_eq!(slash.negotiate_url().path(), "/hub/negotiate");
     }
@@ -328,34 +264,18 @@ mod tests {
     #[test]
     fn errors_are_described_with_their_causes() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let error = ConnectError::Tcp {
-            source_addr: Ipv4Addr::LOCALHOST,
-            error: io,
-        };
+        let error = ConnectError::Tcp { source_addr: Ipv4Addr::LOCALHOST, error: io };
         assert_eq!(describe(&error), "TCP connect from 127.0.0.1: refused");
         let nested = ConnectError::WebSocket(WsError::Io(std::io::Error::other("reset")));
         assert!(describe(&nested).contains("reset"));
-        let closed = ConnectError::WebSocket(WsError::Closed {
-            code: Some(1008),
-            reason: "go away".into(),
-        });
-        assert_eq!(
-            describe(&closed),
-            "WebSocket: the server closed the WebSocket (code 1008: go away)"
-        );
+        let closed = ConnectError::WebSocket(WsError::Closed { code: Some(1008), reason: "go away".into() });
+        assert_eq!(describe(&closed), "WebSocket: the server closed the WebSocket (code 1008: go away)");
     }
 
     #[test]
     fn bad_urls_are_named() {
-        for url in [
-            "https://127.0.0.1:5000/x",
-            "http://example.com/x",
-            "not a url",
-        ] {
-            assert!(
-                matches!(Target::parse(url), Err(ConnectError::BadUrl { .. })),
-                "{url}"
-            );
+        for url in ["https://127.0.0.1:5000/x", "http://example.com/x", "not a url"] {
+            assert!(matches!(Target::parse(url), Err(ConnectError::BadUrl { .. })), "{url}");
         }
     }
 
@@ -366,18 +286,9 @@ mod tests {
         let v0 = br#"{"connectionId":"c","availableTransports":[{"transport":"WebSockets","transferFormats":["Text"]}]}"#;
         assert_eq!(token_from_negotiate(v0).unwrap(), "c");
         let no_ws = br#"{"connectionToken":"t","availableTransports":[{"transport":"LongPolling","transferFormats":["Text"]}]}"#;
-        assert!(matches!(
-            token_from_negotiate(no_ws),
-            Err(ConnectError::NegotiateBody(_))
-        ));
-        assert!(matches!(
-            token_from_negotiate(br#"{"error":"nope"}"#),
-            Err(ConnectError::NegotiateBody(_))
-        ));
-        assert!(matches!(
-            token_from_negotiate(b"<html>"),
-            Err(ConnectError::NegotiateBody(_))
-        ));
+        assert!(matches!(token_from_negotiate(no_ws), Err(ConnectError::NegotiateBody(_))));
+        assert!(matches!(token_from_negotiate(br#"{"error":"nope"}"#), Err(ConnectError::NegotiateBody(_))));
+        assert!(matches!(token_from_negotiate(b"<html>"), Err(ConnectError::NegotiateBody(_))));
     }
 
     #[tokio::test]
@@ -406,10 +317,7 @@ mod tests {
             }
         };
         let head = String::from_utf8(got[..head_end].to_vec()).unwrap();
-        let key = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            .unwrap();
+        let key = head.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
         let response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
             crate::ws::accept_for(key)
@@ -440,35 +348,19 @@ mod tests {
         let reply = [text_frame(b"{}\x1e{\"type\":6}\x1e"), text_frame(b"{\"ty")].concat();
         let server = tokio::spawn(fake_hub(listener, reply));
         let connector = Connector::new(Protocol::Json, true, &[Ipv4Addr::LOCALHOST]).unwrap();
-        let (_ws, leftover) = connector
-            .connect(&Target::parse(&url).unwrap(), Ipv4Addr::LOCALHOST)
-            .await
-            .unwrap();
+        let (_ws, leftover) = connector.connect(&Target::parse(&url).unwrap(), Ipv4Addr::LOCALHOST).await.unwrap();
         assert_eq!(leftover, b"{\"type\":6}\x1e{\"ty");
-        assert_eq!(
-            server.await.unwrap(),
-            b"{\"protocol\":\"json\",\"version\":1}\x1e"
-        );
+        assert_eq!(server.await.unwrap(), b"{\"protocol\":\"json\",\"version\":1}\x1e");
     }
 
     #[tokio::test]
     async fn a_refused_handshake_reports_the_servers_error_not_the_close() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hub", listener.local_addr().unwrap());
-        let reply = [
-            text_frame(b"{\"error\":\"unknown protocol\"}\x1e"),
-            vec![0x88, 2, 0x03, 0xE8],
-        ]
-        .concat();
+        let reply = [text_frame(b"{\"error\":\"unknown protocol\"}\x1e"), vec![0x88, 2, 0x03, 0xE8]].concat();
         let _server = tokio::spawn(fake_hub(listener, reply));
         let connector = Connector::new(Protocol::Json, true, &[Ipv4Addr::LOCALHOST]).unwrap();
-        let error = connector
-            .connect(&Target::parse(&url).unwrap(), Ipv4Addr::LOCALHOST)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, ConnectError::Handshake(FrameError::Handshake(text)) if text == "unknown protocol"),
-            "{error}"
-        );
+        let error = connector.connect(&Target::parse(&url).unwrap(), Ipv4Addr::LOCALHOST).await.unwrap_err();
+        assert!(matches!(&error, ConnectError::Handshake(FrameError::Handshake(text)) if text == "unknown protocol"), "{error}");
     }
 }

@@ -15,16 +15,11 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use crate::cli::{Common, Traffic};
 use crate::connect::{ConnectError, Target};
 use crate::hist::{self, LatencySummary};
-use crate::ipc::{
-    Command, ConnectSummary, EchoParams, ErrorTally, Event, Expected, Progress, WorkerConfig,
-    WorkerReport,
-};
+use crate::ipc::{Command, ConnectSummary, EchoParams, ErrorTally, Event, Expected, Progress, WorkerConfig, WorkerReport};
 use crate::payload;
 use crate::plan;
 use crate::procstat::{self, ProcError};
-use crate::report::{
-    ClientResult, ConnectResult, Machine, RunConfig, RunReport, ServerResult, TrafficResult,
-};
+use crate::report::{ClientResult, ConnectResult, Machine, RunConfig, RunReport, ServerResult, TrafficResult};
 use crate::sender::{self, SendKind, SenderConfig};
 
 /// What can stop a run before it produces a report.
@@ -100,8 +95,7 @@ struct Fleet {
 
 impl Fleet {
     async fn spawn(configs: Vec<WorkerConfig>) -> Result<Self, RunError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| RunError::Worker(format!("cannot find this binary: {e}")))?;
+        let exe = std::env::current_exe().map_err(|e| RunError::Worker(format!("cannot find this binary: {e}")))?;
         let (tx, events) = mpsc::unbounded_channel();
         let mut children = Vec::new();
         let mut stdins = Vec::new();
@@ -113,23 +107,18 @@ impl Fleet {
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| {
-                    RunError::Worker(format!("cannot start worker {}: {e}", config.index))
-                })?;
+                .map_err(|e| RunError::Worker(format!("cannot start worker {}: {e}", config.index)))?;
             let mut stdin = child.stdin.take().expect("stdin is piped");
             let stdout = child.stdout.take().expect("stdout is piped");
             let line = serde_json::to_string(config).expect("configs serialise");
-            stdin
-                .write_all(format!("{line}\n").as_bytes())
-                .await
-                .map_err(|e| RunError::Worker(format!("worker {}: {e}", config.index)))?;
+            stdin.write_all(format!("{line}\n").as_bytes()).await.map_err(|e| RunError::Worker(format!("worker {}: {e}", config.index)))?;
             let tx = tx.clone();
             let index = config.index;
             tokio::task::spawn_local(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let event = serde_json::from_str::<Event>(&line)
-                        .unwrap_or_else(|e| Event::Fatal(format!("unreadable line {line:?}: {e}")));
+                    let event =
+                        serde_json::from_str::<Event>(&line).unwrap_or_else(|e| Event::Fatal(format!("unreadable line {line:?}: {e}")));
                     if tx.send((index, Some(event))).is_err() {
                         return;
                     }
@@ -153,19 +142,10 @@ impl Fleet {
     }
 
     async fn send_all(&mut self, command: &Command) -> Result<(), RunError> {
-        let line = format!(
-            "{}\n",
-            serde_json::to_string(command).expect("commands serialise")
-        );
+        let line = format!("{}\n", serde_json::to_string(command).expect("commands serialise"));
         for (index, stdin) in self.stdins.iter_mut().enumerate() {
-            stdin
-                .write_all(line.as_bytes())
-                .await
-                .map_err(|e| RunError::Worker(format!("worker {index}: {e}")))?;
-            stdin
-                .flush()
-                .await
-                .map_err(|e| RunError::Worker(format!("worker {index}: {e}")))?;
+            stdin.write_all(line.as_bytes()).await.map_err(|e| RunError::Worker(format!("worker {index}: {e}")))?;
+            stdin.flush().await.map_err(|e| RunError::Worker(format!("worker {index}: {e}")))?;
         }
         Ok(())
     }
@@ -182,9 +162,7 @@ impl Fleet {
             None => {
                 self.exited[index] = true;
                 if self.reports[index].is_none() {
-                    return Err(RunError::Worker(format!(
-                        "worker {index} exited before reporting"
-                    )));
+                    return Err(RunError::Worker(format!("worker {index} exited before reporting")));
                 }
             }
         }
@@ -192,26 +170,21 @@ impl Fleet {
     }
 
     fn total(&self) -> Progress {
-        self.progress
-            .iter()
-            .fold(Progress::default(), |mut sum, p| {
-                sum.open += p.open;
-                sum.failed += p.failed;
-                sum.dropped += p.dropped;
-                sum.received += p.received;
-                sum.sent += p.sent;
-                sum
-            })
+        self.progress.iter().fold(Progress::default(), |mut sum, p| {
+            sum.open += p.open;
+            sum.failed += p.failed;
+            sum.dropped += p.dropped;
+            sum.received += p.received;
+            sum.sent += p.sent;
+            sum
+        })
     }
 
     async fn stop(mut self) {
         let _ = self.send_all(&Command::Stop).await;
         drop(std::mem::take(&mut self.stdins));
         for child in &mut self.children {
-            if tokio::time::timeout(Duration::from_secs(5), child.wait())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
             }
@@ -258,11 +231,7 @@ impl Monitor {
         let sample = procstat::read_all(&self.pids)?;
         if let Some(sample) = sample {
             self.peak_rss_kb = self.peak_rss_kb.max(sample.rss_kb);
-            self.samples.push((
-                self.start.elapsed().as_secs_f64(),
-                sample.rss_kb,
-                sample.cpu_seconds,
-            ));
+            self.samples.push((self.start.elapsed().as_secs_f64(), sample.rss_kb, sample.cpu_seconds));
         }
         Ok(sample)
     }
@@ -275,14 +244,11 @@ impl Monitor {
         let rate = total.received.saturating_sub(self.last_received) as f64 / elapsed;
         let server = match sample {
             Some(sample) => {
-                let cpu = self
-                    .last_cpu
-                    .map(|last| (sample.cpu_seconds - last) / elapsed * 100.0);
+                let cpu = self.last_cpu.map(|last| (sample.cpu_seconds - last) / elapsed * 100.0);
                 self.last_cpu = Some(sample.cpu_seconds);
                 format!(
                     " | server cpu {} rss {:.1} MB",
-                    cpu.map(|c| format!("{c:.0}%"))
-                        .unwrap_or_else(|| "-".into()),
+                    cpu.map(|c| format!("{c:.0}%")).unwrap_or_else(|| "-".into()),
                     sample.rss_kb as f64 / 1024.0
                 )
             }
@@ -318,11 +284,7 @@ impl Monitor {
     }
 
     /// Pumps until `done` holds.
-    async fn until(
-        &mut self,
-        fleet: &mut Fleet,
-        done: impl Fn(&Fleet) -> bool,
-    ) -> Result<(), RunError> {
+    async fn until(&mut self, fleet: &mut Fleet, done: impl Fn(&Fleet) -> bool) -> Result<(), RunError> {
         while !done(fleet) {
             self.pump(fleet).await?;
         }
@@ -330,11 +292,7 @@ impl Monitor {
     }
 
     /// Pumps for `duration`.
-    async fn for_duration(
-        &mut self,
-        fleet: &mut Fleet,
-        duration: Duration,
-    ) -> Result<(), RunError> {
+    async fn for_duration(&mut self, fleet: &mut Fleet, duration: Duration) -> Result<(), RunError> {
         let deadline = Instant::now() + duration;
         loop {
             tokio::select! {
@@ -346,8 +304,7 @@ impl Monitor {
 }
 
 fn secs(value: f64, what: &str) -> Result<Duration, RunError> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| RunError::Options(format!("{what} must be a non-negative number of seconds")))
+    Duration::try_from_secs_f64(value).map_err(|_| RunError::Options(format!("{what} must be a non-negative number of seconds")))
 }
 
 /// Runs a scenario to its report.
@@ -359,31 +316,19 @@ pub async fn run(spec: RunSpec) -> Result<RunReport, RunError> {
     for url in &common.urls {
         Target::parse(url)?;
     }
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let workers = if common.workers > 0 {
-        common.workers
-    } else {
-        plan::worker_count(common.connections, common.max_per_worker, nproc)
-    };
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = if common.workers > 0 { common.workers } else { plan::worker_count(common.connections, common.max_per_worker, nproc) };
     if common.connections.div_ceil(workers) > common.max_per_worker {
         return Err(RunError::Options(format!(
             "{} connections over {workers} workers exceed --max-per-worker {}",
             common.connections, common.max_per_worker
         )));
     }
-    let source_count = if common.source_addrs > 0 {
-        common.source_addrs
-    } else {
-        plan::source_count(common.connections, common.urls.len())
-    };
+    let source_count =
+        if common.source_addrs > 0 { common.source_addrs } else { plan::source_count(common.connections, common.urls.len()) };
     let sources = plan::loopback_sources(source_count);
     let group_size = match &spec.kind {
-        Kind::Send {
-            group_size: Some(0),
-            ..
-        } => return Err(RunError::Options("--group-size must be at least 1".into())),
+        Kind::Send { group_size: Some(0), .. } => return Err(RunError::Options("--group-size must be at least 1".into())),
         Kind::Send { group_size, .. } => *group_size,
         _ => None,
     };
@@ -392,9 +337,7 @@ pub async fn run(spec: RunSpec) -> Result<RunReport, RunError> {
     let drain_timeout = secs(common.drain_timeout, "--drain-timeout")?;
     let ping_interval = secs(common.ping_interval, "--ping-interval")?;
     if ping_interval.is_zero() {
-        return Err(RunError::Options(
-            "--ping-interval must be above zero".into(),
-        ));
+        return Err(RunError::Options("--ping-interval must be above zero".into()));
     }
     let sender_target = match &spec.kind {
         Kind::Send { sender_url, .. } => Some(Target::parse(sender_url)?),
@@ -459,18 +402,7 @@ pub async fn run(spec: RunSpec) -> Result<RunReport, RunError> {
         .collect();
     let mut fleet = Fleet::spawn(configs).await?;
 
-    let outcome = drive(
-        &spec,
-        &mut fleet,
-        &mut monitor,
-        &mut report,
-        sender_target,
-        sources[0],
-        before,
-        duration,
-        drain_timeout,
-    )
-    .await;
+    let outcome = drive(&spec, &mut fleet, &mut monitor, &mut report, sender_target, sources[0], before, duration, drain_timeout).await;
     fleet.stop().await;
     outcome?;
     report.judge();
@@ -490,28 +422,17 @@ async fn drive(
     drain_timeout: Duration,
 ) -> Result<(), RunError> {
     let common = &spec.common;
-    monitor
-        .until(fleet, |f| f.connected.iter().all(Option::is_some))
-        .await?;
+    monitor.until(fleet, |f| f.connected.iter().all(Option::is_some)).await?;
     let connected_sample = monitor.sample()?;
     report.connect = connect_result(fleet, common.connections as u64);
     if !common.quiet {
         eprintln!(
             "connected {} of {} in {:.2} s ({:.0}/s), {} failed",
-            report.connect.connected,
-            report.connect.requested,
-            report.connect.seconds,
-            report.connect.per_second,
-            report.connect.failed
+            report.connect.connected, report.connect.requested, report.connect.seconds, report.connect.per_second, report.connect.failed
         );
     }
 
-    let client_pids: Vec<u32> = fleet
-        .children
-        .iter()
-        .filter_map(Child::id)
-        .chain(std::iter::once(std::process::id()))
-        .collect();
+    let client_pids: Vec<u32> = fleet.children.iter().filter_map(Child::id).chain(std::iter::once(std::process::id())).collect();
     let mut client_go = None;
     let mut settled = connected_sample;
     let go_sample;
@@ -526,9 +447,7 @@ async fn drive(
         }
         Kind::Idle { settle } => {
             monitor.phase = "settle";
-            monitor
-                .for_duration(fleet, secs(*settle, "--settle")?)
-                .await?;
+            monitor.for_duration(fleet, secs(*settle, "--settle")?).await?;
             settled = monitor.sample()?;
             go_sample = settled;
             go_micros = payload::now_micros();
@@ -537,15 +456,8 @@ async fn drive(
             drain_all(fleet, monitor, Expected::Nothing, Duration::ZERO).await?;
         }
         Kind::Echo { rate, size } => {
-            let per_connection = if *rate > 0.0 {
-                common.connections as f64 / rate
-            } else {
-                0.0
-            };
-            let echo = EchoParams {
-                interval_micros: (per_connection * 1e6) as u64,
-                payload_len: *size,
-            };
+            let per_connection = if *rate > 0.0 { common.connections as f64 / rate } else { 0.0 };
+            let echo = EchoParams { interval_micros: (per_connection * 1e6) as u64, payload_len: *size };
             go_sample = monitor.sample()?;
             client_go = procstat::read_all(&client_pids).ok().flatten();
             go_micros = payload::now_micros();
@@ -556,19 +468,9 @@ async fn drive(
             drain_all(fleet, monitor, Expected::EchoReplies, drain_timeout).await?;
             let reports: Vec<_> = fleet.reports.iter().flatten().cloned().collect();
             let sent = reports.iter().map(|r| r.sent).sum();
-            traffic = Some(traffic_result(
-                &reports,
-                sent,
-                0,
-                &ErrorTally::default(),
-                go_micros,
-            ));
+            traffic = Some(traffic_result(&reports, sent, 0, &ErrorTally::default(), go_micros));
         }
-        Kind::Send {
-            traffic: options,
-            group_size,
-            ..
-        } => {
+        Kind::Send { traffic: options, group_size, .. } => {
             let target = sender_target.expect("send scenarios have a sender target");
             let groups = group_size.map(|size| plan::group_count(common.connections, size));
             let config = SenderConfig {
@@ -589,9 +491,7 @@ async fn drive(
             go_micros = payload::now_micros();
             fleet.send_all(&Command::Go { echo: None }).await?;
             // Every worker must count before the first message goes out, or it would look lost.
-            monitor
-                .until(fleet, |f| f.started.iter().all(|&s| s))
-                .await?;
+            monitor.until(fleet, |f| f.started.iter().all(|&s| s)).await?;
             monitor.phase = "send";
             let sent_counter = monitor.sender_sent.clone();
             let mut sending = tokio::task::spawn_local(sender::run(config, sent_counter));
@@ -610,26 +510,12 @@ async fn drive(
             drain_all(fleet, monitor, expected, drain_timeout).await?;
             let reports: Vec<_> = fleet.reports.iter().flatten().cloned().collect();
             let send_errors = result.errors.total();
-            let start = if result.first_sent_micros > 0 {
-                result.first_sent_micros
-            } else {
-                go_micros
-            };
-            let mut result_traffic = traffic_result(
-                &reports,
-                result.attempted,
-                send_errors,
-                &result.errors,
-                start,
-            );
+            let start = if result.first_sent_micros > 0 { result.first_sent_micros } else { go_micros };
+            let mut result_traffic = traffic_result(&reports, result.attempted, send_errors, &result.errors, start);
             result_traffic.call_latency = Some(result.call_latency);
             if groups.is_none() {
-                let receivers = report
-                    .connect
-                    .connected
-                    .saturating_sub(fleet.reports.iter().flatten().map(|r| r.dropped).sum());
-                result_traffic.incomplete_messages =
-                    incomplete_messages(&reports, result.attempted, receivers);
+                let receivers = report.connect.connected.saturating_sub(fleet.reports.iter().flatten().map(|r| r.dropped).sum());
+                result_traffic.incomplete_messages = incomplete_messages(&reports, result.attempted, receivers);
             }
             traffic = Some(result_traffic);
         }
@@ -649,31 +535,20 @@ async fn drive(
     if let (Some(go), Some(end)) = (client_go, client_end) {
         let run_seconds = (payload::now_micros().saturating_sub(go_micros)) as f64 / 1e6;
         let cpu_run_s = end.cpu_seconds - go.cpu_seconds;
-        report.client = Some(ClientResult {
-            cpu_run_s,
-            cpu_run_percent: cpu_run_s / run_seconds.max(1e-6) * 100.0,
-        });
+        report.client = Some(ClientResult { cpu_run_s, cpu_run_percent: cpu_run_s / run_seconds.max(1e-6) * 100.0 });
     }
-    if let (Some(before), Some(connected), Some(go), Some(end)) = (before, settled, go_sample, end)
-    {
+    if let (Some(before), Some(connected), Some(go), Some(end)) = (before, settled, go_sample, end) {
         let run_seconds = (payload::now_micros().saturating_sub(go_micros)) as f64 / 1e6;
         let cpu_run_s = end.cpu_seconds - go.cpu_seconds;
-        let messages = report
-            .traffic
-            .as_ref()
-            .map(|t| t.received)
-            .filter(|&n| n > 0);
+        let messages = report.traffic.as_ref().map(|t| t.received).filter(|&n| n > 0);
         report.server = Some(ServerResult {
             pids: common.server_pids.clone(),
             rss_before_kb: before.rss_kb,
             rss_connected_kb: connected.rss_kb,
             rss_end_kb: end.rss_kb,
             rss_peak_kb: monitor.peak_rss_kb,
-            kb_per_connection: (connected.rss_kb as f64 - before.rss_kb as f64)
-                / report.connect.connected.max(1) as f64,
-            cpu_connect_s: connected_sample
-                .map(|c| c.cpu_seconds - before.cpu_seconds)
-                .unwrap_or(0.0),
+            kb_per_connection: (connected.rss_kb as f64 - before.rss_kb as f64) / report.connect.connected.max(1) as f64,
+            cpu_connect_s: connected_sample.map(|c| c.cpu_seconds - before.cpu_seconds).unwrap_or(0.0),
             cpu_run_s,
             cpu_run_percent: cpu_run_s / run_seconds.max(1e-6) * 100.0,
             cpu_us_per_message: messages.map(|n| cpu_run_s * 1e6 / n as f64),
@@ -683,21 +558,9 @@ async fn drive(
     Ok(())
 }
 
-async fn drain_all(
-    fleet: &mut Fleet,
-    monitor: &mut Monitor,
-    expected: Expected,
-    timeout: Duration,
-) -> Result<(), RunError> {
-    fleet
-        .send_all(&Command::Drain {
-            expected,
-            timeout_ms: timeout.as_millis() as u64,
-        })
-        .await?;
-    monitor
-        .until(fleet, |f| f.reports.iter().all(Option::is_some))
-        .await
+async fn drain_all(fleet: &mut Fleet, monitor: &mut Monitor, expected: Expected, timeout: Duration) -> Result<(), RunError> {
+    fleet.send_all(&Command::Drain { expected, timeout_ms: timeout.as_millis() as u64 }).await?;
+    monitor.until(fleet, |f| f.reports.iter().all(Option::is_some)).await
 }
 
 fn connect_result(fleet: &Fleet, requested: u64) -> ConnectResult {
@@ -719,11 +582,7 @@ fn connect_result(fleet: &Fleet, requested: u64) -> ConnectResult {
         failed,
         dropped: 0,
         seconds,
-        per_second: if seconds > 0.0 {
-            connected as f64 / seconds
-        } else {
-            0.0
-        },
+        per_second: if seconds > 0.0 { connected as f64 / seconds } else { 0.0 },
         latency: LatencySummary::of(&latency),
         errors: errors.entries(),
     }
@@ -738,29 +597,13 @@ fn incomplete_messages(reports: &[WorkerReport], sent: u64, receivers: u64) -> V
             totals[seq] += u64::from(count);
         }
     }
-    totals
-        .iter()
-        .enumerate()
-        .filter(|&(_, &got)| got < receivers)
-        .take(20)
-        .map(|(seq, &got)| (seq as u64, got))
-        .collect()
+    totals.iter().enumerate().filter(|&(_, &got)| got < receivers).take(20).map(|(seq, &got)| (seq as u64, got)).collect()
 }
 
-fn traffic_result(
-    reports: &[WorkerReport],
-    sent: u64,
-    send_errors: u64,
-    sender_errors: &ErrorTally,
-    start_micros: u64,
-) -> TrafficResult {
+fn traffic_result(reports: &[WorkerReport], sent: u64, send_errors: u64, sender_errors: &ErrorTally, start_micros: u64) -> TrafficResult {
     let mut latency = hist::new_latency();
     let mut errors = sender_errors.clone();
-    let mut result = TrafficResult {
-        sent,
-        send_errors,
-        ..TrafficResult::default()
-    };
+    let mut result = TrafficResult { sent, send_errors, ..TrafficResult::default() };
     let mut last = 0;
     for report in reports {
         result.expected += report.expected;
@@ -773,11 +616,7 @@ fn traffic_result(
         last = last.max(report.last_received_micros);
     }
     result.seconds = last.saturating_sub(start_micros) as f64 / 1e6;
-    result.per_second = if result.seconds > 0.0 {
-        result.received as f64 / result.seconds
-    } else {
-        0.0
-    };
+    result.per_second = if result.seconds > 0.0 { result.received as f64 / result.seconds } else { 0.0 };
     result.latency = LatencySummary::of(&latency);
     result.errors = errors.entries();
     result
@@ -799,13 +638,7 @@ mod tests {
             last_received_micros: last,
             ..WorkerReport::default()
         };
-        let result = traffic_result(
-            &[worker(100, 0, 2_000_000), worker(50, 2, 3_000_000)],
-            10,
-            0,
-            &ErrorTally::default(),
-            1_000_000,
-        );
+        let result = traffic_result(&[worker(100, 0, 2_000_000), worker(50, 2, 3_000_000)], 10, 0, &ErrorTally::default(), 1_000_000);
         assert_eq!(result.received, 150);
         assert_eq!(result.lost, 2);
         assert_eq!(result.expected, 152);
@@ -816,15 +649,9 @@ mod tests {
 
     #[test]
     fn incomplete_messages_are_named() {
-        let worker = |counts: Vec<u32>| WorkerReport {
-            seq_counts: counts,
-            ..WorkerReport::default()
-        };
+        let worker = |counts: Vec<u32>| WorkerReport { seq_counts: counts, ..WorkerReport::default() };
         let reports = [worker(vec![2, 2, 1]), worker(vec![3, 2, 3, 3])];
-        assert_eq!(
-            incomplete_messages(&reports, 4, 5),
-            vec![(1, 4), (2, 4), (3, 3)]
-        );
+        assert_eq!(incomplete_messages(&reports, 4, 5), vec![(1, 4), (2, 4), (3, 3)]);
         assert_eq!(incomplete_messages(&reports, 1, 5), vec![]);
     }
 }

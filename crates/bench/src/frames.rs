@@ -8,8 +8,8 @@
 
 use signalr_protocol::framing::{find_binary_frame, find_text_frame};
 use signalr_protocol::{
-    CompletionResult, HandshakeRequest, HandshakeResponse, Headers, HubMessage, InvocationMessage,
-    JsonHubProtocol, MessagePackHubProtocol, ProtocolError, Value,
+    CompletionResult, HandshakeRequest, HandshakeResponse, Headers, HubMessage, InvocationMessage, JsonHubProtocol, MessagePackHubProtocol,
+    ProtocolError, Value,
 };
 use thiserror::Error;
 
@@ -17,9 +17,7 @@ use thiserror::Error;
 pub const MAX_FRAME: usize = 16 << 20;
 
 /// A hub protocol the bench can speak.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// `json`, carried in WebSocket Text messages.
@@ -83,11 +81,7 @@ impl Protocol {
     /// The handshake request, `{"protocol":"…","version":1}` and the record separator.
     pub fn handshake_request(self) -> Vec<u8> {
         let mut out = Vec::new();
-        HandshakeRequest {
-            protocol: self.name().to_owned(),
-            version: 1,
-        }
-        .write(&mut out);
+        HandshakeRequest { protocol: self.name().to_owned(), version: 1 }.write(&mut out);
         out
     }
 
@@ -109,21 +103,12 @@ impl Protocol {
 
     /// Appends one framed invocation of `target` with string arguments. A `None` id makes it
     /// a fire-and-forget send with no completion.
-    pub fn write_invocation(
-        self,
-        out: &mut Vec<u8>,
-        invocation_id: Option<&str>,
-        target: &str,
-        arguments: &[&str],
-    ) {
+    pub fn write_invocation(self, out: &mut Vec<u8>, invocation_id: Option<&str>, target: &str, arguments: &[&str]) {
         let message = HubMessage::Invocation(InvocationMessage {
             headers: Headers::new(),
             invocation_id: invocation_id.map(str::to_owned),
             target: target.to_owned(),
-            arguments: arguments
-                .iter()
-                .map(|argument| self.string(argument))
-                .collect(),
+            arguments: arguments.iter().map(|argument| self.string(argument)).collect(),
             stream_ids: Vec::new(),
         });
         self.write(&message, out);
@@ -137,11 +122,7 @@ impl Protocol {
     /// Splits the complete frames off the front of `buf`, calling `each` with every frame's
     /// body (without separator or length prefix). Returns how many bytes were consumed; the
     /// rest is an incomplete frame to keep for the next read.
-    pub fn split_frames(
-        self,
-        buf: &[u8],
-        mut each: impl FnMut(&[u8]),
-    ) -> Result<usize, FrameError> {
+    pub fn split_frames(self, buf: &[u8], mut each: impl FnMut(&[u8])) -> Result<usize, FrameError> {
         let mut consumed = 0;
         loop {
             let rest = &buf[consumed..];
@@ -164,9 +145,7 @@ impl Protocol {
             Protocol::MessagePack => MessagePackHubProtocol::parse_body(body)?,
         };
         Ok(match message {
-            Some(HubMessage::Invocation(invocation)) => Incoming::Invocation {
-                target: invocation.target,
-            },
+            Some(HubMessage::Invocation(invocation)) => Incoming::Invocation { target: invocation.target },
             Some(HubMessage::Completion(completion)) => Incoming::Completion {
                 invocation_id: completion.invocation_id,
                 error: match completion.result {
@@ -200,9 +179,7 @@ mod tests {
 
     fn frames(protocol: Protocol, buf: &[u8]) -> (Vec<Vec<u8>>, usize) {
         let mut out = Vec::new();
-        let consumed = protocol
-            .split_frames(buf, |f| out.push(f.to_vec()))
-            .unwrap();
+        let consumed = protocol.split_frames(buf, |f| out.push(f.to_vec())).unwrap();
         (out, consumed)
     }
 
@@ -210,16 +187,10 @@ mod tests {
     fn json_invocation_has_the_documented_shape() {
         let mut out = Vec::new();
         Protocol::Json.write_invocation(&mut out, Some("7"), "SendToGroup", &["g1", "hi \"x\""]);
-        assert_eq!(
-            out,
-            b"{\"type\":1,\"invocationId\":\"7\",\"target\":\"SendToGroup\",\"arguments\":[\"g1\",\"hi \\\"x\\\"\"]}\x1e"
-        );
+        assert_eq!(out, b"{\"type\":1,\"invocationId\":\"7\",\"target\":\"SendToGroup\",\"arguments\":[\"g1\",\"hi \\\"x\\\"\"]}\x1e");
         let mut fire = Vec::new();
         Protocol::Json.write_invocation(&mut fire, None, "Echo", &[]);
-        assert_eq!(
-            fire,
-            b"{\"type\":1,\"target\":\"Echo\",\"arguments\":[]}\x1e"
-        );
+        assert_eq!(fire, b"{\"type\":1,\"target\":\"Echo\",\"arguments\":[]}\x1e");
     }
 
     #[test]
@@ -227,10 +198,7 @@ mod tests {
         // HubProtocol.md: Invocation "xyz" of "method" with argument 42 … here a string "a".
         let mut out = Vec::new();
         Protocol::MessagePack.write_invocation(&mut out, Some("xyz"), "method", &["a"]);
-        let body: &[u8] = &[
-            0x96, 0x01, 0x80, 0xa3, b'x', b'y', b'z', 0xa6, b'm', b'e', b't', b'h', b'o', b'd',
-            0x91, 0xa1, b'a', 0x90,
-        ];
+        let body: &[u8] = &[0x96, 0x01, 0x80, 0xa3, b'x', b'y', b'z', 0xa6, b'm', b'e', b't', b'h', b'o', b'd', 0x91, 0xa1, b'a', 0x90];
         assert_eq!(out[0] as usize, body.len());
         assert_eq!(&out[1..], body);
         let mut fire = Vec::new();
@@ -241,10 +209,7 @@ mod tests {
     #[test]
     fn json_split_keeps_an_incomplete_tail() {
         let (found, consumed) = frames(Protocol::Json, b"{\"type\":6}\x1e{\"type\":6}\x1e{\"ty");
-        assert_eq!(
-            found,
-            vec![b"{\"type\":6}".to_vec(), b"{\"type\":6}".to_vec()]
-        );
+        assert_eq!(found, vec![b"{\"type\":6}".to_vec(), b"{\"type\":6}".to_vec()]);
         assert_eq!(consumed, 22);
     }
 
@@ -256,10 +221,7 @@ mod tests {
         buf.extend_from_slice(&ping);
         let long = "y".repeat(300);
         Protocol::MessagePack.write_invocation(&mut buf, None, "Message", &[&long]);
-        assert!(
-            buf[3] & 0x80 != 0,
-            "a 300-byte body needs a two-byte prefix"
-        );
+        assert!(buf[3] & 0x80 != 0, "a 300-byte body needs a two-byte prefix");
         let whole = buf.len();
         buf.extend_from_slice(&[0x05, 0x91]);
         let (found, consumed) = frames(Protocol::MessagePack, &buf);
@@ -270,122 +232,52 @@ mod tests {
 
     #[test]
     fn messagepack_rejects_an_overlong_prefix() {
-        let result =
-            Protocol::MessagePack.split_frames(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01], |_| {});
-        assert!(
-            matches!(
-                result,
-                Err(FrameError::Protocol(ProtocolError::LengthPrefixTooLarge))
-            ),
-            "{result:?}"
-        );
+        let result = Protocol::MessagePack.split_frames(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01], |_| {});
+        assert!(matches!(result, Err(FrameError::Protocol(ProtocolError::LengthPrefixTooLarge))), "{result:?}");
     }
 
     #[test]
     fn decodes_completions_pings_and_closes_in_both_protocols() {
         assert_eq!(
-            Protocol::Json
-                .decode(br#"{"type":3,"invocationId":"4","error":"boom"}"#)
-                .unwrap(),
-            Incoming::Completion {
-                invocation_id: "4".into(),
-                error: Some("boom".into())
-            }
+            Protocol::Json.decode(br#"{"type":3,"invocationId":"4","error":"boom"}"#).unwrap(),
+            Incoming::Completion { invocation_id: "4".into(), error: Some("boom".into()) }
         );
         assert_eq!(
-            Protocol::Json
-                .decode(br#"{"type":3,"invocationId":"5","result":null}"#)
-                .unwrap(),
-            Incoming::Completion {
-                invocation_id: "5".into(),
-                error: None
-            }
+            Protocol::Json.decode(br#"{"type":3,"invocationId":"5","result":null}"#).unwrap(),
+            Incoming::Completion { invocation_id: "5".into(), error: None }
         );
-        assert_eq!(
-            Protocol::Json.decode(br#"{"type":6}"#).unwrap(),
-            Incoming::Ping
-        );
-        assert_eq!(
-            Protocol::Json
-                .decode(br#"{"type":7,"error":"bye"}"#)
-                .unwrap(),
-            Incoming::Close {
-                error: Some("bye".into())
-            }
-        );
+        assert_eq!(Protocol::Json.decode(br#"{"type":6}"#).unwrap(), Incoming::Ping);
+        assert_eq!(Protocol::Json.decode(br#"{"type":7,"error":"bye"}"#).unwrap(), Incoming::Close { error: Some("bye".into()) });
         // [3, {}, "4", 1, "boom"] and [3, {}, "5", 2]
-        let error = [
-            0x95, 0x03, 0x80, 0xa1, b'4', 0x01, 0xa4, b'b', b'o', b'o', b'm',
-        ];
+        let error = [0x95, 0x03, 0x80, 0xa1, b'4', 0x01, 0xa4, b'b', b'o', b'o', b'm'];
         assert_eq!(
             Protocol::MessagePack.decode(&error).unwrap(),
-            Incoming::Completion {
-                invocation_id: "4".into(),
-                error: Some("boom".into())
-            }
+            Incoming::Completion { invocation_id: "4".into(), error: Some("boom".into()) }
         );
         let void = [0x94, 0x03, 0x80, 0xa1, b'5', 0x02];
-        assert_eq!(
-            Protocol::MessagePack.decode(&void).unwrap(),
-            Incoming::Completion {
-                invocation_id: "5".into(),
-                error: None
-            }
-        );
-        assert_eq!(
-            Protocol::MessagePack.decode(&[0x91, 0x06]).unwrap(),
-            Incoming::Ping
-        );
-        assert_eq!(
-            Protocol::MessagePack
-                .decode(&[0x93, 0x07, 0xc0, 0xc2])
-                .unwrap(),
-            Incoming::Close { error: None }
-        );
+        assert_eq!(Protocol::MessagePack.decode(&void).unwrap(), Incoming::Completion { invocation_id: "5".into(), error: None });
+        assert_eq!(Protocol::MessagePack.decode(&[0x91, 0x06]).unwrap(), Incoming::Ping);
+        assert_eq!(Protocol::MessagePack.decode(&[0x93, 0x07, 0xc0, 0xc2]).unwrap(), Incoming::Close { error: None });
     }
 
     #[test]
     fn bad_frames_are_errors_not_panics() {
-        assert!(matches!(
-            Protocol::Json.decode(b"{nope"),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            Protocol::Json.decode(b"{\"type\":\"x\"}"),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            Protocol::MessagePack.decode(&[0x95, 0x03]),
-            Err(FrameError::Protocol(_))
-        ));
-        assert!(matches!(
-            Protocol::MessagePack.decode(&[0xa1, b'x']),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(Protocol::Json.decode(b"{nope"), Err(FrameError::Protocol(_))));
+        assert!(matches!(Protocol::Json.decode(b"{\"type\":\"x\"}"), Err(FrameError::Protocol(_))));
+        assert!(matches!(Protocol::MessagePack.decode(&[0x95, 0x03]), Err(FrameError::Protocol(_))));
+        assert!(matches!(Protocol::MessagePack.decode(&[0xa1, b'x']), Err(FrameError::Protocol(_))));
     }
 
     #[test]
     fn handshake_response_success_error_and_partial() {
-        assert_eq!(
-            read_handshake_response(b"{}\x1e{\"type\":6}\x1e").unwrap(),
-            Some(3)
-        );
+        assert_eq!(read_handshake_response(b"{}\x1e{\"type\":6}\x1e").unwrap(), Some(3));
         assert_eq!(read_handshake_response(b"{}").unwrap(), None);
-        assert!(matches!(
-            read_handshake_response(b"{\"error\":\"no\"}\x1e"),
-            Err(FrameError::Handshake(_))
-        ));
-        assert!(matches!(
-            read_handshake_response(b"junk\x1e"),
-            Err(FrameError::Protocol(_))
-        ));
+        assert!(matches!(read_handshake_response(b"{\"error\":\"no\"}\x1e"), Err(FrameError::Handshake(_))));
+        assert!(matches!(read_handshake_response(b"junk\x1e"), Err(FrameError::Protocol(_))));
     }
 
     #[test]
     fn handshake_request_names_the_protocol() {
-        assert_eq!(
-            Protocol::MessagePack.handshake_request(),
-            b"{\"protocol\":\"messagepack\",\"version\":1}\x1e"
-        );
+        assert_eq!(Protocol::MessagePack.handshake_request(), b"{\"protocol\":\"messagepack\",\"version\":1}\x1e");
     }
 }

@@ -23,12 +23,7 @@ pub struct HistData(pub Vec<(u64, u64)>);
 impl HistData {
     /// The recorded values of `histogram`.
     pub fn from_histogram(histogram: &Histogram<u64>) -> Self {
-        Self(
-            histogram
-                .iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect(),
-        )
+        Self(histogram.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect())
     }
 
     /// Adds these values into `into`.
@@ -96,10 +91,7 @@ mod tests {
         back.merge_into(&mut merged);
         back.merge_into(&mut merged);
         assert_eq!(merged.len(), 2 * original.len());
-        assert_eq!(
-            merged.value_at_quantile(0.5),
-            original.value_at_quantile(0.5)
-        );
+        assert_eq!(merged.value_at_quantile(0.5), original.value_at_quantile(0.5));
         let summary = LatencySummary::of(&merged);
         assert!((summary.p50_ms - 5.0).abs() < 0.02, "{summary:?}");
         assert!(summary.max_ms >= 3_600_000.0);
@@ -107,9 +99,6 @@ mod tests {
 
     #[test]
     fn an_empty_histogram_summarises_to_zero() {
-        assert_eq!(
-            LatencySummary::of(&new_latency()),
-            LatencySummary::default()
-        );
+        assert_eq!(LatencySummary::of(&new_latency()), LatencySummary::default());
     }
 }

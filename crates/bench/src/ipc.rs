@@ -218,20 +218,11 @@ mod tests {
 
     #[test]
     fn commands_and_events_survive_a_line_of_json() {
-        let command = Command::Drain {
-            expected: Expected::Groups(vec![3, 2]),
-            timeout_ms: 5,
-        };
+        let command = Command::Drain { expected: Expected::Groups(vec![3, 2]), timeout_ms: 5 };
         let line = serde_json::to_string(&command).unwrap();
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Command>(&line).unwrap(), command);
-        let event = Event::Progress(Progress {
-            open: 1,
-            failed: 2,
-            dropped: 3,
-            received: 4,
-            sent: 5,
-        });
+        let event = Event::Progress(Progress { open: 1, failed: 2, dropped: 3, received: 4, sent: 5 });
         let line = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), event);
     }

@@ -28,69 +28,29 @@ fn main() {
     let cli = Cli::parse();
     let spec = match cli.scenario {
         Scenario::Worker => std::process::exit(worker::main()),
-        Scenario::Idle(args) => RunSpec {
-            name: "idle",
-            common: args.common,
-            kind: Kind::Idle {
-                settle: args.settle,
-            },
-        },
-        Scenario::Connect(args) => RunSpec {
-            name: "connect",
-            common: args.common,
-            kind: Kind::Connect,
-        },
+        Scenario::Idle(args) => RunSpec { name: "idle", common: args.common, kind: Kind::Idle { settle: args.settle } },
+        Scenario::Connect(args) => RunSpec { name: "connect", common: args.common, kind: Kind::Connect },
         Scenario::Broadcast(args) => {
-            let sender_url = args
-                .sender_url
-                .unwrap_or_else(|| args.common.urls[0].clone());
-            RunSpec {
-                name: "broadcast",
-                common: args.common,
-                kind: Kind::Send {
-                    traffic: args.traffic,
-                    sender_url,
-                    group_size: None,
-                },
-            }
+            let sender_url = args.sender_url.unwrap_or_else(|| args.common.urls[0].clone());
+            RunSpec { name: "broadcast", common: args.common, kind: Kind::Send { traffic: args.traffic, sender_url, group_size: None } }
         }
         Scenario::Group(args) => {
-            let sender_url = args
-                .sender_url
-                .unwrap_or_else(|| args.common.urls[0].clone());
+            let sender_url = args.sender_url.unwrap_or_else(|| args.common.urls[0].clone());
             RunSpec {
                 name: "group",
                 common: args.common,
-                kind: Kind::Send {
-                    traffic: args.traffic,
-                    sender_url,
-                    group_size: Some(args.group_size),
-                },
+                kind: Kind::Send { traffic: args.traffic, sender_url, group_size: Some(args.group_size) },
             }
         }
         Scenario::CrossNode(args) => RunSpec {
             name: "cross-node",
             common: args.common,
-            kind: Kind::Send {
-                traffic: args.traffic,
-                sender_url: args.sender_url,
-                group_size: None,
-            },
+            kind: Kind::Send { traffic: args.traffic, sender_url: args.sender_url, group_size: None },
         },
-        Scenario::Echo(args) => RunSpec {
-            name: "echo",
-            common: args.common,
-            kind: Kind::Echo {
-                rate: args.rate,
-                size: args.size,
-            },
-        },
+        Scenario::Echo(args) => RunSpec { name: "echo", common: args.common, kind: Kind::Echo { rate: args.rate, size: args.size } },
     };
     let json_path = spec.common.json.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, coordinator::run(spec));
     let report = match result {

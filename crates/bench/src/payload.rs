@@ -20,10 +20,7 @@ pub const JSON_MESSAGE_FRAME_OVERHEAD: usize = 47;
 
 /// Microseconds since the Unix epoch; the clock all bench processes on one machine share.
 pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 /// Builds a payload of at least `len` bytes (the tag alone may be longer) for `seq`, sent at
@@ -61,10 +58,7 @@ pub struct StampFinder {
 
 impl Default for StampFinder {
     fn default() -> Self {
-        Self {
-            finder: Finder::new(TAG),
-            last_at: Cell::new(0),
-        }
+        Self { finder: Finder::new(TAG), last_at: Cell::new(0) }
     }
 }
 
@@ -92,10 +86,7 @@ impl StampFinder {
 /// per received message, so eight digits at a time where there are eight.
 fn parse_number(bytes: &[u8]) -> Option<(u64, usize)> {
     const MAX_DIGITS: usize = 19;
-    let digits = bytes
-        .iter()
-        .take(MAX_DIGITS + 1)
-        .position(|byte| !byte.is_ascii_digit())?;
+    let digits = bytes.iter().take(MAX_DIGITS + 1).position(|byte| !byte.is_ascii_digit())?;
     if digits == 0 || digits > MAX_DIGITS || bytes[digits] != b'|' {
         return None;
     }
@@ -131,13 +122,7 @@ mod tests {
         assert_eq!(payload.len(), 60);
         let frame = format!(r#"{{"type":1,"target":"Message","arguments":["{payload}"]}}"#);
         let stamp = StampFinder::default().find(frame.as_bytes()).unwrap();
-        assert_eq!(
-            stamp,
-            Stamp {
-                sent_micros: 1_700_000_000_123_456,
-                seq: 42
-            }
-        );
+        assert_eq!(stamp, Stamp { sent_micros: 1_700_000_000_123_456, seq: 42 });
     }
 
     #[test]
@@ -149,8 +134,7 @@ mod tests {
     #[test]
     fn frame_overhead_matches_the_json_invocation() {
         let payload = encode(1, 2, 53);
-        let frame =
-            format!("{{\"type\":1,\"target\":\"Message\",\"arguments\":[\"{payload}\"]}}\u{1e}");
+        let frame = format!("{{\"type\":1,\"target\":\"Message\",\"arguments\":[\"{payload}\"]}}\u{1e}");
         assert_eq!(frame.len(), 100);
         assert_eq!(payload_len_for_frame(100), 53);
     }

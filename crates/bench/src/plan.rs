@@ -60,25 +60,17 @@ pub fn worker_ranges(connections: usize, workers: usize) -> Vec<Range<usize>> {
 /// Worker processes needed: enough that none holds more than `max_per_worker` sockets, and at
 /// least `min_workers` (but never more workers than connections).
 pub fn worker_count(connections: usize, max_per_worker: usize, min_workers: usize) -> usize {
-    connections
-        .div_ceil(max_per_worker.max(1))
-        .max(min_workers)
-        .min(connections.max(1))
+    connections.div_ceil(max_per_worker.max(1)).max(min_workers).min(connections.max(1))
 }
 
 /// Source addresses needed so no (source, URL) pair needs more than [`PORTS_PER_SOURCE`] ports.
 pub fn source_count(connections: usize, urls: usize) -> usize {
-    connections
-        .div_ceil(urls.max(1))
-        .div_ceil(PORTS_PER_SOURCE)
-        .max(1)
+    connections.div_ceil(urls.max(1)).div_ceil(PORTS_PER_SOURCE).max(1)
 }
 
 /// The `count` loopback source addresses 127.0.0.1, 127.0.0.2, …
 pub fn loopback_sources(count: usize) -> Vec<Ipv4Addr> {
-    (0..count)
-        .map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 1)) + i as u32))
-        .collect()
+    (0..count).map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 1)) + i as u32)).collect()
 }
 
 #[cfg(test)]
@@ -104,16 +96,10 @@ mod tests {
 
     #[test]
     fn every_source_url_pair_gets_an_even_share() {
-        let layout = Layout {
-            urls: 2,
-            sources: 3,
-            group_size: None,
-        };
+        let layout = Layout { urls: 2, sources: 3, group_size: None };
         let mut pairs = std::collections::HashMap::new();
         for k in 0..600 {
-            *pairs
-                .entry((layout.url_of(k), layout.source_of(k)))
-                .or_insert(0) += 1;
+            *pairs.entry((layout.url_of(k), layout.source_of(k))).or_insert(0) += 1;
         }
         assert_eq!(pairs.len(), 6);
         assert!(pairs.values().all(|&n| n == 100));
@@ -121,11 +107,7 @@ mod tests {
 
     #[test]
     fn groups_of_connections() {
-        let layout = Layout {
-            urls: 1,
-            sources: 1,
-            group_size: Some(10),
-        };
+        let layout = Layout { urls: 1, sources: 1, group_size: Some(10) };
         assert_eq!(layout.group_of(9), Some(0));
         assert_eq!(layout.group_of(10), Some(1));
         assert_eq!(group_count(95, 10), 10);
@@ -133,13 +115,6 @@ mod tests {
 
     #[test]
     fn loopback_sources_count_up() {
-        assert_eq!(
-            loopback_sources(3),
-            vec![
-                Ipv4Addr::new(127, 0, 0, 1),
-                Ipv4Addr::new(127, 0, 0, 2),
-                Ipv4Addr::new(127, 0, 0, 3)
-            ]
-        );
+        assert_eq!(loopback_sources(3), vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)]);
     }
 }

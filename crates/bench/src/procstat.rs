@@ -65,32 +65,11 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Reads one process.
 pub fn read(pid: u32) -> Result<Sample, ProcError> {
-    let status =
-        fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| ProcError::Read {
-            pid,
-            file: "status",
-            source,
-        })?;
-    let rss_kb = parse_rss_kb(&status).ok_or(ProcError::Parse {
-        pid,
-        file: "status",
-        field: "VmRSS",
-    })?;
-    let stat =
-        fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|source| ProcError::Read {
-            pid,
-            file: "stat",
-            source,
-        })?;
-    let ticks = parse_cpu_ticks(&stat).ok_or(ProcError::Parse {
-        pid,
-        file: "stat",
-        field: "utime/stime",
-    })?;
-    Ok(Sample {
-        rss_kb,
-        cpu_seconds: ticks as f64 / clock_ticks_per_second(),
-    })
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| ProcError::Read { pid, file: "status", source })?;
+    let rss_kb = parse_rss_kb(&status).ok_or(ProcError::Parse { pid, file: "status", field: "VmRSS" })?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|source| ProcError::Read { pid, file: "stat", source })?;
+    let ticks = parse_cpu_ticks(&stat).ok_or(ProcError::Parse { pid, file: "stat", field: "utime/stime" })?;
+    Ok(Sample { rss_kb, cpu_seconds: ticks as f64 / clock_ticks_per_second() })
 }
 
 /// Reads and sums all `pids`; `None` when there are none.
@@ -113,16 +92,14 @@ mod tests {
 
     #[test]
     fn rss_is_read_from_status() {
-        let status =
-            "Name:\tsignalr-testser\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        let status = "Name:\tsignalr-testser\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(parse_rss_kb(status), Some(12345));
         assert_eq!(parse_rss_kb("Name:\tx\n"), None);
     }
 
     #[test]
     fn cpu_ticks_survive_a_name_with_spaces_and_parentheses() {
-        let stat =
-            "4242 (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1000 1 1";
+        let stat = "4242 (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0 1000 1 1";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
     }

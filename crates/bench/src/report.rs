@@ -25,27 +25,17 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         Self {
-            nproc: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             cpu_model: field(&cpuinfo, "model name").unwrap_or_default(),
-            mem_total_kb: field(&meminfo, "MemTotal")
-                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
-                .unwrap_or(0),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
+            mem_total_kb: field(&meminfo, "MemTotal").and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok())).unwrap_or(0),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
         }
     }
 }
 
 /// The value after `name:` on the first line that starts with `name`.
 fn field(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.split_once(':'))
-        .map(|(_, value)| value.trim().to_owned())
+    text.lines().find(|line| line.starts_with(name)).and_then(|line| line.split_once(':')).map(|(_, value)| value.trim().to_owned())
 }
 
 /// Settings that shape the figures.
@@ -254,15 +244,7 @@ impl RunReport {
         let _ = writeln!(
             out,
             "connect      {}/{} ok, {} failed, {} dropped; {:.2} s = {:.0} conn/s; latency ms p50 {:.2} p99 {:.2} max {:.2}",
-            c.connected,
-            c.requested,
-            c.failed,
-            c.dropped,
-            c.seconds,
-            c.per_second,
-            c.latency.p50_ms,
-            c.latency.p99_ms,
-            c.latency.max_ms
+            c.connected, c.requested, c.failed, c.dropped, c.seconds, c.per_second, c.latency.p50_ms, c.latency.p99_ms, c.latency.max_ms
         );
         for (text, count) in &c.errors {
             let _ = writeln!(out, "  connect error x{count}: {text}");
@@ -273,11 +255,7 @@ impl RunReport {
                 "messages     sent {} ({} errors); expected {}, received {}, lost {}, duplicates {}, out of order {}",
                 t.sent, t.send_errors, t.expected, t.received, t.lost, t.duplicates, t.out_of_order
             );
-            let _ = writeln!(
-                out,
-                "throughput   {:.0} /s over {:.2} s",
-                t.per_second, t.seconds
-            );
+            let _ = writeln!(out, "throughput   {:.0} /s over {:.2} s", t.per_second, t.seconds);
             let l = &t.latency;
             let _ = writeln!(
                 out,
@@ -295,16 +273,8 @@ impl RunReport {
                 let _ = writeln!(out, "  error x{count}: {text}");
             }
             if !t.incomplete_messages.is_empty() {
-                let list: Vec<String> = t
-                    .incomplete_messages
-                    .iter()
-                    .map(|(seq, got)| format!("#{seq} ({got})"))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "  messages not delivered to every receiver (receivers that got them): {}",
-                    list.join(", ")
-                );
+                let list: Vec<String> = t.incomplete_messages.iter().map(|(seq, got)| format!("#{seq} ({got})")).collect();
+                let _ = writeln!(out, "  messages not delivered to every receiver (receivers that got them): {}", list.join(", "));
             }
         }
         if let Some(s) = &self.server {
@@ -318,10 +288,7 @@ impl RunReport {
                 mb(s.rss_peak_kb),
                 s.kb_per_connection
             );
-            let per = s
-                .cpu_us_per_message
-                .map(|v| format!("; {v:.2} µs per message"))
-                .unwrap_or_default();
+            let per = s.cpu_us_per_message.map(|v| format!("; {v:.2} µs per message")).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "server cpu   connect {:.2} s; run {:.2} s = {:.0}% of a core{per}",
@@ -329,21 +296,10 @@ impl RunReport {
             );
         }
         if let Some(c) = &self.client {
-            let _ = writeln!(
-                out,
-                "bench cpu    run {:.2} s = {:.0}% of a core",
-                c.cpu_run_s, c.cpu_run_percent
-            );
+            let _ = writeln!(out, "bench cpu    run {:.2} s = {:.0}% of a core", c.cpu_run_s, c.cpu_run_percent);
         }
-        let _ = writeln!(
-            out,
-            "result       {}",
-            if self.passed {
-                "PASS".to_owned()
-            } else {
-                format!("FAIL: {}", self.failures.join("; "))
-            }
-        );
+        let _ =
+            writeln!(out, "result       {}", if self.passed { "PASS".to_owned() } else { format!("FAIL: {}", self.failures.join("; ")) });
         out
     }
 }
@@ -355,17 +311,8 @@ mod tests {
     #[test]
     fn loss_failed_connections_and_errors_fail_the_run() {
         let mut report = RunReport {
-            connect: ConnectResult {
-                requested: 10,
-                connected: 10,
-                ..Default::default()
-            },
-            traffic: Some(TrafficResult {
-                sent: 5,
-                expected: 50,
-                received: 50,
-                ..Default::default()
-            }),
+            connect: ConnectResult { requested: 10, connected: 10, ..Default::default() },
+            traffic: Some(TrafficResult { sent: 5, expected: 50, received: 50, ..Default::default() }),
             ..Default::default()
         };
         report.judge();
@@ -388,16 +335,8 @@ mod tests {
 
     #[test]
     fn call_round_trips_are_shown_and_written_only_for_sender_scenarios() {
-        let mut traffic = TrafficResult {
-            sent: 3,
-            expected: 3,
-            received: 3,
-            ..Default::default()
-        };
-        let mut report = RunReport {
-            traffic: Some(traffic.clone()),
-            ..Default::default()
-        };
+        let mut traffic = TrafficResult { sent: 3, expected: 3, received: 3, ..Default::default() };
+        let mut report = RunReport { traffic: Some(traffic.clone()), ..Default::default() };
         assert!(!report.table().contains("calls ms"));
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["traffic"].get("call_latency").is_none());
@@ -418,10 +357,7 @@ mod tests {
 
     #[test]
     fn machine_fields_are_read() {
-        assert_eq!(
-            field("model name\t: Intel Xeon\nflags: x", "model name").as_deref(),
-            Some("Intel Xeon")
-        );
+        assert_eq!(field("model name\t: Intel Xeon\nflags: x", "model name").as_deref(), Some("Intel Xeon"));
         let machine = Machine::current();
         assert!(machine.nproc >= 1);
         assert!(machine.mem_total_kb > 0);

@@ -85,21 +85,14 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
         SendKind::All => 1,
         SendKind::Groups(n) => n.max(1),
     };
-    let mut result = SenderResult {
-        per_group: vec![0; groups],
-        ..SenderResult::default()
-    };
+    let mut result = SenderResult { per_group: vec![0; groups], ..SenderResult::default() };
     let start = Instant::now();
     let stop_sending_at = start + config.duration;
     let mut next_send = start;
     let mut inflight = 0usize;
     let mut out = Vec::new();
     let mut last_sent_at = start;
-    let limit = if config.messages == 0 {
-        u64::MAX
-    } else {
-        config.messages
-    };
+    let limit = if config.messages == 0 { u64::MAX } else { config.messages };
     let send_timer = tokio::time::sleep_until(next_send);
     tokio::pin!(send_timer);
     let stop_timer = tokio::time::sleep_until(stop_sending_at);
@@ -114,9 +107,7 @@ pub async fn run(config: SenderConfig, sent: Rc<Cell<u64>>) -> Result<SenderResu
             break;
         }
         if !more && last_sent_at.elapsed() > config.completion_timeout {
-            result
-                .errors
-                .add(format!("{inflight} calls never completed"));
+            result.errors.add(format!("{inflight} calls never completed"));
             break;
         }
         let can_send = more && inflight < config.inflight.max(1);

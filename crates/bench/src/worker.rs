@@ -14,9 +14,7 @@ use crate::conn::{self, Phase, Shared};
 use crate::connect::{ConnectError, Connector, Target};
 use crate::frames::{Incoming, Protocol};
 use crate::hist::{self, HistData};
-use crate::ipc::{
-    Command, ConnectSummary, ErrorTally, Event, Expected, Progress, WorkerConfig, WorkerReport,
-};
+use crate::ipc::{Command, ConnectSummary, ErrorTally, Event, Expected, Progress, WorkerConfig, WorkerReport};
 use crate::payload;
 use crate::plan::Layout;
 use crate::ws::{WsError, WsStream};
@@ -32,10 +30,7 @@ fn emit(event: &Event) {
 
 /// Runs a worker on a single-threaded runtime; returns the process exit code.
 pub fn main() -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             emit(&Event::Fatal(format!("cannot start a runtime: {error}")));
@@ -68,22 +63,10 @@ fn spawn_read_pacer(shared: Rc<Shared>, pause: Duration) {
 
 async fn run() -> Result<(), String> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let first = lines
-        .next_line()
-        .await
-        .map_err(|e| format!("reading the config: {e}"))?;
-    let config: WorkerConfig = serde_json::from_str(first.as_deref().unwrap_or(""))
-        .map_err(|e| format!("bad worker config: {e}"))?;
-    let targets = config
-        .urls
-        .iter()
-        .map(|u| Target::parse(u))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let connector = Rc::new(
-        Connector::new(config.protocol, config.skip_negotiation, &config.sources)
-            .map_err(|e| e.to_string())?,
-    );
+    let first = lines.next_line().await.map_err(|e| format!("reading the config: {e}"))?;
+    let config: WorkerConfig = serde_json::from_str(first.as_deref().unwrap_or("")).map_err(|e| format!("bad worker config: {e}"))?;
+    let targets = config.urls.iter().map(|u| Target::parse(u)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let connector = Rc::new(Connector::new(config.protocol, config.skip_negotiation, &config.sources).map_err(|e| e.to_string())?);
     let count = config.end.saturating_sub(config.first);
     let shared = Rc::new(Shared::new(config.protocol, count, config.read_buffer));
     let connect_done = Rc::new(ConnectTracker::default());
@@ -95,25 +78,13 @@ async fn run() -> Result<(), String> {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            emit(&Event::Progress(progress(
-                &progress_shared,
-                &progress_connect,
-            )));
+            emit(&Event::Progress(progress(&progress_shared, &progress_connect)));
         }
     });
 
-    tokio::task::spawn_local(conn::ping_all(
-        shared.clone(),
-        Duration::from_millis(config.ping_interval_ms),
-    ));
+    tokio::task::spawn_local(conn::ping_all(shared.clone(), Duration::from_millis(config.ping_interval_ms)));
 
-    let connecting = tokio::task::spawn_local(open_all(
-        config.clone(),
-        targets,
-        connector,
-        shared.clone(),
-        connect_done.clone(),
-    ));
+    let connecting = tokio::task::spawn_local(open_all(config.clone(), targets, connector, shared.clone(), connect_done.clone()));
 
     let mut connected_reported = false;
     let mut connecting = Some(connecting);
@@ -186,23 +157,13 @@ async fn open_all(
     shared: Rc<Shared>,
     tracker: Rc<ConnectTracker>,
 ) -> ConnectSummary {
-    let layout = Layout {
-        urls: targets.len(),
-        sources: config.sources.len(),
-        group_size: config.group_size,
-    };
+    let layout = Layout { urls: targets.len(), sources: config.sources.len(), group_size: config.group_size };
     let targets = Rc::new(targets);
     let permits = std::sync::Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
-    let summary = Rc::new(std::cell::RefCell::new((
-        hist::new_latency(),
-        ErrorTally::default(),
-        0u64,
-        0u64,
-    )));
+    let summary = Rc::new(std::cell::RefCell::new((hist::new_latency(), ErrorTally::default(), 0u64, 0u64)));
     let started = payload::now_micros();
     let mut pace = (config.connect_rate > 0.0).then(|| {
-        let mut interval =
-            tokio::time::interval(Duration::from_secs_f64(1.0 / config.connect_rate));
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / config.connect_rate));
         interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
         interval
     });
@@ -211,22 +172,13 @@ async fn open_all(
         if let Some(pace) = pace.as_mut() {
             pace.tick().await;
         }
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
         let slot = global - config.first;
         let target_index = layout.url_of(global);
         let source = config.sources[layout.source_of(global)];
         let group = layout.group_of(global);
-        let (targets, connector, shared, summary, tracker) = (
-            targets.clone(),
-            connector.clone(),
-            shared.clone(),
-            summary.clone(),
-            tracker.clone(),
-        );
+        let (targets, connector, shared, summary, tracker) =
+            (targets.clone(), connector.clone(), shared.clone(), summary.clone(), tracker.clone());
         let timeout = Duration::from_millis(config.connect_timeout_ms);
         let protocol = config.protocol;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -286,12 +238,7 @@ async fn open_all(
 
 /// Sends `JoinGroup("g<group>")` and waits for its completion; returns bytes that arrived
 /// after it.
-async fn join_group(
-    ws: &mut WsStream,
-    protocol: Protocol,
-    group: usize,
-    mut buf: Vec<u8>,
-) -> Result<Vec<u8>, ConnectError> {
+async fn join_group(ws: &mut WsStream, protocol: Protocol, group: usize, mut buf: Vec<u8>) -> Result<Vec<u8>, ConnectError> {
     let mut frame = Vec::new();
     protocol.write_invocation(&mut frame, Some("join"), "JoinGroup", &[&group_name(group)]);
     ws.send(&frame).await.map_err(WsError::from)?;
@@ -300,10 +247,7 @@ async fn join_group(
         let mut outcome = None;
         let used = protocol.split_frames(&buf, |body| {
             if outcome.is_none()
-                && let Ok(Incoming::Completion {
-                    invocation_id,
-                    error,
-                }) = protocol.decode(body)
+                && let Ok(Incoming::Completion { invocation_id, error }) = protocol.decode(body)
                 && invocation_id == "join"
             {
                 outcome = Some(error);
@@ -337,27 +281,15 @@ fn expected_for(config: &WorkerConfig, expected: &Expected, global: usize, sent:
         Expected::Nothing => 0,
         Expected::All(count) => *count,
         Expected::Groups(counts) => {
-            let layout = Layout {
-                urls: config.urls.len(),
-                sources: config.sources.len(),
-                group_size: config.group_size,
-            };
-            layout
-                .group_of(global)
-                .and_then(|g| counts.get(g).copied())
-                .unwrap_or(0)
+            let layout = Layout { urls: config.urls.len(), sources: config.sources.len(), group_size: config.group_size };
+            layout.group_of(global).and_then(|g| counts.get(g).copied()).unwrap_or(0)
         }
         Expected::EchoReplies => sent,
     }
 }
 
 /// Waits until every established connection has what it should, or `timeout`; then reports.
-async fn drain(
-    config: &WorkerConfig,
-    shared: &Shared,
-    expected: &Expected,
-    timeout: Duration,
-) -> WorkerReport {
+async fn drain(config: &WorkerConfig, shared: &Shared, expected: &Expected, timeout: Duration) -> WorkerReport {
     let deadline = Instant::now() + timeout;
     let tally = |shared: &Shared| {
         let (mut expected_total, mut received, mut lost, mut extra) = (0, 0, 0, 0);
@@ -427,14 +359,8 @@ mod tests {
     fn expectations_follow_groups_and_echo_counts() {
         let config = config();
         assert_eq!(expected_for(&config, &Expected::All(7), 25, 0), 7);
-        assert_eq!(
-            expected_for(&config, &Expected::Groups(vec![1, 2, 3, 4]), 25, 0),
-            3
-        );
-        assert_eq!(
-            expected_for(&config, &Expected::Groups(vec![1, 2, 3, 4]), 31, 0),
-            4
-        );
+        assert_eq!(expected_for(&config, &Expected::Groups(vec![1, 2, 3, 4]), 25, 0), 3);
+        assert_eq!(expected_for(&config, &Expected::Groups(vec![1, 2, 3, 4]), 31, 0), 4);
         assert_eq!(expected_for(&config, &Expected::Groups(vec![1]), 31, 0), 0);
         assert_eq!(expected_for(&config, &Expected::EchoReplies, 31, 9), 9);
         assert_eq!(expected_for(&config, &Expected::Nothing, 31, 9), 0);
@@ -455,13 +381,7 @@ mod tests {
             });
         }
         shared.slots[19].received.set(0);
-        let report = drain(
-            &config,
-            &shared,
-            &Expected::All(2),
-            Duration::from_millis(30),
-        )
-        .await;
+        let report = drain(&config, &shared, &Expected::All(2), Duration::from_millis(30)).await;
         // Slot 19 never opened and received nothing: a failed connection, not loss.
         assert_eq!(report.expected, 38);
         assert_eq!(report.lost, 1);

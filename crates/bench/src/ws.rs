@@ -122,9 +122,7 @@ pub fn upgrade_request(host: &str, target: &str, key: &str) -> String {
 pub fn read_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, WsError> {
     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
         if buf.len() > MAX_RESPONSE_HEAD {
-            return Err(WsError::Upgrade(format!(
-                "response head longer than {MAX_RESPONSE_HEAD} bytes"
-            )));
+            return Err(WsError::Upgrade(format!("response head longer than {MAX_RESPONSE_HEAD} bytes")));
         }
         return Ok(None);
     };
@@ -135,20 +133,14 @@ pub fn read_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, WsE
     let version = parts.next().unwrap_or_default();
     let status = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(WsError::Upgrade(format!(
-            "not an HTTP/1 response: {status_line:?}"
-        )));
+        return Err(WsError::Upgrade(format!("not an HTTP/1 response: {status_line:?}")));
     }
     if status != "101" {
         let body = &buf[end + 4..];
         let body = String::from_utf8_lossy(&body[..body.len().min(200)]);
         return Err(WsError::Upgrade(format!(
             "the server answered {status_line:?} instead of 101{}",
-            if body.is_empty() {
-                String::new()
-            } else {
-                format!(": {body}")
-            }
+            if body.is_empty() { String::new() } else { format!(": {body}") }
         )));
     }
     let (mut upgrade, mut connection, mut accept) = (false, false, None);
@@ -160,9 +152,7 @@ pub fn read_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, WsE
         if name.eq_ignore_ascii_case("upgrade") {
             upgrade |= value.eq_ignore_ascii_case("websocket");
         } else if name.eq_ignore_ascii_case("connection") {
-            connection |= value
-                .split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+            connection |= value.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
         } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
             accept = Some(value.to_owned());
         }
@@ -176,9 +166,7 @@ pub fn read_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>, WsE
     let expected = accept_for(key);
     match accept {
         Some(accept) if accept == expected => Ok(Some(end + 4)),
-        Some(accept) => Err(WsError::Upgrade(format!(
-            "Sec-WebSocket-Accept is {accept:?}, expected {expected:?}"
-        ))),
+        Some(accept) => Err(WsError::Upgrade(format!("Sec-WebSocket-Accept is {accept:?}, expected {expected:?}"))),
         None => Err(WsError::Upgrade("no Sec-WebSocket-Accept header".into())),
     }
 }
@@ -259,9 +247,7 @@ fn parse_header(bytes: &[u8]) -> Result<Option<(Header, usize)>, WsError> {
         return Ok(None);
     };
     if b0 & 0x70 != 0 {
-        return Err(WsError::Protocol(
-            "reserved bits set (no extension was negotiated)",
-        ));
+        return Err(WsError::Protocol("reserved bits set (no extension was negotiated)"));
     }
     if b1 & 0x80 != 0 {
         return Err(WsError::Protocol("the server masked a frame"));
@@ -281,9 +267,7 @@ fn parse_header(bytes: &[u8]) -> Result<Option<(Header, usize)>, WsError> {
             };
             let len = u64::from_be_bytes(ext.try_into().expect("8 bytes"));
             if len >> 63 != 0 {
-                return Err(WsError::Protocol(
-                    "64-bit payload length with the high bit set",
-                ));
+                return Err(WsError::Protocol("64-bit payload length with the high bit set"));
             }
             (len, 10)
         }
@@ -311,12 +295,7 @@ impl Decoder {
     /// `Ok(false)` as soon as `on_data` returns false (the rest of `input` is dropped),
     /// `Ok(true)` once all of `input` is consumed, [`WsError::Closed`] for a close frame and
     /// [`WsError::Protocol`] for bytes that are not valid server frames.
-    pub fn feed(
-        &mut self,
-        mut input: &[u8],
-        replies: &mut Vec<u8>,
-        mut on_data: impl FnMut(&[u8]) -> bool,
-    ) -> Result<bool, WsError> {
+    pub fn feed(&mut self, mut input: &[u8], replies: &mut Vec<u8>, mut on_data: impl FnMut(&[u8]) -> bool) -> Result<bool, WsError> {
         loop {
             if !self.in_frame {
                 if input.is_empty() {
@@ -379,17 +358,13 @@ impl Decoder {
         match header.opcode {
             OP_CONTINUATION => {
                 if !self.message_open {
-                    return Err(WsError::Protocol(
-                        "continuation frame without a message to continue",
-                    ));
+                    return Err(WsError::Protocol("continuation frame without a message to continue"));
                 }
                 self.message_open = !header.fin;
             }
             OP_TEXT | OP_BINARY => {
                 if self.message_open {
-                    return Err(WsError::Protocol(
-                        "new data message before the previous one ended",
-                    ));
+                    return Err(WsError::Protocol("new data message before the previous one ended"));
                 }
                 self.message_open = !header.fin;
             }
@@ -407,10 +382,7 @@ impl Decoder {
             OP_PING => encode_frame(replies, OP_PONG, &payload, new_mask()),
             OP_CLOSE => {
                 return Err(match payload.len() {
-                    0 => WsError::Closed {
-                        code: None,
-                        reason: String::new(),
-                    },
+                    0 => WsError::Closed { code: None, reason: String::new() },
                     1 => WsError::Protocol("close frame with a 1-byte payload"),
                     _ => WsError::Closed {
                         code: Some(u16::from_be_bytes([payload[0], payload[1]])),
@@ -442,36 +414,23 @@ impl WsStream {
     /// Upgrades `stream` to a WebSocket: `host` is `host:port`, `target` the path and query.
     /// Data messages go out as Binary frames if `binary`, else as Text. Returns the stream and
     /// any data payload bytes that arrived right after the upgrade response.
-    pub async fn connect(
-        mut stream: TcpStream,
-        host: &str,
-        target: &str,
-        binary: bool,
-    ) -> Result<(Self, Vec<u8>), WsError> {
+    pub async fn connect(mut stream: TcpStream, host: &str, target: &str, binary: bool) -> Result<(Self, Vec<u8>), WsError> {
         let key = new_key();
-        stream
-            .write_all(upgrade_request(host, target, &key).as_bytes())
-            .await?;
+        stream.write_all(upgrade_request(host, target, &key).as_bytes()).await?;
         let mut head = Vec::with_capacity(256);
         let mut chunk = [0u8; 1024];
         let used = loop {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                return Err(WsError::Upgrade(
-                    "the server closed the connection before answering".into(),
-                ));
+                return Err(WsError::Upgrade("the server closed the connection before answering".into()));
             }
             head.extend_from_slice(&chunk[..n]);
             if let Some(used) = read_upgrade_response(&head, &key)? {
                 break used;
             }
         };
-        let mut ws = Self {
-            stream,
-            decoder: Decoder::default(),
-            data_opcode: if binary { OP_BINARY } else { OP_TEXT },
-            outgoing: Vec::new(),
-        };
+        let mut ws =
+            Self { stream, decoder: Decoder::default(), data_opcode: if binary { OP_BINARY } else { OP_TEXT }, outgoing: Vec::new() };
         let mut data = Vec::new();
         ws.feed(&head[used..], |piece| {
             data.extend_from_slice(piece);
@@ -484,21 +443,12 @@ impl WsStream {
     /// A WebSocket over `stream` as if the upgrade had been done (text frames).
     #[cfg(test)]
     pub fn for_tests(stream: TcpStream) -> Self {
-        Self {
-            stream,
-            decoder: Decoder::default(),
-            data_opcode: OP_TEXT,
-            outgoing: Vec::new(),
-        }
+        Self { stream, decoder: Decoder::default(), data_opcode: OP_TEXT, outgoing: Vec::new() }
     }
 
     /// Decodes `input` read from this socket; see [`Decoder::feed`]. Pongs are queued for
     /// [`WsStream::flush`].
-    pub fn feed(
-        &mut self,
-        input: &[u8],
-        on_data: impl FnMut(&[u8]) -> bool,
-    ) -> Result<bool, WsError> {
+    pub fn feed(&mut self, input: &[u8], on_data: impl FnMut(&[u8]) -> bool) -> Result<bool, WsError> {
         self.decoder.feed(input, &mut self.outgoing, on_data)
     }
 
@@ -597,12 +547,7 @@ impl WsStream {
     /// Sends a normal close frame and waits for the server's close frame or end of stream,
     /// discarding data meanwhile. Bound it with a timeout.
     pub async fn close(&mut self) {
-        encode_frame(
-            &mut self.outgoing,
-            OP_CLOSE,
-            &CLOSE_NORMAL.to_be_bytes(),
-            new_mask(),
-        );
+        encode_frame(&mut self.outgoing, OP_CLOSE, &CLOSE_NORMAL.to_be_bytes(), new_mask());
         if self.flush().await.is_err() {
             return;
         }
@@ -668,10 +613,7 @@ mod tests {
         assert_eq!(bytes[1] & 0x80, 0x80, "client frames are masked");
         let (len, mut at) = match bytes[1] & 0x7F {
             126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
-            127 => (
-                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
-                10,
-            ),
+            127 => (u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize, 10),
             n => (n as usize, 2),
         };
         let mask: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
@@ -684,10 +626,7 @@ mod tests {
     #[test]
     fn accept_matches_the_rfc_example() {
         // RFC 6455 §1.3.
-        assert_eq!(
-            accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_for("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         let key = new_key();
         assert_eq!(BASE64.decode(&key).unwrap().len(), 16);
         assert_ne!(key, new_key());
@@ -697,12 +636,7 @@ mod tests {
     fn upgrade_request_has_the_required_headers() {
         let request = upgrade_request("127.0.0.1:5000", "/hub?id=a%2Bb", "KEY");
         assert!(request.starts_with("GET /hub?id=a%2Bb HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n"));
-        for header in [
-            "Upgrade: websocket\r\n",
-            "Connection: Upgrade\r\n",
-            "Sec-WebSocket-Version: 13\r\n",
-            "Sec-WebSocket-Key: KEY\r\n",
-        ] {
+        for header in ["Upgrade: websocket\r\n", "Connection: Upgrade\r\n", "Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Key: KEY\r\n"] {
             assert!(request.contains(header), "{header}");
         }
         assert!(request.ends_with("\r\n\r\n"));
@@ -717,23 +651,18 @@ mod tests {
         for cut in 0..head {
             assert_eq!(read_upgrade_response(&ok[..cut], key).unwrap(), None);
         }
-        let wrong_accept = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n";
+        let wrong_accept =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n";
         let error = read_upgrade_response(wrong_accept, key).unwrap_err();
-        assert!(
-            error.to_string().contains("Sec-WebSocket-Accept"),
-            "{error}"
-        );
-        let no_accept =
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        assert!(error.to_string().contains("Sec-WebSocket-Accept"), "{error}");
+        let no_accept = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
         assert!(read_upgrade_response(no_accept, key).is_err());
-        let no_upgrade = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let no_upgrade =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         assert!(read_upgrade_response(no_upgrade, key).is_err());
         let refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nNo such h";
         let error = read_upgrade_response(refused, key).unwrap_err().to_string();
-        assert!(
-            error.contains("404 Not Found") && error.contains("No such h"),
-            "{error}"
-        );
+        assert!(error.contains("404 Not Found") && error.contains("No such h"), "{error}");
         assert!(read_upgrade_response(b"SSH-2.0\r\n\r\n", key).is_err());
         let endless = vec![b'a'; MAX_RESPONSE_HEAD + 1];
         assert!(read_upgrade_response(&endless, key).is_err());
@@ -769,11 +698,7 @@ mod tests {
             let data: Vec<u8> = (0..len as u8).collect();
             let mut fast = data.clone();
             apply_mask(&mut fast, mask);
-            let slow: Vec<u8> = data
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
+            let slow: Vec<u8> = data.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
             assert_eq!(fast, slow);
         }
     }
@@ -803,10 +728,7 @@ mod tests {
         assert_eq!(data, b"hello world!");
         let (fin, opcode, payload, used) = decode_client_frame(&replies);
         assert!(fin);
-        assert_eq!(
-            (opcode, payload.as_slice(), used),
-            (OP_PONG, &b"p1"[..], replies.len())
-        );
+        assert_eq!((opcode, payload.as_slice(), used), (OP_PONG, &b"p1"[..], replies.len()));
     }
 
     #[test]
@@ -825,10 +747,7 @@ mod tests {
         let check = |(data, replies, result): (Vec<u8>, Vec<u8>, Result<bool, WsError>)| {
             assert_eq!(data, expected);
             let (_, opcode, payload, _) = decode_client_frame(&replies);
-            assert_eq!(
-                (opcode, payload.as_slice()),
-                (OP_PONG, &b"are you there"[..])
-            );
+            assert_eq!((opcode, payload.as_slice()), (OP_PONG, &b"are you there"[..]));
             match result {
                 Err(WsError::Closed { code, reason }) => {
                     assert_eq!((code, reason.as_str()), (Some(1000), "bye"));
@@ -855,13 +774,8 @@ mod tests {
             Err(WsError::Closed { code: None, reason }) => assert!(reason.is_empty()),
             other => panic!("{other:?}"),
         }
-        let error = feed_all(&frame(OP_CLOSE, &[0x03, 0xF0, b'x']))
-            .2
-            .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "the server closed the WebSocket (code 1008: x)"
-        );
+        let error = feed_all(&frame(OP_CLOSE, &[0x03, 0xF0, b'x'])).2.unwrap_err();
+        assert_eq!(error.to_string(), "the server closed the WebSocket (code 1008: x)");
         assert!(error.is_close());
         // Data after a close frame is not handed on.
         let mut input = frame(OP_CLOSE, &[0x03, 0xE8]);
@@ -882,15 +796,9 @@ mod tests {
             (raw_frame(OP_PING, b""), "fragmented control"),
             (frame(OP_PING, &[0; 126]), "longer than 125"),
             (frame(OP_CLOSE, &[3]), "1-byte"),
-            (
-                [raw_frame(OP_TEXT, b"a"), frame(OP_TEXT, b"b")].concat(),
-                "before the previous one ended",
-            ),
+            ([raw_frame(OP_TEXT, b"a"), frame(OP_TEXT, b"b")].concat(), "before the previous one ended"),
             (vec![0x81, 0x85, 1, 2, 3, 4, b'x'], "masked"),
-            (
-                [&[0x82, 127, 0x80][..], &[0; 7][..]].concat(),
-                "high bit set",
-            ),
+            ([&[0x82, 127, 0x80][..], &[0; 7][..]].concat(), "high bit set"),
         ];
         for (input, expected) in cases {
             for cut in 0..input.len() {
@@ -950,10 +858,7 @@ mod tests {
             }
             let text = String::from_utf8(request).unwrap();
             assert!(text.starts_with("GET /hub?id=x HTTP/1.1\r\n"), "{text}");
-            let key = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-                .unwrap();
+            let key = text.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
             let mut response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
                 accept_for(key)
@@ -983,20 +888,13 @@ mod tests {
             assert_eq!(frames[0], (OP_PONG, b"pp".to_vec()));
             assert_eq!(frames[1], (OP_TEXT, b"hello".to_vec()));
             assert_eq!(frames[2], (OP_CLOSE, vec![0x03, 0xE8]));
-            socket
-                .write_all(&frame(OP_CLOSE, &[0x03, 0xE8]))
-                .await
-                .unwrap();
+            socket.write_all(&frame(OP_CLOSE, &[0x03, 0xE8])).await.unwrap();
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (mut ws, early) = WsStream::connect(stream, &addr.to_string(), "/hub?id=x", false)
-            .await
-            .unwrap();
+        let (mut ws, early) = WsStream::connect(stream, &addr.to_string(), "/hub?id=x", false).await.unwrap();
         assert_eq!(early, b"early");
         ws.send(b"hello").await.unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(5), ws.close())
-            .await
-            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), ws.close()).await.unwrap();
         server.await.unwrap();
     }
 
@@ -1009,26 +907,18 @@ mod tests {
         let ws = WsStream::for_tests(client);
         let mut buf = [0u8; 8];
         server.write_all(b"abc").await.unwrap();
-        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf))
-            .await
-            .unwrap();
+        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf)).await.unwrap();
         assert_eq!(&buf[..n], b"abc");
         // Readiness was cleared: nothing is ready now, and more data wakes the reader again.
         let pending = std::future::poll_fn(|cx| Poll::Ready(ws.poll_read(cx, &mut buf))).await;
         assert!(pending.is_pending());
         server.write_all(b"0123456789").await.unwrap();
-        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf))
-            .await
-            .unwrap();
+        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf)).await.unwrap();
         assert_eq!(&buf[..n], b"01234567", "a full read");
-        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf))
-            .await
-            .unwrap();
+        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf)).await.unwrap();
         assert_eq!(&buf[..n], b"89");
         drop(server);
-        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf))
-            .await
-            .unwrap();
+        let n = std::future::poll_fn(|cx| ws.poll_read(cx, &mut buf)).await.unwrap();
         assert_eq!(n, 0, "end of stream");
     }
 }

@@ -14,17 +14,17 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::hub::HubAuthenticator;
 use crate::auth::jwt::JwtService;
 use crate::auth::revocation::Revocations;
-use crate::auth::{password, signing_key, users, ROOT_ROLE, ROOT_TENANT};
+use crate::auth::{ROOT_ROLE, ROOT_TENANT, password, signing_key, users};
 use crate::config::{ConfigError, Settings};
 use crate::db::{Db, DbError};
 use crate::job_outbox::{JobStorage, Relay};
-use crate::notifications::hub::{connection_options, notification_service, HUB_NAME, HUB_PATH};
+use crate::notifications::hub::{HUB_NAME, HUB_PATH, connection_options, notification_service};
 use crate::notifications::publisher::{Audience, Publisher};
 use crate::ops::health::{Backplane, Health};
 use crate::state::{AppInner, AppState, ProcessRole};
-use crate::tenants::jobs::{provision_handler, update_handler, JobDeps, TENANT_QUEUE};
+use crate::tenants::jobs::{JobDeps, TENANT_QUEUE, provision_handler, update_handler};
 use crate::tenants::repo;
-use crate::{with_db, web};
+use crate::{web, with_db};
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +105,10 @@ impl RunningApp {
 
     async fn stop_inner(&mut self) {
         if let Some(worker) = self.worker.take()
-            && let Err(e) = worker.shutdown().await {
-                tracing::warn!(error = %e, "jobs worker shutdown");
-            }
+            && let Err(e) = worker.shutdown().await
+        {
+            tracing::warn!(error = %e, "jobs worker shutdown");
+        }
         for t in self.tasks.drain(..) {
             // Open WebSockets keep a graceful HTTP shutdown waiting; give them a moment, then go.
             let abort = t.abort_handle();
@@ -127,10 +128,9 @@ impl RunningApp {
 /// settings already (a bad one names its key); `HangfireConnection` may name another database
 /// than `DefaultConnection`.
 pub fn preflight(settings: &Settings) -> Result<(), ConfigError> {
-    for (key, target) in [
-        ("ConnectionStrings:DefaultConnection", &settings.database),
-        ("ConnectionStrings:HangfireConnection", &settings.job_storage),
-    ] {
+    for (key, target) in
+        [("ConnectionStrings:DefaultConnection", &settings.database), ("ConnectionStrings:HangfireConnection", &settings.job_storage)]
+    {
         crate::ops::startup::check_sqlite_path(key, target)?;
     }
     if let Some(redis) = &settings.redis {
@@ -147,13 +147,11 @@ pub fn preflight(settings: &Settings) -> Result<(), ConfigError> {
 pub async fn seed(db: &Db, settings: &Settings) -> Result<Option<String>, sqlx::Error> {
     repo::ensure_root(db).await?;
     let existing: Option<i32> = with_db!(db, |p| {
-        sqlx::query_scalar(
-            "SELECT 1 FROM users u JOIN user_roles r ON r.user_id = u.id WHERE u.tenant_id = $1 AND r.role = $2 LIMIT 1",
-        )
-        .bind(ROOT_TENANT)
-        .bind(ROOT_ROLE)
-        .fetch_optional(p)
-        .await?
+        sqlx::query_scalar("SELECT 1 FROM users u JOIN user_roles r ON r.user_id = u.id WHERE u.tenant_id = $1 AND r.role = $2 LIMIT 1")
+            .bind(ROOT_TENANT)
+            .bind(ROOT_ROLE)
+            .fetch_optional(p)
+            .await?
     });
     if existing.is_some() {
         return Ok(None);
@@ -210,11 +208,8 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
     let (key, key_source) = signing_key::signing_key(&db, &settings.database, settings.jwt.key.as_deref()).await?;
     signing_key::report(&key_source, &settings.environment);
     let jwt = JwtService::new(&key, &settings.jwt);
-    let revocations = Revocations::new(
-        db.clone(),
-        settings.redis.as_deref().map(|cs| (cs, settings.channel_prefix.as_str())),
-        shutdown.clone(),
-    );
+    let revocations =
+        Revocations::new(db.clone(), settings.redis.as_deref().map(|cs| (cs, settings.channel_prefix.as_str())), shutdown.clone());
 
     let (lifetime, backplane): (Arc<dyn HubLifetimeManager>, Backplane) = match &settings.redis {
         None => (Arc::new(signalr::DefaultHubLifetimeManager::new()), Backplane::InProcess),
@@ -222,9 +217,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
             let options = signalr_redis::RedisBackplaneOptions::from_connection_string(cs, HUB_NAME)
                 .map_err(|e| StartError::Backplane(e.to_string()))?
                 .with_channel_prefix(settings.channel_prefix.clone());
-            let manager = Arc::new(
-                signalr_redis::RedisHubLifetimeManager::new(options).map_err(|e| StartError::Backplane(e.to_string()))?,
-            );
+            let manager = Arc::new(signalr_redis::RedisHubLifetimeManager::new(options).map_err(|e| StartError::Backplane(e.to_string()))?);
             (manager.clone() as Arc<dyn HubLifetimeManager>, Backplane::Redis(manager))
         }
     };
@@ -278,10 +271,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
     }
 
     let app = web::router(state.clone(), hub_router);
-    let addrs_wanted = settings
-        .urls
-        .clone()
-        .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), role.default_port())]);
+    let addrs_wanted = settings.urls.clone().unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), role.default_port())]);
     let mut addrs = Vec::new();
     for addr in addrs_wanted {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;

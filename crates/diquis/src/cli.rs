@@ -143,7 +143,12 @@ mod tests {
     fn users_reset_password() {
         assert_eq!(
             parse(&s(&["users", "reset-password", "a@b.c", "--tenant", "acme", "--url=http://x", "--Urls=http://y"])),
-            Command::ResetPassword { email: "a@b.c".into(), tenant: "acme".into(), url: Some("http://x".into()), flags: s(&["--Urls=http://y"]) }
+            Command::ResetPassword {
+                email: "a@b.c".into(),
+                tenant: "acme".into(),
+                url: Some("http://x".into()),
+                flags: s(&["--Urls=http://y"])
+            }
         );
         assert_eq!(
             parse(&s(&["users", "reset-password", "a@b.c"])),

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseTarget;
 use crate::db::{Db, Tx};
-use crate::outbox_loop::{drain_until_shutdown, Attempt};
+use crate::outbox_loop::{Attempt, drain_until_shutdown};
 use crate::{with_db, with_tx};
 
 /// Where the job storage is relative to the application database.
@@ -37,9 +37,7 @@ impl JobStorage {
     /// Compares the two configured targets (`DefaultConnection`, `HangfireConnection`).
     pub fn of(database: &DatabaseTarget, job_storage: &DatabaseTarget) -> Self {
         let same = match (database, job_storage) {
-            (DatabaseTarget::Postgres(x), DatabaseTarget::Postgres(y)) => {
-                x.host == y.host && x.port == y.port && x.database == y.database
-            }
+            (DatabaseTarget::Postgres(x), DatabaseTarget::Postgres(y)) => x.host == y.host && x.port == y.port && x.database == y.database,
             (DatabaseTarget::Sqlite { path: x }, DatabaseTarget::Sqlite { path: y }) => {
                 // Files that do not exist yet compare by the path as written.
                 let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
@@ -130,9 +128,7 @@ pub enum SubmitError {
 pub async fn submit(tx: &mut Tx, storage: JobStorage, request: &JobRequest) -> Result<(), SubmitError> {
     match storage {
         JobStorage::SameDatabase => {
-            let job = request
-                .to_job()
-                .map_err(|source| SubmitError::Payload { request_id: request.request_id.clone(), source })?;
+            let job = request.to_job().map_err(|source| SubmitError::Payload { request_id: request.request_id.clone(), source })?;
             match tx {
                 Tx::Postgres(t) => jobs::enqueue_in_tx(t, job).await?,
                 Tx::Sqlite(t) => jobs::enqueue_in_tx(t, job).await?,
@@ -175,13 +171,11 @@ pub async fn insert(tx: &mut Tx, request: &JobRequest) -> Result<(), sqlx::Error
 pub async fn pending(db: &Db, after: i64, limit: i64) -> Result<Vec<(i64, JobRequest)>, sqlx::Error> {
     type Row = (i64, String, String, String, String, Option<String>);
     let rows: Vec<Row> = with_db!(db, |p| {
-        sqlx::query_as(
-            "SELECT id, request_id, name, queue, payload, concurrency_key FROM job_requests WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(p)
-        .await?
+        sqlx::query_as("SELECT id, request_id, name, queue, payload, concurrency_key FROM job_requests WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(p)
+            .await?
     });
     Ok(rows
         .into_iter()

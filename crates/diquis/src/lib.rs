@@ -24,5 +24,5 @@ pub mod state;
 pub mod tenants;
 pub mod web;
 
-pub use app::{start, RunningApp, StartError};
+pub use app::{RunningApp, StartError, start};
 pub use state::ProcessRole;

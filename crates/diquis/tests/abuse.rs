@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use common::*;
 use diquis::ProcessRole;
 use reqwest::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Limits high enough not to interfere with what a test looks at.
 const NO_LIMITS: &[(&str, &str)] = &[
@@ -44,10 +44,12 @@ async fn a_flood_of_wrong_passwords_is_bounded_and_liveness_answers() {
     let settings = with(NO_LIMITS, &[("Security:PasswordHashing:MaxConcurrency", "1"), ("Security:PasswordHashing:QueueLimit", "2")]);
     let app = start(&db, ProcessRole::All, &settings).await;
     let url = app.url();
-    let flood: Vec<_> = (0..64).map(|i| {
-        let url = url.clone();
-        tokio::spawn(async move { sign_in(&url, &format!("nobody{i}@test.local"), "Wrong-passw0rd", &[]).await })
-    }).collect();
+    let flood: Vec<_> = (0..64)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move { sign_in(&url, &format!("nobody{i}@test.local"), "Wrong-passw0rd", &[]).await })
+        })
+        .collect();
     // Liveness is answered while the flood is in progress.
     let (live, _) = api(reqwest::Method::GET, &format!("{url}/health/live"), None, None).await;
     assert_eq!(live, 200);
@@ -78,10 +80,8 @@ async fn a_flood_of_wrong_passwords_is_bounded_and_liveness_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_lock_the_account_until_the_lockout_ends() {
     let db = TestDb::sqlite();
-    let settings = with(
-        NO_LIMITS,
-        &[("Security:Lockout:MaxFailedAccessAttempts", "3"), ("Security:Lockout:DefaultLockoutTimeSpan", "00:00:02")],
-    );
+    let settings =
+        with(NO_LIMITS, &[("Security:Lockout:MaxFailedAccessAttempts", "3"), ("Security:Lockout:DefaultLockoutTimeSpan", "00:00:02")]);
     let app = start(&db, ProcessRole::All, &settings).await;
     let url = app.url();
     for _ in 0..2 {
@@ -116,10 +116,8 @@ async fn the_lockout_is_shared_by_every_web_node() {
     // Behind a load balancer the failures of one account land on different nodes: they count
     // together (the lockout lives in the database), so N nodes do not give N times the guesses.
     let db = TestDb::postgres();
-    let settings = with(
-        NO_LIMITS,
-        &[("Security:Lockout:MaxFailedAccessAttempts", "3"), ("Security:Lockout:DefaultLockoutTimeSpan", "00:05:00")],
-    );
+    let settings =
+        with(NO_LIMITS, &[("Security:Lockout:MaxFailedAccessAttempts", "3"), ("Security:Lockout:DefaultLockoutTimeSpan", "00:05:00")]);
     let a = start(&db, ProcessRole::Web, &settings).await;
     let b = start(&db, ProcessRole::Web, &settings).await;
     assert_eq!(sign_in(&a.url(), ADMIN_EMAIL, "Wrong-passw0rd", &[]).await.0, 401);
@@ -140,7 +138,8 @@ async fn the_lockout_is_shared_by_every_web_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_per_address_and_per_account() {
     let db = TestDb::sqlite();
-    let settings = with(NO_LIMITS, &[("Security:RateLimit:PerAddress:PermitLimit", "3"), ("Security:RateLimit:PerAddress:Window", "01:00:00")]);
+    let settings =
+        with(NO_LIMITS, &[("Security:RateLimit:PerAddress:PermitLimit", "3"), ("Security:RateLimit:PerAddress:Window", "01:00:00")]);
     let app = start(&db, ProcessRole::All, &settings).await;
     let url = app.url();
     for _ in 0..3 {
@@ -176,7 +175,8 @@ async fn rate_limits_per_address_and_per_account() {
 
     // Per account: the account's limit holds whatever the address.
     let db = TestDb::sqlite();
-    let per_account = with(NO_LIMITS, &[("Security:RateLimit:PerAccount:PermitLimit", "2"), ("Security:RateLimit:PerAccount:Window", "01:00:00")]);
+    let per_account =
+        with(NO_LIMITS, &[("Security:RateLimit:PerAccount:PermitLimit", "2"), ("Security:RateLimit:PerAccount:Window", "01:00:00")]);
     let app = start(&db, ProcessRole::All, &per_account).await;
     let url = app.url();
     for i in 0..2 {
@@ -265,7 +265,8 @@ async fn redirects_after_sign_in_stay_on_the_site() {
         assert_eq!(field_value(&page, "returnUrl").replace("&amp;", "&"), *want, "returnUrl={query}");
     }
     // Posted directly (not through the form's cleaned field), the same rules apply and nothing fails.
-    let posted: &[(&str, &str)] = &[("/\t/evil.example", "/"), ("\n", "/"), ("/\r\nSet-Cookie: a=b", "/"), ("//evil.example", "/"), ("/tenants", "/tenants")];
+    let posted: &[(&str, &str)] =
+        &[("/\t/evil.example", "/"), ("\n", "/"), ("/\r\nSet-Cookie: a=b", "/"), ("//evil.example", "/"), ("/tenants", "/tenants")];
     for (value, want) in posted {
         let (status, location) = login_form_post(&url, ADMIN_PASSWORD, value).await;
         assert_eq!((status, location.as_str()), (303, *want), "returnUrl={value:?}");

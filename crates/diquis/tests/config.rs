@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use diquis::config::{load, DatabaseTarget, LoadError};
+use diquis::config::{DatabaseTarget, LoadError, load};
 use diquis::job_outbox::JobStorage;
 
 fn write(dir: &std::path::Path, name: &str, text: &str) {
@@ -55,10 +55,11 @@ fn files_then_environment_file_then_env_vars_then_flags() {
     assert_eq!(s.urls.unwrap()[0].port(), 4444);
 
     // Flags override everything.
-    let flags: Vec<String> = ["--ConnectionStrings:RedisConnection=flag:6379", "--urls", "http://127.0.0.1:5555", "/SignalR:ChannelPrefix=FromFlag"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let flags: Vec<String> =
+        ["--ConnectionStrings:RedisConnection=flag:6379", "--urls", "http://127.0.0.1:5555", "/SignalR:ChannelPrefix=FromFlag"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let (_, s) = load(dir.path(), vars, &flags).unwrap();
     assert_eq!(s.redis.as_deref(), Some("flag:6379"));
     assert_eq!(s.urls.unwrap()[0].port(), 5555);
@@ -149,7 +150,8 @@ fn quick_start_prints_the_url_and_a_generated_password_once() {
     let mut child = start();
     let (url, lines) = read_until_listening(&mut child);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let password = lines.iter().map(|l| l.trim()).find(|l| l.len() == 20 && !l.contains(' ')).expect("generated password printed").to_string();
+    let password =
+        lines.iter().map(|l| l.trim()).find(|l| l.len() == 20 && !l.contains(' ')).expect("generated password printed").to_string();
     assert!(dir.path().join("diquis.db").is_file(), "embedded SQLite by default");
 
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -11,7 +11,7 @@ use common::hub;
 use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// The headers every response carries, checked on a page, the API, an asset and the dashboard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +20,14 @@ async fn every_response_carries_the_security_headers() {
     let app = start(&db, ProcessRole::All, &[]).await;
     let url = app.url();
     let token = root_token(&url).await;
-    for (path, bearer) in [("/login", false), ("/api/tenants", true), ("/js/diquis.js", false), ("/jobs", true), ("/jobs/state/Succeeded", true), ("/health/ready", false)] {
+    for (path, bearer) in [
+        ("/login", false),
+        ("/api/tenants", true),
+        ("/js/diquis.js", false),
+        ("/jobs", true),
+        ("/jobs/state/Succeeded", true),
+        ("/health/ready", false),
+    ] {
         let mut request = client().get(format!("{url}{path}"));
         if bearer {
             request = request.bearer_auth(&token);
@@ -101,11 +108,7 @@ async fn anonymous_readiness_shows_statuses_only() {
     let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
     let set_allowed = |allowed: bool| format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allowed}");
     sqlx::query(sqlx::AssertSqlSafe(set_allowed(false))).execute(&mut admin).await.unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(name)
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1").bind(name).execute(&mut admin).await.unwrap();
     let text = wait_for("/health/ready to answer 503", || async {
         let (s, text) = ready(None).await;
         (s == 503).then_some(text)
@@ -250,10 +253,7 @@ async fn an_existing_database_is_never_provisioned_into(db: &TestDb) {
     let tenant = wait_status(&url, &token, "legacy", "Failed").await;
     assert_eq!(tenant["provisioningError"], error.as_str());
     // Permanent: no retry is scheduled, and the database was not written to.
-    let job = wait_for("the job to end Failed", || async {
-        app.state.jobs.list(jobs::JobState::Failed, 0, 10).await.unwrap().pop()
-    })
-    .await;
+    let job = wait_for("the job to end Failed", || async { app.state.jobs.list(jobs::JobState::Failed, 0, 10).await.unwrap().pop() }).await;
     assert!(job.last_error.unwrap().contains("not new"));
     assert!(app.state.jobs.list(jobs::JobState::Scheduled, 0, 10).await.unwrap().is_empty());
     assert_eq!(tables_of(db, "legacy").await, vec!["invoices"]);
@@ -288,7 +288,8 @@ async fn requeue_of_a_succeeded_job_adds_no_second_event(db: &TestDb) {
     })
     .await;
     // An update afterwards: everything the hub sent before its event is checked.
-    let (s, _) = api(Method::PUT, &format!("{url}/api/tenants/once"), Some(&token), Some(json!({"name": "Once FC", "isActive": true}))).await;
+    let (s, _) =
+        api(Method::PUT, &format!("{url}/api/tenants/once"), Some(&token), Some(json!({"name": "Once FC", "isActive": true}))).await;
     assert_eq!(s, 202);
     let seen = root.until("TenantUpdated").await;
     let targets: Vec<&str> = seen.iter().map(|r| r.target.as_str()).collect();
@@ -377,10 +378,7 @@ async fn tenant_lists_are_paged() {
     assert_eq!((b["currentPage"].as_i64(), b["pageSize"].as_i64()), (Some(2), Some(10)));
     assert_eq!((b["totalCount"].as_i64(), b["totalPages"].as_i64()), (Some(105), Some(11)));
     assert_eq!((b["hasPreviousPage"].as_bool(), b["hasNextPage"].as_bool()), (Some(true), Some(true)));
-    assert_eq!(
-        link.as_deref(),
-        Some("</api/tenants?page=1&pageSize=10>; rel=\"prev\", </api/tenants?page=3&pageSize=10>; rel=\"next\"")
-    );
+    assert_eq!(link.as_deref(), Some("</api/tenants?page=1&pageSize=10>; rel=\"prev\", </api/tenants?page=3&pageSize=10>; rel=\"next\""));
     // Pages do not overlap and together hold every tenant.
     let mut ids = std::collections::BTreeSet::new();
     for page in 1..=11 {

@@ -83,12 +83,9 @@ async fn findings_are_refused_as_kestrel_refuses_them() {
 #[tokio::test]
 async fn size_limits_come_from_configuration() {
     let db = TestDb::sqlite();
-    let app = start(
-        &db,
-        ProcessRole::All,
-        &[("Kestrel:Limits:MaxRequestLineSize", "64"), ("Kestrel:Limits:MaxRequestHeadersTotalSize", "256")],
-    )
-    .await;
+    let app =
+        start(&db, ProcessRole::All, &[("Kestrel:Limits:MaxRequestLineSize", "64"), ("Kestrel:Limits:MaxRequestHeadersTotalSize", "256")])
+            .await;
     let addr = app.addrs[0];
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(60));
     assert_eq!(status_codes(&exchange(addr, long_line.as_bytes()).await.unwrap()), [414]);

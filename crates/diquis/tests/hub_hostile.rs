@@ -12,7 +12,7 @@ use common::*;
 use diquis::ProcessRole;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 const HUB: &str = "/hubs/notifications";
@@ -156,7 +156,9 @@ async fn six_hundred_pipelined_calls_are_all_answered() {
     ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
     let mut frame = String::new();
     for i in 0..600 {
-        frame.push_str(&json!({"type":1,"invocationId":i.to_string(),"target":"NoSuchMethodPaddedName","arguments":["0123456789"]}).to_string());
+        frame.push_str(
+            &json!({"type":1,"invocationId":i.to_string(),"target":"NoSuchMethodPaddedName","arguments":["0123456789"]}).to_string(),
+        );
         frame.push('\u{1e}');
     }
     assert!(frame.len() > 50_000 && frame.len() < 64 * 1024, "{}", frame.len());

@@ -8,7 +8,12 @@ use diquis::ProcessRole;
 
 /// Every `href="/…"` of a page (local links only).
 fn local_links(html: &str) -> Vec<String> {
-    html.split("href=\"").skip(1).filter_map(|rest| rest.split('"').next()).filter(|h| h.starts_with('/') && !h.starts_with("//")).map(|h| h.replace("&amp;", "&")).collect()
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|h| h.starts_with('/') && !h.starts_with("//"))
+        .map(|h| h.replace("&amp;", "&"))
+        .collect()
 }
 
 async fn every_link_leads_somewhere(role: ProcessRole) {

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::hub::{self, ConnectError};
-use common::processes::{mode, with_suffix, Node, RedisServer};
+use common::processes::{Node, RedisServer, mode, with_suffix};
 use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// The issue's window for hub connections on every node.
 const CLOSE_WINDOW: Duration = Duration::from_secs(5);
@@ -80,9 +80,11 @@ async fn disabling_deleting_password_change_and_tenant_deactivation_end_tokens_a
     let owner = login(&url, "owner@acme.test", "Owner1Passw0rd", "acme").await;
     let other_session = login(&url, "owner@acme.test", "Owner1Passw0rd", "acme").await;
     let change = format!("{url}/api/personal/change-password");
-    let (s, b) = api(Method::PUT, &change, Some(&owner), Some(json!({"password": "wrong-Passw0rd", "newPassword": "Newer1Passw0rd"}))).await;
+    let (s, b) =
+        api(Method::PUT, &change, Some(&owner), Some(json!({"password": "wrong-Passw0rd", "newPassword": "Newer1Passw0rd"}))).await;
     assert_eq!(s, 400, "{b}");
-    let (s, b) = api(Method::PUT, &change, Some(&owner), Some(json!({"password": "Owner1Passw0rd", "newPassword": "Newer1Passw0rd"}))).await;
+    let (s, b) =
+        api(Method::PUT, &change, Some(&owner), Some(json!({"password": "Owner1Passw0rd", "newPassword": "Newer1Passw0rd"}))).await;
     assert_eq!(s, 200, "{b}");
     let renewed = b["data"]["token"].as_str().unwrap().to_string();
     assert_eq!(status(Method::GET, &notifications, &owner).await, 401);
@@ -118,7 +120,13 @@ async fn disabling_deleting_password_change_and_tenant_deactivation_end_tokens_a
     let (s, b) = api(Method::DELETE, &format!("{url}/api/users/{owner_id}"), Some(&root), None).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(status(Method::GET, &notifications, &owner).await, 401);
-    let (s, _) = api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": "owner@acme.test", "password": "Newer1Passw0rd", "tenant": "acme"}))).await;
+    let (s, _) = api(
+        Method::POST,
+        &format!("{url}/api/tokens"),
+        None,
+        Some(json!({"email": "owner@acme.test", "password": "Newer1Passw0rd", "tenant": "acme"})),
+    )
+    .await;
     assert_eq!(s, 401);
     app.stop().await;
 }
@@ -147,14 +155,20 @@ async fn forged_tokens_for_missing_users_or_tenants_or_from_the_future_are_refus
         ("another user name", variant(&|c| c["sub"] = json!("someone@else.root"))),
         ("a session that does not exist", variant(&|c| c["sid"] = json!(uuid::Uuid::new_v4().to_string()))),
         ("a wrong security stamp", variant(&|c| c["sst"] = json!("0123456789abcdef"))),
-        ("no security stamp", variant(&|c| {
-            c.as_object_mut().unwrap().remove("sst");
-        })),
+        (
+            "no security stamp",
+            variant(&|c| {
+                c.as_object_mut().unwrap().remove("sst");
+            }),
+        ),
         ("issued an hour from now", variant(&|c| c["iat"] = json!(now + 3600))),
         ("not valid for an hour", variant(&|c| c["nbf"] = json!(now + 3600))),
-        ("no iat", variant(&|c| {
-            c.as_object_mut().unwrap().remove("iat");
-        })),
+        (
+            "no iat",
+            variant(&|c| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+        ),
     ];
     for (what, token) in &refused {
         let (s, b) = api(Method::GET, &tenants, Some(token), None).await;
@@ -174,7 +188,8 @@ async fn a_reused_refresh_token_ends_its_whole_session() {
         let url = url.clone();
         async move { api(Method::POST, &format!("{url}/api/tokens/refresh"), None, Some(json!({"refreshToken": token}))).await }
     };
-    let (_, b) = api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))).await;
+    let (_, b) =
+        api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))).await;
     let (access0, refresh0) = (b["data"]["token"].as_str().unwrap().to_string(), b["data"]["refreshToken"].as_str().unwrap().to_string());
     let other_session = root_token(&url).await;
 
@@ -287,9 +302,10 @@ async fn the_browser_refresh_cookie_rotates() {
     let auth = cookie.split(';').next().unwrap().trim_start_matches("diquis_auth=");
     let c = claims(auth);
     let user = diquis::auth::users::find_by_id(&app.state.db, c["uid"].as_str().unwrap()).await.unwrap().unwrap();
-    let identity = diquis::auth::tokens::identity_of(&app.state.db, &user, c["sid"].as_str().unwrap(), c["csrf"].as_str().map(String::from))
-        .await
-        .unwrap();
+    let identity =
+        diquis::auth::tokens::identity_of(&app.state.db, &user, c["sid"].as_str().unwrap(), c["csrf"].as_str().map(String::from))
+            .await
+            .unwrap();
     let expired = app.state.jwt.issue_with_lifetime(&identity, -60);
     let r = with_cookies(Method::GET, &format!("{url}/api/tenants"), &format!("diquis_auth={expired}; diquis_refresh={refresh0}"))
         .send()
@@ -318,7 +334,10 @@ async fn the_browser_refresh_cookie_rotates() {
     // session; an API client presenting it does so at once.
     let (s, _) = api(Method::POST, &format!("{url}/api/tokens/refresh"), None, Some(json!({"refreshToken": refresh0}))).await;
     assert_eq!(s, 401);
-    let r = with_cookies(Method::GET, &format!("{url}/api/tenants"), &format!("diquis_auth={auth2}; diquis_refresh={refresh2}")).send().await.unwrap();
+    let r = with_cookies(Method::GET, &format!("{url}/api/tenants"), &format!("diquis_auth={auth2}; diquis_refresh={refresh2}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "the reuse ended the session");
     app.stop().await;
 }
@@ -411,7 +430,8 @@ async fn the_generated_signing_key_and_the_database_are_private_files() {
     let token = root_token(&node.url).await;
     node.stop();
     let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", database.display())).await.unwrap();
-    let stored: Option<String> = sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(&pool).await.unwrap();
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(&pool).await.unwrap();
     assert!(stored.is_none(), "the key is not in the database");
     pool.close().await;
 
@@ -433,7 +453,8 @@ async fn the_generated_signing_key_and_the_database_are_private_files() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), earlier);
     assert_eq!(mode(&key_file), 0o600);
     let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", database.display())).await.unwrap();
-    let stored: Option<String> = sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(&pool).await.unwrap();
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(&pool).await.unwrap();
     assert!(stored.is_none(), "moved, not copied");
     pool.close().await;
     let mut c = claims(&root_token(&node.url).await);

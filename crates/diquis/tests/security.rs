@@ -12,8 +12,8 @@ use diquis::ProcessRole;
 use reqwest::Method;
 use serde_json::json;
 use signalr::SerializedMessage;
-use signalr_protocol::message::{HubMessage, InvocationMessage};
 use signalr_protocol::Value as WireValue;
+use signalr_protocol::message::{HubMessage, InvocationMessage};
 
 /// Sends target `Sentinel` to one user through the app's lifetime manager. Delivery to one
 /// connection is in order, so once the sentinel arrives anything sent to that connection
@@ -143,7 +143,13 @@ async fn browser_session_with_csrf_protection() {
     let login_csrf = csrf_of(&r.text().await.unwrap());
     let r = browser
         .post(format!("{url}/login"))
-        .form(&[("_csrf", login_csrf.as_str()), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("tenant", "root"), ("returnUrl", "//evil.example")])
+        .form(&[
+            ("_csrf", login_csrf.as_str()),
+            ("email", ADMIN_EMAIL),
+            ("password", ADMIN_PASSWORD),
+            ("tenant", "root"),
+            ("returnUrl", "//evil.example"),
+        ])
         .send()
         .await
         .unwrap();
@@ -178,7 +184,12 @@ async fn browser_session_with_csrf_protection() {
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
     // Every problem next to its field, in the label's words (not the API's field names).
-    for (field, words) in [("id", "Id must be lower-case"), ("name", "Name is required."), ("adminEmail", "Admin email must be an email address"), ("password", "Admin password must be at least 8")] {
+    for (field, words) in [
+        ("id", "Id must be lower-case"),
+        ("name", "Name is required."),
+        ("adminEmail", "Admin email must be an email address"),
+        ("password", "Admin password must be at least 8"),
+    ] {
         let at = body.find(&format!(r#"<p class="field-error" id="{field}-error">"#)).unwrap_or_else(|| panic!("{field}'s error: {body}"));
         assert!(body[at..].split("</p>").next().unwrap().contains(words), "{field}: {body}");
         assert!(body.contains(&format!(r#"aria-describedby="{field}-error""#)), "{field} points at its error");
@@ -186,7 +197,13 @@ async fn browser_session_with_csrf_protection() {
     assert!(!body.contains("&#39;adminEmail&#39;") && !body.contains("class=\"problems\""), "no API field names, no box: {body}");
     let r = browser
         .post(format!("{url}/tenants"))
-        .form(&[("_csrf", csrf.as_str()), ("id", "formy"), ("name", "Formy"), ("adminEmail", "o@formy.test"), ("password", "Owner1Passw0rd")])
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("id", "formy"),
+            ("name", "Formy"),
+            ("adminEmail", "o@formy.test"),
+            ("password", "Owner1Passw0rd"),
+        ])
         .send()
         .await
         .unwrap();

@@ -81,17 +81,11 @@ every_pair!(lifecycle, mixed);
 every_pair!(a_request_committed_but_not_relayed_runs_once);
 every_pair!(a_job_run_again_after_its_result_committed_changes_nothing);
 
-
 /// Every stored notification (sent or not), oldest first: `(event, data)`.
 async fn notifications(url: &str, token: &str) -> Vec<(String, Value)> {
     let (s, b) = api(Method::GET, &format!("{url}/api/notifications?after=0"), Some(token), None).await;
     assert_eq!(s, 200, "{b}");
-    b["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["event"].as_str().unwrap().to_string(), n["data"].clone()))
-        .collect()
+    b["data"].as_array().unwrap().iter().map(|n| (n["event"].as_str().unwrap().to_string(), n["data"].clone())).collect()
 }
 
 /// The jobs of `name` in `state`.
@@ -132,13 +126,8 @@ async fn lifecycle(pair: &Pair) {
     assert!(app_database_has_no_job_tables(&app).await, "the job tables live in the job database only");
 
     // Update → TenantUpdated.
-    let (s, b) = api(
-        Method::PUT,
-        &format!("{url}/api/tenants/acme"),
-        Some(&token),
-        Some(json!({"name": "Acme FC", "isActive": true})),
-    )
-    .await;
+    let (s, b) =
+        api(Method::PUT, &format!("{url}/api/tenants/acme"), Some(&token), Some(json!({"name": "Acme FC", "isActive": true}))).await;
     assert_eq!(s, 202, "{b}");
     let updated = root.next("TenantUpdated").await;
     assert_eq!(updated.arguments[0]["tenantName"], "Acme FC");
@@ -185,13 +174,7 @@ async fn commit_request(db: &diquis::db::Db, id: &str) -> job_outbox::JobRequest
     let mut tx = db.begin().await.unwrap();
     let inserted = diquis::tenants::repo::insert(
         &mut tx,
-        &diquis::tenants::repo::NewTenant {
-            id,
-            name: &name,
-            admin_email: &email,
-            connection_string: None,
-            created_by: Some("test"),
-        },
+        &diquis::tenants::repo::NewTenant { id, name: &name, admin_email: &email, connection_string: None, created_by: Some("test") },
     )
     .await
     .unwrap();
@@ -329,10 +312,7 @@ async fn a_job_run_again_after_its_result_committed_changes_nothing(pair: &Pair)
     let tenant = wait_status(&url, &token, "again", "Active").await;
     assert!(tenant["provisioningError"].is_null());
     let logs: Vec<String> = app.state.jobs.logs(job.id).await.unwrap().into_iter().map(|l| l.line).collect();
-    assert!(
-        logs.iter().any(|l| l.contains("provisioned by an earlier execution")),
-        "the second run found the work done: {logs:?}"
-    );
+    assert!(logs.iter().any(|l| l.contains("provisioned by an earlier execution")), "the second run found the work done: {logs:?}");
     assert_eq!(diquis::auth::users::count_in_tenant(&app.state.db, "again").await.unwrap(), 1);
     let events = notifications(&url, &token).await;
     assert_eq!(events.len(), 1, "{events:?}");
@@ -353,13 +333,8 @@ async fn a_job_run_again_after_its_result_committed_changes_nothing(pair: &Pair)
     assert_eq!(events[0].1["id"].as_i64().unwrap(), notification_id, "the same notification");
 
     // The same for an update: one TenantUpdated.
-    let (s, _) = api(
-        Method::PUT,
-        &format!("{url}/api/tenants/again"),
-        Some(&token),
-        Some(json!({"name": "Again FC", "isActive": true})),
-    )
-    .await;
+    let (s, _) =
+        api(Method::PUT, &format!("{url}/api/tenants/again"), Some(&token), Some(json!({"name": "Again FC", "isActive": true}))).await;
     assert_eq!(s, 202);
     let job = wait_for("the update job to succeed", || async {
         jobs_in(&app.state.jobs, JobState::Succeeded, tenant_jobs::UPDATE_TENANT).await.pop()
@@ -426,10 +401,7 @@ async fn readiness_checks_the_separate_job_database() {
     assert!(job.payload.contains("\"tenantId\":\"later\""), "{}", job.payload);
     // The relay enqueues first and deletes its row after (two databases, no shared
     // transaction), so the row may still be there for a moment.
-    wait_for("the outbox row to be deleted", || async {
-        (job_outbox::backlog(&app.state.db).await.unwrap() == 0).then_some(())
-    })
-    .await;
+    wait_for("the outbox row to be deleted", || async { (job_outbox::backlog(&app.state.db).await.unwrap() == 0).then_some(()) }).await;
     let jobs = jobs_in(&app.state.jobs, JobState::Enqueued, tenant_jobs::PROVISION_TENANT).await;
     assert_eq!(jobs.len(), 1, "one job per request: {jobs:?}");
     app.stop().await;

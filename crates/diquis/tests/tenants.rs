@@ -7,7 +7,7 @@ use common::hub;
 use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 macro_rules! both_storages {
     ($name:ident) => {
@@ -81,7 +81,8 @@ async fn lifecycle_with_live_events(db: &TestDb) {
         TestDb::Postgres(name) => {
             use sqlx::Connection;
             let mut c = sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}-acme")).await.unwrap();
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenant_metadata WHERE tenant_id = 'acme'").fetch_one(&mut c).await.unwrap();
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM tenant_metadata WHERE tenant_id = 'acme'").fetch_one(&mut c).await.unwrap();
             assert_eq!(n, 1);
         }
     }
@@ -92,7 +93,8 @@ async fn lifecycle_with_live_events(db: &TestDb) {
     assert_eq!(s, 403);
 
     // Update → 202, TenantUpdated, name and flag applied.
-    let (s, b) = api(Method::PUT, &format!("{url}/api/tenants/acme"), Some(&token), Some(json!({"name": "Acme FC", "isActive": false}))).await;
+    let (s, b) =
+        api(Method::PUT, &format!("{url}/api/tenants/acme"), Some(&token), Some(json!({"name": "Acme FC", "isActive": false}))).await;
     assert_eq!(s, 202, "{b}");
     let updated = root.next("TenantUpdated").await;
     let p = &updated.arguments[0];
@@ -105,7 +107,13 @@ async fn lifecycle_with_live_events(db: &TestDb) {
     assert_eq!(b["data"]["status"], "Active");
 
     // A deactivated tenant's users cannot sign in.
-    let (s, b) = api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": "owner@acme.test", "password": "Owner1Passw0rd", "tenant": "acme"}))).await;
+    let (s, b) = api(
+        Method::POST,
+        &format!("{url}/api/tokens"),
+        None,
+        Some(json!({"email": "owner@acme.test", "password": "Owner1Passw0rd", "tenant": "acme"})),
+    )
+    .await;
     assert_eq!(s, 401, "{b}");
 
     // Missed notifications: the same payloads with the same ids.

@@ -74,7 +74,12 @@ async fn reset_flow(db: &TestDb) {
     let weak = weak.text().await.unwrap();
     assert!(weak.contains("at least 8 characters"), "{weak}");
     // Without the CSRF pair: refused.
-    let forged = client().post(format!("{url}/reset-password")).form(&[("_csrf", "x"), ("token", token), ("newPassword", NEW_PASSWORD)]).send().await.unwrap();
+    let forged = client()
+        .post(format!("{url}/reset-password"))
+        .form(&[("_csrf", "x"), ("token", token), ("newPassword", NEW_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 403);
 
     let done = browser
@@ -98,7 +103,13 @@ async fn reset_flow(db: &TestDb) {
     assert_eq!(reuse.status(), 404);
 
     // The old password fails, the new one works, the old session has ended.
-    let (status, _) = api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "tenant": "root"}))).await;
+    let (status, _) = api(
+        Method::POST,
+        &format!("{url}/api/tokens"),
+        None,
+        Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "tenant": "root"})),
+    )
+    .await;
     assert_ne!(status, 200);
     login(&url, ADMIN_EMAIL, NEW_PASSWORD, "root").await;
     assert!(!session_works(&old_session, &url).await, "the session from before the reset has ended");
@@ -178,7 +189,8 @@ fn id_of(html: &str, email: &str) -> String {
 }
 
 async fn can_sign_in(url: &str, email: &str, password: &str, tenant: &str) -> bool {
-    let (status, _) = api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": email, "password": password, "tenant": tenant}))).await;
+    let (status, _) =
+        api(Method::POST, &format!("{url}/api/tokens"), None, Some(json!({"email": email, "password": password, "tenant": tenant}))).await;
     status == 200
 }
 
@@ -201,17 +213,18 @@ async fn users_page_lists_adds_disables_enables_and_removes() {
     let tenant_list = root.get(format!("{url}/tenants")).send().await.unwrap().text().await.unwrap();
     assert!(tenant_list.contains(r#"href="/users?tenant=root""#), "the tenant rows link to their users");
 
-    let add = |browser: reqwest::Client, csrf: String, tenant: &'static str, email: &'static str, password: &'static str, role: &'static str| {
-        let url = url.clone();
-        async move {
-            browser
-                .post(format!("{url}/users"))
-                .form(&[("_csrf", csrf.as_str()), ("tenant", tenant), ("email", email), ("password", password), ("role", role)])
-                .send()
-                .await
-                .unwrap()
-        }
-    };
+    let add =
+        |browser: reqwest::Client, csrf: String, tenant: &'static str, email: &'static str, password: &'static str, role: &'static str| {
+            let url = url.clone();
+            async move {
+                browser
+                    .post(format!("{url}/users"))
+                    .form(&[("_csrf", csrf.as_str()), ("tenant", tenant), ("email", email), ("password", password), ("role", role)])
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
     // Bad input: clear problems, nothing added.
     let weak = add(root.clone(), csrf.clone(), "root", "second@test.local", "short", "root").await;
     assert_eq!(weak.status(), 400);
@@ -237,7 +250,9 @@ async fn users_page_lists_adds_disables_enables_and_removes() {
     assert!(row_of(&page, "second@test.local").unwrap().contains(r#"data-active="true""#));
     let act = |action: &'static str| {
         let (root, url, csrf, id) = (root.clone(), url.clone(), csrf.clone(), id.clone());
-        async move { root.post(format!("{url}/users/{id}/{action}")).form(&[("_csrf", csrf.as_str()), ("tenant", "root")]).send().await.unwrap() }
+        async move {
+            root.post(format!("{url}/users/{id}/{action}")).form(&[("_csrf", csrf.as_str()), ("tenant", "root")]).send().await.unwrap()
+        }
     };
     assert_eq!(act("disable").await.status(), 303);
     let page = users_page(root.clone(), "root").await.text().await.unwrap();
@@ -280,7 +295,13 @@ async fn tenant_administrators_manage_their_own_tenant_only() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["email"], "member@acme.test");
     assert_eq!(body["data"]["tenantId"], "acme");
-    let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&token), Some(json!({"tenant": "nope", "email": "x@y.test", "password": "Memb3rPassword", "role": "coach"}))).await;
+    let (status, body) = api(
+        Method::POST,
+        &format!("{url}/api/users"),
+        Some(&token),
+        Some(json!({"tenant": "nope", "email": "x@y.test", "password": "Memb3rPassword", "role": "coach"})),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&token), Some(json!({"email": 5}))).await;
     assert_eq!(status, 400, "{body}");
@@ -297,7 +318,13 @@ async fn tenant_administrators_manage_their_own_tenant_only() {
     let csrf = csrf_of(&page);
     let added = owner
         .post(format!("{url}/users"))
-        .form(&[("_csrf", csrf.as_str()), ("tenant", "acme"), ("email", "admin2@acme.test"), ("password", "Adm1nTwoPassword"), ("role", "academy_admin")])
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("tenant", "acme"),
+            ("email", "admin2@acme.test"),
+            ("password", "Adm1nTwoPassword"),
+            ("role", "academy_admin"),
+        ])
         .send()
         .await
         .unwrap();
@@ -305,9 +332,21 @@ async fn tenant_administrators_manage_their_own_tenant_only() {
     assert!(can_sign_in(&url, "admin2@acme.test", "Adm1nTwoPassword", "acme").await);
     // An administrator (not the owner) adds no owner.
     let admin2 = login(&url, "admin2@acme.test", "Adm1nTwoPassword", "acme").await;
-    let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&admin2), Some(json!({"email": "boss@acme.test", "password": "B0ssPassword", "role": "academy_owner"}))).await;
+    let (status, body) = api(
+        Method::POST,
+        &format!("{url}/api/users"),
+        Some(&admin2),
+        Some(json!({"email": "boss@acme.test", "password": "B0ssPassword", "role": "academy_owner"})),
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
-    let (status, body) = api(Method::POST, &format!("{url}/api/users"), Some(&admin2), Some(json!({"email": "parent@acme.test", "password": "Par3ntPassword", "role": "parent"}))).await;
+    let (status, body) = api(
+        Method::POST,
+        &format!("{url}/api/users"),
+        Some(&admin2),
+        Some(json!({"email": "parent@acme.test", "password": "Par3ntPassword", "role": "parent"})),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["tenantId"], "acme", "the caller's tenant by default");
 
@@ -323,7 +362,8 @@ async fn tenant_administrators_manage_their_own_tenant_only() {
     assert!(!can_sign_in(&url, "evil@acme.test", "Ev1lPassword", "root").await);
     let root_page = root_browser(&url).await.get(format!("{url}/users?tenant=root")).send().await.unwrap().text().await.unwrap();
     let root_id = id_of(&root_page, ADMIN_EMAIL);
-    let disable_root = owner.post(format!("{url}/users/{root_id}/disable")).form(&[("_csrf", csrf.as_str()), ("tenant", "acme")]).send().await.unwrap();
+    let disable_root =
+        owner.post(format!("{url}/users/{root_id}/disable")).form(&[("_csrf", csrf.as_str()), ("tenant", "acme")]).send().await.unwrap();
     assert_eq!(disable_root.status(), 404);
     assert!(can_sign_in(&url, ADMIN_EMAIL, ADMIN_PASSWORD, "root").await);
 

@@ -215,11 +215,7 @@ impl Lease {
     /// Checks inside `tx` that this lease is still current (job `Processing` under this token)
     /// and locks the job row; [`JobError::LeaseLost`] otherwise.
     pub async fn check_in_tx<DB: JobDatabase>(&self, tx: &mut sqlx::Transaction<'_, DB>) -> Result<(), JobError> {
-        if DB::lock_lease(&mut **tx, *self).await? {
-            Ok(())
-        } else {
-            Err(JobError::LeaseLost { job_id: self.job_id, token: self.token })
-        }
+        if DB::lock_lease(&mut **tx, *self).await? { Ok(()) } else { Err(JobError::LeaseLost { job_id: self.job_id, token: self.token }) }
     }
 
     /// Marks the job `Succeeded` inside `tx` under this lease (what

@@ -167,10 +167,8 @@ td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align
 <nav><a href=\"{b}/\">Overview</a>{links}</nav><h1>{t}</h1>{body}</body></html>",
         t = esc(title),
         b = esc(base),
-        links = JobState::ALL
-            .iter()
-            .map(|s| format!("<a href=\"{}/state/{}\">{}</a>", esc(base), s.as_str(), s.as_str()))
-            .collect::<String>(),
+        links =
+            JobState::ALL.iter().map(|s| format!("<a href=\"{}/state/{}\">{}</a>", esc(base), s.as_str(), s.as_str())).collect::<String>(),
     )
 }
 
@@ -189,12 +187,22 @@ fn fmt_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
-async fn overview(State(dash): State<Dash>, OriginalUri(original): OriginalUri, uri: Uri, headers: HeaderMap) -> Result<Html<String>, PageError> {
+async fn overview(
+    State(dash): State<Dash>,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Html<String>, PageError> {
     let base = base_path(&original, &uri);
     let counts = dash.store.counts().await?;
     let mut body = String::from("<h2>Jobs per state</h2><table><tr><th>State</th><th>Count</th></tr>");
     for (state, n) in counts {
-        let _ = write!(body, "<tr><td><a href=\"{}/state/{s}\">{s}</a></td><td class=\"count-{s}\">{n}</td></tr>", esc(&base), s = state.as_str());
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"{}/state/{s}\">{s}</a></td><td class=\"count-{s}\">{n}</td></tr>",
+            esc(&base),
+            s = state.as_str()
+        );
     }
     body.push_str("</table><h2>Recurring jobs</h2><table><tr><th>Id</th><th>Cron</th><th>Time zone</th><th>Job</th><th>Queue</th><th>Next run</th><th>Last job</th><th></th></tr>");
     let csrf = csrf_field(&dash, &headers);
@@ -306,7 +314,10 @@ async fn job_detail(
         fmt_time(job.created_at),
         fmt_time(job.run_at),
         job.lease_token,
-        job.lease_owner.as_deref().map(|o| format!("held by {} until {}", esc(o), job.lease_expires_at.map(fmt_time).unwrap_or_default())).unwrap_or_default(),
+        job.lease_owner
+            .as_deref()
+            .map(|o| format!("held by {} until {}", esc(o), job.lease_expires_at.map(fmt_time).unwrap_or_default()))
+            .unwrap_or_default(),
     );
     if let Some(p) = job.parent_id {
         let _ = write!(body, "<tr><th>Continuation of</th><td><a href=\"{}/job/{p}\">#{p}</a></td></tr>", esc(&base));

@@ -116,12 +116,6 @@ impl JobError {
 
     /// Whether a job that failed with this error may be retried.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            JobError::Fatal(_)
-                | JobError::PayloadMismatch { .. }
-                | JobError::UnknownJob { .. }
-                | JobError::Cancelled
-        )
+        !matches!(self, JobError::Fatal(_) | JobError::PayloadMismatch { .. } | JobError::UnknownJob { .. } | JobError::Cancelled)
     }
 }

@@ -78,10 +78,7 @@ pub struct UnknownState(pub String);
 impl FromStr for JobState {
     type Err = UnknownState;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobState::ALL
-            .into_iter()
-            .find(|st| st.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownState(s.to_owned()))
+        JobState::ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| UnknownState(s.to_owned()))
     }
 }
 
@@ -171,9 +168,7 @@ impl NewJob {
     }
 
     pub(crate) fn payload_json(&self) -> Result<&str, JobError> {
-        self.payload
-            .as_deref()
-            .map_err(|reason| JobError::PayloadSerialize { name: self.name.clone(), reason: reason.clone() })
+        self.payload.as_deref().map_err(|reason| JobError::PayloadSerialize { name: self.name.clone(), reason: reason.clone() })
     }
 
     /// The run time in µs if the job is delayed into the future, relative to `now`.

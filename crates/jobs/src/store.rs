@@ -122,8 +122,7 @@ pub(crate) async fn insert_continuation<DB: JobDatabase>(
 pub(crate) fn parse_cron(expression: &str) -> Result<cron::Schedule, JobError> {
     let trimmed = expression.trim();
     let full = if trimmed.split_whitespace().count() == 5 { format!("0 {trimmed}") } else { trimmed.to_owned() };
-    cron::Schedule::from_str(&full)
-        .map_err(|e| JobError::InvalidCron { expression: expression.to_owned(), reason: e.to_string() })
+    cron::Schedule::from_str(&full).map_err(|e| JobError::InvalidCron { expression: expression.to_owned(), reason: e.to_string() })
 }
 
 /// Parses an IANA time-zone name.
@@ -154,10 +153,7 @@ impl JobStore {
     pub async fn connect_with(location: &str, options: StoreOptions) -> Result<JobStore, JobError> {
         let invalid = |reason: String| JobError::InvalidLocation { location: location.to_owned(), reason };
         if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections.unwrap_or(10))
-                .connect(location)
-                .await?;
+            let pool = PgPoolOptions::new().max_connections(options.max_connections.unwrap_or(10)).connect(location).await?;
             return JobStore::from_pg_pool(pool).await;
         }
         if location.trim().is_empty() {

@@ -283,12 +283,8 @@ impl WorkerHandle {
         for q in &self.rt.queues {
             queue_depths.push((q.clone(), self.rt.store.queue_depth(q).await?));
         }
-        let (p50, p99) = m
-            .claim_latency_us
-            .lock()
-            .as_ref()
-            .map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99)))
-            .unwrap_or_default();
+        let (p50, p99) =
+            m.claim_latency_us.lock().as_ref().map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99))).unwrap_or_default();
         let succeeded = m.succeeded.load(Ordering::Relaxed);
         let failed = m.failed.load(Ordering::Relaxed);
         let retried = m.retried.load(Ordering::Relaxed);
@@ -598,8 +594,7 @@ async fn run_heartbeat(rt: Arc<Runtime>, workers: i64, started_at: chrono::DateT
             }
             Err(e) => tracing::warn!(error = %e, "server heartbeat failed"),
         }
-        let leases: Vec<Lease> =
-            rt.in_flight.lock().iter().map(|(id, f)| Lease { job_id: *id, token: f.token }).collect();
+        let leases: Vec<Lease> = rt.in_flight.lock().iter().map(|(id, f)| Lease { job_id: *id, token: f.token }).collect();
         if leases.is_empty() {
             continue;
         }

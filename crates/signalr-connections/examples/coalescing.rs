@@ -15,12 +15,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     ticks / 100.0
 }
@@ -43,16 +38,9 @@ async fn run(mode: &str, batches: usize, per_batch: usize) -> (f64, f64) {
     let (socket, _) = listener.accept().await.unwrap();
     socket.set_nodelay(true).unwrap();
     let write_buffer = if mode == "concat" { 0 } else { 128 * 1024 };
-    let config = WebSocketConfig::default()
-        .write_buffer_size(write_buffer)
-        .max_write_buffer_size(usize::MAX);
-    let mut ws =
-        tokio_tungstenite::WebSocketStream::from_raw_socket(socket, Role::Server, Some(config))
-            .await;
-    let payload = Bytes::from(format!(
-        "{{\"type\":1,\"target\":\"Message\",\"arguments\":[\"{}\"]}}\u{1e}",
-        "x".repeat(50)
-    ));
+    let config = WebSocketConfig::default().write_buffer_size(write_buffer).max_write_buffer_size(usize::MAX);
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
+    let payload = Bytes::from(format!("{{\"type\":1,\"target\":\"Message\",\"arguments\":[\"{}\"]}}\u{1e}", "x".repeat(50)));
     let cpu = cpu_seconds();
     let start = Instant::now();
     for _ in 0..batches {
@@ -61,14 +49,10 @@ async fn run(mode: &str, batches: usize, per_batch: usize) -> (f64, f64) {
             for _ in 0..per_batch {
                 joined.extend_from_slice(&payload);
             }
-            ws.send(Message::Text(Utf8Bytes::try_from(joined.freeze()).unwrap()))
-                .await
-                .unwrap();
+            ws.send(Message::Text(Utf8Bytes::try_from(joined.freeze()).unwrap())).await.unwrap();
         } else {
             for _ in 0..per_batch {
-                ws.feed(Message::Text(Utf8Bytes::try_from(payload.clone()).unwrap()))
-                    .await
-                    .unwrap();
+                ws.feed(Message::Text(Utf8Bytes::try_from(payload.clone()).unwrap())).await.unwrap();
             }
             ws.flush().await.unwrap();
         }

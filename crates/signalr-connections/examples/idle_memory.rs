@@ -11,9 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use bytes::Bytes;
-use signalr_connections::{
-    Connection, ConnectionApplication, ConnectionHandler, HttpConnectionOptions, endpoint,
-};
+use signalr_connections::{Connection, ConnectionApplication, ConnectionHandler, HttpConnectionOptions, endpoint};
 
 struct Idle;
 struct IdleApp;
@@ -32,19 +30,13 @@ impl ConnectionApplication for IdleApp {
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    status.lines().find_map(|line| line.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
 }
 
 async fn client(url: String, count: usize) {
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
         sockets.push(ws);
     }
     println!("ready");
@@ -69,15 +61,9 @@ async fn main() {
         // Baseline: a plain axum WebSocket route with the same read buffer, no connection layer.
         Router::new().route(
             "/hub",
-            axum::routing::get(
-                move |upgrade: axum::extract::ws::WebSocketUpgrade| async move {
-                    upgrade
-                        .read_buffer_size(read_buffer)
-                        .on_upgrade(|mut socket| async move {
-                            while let Some(Ok(_)) = socket.recv().await {}
-                        })
-                },
-            ),
+            axum::routing::get(move |upgrade: axum::extract::ws::WebSocketUpgrade| async move {
+                upgrade.read_buffer_size(read_buffer).on_upgrade(|mut socket| async move { while let Some(Ok(_)) = socket.recv().await {} })
+            }),
         )
     } else {
         let options = HttpConnectionOptions::default().websocket_read_buffer_size(read_buffer);

@@ -20,25 +20,15 @@ fn allowed_origin(policy: &CorsPolicy, headers: &HeaderMap) -> Option<HeaderValu
 fn add_allow_headers(policy: &CorsPolicy, origin: HeaderValue, headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     if policy.allow_credentials {
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
+        headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// The CORS middleware of an endpoint with a policy.
-pub(crate) async fn cors(
-    State(policy): State<Arc<CorsPolicy>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn cors(State(policy): State<Arc<CorsPolicy>>, request: Request, next: Next) -> Response {
     let origin = allowed_origin(&policy, request.headers());
-    let is_preflight = request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let is_preflight = request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if is_preflight {
         let Some(origin) = origin else {
             // Not an allowed origin: answer without CORS headers, so the browser refuses.
@@ -54,14 +44,8 @@ pub(crate) async fn cors(
         if let Some(requested) = request_headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
         }
-        headers.append(
-            header::VARY,
-            HeaderValue::from_static("Access-Control-Request-Method"),
-        );
-        headers.append(
-            header::VARY,
-            HeaderValue::from_static("Access-Control-Request-Headers"),
-        );
+        headers.append(header::VARY, HeaderValue::from_static("Access-Control-Request-Method"));
+        headers.append(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
         return response;
     }
     let mut response = next.run(request).await;

@@ -11,9 +11,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode, header};
 
 use crate::request::{bearer_token, query_value, request_info};
-use crate::responses::{
-    self, DELETE_NOT_LONG_POLLING, ID_REQUIRED, NO_CONNECTION, NOT_YOURS, POST_ON_WEBSOCKET,
-};
+use crate::responses::{self, DELETE_NOT_LONG_POLLING, ID_REQUIRED, NO_CONNECTION, NOT_YOURS, POST_ON_WEBSOCKET};
 use crate::state::{ConnState, LimitReached, Manager, Status};
 use crate::{ConnectionHandler, HttpConnectionOptions, RequestInfo, TransportType, User};
 use crate::{longpolling, negotiate, sse, websocket};
@@ -26,15 +24,9 @@ use crate::{longpolling, negotiate, sse, websocket};
 pub fn endpoint(options: HttpConnectionOptions, handler: Arc<dyn ConnectionHandler>) -> Router {
     let cors = options.cors.clone();
     let manager = Manager::new(options, handler);
-    let router = Router::new()
-        .route("/", any(connection_request))
-        .route("/negotiate", any(negotiate_request))
-        .with_state(manager);
+    let router = Router::new().route("/", any(connection_request)).route("/negotiate", any(negotiate_request)).with_state(manager);
     match cors {
-        Some(policy) => router.layer(axum::middleware::from_fn_with_state(
-            Arc::new(policy),
-            crate::cors::cors,
-        )),
+        Some(policy) => router.layer(axum::middleware::from_fn_with_state(Arc::new(policy), crate::cors::cors)),
         None => router,
     }
 }
@@ -83,12 +75,10 @@ fn authenticate(manager: &Manager, info: &RequestInfo) -> Result<Option<User>, R
     let user = match &manager.options.authenticator {
         Some(authenticator) => {
             let bearer = bearer_token(info);
-            authenticator
-                .authenticate(info, bearer.as_deref())
-                .map_err(|refused| {
-                    tracing::debug!(reason = %refused, "request refused by the authenticator");
-                    Refusal::Unauthorized
-                })?
+            authenticator.authenticate(info, bearer.as_deref()).map_err(|refused| {
+                tracing::debug!(reason = %refused, "request refused by the authenticator");
+                Refusal::Unauthorized
+            })?
         }
         None => None,
     };
@@ -126,10 +116,7 @@ fn is_websocket_request(headers: &HeaderMap) -> bool {
         .get_all(header::UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-        })
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
 }
 
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
@@ -138,21 +125,12 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|media| {
-            media
-                .split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
+        .any(|media| media.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream")))
 }
 
 /// Looks up the connection named by `id` for a request that must name one, and checks that
 /// the caller is the user who negotiated it.
-fn require_connection(
-    manager: &Manager,
-    info: &RequestInfo,
-    user: Option<&User>,
-) -> Result<Arc<ConnState>, Refusal> {
+fn require_connection(manager: &Manager, info: &RequestInfo, user: Option<&User>) -> Result<Arc<ConnState>, Refusal> {
     let Some(id) = query_value(&info.query, "id").filter(|id| !id.is_empty()) else {
         return Err(Refusal::IdRequired);
     };
@@ -165,10 +143,7 @@ fn owned_by(conn: Arc<ConnState>, user: Option<&User>) -> Result<Arc<ConnState>,
     if conn.belongs_to(user) {
         Ok(conn)
     } else {
-        tracing::debug!(
-            connection_id = conn.id.as_str(),
-            "request on a connection of another user refused"
-        );
+        tracing::debug!(connection_id = conn.id.as_str(), "request on a connection of another user refused");
         Err(Refusal::NotYours)
     }
 }
@@ -189,11 +164,7 @@ async fn get(manager: Arc<Manager>, request: Request) -> Response {
         Err(refusal) => return refusal.into_response(),
     };
     let info = info.retained(manager.options.max_retained_request_bytes);
-    if event_stream {
-        sse::handle(manager, conn, info).await
-    } else {
-        longpolling::handle(manager, conn, info).await
-    }
+    if event_stream { sse::handle(manager, conn, info).await } else { longpolling::handle(manager, conn, info).await }
 }
 
 async fn websocket_get(manager: Arc<Manager>, mut parts: Parts) -> Response {
@@ -230,11 +201,7 @@ async fn websocket_get(manager: Arc<Manager>, mut parts: Parts) -> Response {
 async fn post(manager: Arc<Manager>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let max_body = manager.options.transport_max_buffer_size;
-    let declared_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared_length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let too_long = declared_length.is_some_and(|length| length > max_body as u64);
     let info = request_info(&mut parts);
     let user = match authenticate(&manager, &info) {
@@ -268,10 +235,7 @@ async fn post(manager: Arc<Manager>, request: Request) -> Response {
     }
     let mut reservation = InboundReservation { manager: &manager, bytes: reserved };
     // A client that stops sending its body does not hold the connection for long.
-    let read = tokio::time::timeout(
-        manager.options.disconnect_timeout,
-        axum::body::to_bytes(body, max_body),
-    );
+    let read = tokio::time::timeout(manager.options.disconnect_timeout, axum::body::to_bytes(body, max_body));
     let data = match read.await {
         Ok(Ok(data)) => data,
         Ok(Err(error)) => {
@@ -313,8 +277,7 @@ async fn post(manager: Arc<Manager>, request: Request) -> Response {
 
 /// The body of a POST sent before the application started would pass the connection's
 /// `application_max_buffer_size`.
-const APPLICATION_BUFFER_FULL: &str =
-    "The connection's inbound buffer is full; start the transport before sending more.";
+const APPLICATION_BUFFER_FULL: &str = "The connection's inbound buffer is full; start the transport before sending more.";
 /// The node-wide cap on buffered inbound bytes is reached.
 const INBOUND_BUDGET_EXHAUSTED: &str = "The server's inbound buffers are full; try again later.";
 
@@ -350,10 +313,7 @@ impl Drop for InboundReservation<'_> {
 fn payload_too_large(manager: &Manager) -> Response {
     responses::text(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "The request body exceeds the limit of {} bytes.",
-            manager.options.transport_max_buffer_size
-        ),
+        format!("The request body exceeds the limit of {} bytes.", manager.options.transport_max_buffer_size),
     )
 }
 

@@ -17,9 +17,7 @@ impl ShortId {
         let mut raw = [0u8; 16];
         rand::rng().fill_bytes(&mut raw);
         let mut out = [0u8; ID_LEN];
-        let written = URL_SAFE_NO_PAD
-            .encode_slice(raw, &mut out)
-            .expect("16 bytes always encode to 22 base64url characters");
+        let written = URL_SAFE_NO_PAD.encode_slice(raw, &mut out).expect("16 bytes always encode to 22 base64url characters");
         debug_assert_eq!(written, ID_LEN);
         Self(out)
     }
@@ -27,10 +25,7 @@ impl ShortId {
     /// Parses an id sent by a client; `None` when it cannot be one of ours.
     pub(crate) fn parse(text: &str) -> Option<Self> {
         let bytes: [u8; ID_LEN] = text.as_bytes().try_into().ok()?;
-        bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-            .then_some(Self(bytes))
+        bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_').then_some(Self(bytes))
     }
 
     /// The id as text.

@@ -71,8 +71,8 @@ mod paths;
 pub mod prefetch;
 mod request;
 mod responses;
-mod sse;
 pub mod server;
+mod sse;
 mod state;
 mod websocket;
 
@@ -178,11 +178,7 @@ pub trait Authenticator: Send + Sync + 'static {
     ///
     /// `bearer` is the token from `Authorization: Bearer …`, or else from `access_token=` in
     /// the query string.
-    fn authenticate(
-        &self,
-        request: &RequestInfo,
-        bearer: Option<&str>,
-    ) -> Result<Option<User>, Unauthorized>;
+    fn authenticate(&self, request: &RequestInfo, bearer: Option<&str>) -> Result<Option<User>, Unauthorized>;
 }
 
 /// The request carries credentials that are missing, invalid or expired.
@@ -272,11 +268,7 @@ pub trait ConnectionInner: Send + Sync + 'static {
     /// See [`Connection::send_space`]: `Ready` once `bytes` more fit in the outbound buffer
     /// (or it is empty, or the connection is closed); otherwise registers `cx`'s waker, woken
     /// when the transport takes queued bytes. Always ready by default.
-    fn poll_send_space(
-        &self,
-        cx: &mut std::task::Context<'_>,
-        bytes: usize,
-    ) -> std::task::Poll<()> {
+    fn poll_send_space(&self, cx: &mut std::task::Context<'_>, bytes: usize) -> std::task::Poll<()> {
         let _ = (cx, bytes);
         std::task::Poll::Ready(())
     }

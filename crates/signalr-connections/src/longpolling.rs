@@ -14,15 +14,9 @@ use crate::state::{ConnState, Manager, Status};
 use crate::{RequestInfo, TransportType};
 
 fn add_no_cache(headers: &mut HeaderMap) {
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::EXPIRES,
-        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
-    );
+    headers.insert(header::EXPIRES, HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
 }
 
 fn poll_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response {
@@ -54,11 +48,7 @@ impl Drop for PollGuard<'_> {
 }
 
 /// Answers one poll of `conn`.
-pub(crate) async fn handle(
-    manager: Arc<Manager>,
-    conn: Arc<ConnState>,
-    info: RequestInfo,
-) -> Response {
+pub(crate) async fn handle(manager: Arc<Manager>, conn: Arc<ConnState>, info: RequestInfo) -> Response {
     if !manager.options.is_enabled(TransportType::LongPolling) {
         return responses::transport_not_supported(TransportType::LongPolling);
     }
@@ -96,10 +86,7 @@ pub(crate) async fn handle(
         conn.notify.notify_waiters();
         shared.poll_generation
     };
-    let _guard = PollGuard {
-        conn: &conn,
-        generation,
-    };
+    let _guard = PollGuard { conn: &conn, generation };
     let timeout = tokio::time::sleep(manager.options.poll_timeout);
     tokio::pin!(timeout);
     loop {

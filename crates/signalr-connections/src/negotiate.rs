@@ -30,11 +30,7 @@ pub(crate) fn select_version(requested: Option<&str>, minimum: u32) -> Result<u3
     let requested: i64 = match requested {
         None => 0,
         // .NET `int.TryParse`: optional sign and surrounding white space, 32-bit range.
-        Some(text) => text
-            .trim()
-            .parse::<i32>()
-            .map_err(|_| NegotiateError::NonInteger)?
-            .into(),
+        Some(text) => text.trim().parse::<i32>().map_err(|_| NegotiateError::NonInteger)?.into(),
     };
     if requested < i64::from(minimum) {
         return Err(NegotiateError::Unsupported(requested));
@@ -44,10 +40,7 @@ pub(crate) fn select_version(requested: Option<&str>, minimum: u32) -> Result<u3
 
 fn json_response(body: String) -> Response {
     let mut response = Response::new(axum::body::Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -71,26 +64,14 @@ fn write_transports(out: &mut String, manager: &Manager) {
             out.push(',');
         }
         first = false;
-        let _ = write!(
-            out,
-            r#"{{"transport":"{}","transferFormats":{}}}"#,
-            transport.as_str(),
-            formats
-        );
+        let _ = write!(out, r#"{{"transport":"{}","transferFormats":{}}}"#, transport.as_str(), formats);
     }
     out.push(']');
 }
 
 /// Handles a negotiate request whose caller is already authenticated.
-pub(crate) fn negotiate(
-    manager: &Arc<Manager>,
-    query: &[(String, String)],
-    user: Option<crate::User>,
-) -> Response {
-    let version = match select_version(
-        query_value(query, "negotiateVersion"),
-        manager.options.minimum_negotiate_version,
-    ) {
+pub(crate) fn negotiate(manager: &Arc<Manager>, query: &[(String, String)], user: Option<crate::User>) -> Response {
+    let version = match select_version(query_value(query, "negotiateVersion"), manager.options.minimum_negotiate_version) {
         Ok(version) => version,
         Err(error) => {
             let mut body = String::from(r#"{"error":"#);
@@ -99,8 +80,7 @@ pub(crate) fn negotiate(
             return json_response(body);
         }
     };
-    let asked_stateful = query_value(query, "useStatefulReconnect")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let asked_stateful = query_value(query, "useStatefulReconnect").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let stateful = asked_stateful && manager.options.allow_stateful_reconnects;
     let conn = match manager.create(version, stateful, false, user) {
         Ok(conn) => conn,
@@ -118,11 +98,7 @@ pub(crate) fn negotiate(
     if stateful {
         body.push_str(r#""useStatefulReconnect":true,"#);
     }
-    let _ = write!(
-        body,
-        r#""negotiateVersion":{version},"connectionId":"{}","#,
-        conn.id.as_str()
-    );
+    let _ = write!(body, r#""negotiateVersion":{version},"connectionId":"{}","#, conn.id.as_str());
     if version > 0 {
         let _ = write!(body, r#""connectionToken":"{}","#, conn.token.as_str());
     }
@@ -147,22 +123,10 @@ mod tests {
         assert_eq!(select_version(Some("1"), 0), Ok(1));
         assert_eq!(select_version(Some("7"), 0), Ok(1));
         assert_eq!(select_version(Some(" 1 "), 0), Ok(1));
-        assert_eq!(
-            select_version(Some("1.0"), 0),
-            Err(NegotiateError::NonInteger)
-        );
-        assert_eq!(
-            select_version(Some("abc"), 0),
-            Err(NegotiateError::NonInteger)
-        );
-        assert_eq!(
-            select_version(Some("99999999999"), 0),
-            Err(NegotiateError::NonInteger)
-        );
-        assert_eq!(
-            select_version(Some("-1"), 0),
-            Err(NegotiateError::Unsupported(-1))
-        );
+        assert_eq!(select_version(Some("1.0"), 0), Err(NegotiateError::NonInteger));
+        assert_eq!(select_version(Some("abc"), 0), Err(NegotiateError::NonInteger));
+        assert_eq!(select_version(Some("99999999999"), 0), Err(NegotiateError::NonInteger));
+        assert_eq!(select_version(Some("-1"), 0), Err(NegotiateError::Unsupported(-1)));
         assert_eq!(select_version(None, 1), Err(NegotiateError::Unsupported(0)));
         assert_eq!(
             NegotiateError::Unsupported(0).to_string(),

@@ -29,10 +29,7 @@ pub struct CorsPolicy {
 impl CorsPolicy {
     /// Allows every origin, with credentials (what the JS functional-test server does).
     pub fn any_origin() -> Self {
-        Self {
-            origins: AllowedOrigins::Any,
-            allow_credentials: true,
-        }
+        Self { origins: AllowedOrigins::Any, allow_credentials: true }
     }
 
     /// Allows only the given origins, with credentials.
@@ -41,10 +38,7 @@ impl CorsPolicy {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self {
-            origins: AllowedOrigins::List(origins.into_iter().map(Into::into).collect()),
-            allow_credentials: true,
-        }
+        Self { origins: AllowedOrigins::List(origins.into_iter().map(Into::into).collect()), allow_credentials: true }
     }
 
     /// Sets whether `Access-Control-Allow-Credentials: true` is sent.
@@ -57,11 +51,9 @@ impl CorsPolicy {
     pub fn allows(&self, origin: &str) -> bool {
         match &self.origins {
             AllowedOrigins::Any => true,
-            AllowedOrigins::List(list) => list.iter().any(|allowed| {
-                allowed
-                    .trim_end_matches('/')
-                    .eq_ignore_ascii_case(origin.trim_end_matches('/'))
-            }),
+            AllowedOrigins::List(list) => {
+                list.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin.trim_end_matches('/')))
+            }
         }
     }
 }
@@ -135,10 +127,7 @@ impl std::fmt::Debug for HttpConnectionOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpConnectionOptions")
             .field("transports", &self.transports)
-            .field(
-                "websocket_read_buffer_size",
-                &self.websocket_read_buffer_size,
-            )
+            .field("websocket_read_buffer_size", &self.websocket_read_buffer_size)
             .field("outbound_buffer_limit", &self.outbound_buffer_limit)
             .field("transport_max_buffer_size", &self.transport_max_buffer_size)
             .field("poll_timeout", &self.poll_timeout)
@@ -163,11 +152,7 @@ impl std::fmt::Debug for HttpConnectionOptions {
 impl Default for HttpConnectionOptions {
     fn default() -> Self {
         Self {
-            transports: vec![
-                TransportType::WebSockets,
-                TransportType::ServerSentEvents,
-                TransportType::LongPolling,
-            ],
+            transports: vec![TransportType::WebSockets, TransportType::ServerSentEvents, TransportType::LongPolling],
             websocket_read_buffer_size: 16 * 1024,
             outbound_buffer_limit: 64 * 1024,
             transport_max_buffer_size: 64 * 1024,

@@ -59,12 +59,7 @@ fn candidates(path: &str) -> Vec<String> {
         if t.is_empty() { "/" } else { t }
     };
     let mut list: Vec<String> = Vec::with_capacity(4);
-    for candidate in [
-        path.to_owned(),
-        trimmed.to_owned(),
-        path.to_ascii_lowercase(),
-        trimmed.to_ascii_lowercase(),
-    ] {
+    for candidate in [path.to_owned(), trimmed.to_owned(), path.to_ascii_lowercase(), trimmed.to_ascii_lowercase()] {
         if !list.contains(&candidate) {
             list.push(candidate);
         }
@@ -88,10 +83,7 @@ async fn probe_matches(router: &Router, method: &http::Method, uri: Uri) -> bool
     *probe.uri_mut() = uri;
     probe.extensions_mut().insert(Probe);
     match router.clone().oneshot(probe).await {
-        Ok(response) => {
-            response.extensions().get::<Matched>().is_some()
-                || response.status() == StatusCode::METHOD_NOT_ALLOWED
-        }
+        Ok(response) => response.extensions().get::<Matched>().is_some() || response.status() == StatusCode::METHOD_NOT_ALLOWED,
         Err(never) => match never {},
     }
 }

@@ -34,29 +34,23 @@ fn percent_decode(input: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push(high * 16 + low);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high * 16 + low);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             other => out.push(other),
         }
         i += 1;
     }
-    String::from_utf8(out)
-        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    String::from_utf8(out).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 /// The first value of query key `name`, compared case-insensitively like ASP.NET.
 pub(crate) fn query_value<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
+    query.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
 }
 
 /// Cookies of every `Cookie` header, in order.
@@ -69,10 +63,7 @@ pub(crate) fn parse_cookies(headers: &HeaderMap) -> Vec<(String, String)> {
         .filter_map(|cookie| {
             let (name, value) = cookie.trim().split_once('=')?;
             let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
             (!name.is_empty()).then(|| (name.trim().to_owned(), value.to_owned()))
         })
         .collect()
@@ -86,16 +77,10 @@ pub(crate) fn bearer_token(request: &RequestInfo) -> Option<String> {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
             let (scheme, token) = value.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
         })
         .filter(|token| !token.is_empty());
-    from_header.or_else(|| {
-        query_value(&request.query, "access_token")
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-    })
+    from_header.or_else(|| query_value(&request.query, "access_token").filter(|t| !t.is_empty()).map(str::to_owned))
 }
 
 /// A copy of `headers` whose values live in one small buffer of their own.
@@ -132,9 +117,7 @@ fn compact_headers(headers: &HeaderMap) -> HeaderMap {
 
 /// Headers used only by the WebSocket handshake itself.
 fn is_handshake_only(name: &http::HeaderName) -> bool {
-    name == http::header::SEC_WEBSOCKET_KEY
-        || name == http::header::SEC_WEBSOCKET_VERSION
-        || name == http::header::SEC_WEBSOCKET_EXTENSIONS
+    name == http::header::SEC_WEBSOCKET_KEY || name == http::header::SEC_WEBSOCKET_VERSION || name == http::header::SEC_WEBSOCKET_EXTENSIONS
 }
 
 impl RequestInfo {
@@ -156,9 +139,7 @@ impl RequestInfo {
         let kept: Vec<_> = self
             .headers
             .iter()
-            .filter(|(name, _)| {
-                **name != http::header::AUTHORIZATION && **name != http::header::COOKIE
-            })
+            .filter(|(name, _)| **name != http::header::AUTHORIZATION && **name != http::header::COOKIE)
             .filter(|(name, value)| fits(name.as_str().len() + value.len()))
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
@@ -166,11 +147,7 @@ impl RequestInfo {
         for (name, value) in kept {
             headers.append(name, value);
         }
-        let cookies = self
-            .cookies
-            .into_iter()
-            .filter(|(name, value)| fits(name.len() + value.len()))
-            .collect();
+        let cookies = self.cookies.into_iter().filter(|(name, value)| fits(name.len() + value.len())).collect();
         let query = self
             .query
             .into_iter()
@@ -194,10 +171,7 @@ pub(crate) fn request_info(parts: &mut Parts) -> RequestInfo {
         path: parts
             .extensions
             .get::<axum::extract::OriginalUri>()
-            .map_or_else(
-                || parts.uri.path().to_owned(),
-                |original| original.0.path().to_owned(),
-            ),
+            .map_or_else(|| parts.uri.path().to_owned(), |original| original.0.path().to_owned()),
         headers,
     }
 }
@@ -229,10 +203,7 @@ mod tests {
         headers.append("x-a", "2".parse().unwrap());
         headers.insert("x-b", "three".parse().unwrap());
         let compact = compact_headers(&headers);
-        assert_eq!(
-            compact.get_all("x-a").iter().collect::<Vec<_>>(),
-            vec!["1", "2"]
-        );
+        assert_eq!(compact.get_all("x-a").iter().collect::<Vec<_>>(), vec!["1", "2"]);
         assert_eq!(compact["x-b"], "three");
         assert_eq!(compact.len(), 3);
     }
@@ -240,15 +211,9 @@ mod tests {
     #[test]
     fn drops_websocket_handshake_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::SEC_WEBSOCKET_KEY,
-            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
-        );
+        headers.insert(http::header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
         headers.insert(http::header::SEC_WEBSOCKET_VERSION, "13".parse().unwrap());
-        headers.insert(
-            http::header::SEC_WEBSOCKET_EXTENSIONS,
-            "permessage-deflate".parse().unwrap(),
-        );
+        headers.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, "permessage-deflate".parse().unwrap());
         headers.insert(http::header::HOST, "example".parse().unwrap());
         headers.insert("x-custom", "kept".parse().unwrap());
         let compact = compact_headers(&headers);
@@ -267,11 +232,7 @@ mod tests {
         headers.insert(http::header::COOKIE, "a=1".parse().unwrap());
         let info = RequestInfo {
             headers,
-            query: vec![
-                ("access_token".into(), "secret".into()),
-                ("id".into(), "abc".into()),
-                ("big".into(), "q".repeat(10_000)),
-            ],
+            query: vec![("access_token".into(), "secret".into()), ("id".into(), "abc".into()), ("big".into(), "q".repeat(10_000))],
             cookies: vec![("a".into(), "1".into()), ("huge".into(), "c".repeat(10_000))],
             path: "/hub".into(),
         };
@@ -286,29 +247,13 @@ mod tests {
     #[test]
     fn parses_cookies_and_bearer() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::COOKIE,
-            "testCookie=testValue; other=\"q\"".parse().unwrap(),
-        );
+        headers.insert(http::header::COOKIE, "testCookie=testValue; other=\"q\"".parse().unwrap());
         headers.insert(http::header::AUTHORIZATION, "Bearer abc".parse().unwrap());
         let cookies = parse_cookies(&headers);
-        assert_eq!(
-            cookies,
-            vec![
-                ("testCookie".into(), "testValue".into()),
-                ("other".into(), "q".into())
-            ]
-        );
-        let info = RequestInfo {
-            headers,
-            query: vec![("access_token".into(), "q".into())],
-            ..Default::default()
-        };
+        assert_eq!(cookies, vec![("testCookie".into(), "testValue".into()), ("other".into(), "q".into())]);
+        let info = RequestInfo { headers, query: vec![("access_token".into(), "q".into())], ..Default::default() };
         assert_eq!(bearer_token(&info).as_deref(), Some("abc"));
-        let info = RequestInfo {
-            query: vec![("access_token".into(), "q".into())],
-            ..Default::default()
-        };
+        let info = RequestInfo { query: vec![("access_token".into(), "q".into())], ..Default::default() };
         assert_eq!(bearer_token(&info).as_deref(), Some("q"));
     }
 }

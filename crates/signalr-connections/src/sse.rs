@@ -34,11 +34,7 @@ pub(crate) fn format_event(out: &mut BytesMut, payload: &[u8]) {
 }
 
 /// Starts an SSE response for `conn`.
-pub(crate) async fn handle(
-    manager: Arc<Manager>,
-    conn: Arc<ConnState>,
-    info: RequestInfo,
-) -> Response {
+pub(crate) async fn handle(manager: Arc<Manager>, conn: Arc<ConnState>, info: RequestInfo) -> Response {
     if !manager.options.is_enabled(TransportType::ServerSentEvents) {
         return responses::transport_not_supported(TransportType::ServerSentEvents);
     }
@@ -63,27 +59,13 @@ pub(crate) async fn handle(
         manager.start_app(&conn, &mut slot).await;
     }
 
-    let stream = EventStream {
-        conn,
-        manager,
-        sent_comment: false,
-        done: false,
-    };
+    let stream = EventStream { conn, manager, sent_comment: false, done: false };
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache,no-store"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache,no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::CONTENT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("identity"));
     response
 }
 
@@ -152,14 +134,8 @@ mod tests {
     #[test]
     fn formats_events_like_dotnet() {
         assert_eq!(event(b"Hello"), b"data: Hello\r\n\r\n");
-        assert_eq!(
-            event(b"Hello\nWorld"),
-            b"data: Hello\r\ndata: World\r\n\r\n"
-        );
-        assert_eq!(
-            event(b"Hello\r\nWorld"),
-            b"data: Hello\r\ndata: World\r\n\r\n"
-        );
+        assert_eq!(event(b"Hello\nWorld"), b"data: Hello\r\ndata: World\r\n\r\n");
+        assert_eq!(event(b"Hello\r\nWorld"), b"data: Hello\r\ndata: World\r\n\r\n");
         assert_eq!(event(b"Hello\n"), b"data: Hello\r\ndata: \r\n\r\n");
         assert_eq!(event(b""), b"\r\n");
     }

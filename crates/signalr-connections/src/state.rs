@@ -13,11 +13,11 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::ids::ShortId;
-use crate::prefetch::{PrefetchStep, prefetch_lines};
 use crate::options::HttpConnectionOptions;
+use crate::prefetch::{PrefetchStep, prefetch_lines};
 use crate::{
-    Connection, ConnectionApplication, ConnectionHandler, ConnectionInner, ConnectionSendError,
-    RequestInfo, TransferFormat, TransportType, User,
+    Connection, ConnectionApplication, ConnectionHandler, ConnectionInner, ConnectionSendError, RequestInfo, TransferFormat, TransportType,
+    User,
 };
 
 /// Slots a connection's outbound queue starts with when the first message arrives.
@@ -94,10 +94,7 @@ impl AbortReason {
             // 1011: the server ends the connection on its side's decision.
             AbortReason::Application => (1011, "The connection was aborted by the server."),
             // 1008: policy violation, the client broke the flow-control contract.
-            AbortReason::SlowConsumer => (
-                1008,
-                "The client did not read fast enough: outbound buffer full.",
-            ),
+            AbortReason::SlowConsumer => (1008, "The client did not read fast enough: outbound buffer full."),
             AbortReason::SendTimeout => (1008, "The client did not read: send timed out."),
         }
     }
@@ -115,12 +112,7 @@ impl Shared {
     /// The usual case takes the whole queue by moving it (no element is copied) and puts
     /// `spare`, an emptied list of an earlier batch, in its place, so a busy connection reuses
     /// two allocations; a writer going idle drops both (idle memory).
-    pub(crate) fn take_batch(
-        &mut self,
-        max_bytes: usize,
-        max_messages: usize,
-        spare: VecDeque<Bytes>,
-    ) -> (VecDeque<Bytes>, usize) {
+    pub(crate) fn take_batch(&mut self, max_bytes: usize, max_messages: usize, spare: VecDeque<Bytes>) -> (VecDeque<Bytes>, usize) {
         let mut taken = 0;
         let mut count = 0;
         for next in &self.queue {
@@ -278,8 +270,7 @@ impl ConnState {
         self.wake_all(&mut shared);
         let unattended = shared.status != Status::Active
             || shared.transport == Some(TransportType::ServerSentEvents)
-            || (shared.transport == Some(TransportType::LongPolling)
-                && shared.inactive_since.is_some());
+            || (shared.transport == Some(TransportType::LongPolling) && shared.inactive_since.is_some());
         drop(shared);
         if unattended && let Some(manager) = self.manager.upgrade() {
             manager.dispose_token(self.token);
@@ -299,11 +290,7 @@ impl ConnState {
         }
         let pending = shared.queued_bytes + shared.in_flight_bytes;
         if pending > 0 && pending + data.len() > self.outbound_limit {
-            tracing::debug!(
-                connection_id = self.id.as_str(),
-                pending,
-                "outbound buffer full; closing slow consumer"
-            );
+            tracing::debug!(connection_id = self.id.as_str(), pending, "outbound buffer full; closing slow consumer");
             self.abort_locked(shared, AbortReason::SlowConsumer);
             return Err(ConnectionSendError::Full);
         }
@@ -381,16 +368,11 @@ impl ConnectionInner for ConnState {
     }
 
     fn transport(&self) -> TransportType {
-        self.shared
-            .lock()
-            .transport
-            .unwrap_or(TransportType::WebSockets)
+        self.shared.lock().transport.unwrap_or(TransportType::WebSockets)
     }
 
     fn request(&self) -> &RequestInfo {
-        self.request
-            .get()
-            .unwrap_or_else(|| EMPTY_REQUEST.get_or_init(RequestInfo::default))
+        self.request.get().unwrap_or_else(|| EMPTY_REQUEST.get_or_init(RequestInfo::default))
     }
 
     fn user(&self) -> Option<&User> {
@@ -475,10 +457,7 @@ pub(crate) struct Manager {
 }
 
 impl Manager {
-    pub(crate) fn new(
-        options: HttpConnectionOptions,
-        handler: Arc<dyn ConnectionHandler>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(options: HttpConnectionOptions, handler: Arc<dyn ConnectionHandler>) -> Arc<Self> {
         Arc::new(Self {
             options,
             handler,
@@ -502,11 +481,7 @@ impl Manager {
         self.ensure_heartbeat();
         let identifier = user.as_ref().and_then(|user| user.identifier.clone());
         let id = ShortId::random();
-        let token = if negotiate_version == 0 || skip_negotiation {
-            id
-        } else {
-            ShortId::random()
-        };
+        let token = if negotiate_version == 0 || skip_negotiation { id } else { ShortId::random() };
         let conn = Arc::new(ConnState::new(
             Arc::downgrade(self),
             id,
@@ -537,9 +512,7 @@ impl Manager {
     pub(crate) fn reserve_inbound(&self, bytes: usize) -> bool {
         let limit = self.options.max_buffered_inbound_bytes;
         self.buffered_inbound
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(bytes).filter(|total| *total <= limit)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| held.checked_add(bytes).filter(|total| *total <= limit))
             .is_ok()
     }
 
@@ -547,7 +520,6 @@ impl Manager {
     pub(crate) fn release_inbound(&self, bytes: usize) {
         self.buffered_inbound.fetch_sub(bytes, Ordering::AcqRel);
     }
-
 
     /// The connection with this token, if it is still registered.
     pub(crate) fn get(&self, token: &str) -> Option<Arc<ConnState>> {
@@ -557,10 +529,7 @@ impl Manager {
 
     fn remove(&self, conn: &Arc<ConnState>) {
         let mut connections = self.connections.write();
-        if connections
-            .get(&conn.token)
-            .is_some_and(|current| Arc::ptr_eq(current, conn))
-        {
+        if connections.get(&conn.token).is_some_and(|current| Arc::ptr_eq(current, conn)) {
             connections.remove(&conn.token);
             drop(connections);
             let identifier = conn.user.get().and_then(Option::as_ref).and_then(|u| u.identifier.as_deref());
@@ -621,21 +590,14 @@ impl Manager {
     }
 
     /// Creates the application (once) and hands it POST data that arrived before it existed.
-    pub(crate) async fn start_app(
-        &self,
-        conn: &Arc<ConnState>,
-        slot: &mut Option<Box<dyn ConnectionApplication>>,
-    ) {
+    pub(crate) async fn start_app(&self, conn: &Arc<ConnState>, slot: &mut Option<Box<dyn ConnectionApplication>>) {
         if slot.is_some() {
             return;
         }
         let mut app = self.handler.on_connected(Connection::new(conn.clone()));
         let (early, early_bytes) = {
             let mut shared = conn.shared.lock();
-            (
-                std::mem::take(&mut shared.pending_inbound),
-                std::mem::take(&mut shared.pending_inbound_bytes),
-            )
+            (std::mem::take(&mut shared.pending_inbound), std::mem::take(&mut shared.pending_inbound_bytes))
         };
         for data in early {
             app.on_data(data).await;
@@ -664,11 +626,7 @@ impl Manager {
             for conn in connections.values() {
                 let mut shared = conn.shared.lock();
                 // A connection that never started goes sooner, with what it buffered.
-                let timeout = if shared.status == Status::Negotiated {
-                    start_timeout
-                } else {
-                    disconnect_timeout
-                };
+                let timeout = if shared.status == Status::Negotiated { start_timeout } else { disconnect_timeout };
                 if let Some(since) = shared.inactive_since
                     && now.saturating_duration_since(since) > timeout
                 {
@@ -688,10 +646,7 @@ impl Manager {
             }
         }
         for conn in expired {
-            tracing::debug!(
-                connection_id = conn.id.as_str(),
-                "inactive for the disconnect timeout; removing"
-            );
+            tracing::debug!(connection_id = conn.id.as_str(), "inactive for the disconnect timeout; removing");
             self.dispose(&conn);
         }
     }
@@ -749,10 +704,7 @@ mod prompt_tests {
     fn a_prompt_send_to_a_closed_connection_is_refused() {
         let conn = active_connection();
         conn.close();
-        assert!(matches!(
-            conn.send_promptly(Bytes::from_static(b"completion")),
-            Err(ConnectionSendError::Closed)
-        ));
+        assert!(matches!(conn.send_promptly(Bytes::from_static(b"completion")), Err(ConnectionSendError::Closed)));
         assert!(!conn.shared.lock().prompt);
         assert!(conn.shared.lock().queue.is_empty());
     }
@@ -763,10 +715,6 @@ mod size_tests {
     /// Per-connection memory is a headline target: keep the connection state small.
     #[test]
     fn connection_state_stays_small() {
-        assert!(
-            std::mem::size_of::<super::ConnState>() <= 600,
-            "{}",
-            std::mem::size_of::<super::ConnState>()
-        );
+        assert!(std::mem::size_of::<super::ConnState>() <= 600, "{}", std::mem::size_of::<super::ConnState>());
     }
 }

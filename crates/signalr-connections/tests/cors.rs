@@ -7,16 +7,10 @@ use signalr_connections::{CorsPolicy, HttpConnectionOptions};
 
 async fn preflight(server: &Server, origin: &str) -> reqwest::Response {
     reqwest::Client::new()
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/negotiate?negotiateVersion=1", server.base),
-        )
+        .request(reqwest::Method::OPTIONS, format!("{}/negotiate?negotiateVersion=1", server.base))
         .header("origin", origin)
         .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "x-requested-with,x-signalr-user-agent,authorization",
-        )
+        .header("access-control-request-headers", "x-requested-with,x-signalr-user-agent,authorization")
         .send()
         .await
         .unwrap()
@@ -24,21 +18,14 @@ async fn preflight(server: &Server, origin: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn any_origin_is_echoed_with_credentials() {
-    let server =
-        Server::start(HttpConnectionOptions::default().cors(CorsPolicy::any_origin())).await;
+    let server = Server::start(HttpConnectionOptions::default().cors(CorsPolicy::any_origin())).await;
     let response = preflight(&server, "http://other.example:8080").await;
     assert_eq!(response.status(), 204);
     let headers = response.headers();
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "http://other.example:8080"
-    );
+    assert_eq!(headers["access-control-allow-origin"], "http://other.example:8080");
     assert_eq!(headers["access-control-allow-credentials"], "true");
     assert_eq!(headers["access-control-allow-methods"], "POST");
-    assert_eq!(
-        headers["access-control-allow-headers"],
-        "x-requested-with,x-signalr-user-agent,authorization"
-    );
+    assert_eq!(headers["access-control-allow-headers"], "x-requested-with,x-signalr-user-agent,authorization");
 
     let actual = reqwest::Client::new()
         .post(format!("{}/negotiate?negotiateVersion=1", server.base))
@@ -47,10 +34,7 @@ async fn any_origin_is_echoed_with_credentials() {
         .await
         .unwrap();
     assert_eq!(actual.status(), 200);
-    assert_eq!(
-        actual.headers()["access-control-allow-origin"],
-        "http://other.example:8080"
-    );
+    assert_eq!(actual.headers()["access-control-allow-origin"], "http://other.example:8080");
     assert_eq!(actual.headers()["access-control-allow-credentials"], "true");
 
     // Error responses carry the headers too, so the browser can read them.
@@ -61,10 +45,7 @@ async fn any_origin_is_echoed_with_credentials() {
         .await
         .unwrap();
     assert_eq!(error.status(), 404);
-    assert_eq!(
-        error.headers()["access-control-allow-origin"],
-        "http://other.example:8080"
-    );
+    assert_eq!(error.headers()["access-control-allow-origin"], "http://other.example:8080");
 }
 
 #[tokio::test]
@@ -73,22 +54,11 @@ async fn only_listed_origins_get_cors_headers() {
     let server = Server::start(HttpConnectionOptions::default().cors(policy)).await;
     let allowed = preflight(&server, "https://APP.example").await;
     assert_eq!(allowed.status(), 204);
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "https://APP.example"
-    );
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://APP.example");
     let refused = preflight(&server, "https://evil.example").await;
-    assert!(
-        !refused
-            .headers()
-            .contains_key("access-control-allow-origin")
-    );
-    let actual = reqwest::Client::new()
-        .post(format!("{}/negotiate", server.base))
-        .header("origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+    let actual =
+        reqwest::Client::new().post(format!("{}/negotiate", server.base)).header("origin", "https://evil.example").send().await.unwrap();
     assert_eq!(actual.status(), 200);
     assert!(!actual.headers().contains_key("access-control-allow-origin"));
 }
@@ -104,9 +74,5 @@ async fn without_a_policy_options_is_405_and_no_headers_are_added() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
-    assert!(
-        !response
-            .headers()
-            .contains_key("access-control-allow-origin")
-    );
+    assert!(!response.headers().contains_key("access-control-allow-origin"));
 }

@@ -12,27 +12,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::Server;
 use futures_util::StreamExt;
-use signalr_connections::{
-    Authenticator, HttpConnectionOptions, RequestInfo, Unauthorized, User,
-};
+use signalr_connections::{Authenticator, HttpConnectionOptions, RequestInfo, Unauthorized, User};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The bearer token names the user (`alice`, `bob`); no token is anonymous.
 struct NamedUsers;
 
 impl Authenticator for NamedUsers {
-    fn authenticate(
-        &self,
-        _request: &RequestInfo,
-        bearer: Option<&str>,
-    ) -> Result<Option<User>, Unauthorized> {
-        Ok(bearer.map(|name| User {
-            identifier: Some(name.to_owned()),
-            claims: vec![("tenant".into(), format!("{name}-tenant"))],
-        }))
+    fn authenticate(&self, _request: &RequestInfo, bearer: Option<&str>) -> Result<Option<User>, Unauthorized> {
+        Ok(bearer.map(|name| User { identifier: Some(name.to_owned()), claims: vec![("tenant".into(), format!("{name}-tenant"))] }))
     }
 }
 
@@ -42,8 +32,7 @@ fn with_users() -> HttpConnectionOptions {
 
 /// Negotiates version 1 as `user` (anonymous when `None`) and returns the connection token.
 async fn token_of(server: &Server, user: Option<&str>, query: &str) -> String {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/negotiate?negotiateVersion=1{query}", server.base));
+    let mut request = reqwest::Client::new().post(format!("{}/negotiate?negotiateVersion=1{query}", server.base));
     if let Some(user) = user {
         request = request.bearer_auth(user);
     }
@@ -127,33 +116,15 @@ async fn server_sent_events_refuse_another_users_stream_and_posts() {
     let client = reqwest::Client::new();
     let token = token_of(&server, Some("alice"), "").await;
     let url = format!("{}?id={token}", server.base);
-    let stolen = client
-        .get(&url)
-        .bearer_auth("bob")
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let stolen = client.get(&url).bearer_auth("bob").header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(stolen.status(), 403);
-    let mut stream = client
-        .get(&url)
-        .bearer_auth("alice")
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let mut stream = client.get(&url).bearer_auth("alice").header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(stream.status(), 200);
     let connection = server.connected().await;
     assert_eq!(stream.chunk().await.unwrap().unwrap(), Bytes::from_static(b":\r\n"));
 
     // A hub Close message ({"type":7}) from another user never reaches the application.
-    let close = client
-        .post(&url)
-        .bearer_auth("bob")
-        .body("{\"type\":7}\u{1e}")
-        .send()
-        .await
-        .unwrap();
+    let close = client.post(&url).bearer_auth("bob").body("{\"type\":7}\u{1e}").send().await.unwrap();
     assert_eq!(close.status(), 403);
     let anonymous = client.post(&url).body("close").send().await.unwrap();
     assert_eq!(anonymous.status(), 403);
@@ -163,10 +134,7 @@ async fn server_sent_events_refuse_another_users_stream_and_posts() {
     let post = client.post(&url).bearer_auth("alice").body("hello").send().await.unwrap();
     assert_eq!(post.status(), 200);
     assert_eq!(server.data().await, Bytes::from_static(b"hello"));
-    assert_eq!(
-        stream.chunk().await.unwrap().unwrap(),
-        Bytes::from_static(b"data: hello\r\n\r\n")
-    );
+    assert_eq!(stream.chunk().await.unwrap().unwrap(), Bytes::from_static(b"data: hello\r\n\r\n"));
     assert!(!connection.is_closed());
 }
 
@@ -224,9 +192,7 @@ async fn stateful_reconnect_is_not_taken_over_by_another_user() {
 /// 429; the connection and what it held go after the start timeout.
 #[tokio::test]
 async fn posts_to_a_never_started_connection_are_bounded_and_dropped() {
-    let options = HttpConnectionOptions::default()
-        .application_max_buffer_size(1000)
-        .start_timeout(Duration::from_millis(300));
+    let options = HttpConnectionOptions::default().application_max_buffer_size(1000).start_timeout(Duration::from_millis(300));
     let server = Server::start(options).await;
     let client = reqwest::Client::new();
     let token = server.token().await;
@@ -258,9 +224,7 @@ async fn posts_to_a_never_started_connection_are_bounded_and_dropped() {
 /// POST (503), and are given back when the application takes them.
 #[tokio::test]
 async fn the_node_wide_inbound_budget_refuses_posts_until_bytes_are_taken() {
-    let options = HttpConnectionOptions::default()
-        .application_max_buffer_size(1000)
-        .max_buffered_inbound_bytes(1500);
+    let options = HttpConnectionOptions::default().application_max_buffer_size(1000).max_buffered_inbound_bytes(1500);
     let mut server = Server::start(options).await;
     let client = reqwest::Client::new();
     let first = token_of(&server, None, "").await;
@@ -268,8 +232,7 @@ async fn the_node_wide_inbound_budget_refuses_posts_until_bytes_are_taken() {
     let body = vec![b'y'; 900];
     let held = client.post(format!("{}?id={first}", server.base)).body(body.clone()).send().await;
     assert_eq!(held.unwrap().status(), 200);
-    let refused =
-        client.post(format!("{}?id={second}", server.base)).body(body.clone()).send().await;
+    let refused = client.post(format!("{}?id={second}", server.base)).body(body.clone()).send().await;
     let refused = refused.unwrap();
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.text().await.unwrap(), "The server's inbound buffers are full; try again later.");
@@ -310,12 +273,7 @@ async fn connections_per_endpoint_and_per_user_are_limited() {
     let url = format!("{}?id={token}", server2.base);
     client.get(&url).bearer_auth("alice").send().await.unwrap();
     server2.connected().await;
-    let again = client
-        .post(format!("{}/negotiate?negotiateVersion=1", server2.base))
-        .bearer_auth("alice")
-        .send()
-        .await
-        .unwrap();
+    let again = client.post(format!("{}/negotiate?negotiateVersion=1", server2.base)).bearer_auth("alice").send().await.unwrap();
     assert_eq!(again.status(), 429);
     assert_eq!(again.text().await.unwrap(), "Too many connections for this user.");
     assert_eq!(client.delete(&url).bearer_auth("alice").send().await.unwrap().status(), 202);
@@ -328,11 +286,8 @@ async fn connections_per_endpoint_and_per_user_are_limited() {
 #[tokio::test]
 async fn a_connection_keeps_a_bounded_part_of_its_request() {
     let mut server = Server::start(with_users()).await;
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(format!(
-        "{}?access_token=alice&room=1",
-        server.ws_base
-    ))
-    .unwrap();
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("{}?access_token=alice&room=1", server.ws_base)).unwrap();
     let headers = request.headers_mut();
     headers.insert("x-small", "kept".parse().unwrap());
     // Under the server's 32 KB header limit, far over what a connection keeps.
@@ -367,10 +322,7 @@ async fn a_slow_consumer_gets_a_close_frame_with_its_reason() {
         match next_message(&mut ws).await {
             Message::Close(Some(frame)) => {
                 assert_eq!(u16::from(frame.code), 1008);
-                assert_eq!(
-                    frame.reason.as_str(),
-                    "The client did not read fast enough: outbound buffer full."
-                );
+                assert_eq!(frame.reason.as_str(), "The client did not read fast enough: outbound buffer full.");
                 break;
             }
             Message::Text(_) | Message::Binary(_) => {}
@@ -401,11 +353,7 @@ async fn send_space_waits_until_the_client_takes_the_bytes() {
     let first = client.get(&url).send().await.unwrap().bytes().await.unwrap();
     assert!(first.starts_with(&[b'a'; 80]));
     waiting.await.unwrap();
-    let all = if first.len() == 130 {
-        first
-    } else {
-        client.get(&url).send().await.unwrap().bytes().await.unwrap()
-    };
+    let all = if first.len() == 130 { first } else { client.get(&url).send().await.unwrap().bytes().await.unwrap() };
     assert!(all.ends_with(&[b'b'; 50]));
     assert!(!connection.is_closed());
 }

@@ -95,10 +95,7 @@ async fn read_to_close(stream: &mut TcpStream) -> Option<String> {
 }
 
 fn statuses(response: &str) -> Vec<u16> {
-    response
-        .match_indices("HTTP/1.1 ")
-        .filter_map(|(i, _)| response[i + 9..i + 12].parse().ok())
-        .collect()
+    response.match_indices("HTTP/1.1 ").filter_map(|(i, _)| response[i + 9..i + 12].parse().ok()).collect()
 }
 
 #[tokio::test]

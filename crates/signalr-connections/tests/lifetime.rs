@@ -10,18 +10,14 @@ use futures_util::{SinkExt, StreamExt};
 use signalr_connections::HttpConnectionOptions;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn short_timeout() -> HttpConnectionOptions {
     HttpConnectionOptions::default().disconnect_timeout(Duration::from_millis(300))
 }
 
 async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("WebSocket connects")
-        .0
+    tokio_tungstenite::connect_async(url).await.expect("WebSocket connects").0
 }
 
 async fn connect_status(url: &str) -> u16 {
@@ -33,11 +29,7 @@ async fn connect_status(url: &str) -> u16 {
 }
 
 async fn next_message(ws: &mut Ws) -> Message {
-    tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("message within 10 s")
-        .expect("open")
-        .expect("ok")
+    tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("message within 10 s").expect("open").expect("ok")
 }
 
 /// Repeats `probe` until it answers `status` (the sweep runs every second).
@@ -61,31 +53,9 @@ async fn a_negotiated_connection_that_never_connects_is_removed() {
     let token = server.token().await;
     let url = format!("{}?id={token}", server.base);
     // Before the sweep: DELETE finds it (and refuses: not long polling).
-    assert_eq!(
-        reqwest::Client::new()
-            .delete(&url)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
-    eventually_status(404, || async {
-        reqwest::Client::new()
-            .delete(&url)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    })
-    .await;
-    let response = reqwest::Client::new()
-        .post(&url)
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(reqwest::Client::new().delete(&url).send().await.unwrap().status(), 400);
+    eventually_status(404, || async { reqwest::Client::new().delete(&url).send().await.unwrap().status().as_u16() }).await;
+    let response = reqwest::Client::new().post(&url).body("x").send().await.unwrap();
     assert_eq!(response.status(), 404);
 }
 
@@ -102,15 +72,11 @@ async fn a_long_polling_connection_without_polls_is_removed() {
 }
 
 fn stateful() -> HttpConnectionOptions {
-    short_timeout()
-        .disconnect_timeout(Duration::from_secs(15))
-        .allow_stateful_reconnects(true)
+    short_timeout().disconnect_timeout(Duration::from_secs(15)).allow_stateful_reconnects(true)
 }
 
 async fn stateful_token(server: &Server) -> String {
-    let json = server
-        .negotiate("?negotiateVersion=1&useStatefulReconnect=true")
-        .await;
+    let json = server.negotiate("?negotiateVersion=1&useStatefulReconnect=true").await;
     assert_eq!(json["useStatefulReconnect"], true);
     json["connectionToken"].as_str().unwrap().to_owned()
 }
@@ -160,9 +126,7 @@ async fn a_new_socket_takes_over_a_live_one_without_409() {
     }
     assert_eq!(next_message(&mut new).await, Message::text("welcome back"));
     // The old socket was dropped by the server.
-    let end = tokio::time::timeout(Duration::from_secs(10), old.next())
-        .await
-        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), old.next()).await.unwrap();
     assert!(matches!(end, None | Some(Err(_))), "{end:?}");
 }
 
@@ -180,8 +144,7 @@ async fn an_abandoned_stateful_connection_is_closed_after_the_disconnect_timeout
 
 #[tokio::test]
 async fn without_stateful_reconnect_a_dropped_socket_ends_the_connection() {
-    let mut server =
-        Server::start(HttpConnectionOptions::default().allow_stateful_reconnects(true)).await;
+    let mut server = Server::start(HttpConnectionOptions::default().allow_stateful_reconnects(true)).await;
     // The client did not ask: no stateful reconnect.
     let token = server.token().await;
     let url = format!("{}?id={token}", server.ws_base);
@@ -195,16 +158,13 @@ async fn without_stateful_reconnect_a_dropped_socket_ends_the_connection() {
 
 #[tokio::test]
 async fn a_write_stuck_longer_than_the_send_timeout_aborts_the_connection() {
-    let options =
-        HttpConnectionOptions::default().transport_send_timeout(Duration::from_millis(500));
+    let options = HttpConnectionOptions::default().transport_send_timeout(Duration::from_millis(500));
     let mut server = Server::start(options).await;
     // This client never reads, so a message larger than the socket buffers never finishes.
     let _ws = connect(&server.ws_base).await;
     let connection = server.connected().await;
     // One message is accepted whatever its size when nothing else is queued.
-    connection
-        .send(bytes::Bytes::from(vec![b'x'; 32 * 1024 * 1024]))
-        .unwrap();
+    connection.send(bytes::Bytes::from(vec![b'x'; 32 * 1024 * 1024])).unwrap();
     assert_eq!(server.closed().await, connection.connection_id());
     assert!(connection.is_closed());
 }
@@ -215,24 +175,12 @@ async fn posts_before_the_first_poll_reach_the_application_when_it_starts() {
     let token = server.token().await;
     let url = format!("{}?id={token}", server.base);
     let client = reqwest::Client::new();
-    assert_eq!(
-        client
-            .post(&url)
-            .body("early")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(client.post(&url).body("early").send().await.unwrap().status(), 200);
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
     server.connected().await;
     assert_eq!(server.data().await, "early");
     // The echo of the early data waits for the next poll.
-    assert_eq!(
-        client.get(&url).send().await.unwrap().text().await.unwrap(),
-        "early"
-    );
+    assert_eq!(client.get(&url).send().await.unwrap().text().await.unwrap(), "early");
 }
 
 #[tokio::test]

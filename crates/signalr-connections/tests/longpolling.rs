@@ -14,11 +14,7 @@ fn client() -> reqwest::Client {
 }
 
 async fn poll(server: &Server, token: &str) -> reqwest::Response {
-    client()
-        .get(format!("{}?id={token}&_=1", server.base))
-        .send()
-        .await
-        .unwrap()
+    client().get(format!("{}?id={token}&_=1", server.base)).send().await.unwrap()
 }
 
 fn assert_no_cache(response: &reqwest::Response) {
@@ -29,12 +25,7 @@ fn assert_no_cache(response: &reqwest::Response) {
 }
 
 async fn post(server: &Server, token: &str, body: &'static str) -> reqwest::Response {
-    client()
-        .post(format!("{}?id={token}", server.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    client().post(format!("{}?id={token}", server.base)).body(body).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -71,9 +62,7 @@ async fn first_poll_returns_at_once_then_polls_carry_data() {
 
 #[tokio::test]
 async fn poll_timeout_answers_200_empty_text_plain() {
-    let mut server =
-        Server::start(HttpConnectionOptions::default().poll_timeout(Duration::from_millis(200)))
-            .await;
+    let mut server = Server::start(HttpConnectionOptions::default().poll_timeout(Duration::from_millis(200))).await;
     let token = server.token().await;
     poll(&server, &token).await;
     server.connected().await;
@@ -102,9 +91,7 @@ async fn a_newer_poll_ends_the_older_with_204() {
         done = &mut newer => (done.unwrap(), older),
     };
     assert_eq!(ended.status(), 204);
-    connection
-        .send(Bytes::from_static(b"for the newer"))
-        .unwrap();
+    connection.send(Bytes::from_static(b"for the newer")).unwrap();
     let response = remaining.await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "for the newer");
@@ -147,52 +134,27 @@ async fn delete_answers_202_and_ends_the_outstanding_poll_with_204() {
         let url = format!("{}?id={token}", server.base);
         async move { client().get(url).send().await.unwrap() }
     });
-    let deleted = client()
-        .delete(format!("{}?id={token}", server.base))
-        .send()
-        .await
-        .unwrap();
+    let deleted = client().delete(format!("{}?id={token}", server.base)).send().await.unwrap();
     assert_eq!(deleted.status(), 202);
     assert_eq!(deleted.text().await.unwrap(), "");
     assert_eq!(outstanding.await.unwrap().status(), 204);
     assert_eq!(server.closed().await, connection.connection_id());
-    let again = client()
-        .delete(format!("{}?id={token}", server.base))
-        .send()
-        .await
-        .unwrap();
+    let again = client().delete(format!("{}?id={token}", server.base)).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
 
 #[tokio::test]
 async fn post_and_delete_errors_have_exact_statuses_and_bodies() {
-    let mut server =
-        Server::start(HttpConnectionOptions::default().transport_max_buffer_size(1024)).await;
+    let mut server = Server::start(HttpConnectionOptions::default().transport_max_buffer_size(1024)).await;
     let c = client();
-    for method in [
-        reqwest::Method::POST,
-        reqwest::Method::DELETE,
-        reqwest::Method::GET,
-    ] {
-        let missing = c
-            .request(method.clone(), &server.base)
-            .send()
-            .await
-            .unwrap();
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE, reqwest::Method::GET] {
+        let missing = c.request(method.clone(), &server.base).send().await.unwrap();
         assert_eq!(missing.status(), 400, "{method}");
         assert_eq!(missing.text().await.unwrap(), "Connection ID required");
-        let empty = c
-            .request(method.clone(), format!("{}?id=", server.base))
-            .send()
-            .await
-            .unwrap();
+        let empty = c.request(method.clone(), format!("{}?id=", server.base)).send().await.unwrap();
         assert_eq!(empty.status(), 400, "{method}");
         for id in ["AAAAAAAAAAAAAAAAAAAAAA", "nope", "%FF%00", "x&id=y"] {
-            let unknown = c
-                .request(method.clone(), format!("{}?id={id}", server.base))
-                .send()
-                .await
-                .unwrap();
+            let unknown = c.request(method.clone(), format!("{}?id={id}", server.base)).send().await.unwrap();
             assert_eq!(unknown.status(), 404, "{method} {id}");
             assert_eq!(unknown.text().await.unwrap(), "No Connection with that ID");
         }
@@ -203,31 +165,16 @@ async fn post_and_delete_errors_have_exact_statuses_and_bodies() {
 
     // DELETE on a connection that is not long polling.
     let token = server.token().await;
-    let not_lp = c
-        .delete(format!("{}?id={token}", server.base))
-        .send()
-        .await
-        .unwrap();
+    let not_lp = c.delete(format!("{}?id={token}", server.base)).send().await.unwrap();
     assert_eq!(not_lp.status(), 400);
-    assert_eq!(
-        not_lp.text().await.unwrap(),
-        "Cannot terminate this connection using the DELETE endpoint."
-    );
+    assert_eq!(not_lp.text().await.unwrap(), "Cannot terminate this connection using the DELETE endpoint.");
 
     // Oversized POST bodies, with and without a Content-Length.
     poll(&server, &token).await;
     server.connected().await;
-    let big = c
-        .post(format!("{}?id={token}", server.base))
-        .body(vec![b'a'; 4096])
-        .send()
-        .await
-        .unwrap();
+    let big = c.post(format!("{}?id={token}", server.base)).body(vec![b'a'; 4096]).send().await.unwrap();
     assert_eq!(big.status(), 413);
-    assert_eq!(
-        big.text().await.unwrap(),
-        "The request body exceeds the limit of 1024 bytes."
-    );
+    assert_eq!(big.text().await.unwrap(), "The request body exceeds the limit of 1024 bytes.");
     assert_eq!(chunked_post_status(&server, &token, 8, 512).await, 413);
     assert_eq!(chunked_post_status(&server, &token, 2, 100).await, 200);
     assert_eq!(server.data().await, vec![b'b'; 200]);
@@ -239,18 +186,11 @@ async fn post_and_delete_errors_have_exact_statuses_and_bodies() {
 /// POSTs a chunked body (no Content-Length) over a raw socket; returns the status.
 async fn chunked_post_status(server: &Server, token: &str, chunks: usize, size: usize) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = server
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let address = server.base.trim_start_matches("http://").split('/').next().unwrap().to_owned();
     let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let mut request = format!(
-        "POST /echo?id={token} HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
+    let mut request =
+        format!("POST /echo?id={token} HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            .into_bytes();
     for _ in 0..chunks {
         request.extend_from_slice(format!("{size:x}\r\n").as_bytes());
         request.extend(std::iter::repeat_n(b'b', size));
@@ -262,10 +202,7 @@ async fn chunked_post_status(server: &Server, token: &str, chunks: usize, size: 
     let mut response = Vec::new();
     let _ = socket.read_to_end(&mut response).await;
     let text = String::from_utf8_lossy(&response);
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"))
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
 }
 
 #[tokio::test]
@@ -277,15 +214,7 @@ async fn concurrent_posts_are_serialised() {
     let sends: Vec<_> = (0..8)
         .map(|_| {
             let url = format!("{}?id={token}", server.base);
-            tokio::spawn(async move {
-                client()
-                    .post(url)
-                    .body("slow")
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
+            tokio::spawn(async move { client().post(url).body("slow").send().await.unwrap().status() })
         })
         .collect();
     for send in sends {
@@ -294,24 +223,16 @@ async fn concurrent_posts_are_serialised() {
     for _ in 0..8 {
         assert_eq!(server.data().await, "slow");
     }
-    assert!(
-        !server.overlap.load(Ordering::SeqCst),
-        "on_data calls overlapped"
-    );
+    assert!(!server.overlap.load(Ordering::SeqCst), "on_data calls overlapped");
 }
 
 #[tokio::test]
 async fn long_polling_is_refused_when_disabled() {
-    let server =
-        Server::start(HttpConnectionOptions::default().transports([TransportType::WebSockets]))
-            .await;
+    let server = Server::start(HttpConnectionOptions::default().transports([TransportType::WebSockets])).await;
     let token = server.token().await;
     let response = poll(&server, &token).await;
     assert_eq!(response.status(), 404);
-    assert_eq!(
-        response.text().await.unwrap(),
-        "LongPolling transport not supported by this end point type"
-    );
+    assert_eq!(response.text().await.unwrap(), "LongPolling transport not supported by this end point type");
 }
 
 #[tokio::test]
@@ -320,15 +241,7 @@ async fn changing_transport_from_long_polling_to_sse_is_refused() {
     let token = server.token().await;
     poll(&server, &token).await;
     server.connected().await;
-    let sse = client()
-        .get(format!("{}?id={token}", server.base))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let sse = client().get(format!("{}?id={token}", server.base)).header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(sse.status(), 400);
-    assert_eq!(
-        sse.text().await.unwrap(),
-        "Cannot change transports mid-connection"
-    );
+    assert_eq!(sse.text().await.unwrap(), "Cannot change transports mid-connection");
 }

@@ -9,19 +9,11 @@ use common::Server;
 use signalr_connections::{HttpConnectionOptions, TransportType};
 
 async fn open_stream(server: &Server, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(format!("{}?id={token}", server.base))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap()
+    reqwest::Client::new().get(format!("{}?id={token}", server.base)).header("accept", "text/event-stream").send().await.unwrap()
 }
 
 async fn chunk(response: &mut reqwest::Response) -> Option<Bytes> {
-    tokio::time::timeout(Duration::from_secs(10), response.chunk())
-        .await
-        .expect("chunk within 10 s")
-        .unwrap()
+    tokio::time::timeout(Duration::from_secs(10), response.chunk()).await.expect("chunk within 10 s").unwrap()
 }
 
 /// Reads until `expected` bytes arrived (hyper may split or join chunks).
@@ -52,12 +44,7 @@ async fn stream_starts_with_headers_and_a_comment_and_carries_events() {
     assert_eq!(connection.transport(), TransportType::ServerSentEvents);
 
     let client = reqwest::Client::new();
-    let sent = client
-        .post(format!("{}?id={token}", server.base))
-        .body("Hello\nWorld")
-        .send()
-        .await
-        .unwrap();
+    let sent = client.post(format!("{}?id={token}", server.base)).body("Hello\nWorld").send().await.unwrap();
     assert_eq!(sent.status(), 200);
     assert_eq!(sent.text().await.unwrap(), "");
     assert_eq!(server.data().await, "Hello\nWorld");
@@ -68,22 +55,12 @@ async fn stream_starts_with_headers_and_a_comment_and_carries_events() {
     assert_eq!(second.status(), 409);
 
     // A graceful close ends the stream after what was queued.
-    client
-        .post(format!("{}?id={token}", server.base))
-        .body("close")
-        .send()
-        .await
-        .unwrap();
+    client.post(format!("{}?id={token}", server.base)).body("close").send().await.unwrap();
     read_exact(&mut stream, "data: bye\r\n\r\n").await;
     assert_eq!(chunk(&mut stream).await, None);
     server.data().await;
     assert_eq!(server.closed().await, connection.connection_id());
-    let after = client
-        .post(format!("{}?id={token}", server.base))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let after = client.post(format!("{}?id={token}", server.base)).body("x").send().await.unwrap();
     assert_eq!(after.status(), 404);
     assert_eq!(after.text().await.unwrap(), "No Connection with that ID");
 }
@@ -104,24 +81,14 @@ async fn dropping_the_stream_ends_the_connection() {
 
 #[tokio::test]
 async fn sse_is_refused_when_disabled_or_without_a_connection() {
-    let server =
-        Server::start(HttpConnectionOptions::default().transports([TransportType::WebSockets]))
-            .await;
+    let server = Server::start(HttpConnectionOptions::default().transports([TransportType::WebSockets])).await;
     let token = server.token().await;
     let response = open_stream(&server, &token).await;
     assert_eq!(response.status(), 404);
-    assert_eq!(
-        response.text().await.unwrap(),
-        "ServerSentEvents transport not supported by this end point type"
-    );
+    assert_eq!(response.text().await.unwrap(), "ServerSentEvents transport not supported by this end point type");
 
     let server = Server::start(HttpConnectionOptions::default()).await;
-    let missing = reqwest::Client::new()
-        .get(&server.base)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let missing = reqwest::Client::new().get(&server.base).header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(missing.status(), 400);
     assert_eq!(missing.text().await.unwrap(), "Connection ID required");
     let unknown = open_stream(&server, "AAAAAAAAAAAAAAAAAAAAAA").await;
@@ -148,10 +115,7 @@ async fn a_slow_sse_consumer_is_closed_at_once() {
             }
         }
     }
-    assert_eq!(
-        refused,
-        Some(signalr_connections::ConnectionSendError::Full)
-    );
+    assert_eq!(refused, Some(signalr_connections::ConnectionSendError::Full));
     assert_eq!(server.closed().await, connection.connection_id());
     drop(stream);
 }

@@ -14,10 +14,7 @@ const MASK: [u8; 4] = [0xA1, 0x05, 0x7C, 0x33];
 
 /// Opens a WebSocket on `/echo` (skipNegotiation) by hand and returns the raw stream.
 async fn open(server: &Server) -> TcpStream {
-    let addr = server
-        .base
-        .trim_start_matches("http://")
-        .trim_end_matches("/echo");
+    let addr = server.base.trim_start_matches("http://").trim_end_matches("/echo");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET /echo HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -32,11 +29,7 @@ async fn open(server: &Server) -> TcpStream {
     }
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
-        "{head}"
-    );
+    assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
     stream
 }
 
@@ -141,9 +134,7 @@ async fn the_clients_close_code_is_echoed_and_the_connection_ends() {
     let mut server = Server::start(HttpConnectionOptions::default()).await;
     let mut ws = open(&server).await;
     server.connected().await;
-    ws.write_all(&frame(0x88, &[0x03, 0xE9, b'b', b'y', b'e']))
-        .await
-        .unwrap();
+    ws.write_all(&frame(0x88, &[0x03, 0xE9, b'b', b'y', b'e'])).await.unwrap();
     assert_eq!(read_frame(&mut ws).await, (0x88, vec![0x03, 0xE9]));
     server.closed().await;
     expect_end(&mut ws).await;

@@ -12,25 +12,17 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(url: &str) -> Ws {
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("WebSocket connects")
-        .0
+    tokio_tungstenite::connect_async(url).await.expect("WebSocket connects").0
 }
 
 async fn connect_status(url: &str) -> (u16, String) {
     match tokio_tungstenite::connect_async(url).await {
         Ok(_) => (101, String::new()),
         Err(tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
+            let body = response.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
             (response.status().as_u16(), body)
         }
         Err(other) => panic!("unexpected error {other}"),
@@ -38,11 +30,7 @@ async fn connect_status(url: &str) -> (u16, String) {
 }
 
 async fn next_message(ws: &mut Ws) -> Message {
-    tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("message within 10 s")
-        .expect("open")
-        .expect("ok")
+    tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("message within 10 s").expect("open").expect("ok")
 }
 
 #[tokio::test]
@@ -52,10 +40,7 @@ async fn echoes_text_over_a_negotiated_connection() {
     let token = json["connectionToken"].as_str().unwrap();
     let mut ws = connect(&format!("{}?id={token}", server.ws_base)).await;
     let connection = server.connected().await;
-    assert_eq!(
-        connection.connection_id(),
-        json["connectionId"].as_str().unwrap()
-    );
+    assert_eq!(connection.connection_id(), json["connectionId"].as_str().unwrap());
     assert_eq!(connection.transport(), TransportType::WebSockets);
     assert_eq!(connection.negotiate_version(), 1);
     assert!(!connection.stateful_reconnect());
@@ -70,18 +55,10 @@ async fn echoes_text_over_a_negotiated_connection() {
     assert!(written >= before_echo);
 
     // A reused token gets 409 while the first socket is open.
-    assert_eq!(
-        connect_status(&format!("{}?id={token}", server.ws_base))
-            .await
-            .0,
-        409
-    );
+    assert_eq!(connect_status(&format!("{}?id={token}", server.ws_base)).await.0, 409);
 
     ws.close(None).await.unwrap();
-    assert_eq!(
-        server.closed().await,
-        json["connectionId"].as_str().unwrap()
-    );
+    assert_eq!(server.closed().await, json["connectionId"].as_str().unwrap());
     // Removed once closed.
     let (status, body) = connect_status(&format!("{}?id={token}", server.ws_base)).await;
     assert_eq!((status, body.as_str()), (404, "No Connection with that ID"));
@@ -97,17 +74,10 @@ async fn skip_negotiation_creates_a_version_0_connection() {
     ws.send(Message::text("x")).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Message::text("x"));
     // id = token: a POST with the id finds the connection (and refuses it: WebSockets).
-    let response = reqwest::Client::new()
-        .post(format!("{}?id={}", server.base, connection.connection_id()))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        reqwest::Client::new().post(format!("{}?id={}", server.base, connection.connection_id())).body("x").send().await.unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(
-        response.text().await.unwrap(),
-        "POST requests are not allowed for WebSocket connections."
-    );
+    assert_eq!(response.text().await.unwrap(), "POST requests are not allowed for WebSocket connections.");
 }
 
 #[tokio::test]
@@ -115,45 +85,22 @@ async fn unknown_ids_and_transport_changes_are_refused_before_upgrade() {
     let mut server = Server::start(HttpConnectionOptions::default()).await;
     for id in ["AAAAAAAAAAAAAAAAAAAAAA", "short", "%00%FF", "a/b"] {
         let (status, body) = connect_status(&format!("{}?id={id}", server.ws_base)).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (404, "No Connection with that ID"),
-            "id {id}"
-        );
+        assert_eq!((status, body.as_str()), (404, "No Connection with that ID"), "id {id}");
     }
     // A long-polling connection cannot switch to WebSockets.
     let token = server.token().await;
-    let poll = reqwest::get(format!("{}?id={token}", server.base))
-        .await
-        .unwrap();
+    let poll = reqwest::get(format!("{}?id={token}", server.base)).await.unwrap();
     assert_eq!(poll.status(), 200);
     server.connected().await;
     let (status, body) = connect_status(&format!("{}?id={token}", server.ws_base)).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (400, "Cannot change transports mid-connection")
-    );
+    assert_eq!((status, body.as_str()), (400, "Cannot change transports mid-connection"));
 
-    let no_ws =
-        Server::start(HttpConnectionOptions::default().transports([TransportType::LongPolling]))
-            .await;
+    let no_ws = Server::start(HttpConnectionOptions::default().transports([TransportType::LongPolling])).await;
     let (status, body) = connect_status(&no_ws.ws_base).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (
-            404,
-            "WebSockets transport not supported by this end point type"
-        )
-    );
+    assert_eq!((status, body.as_str()), (404, "WebSockets transport not supported by this end point type"));
     let token = no_ws.token().await;
     let (status, body) = connect_status(&format!("{}?id={token}", no_ws.ws_base)).await;
-    assert_eq!(
-        (status, body.as_str()),
-        (
-            404,
-            "WebSockets transport not supported by this end point type"
-        )
-    );
+    assert_eq!((status, body.as_str()), (404, "WebSockets transport not supported by this end point type"));
 }
 
 #[tokio::test]
@@ -165,10 +112,7 @@ async fn frame_type_follows_the_transfer_format() {
     ws.send(Message::text("binary")).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Message::binary(&b"binary"[..]));
     ws.send(Message::binary(&[1u8, 2, 3][..])).await.unwrap();
-    assert_eq!(
-        next_message(&mut ws).await,
-        Message::binary(&[1u8, 2, 3][..])
-    );
+    assert_eq!(next_message(&mut ws).await, Message::binary(&[1u8, 2, 3][..]));
 }
 
 #[tokio::test]
@@ -176,27 +120,9 @@ async fn fragmented_input_reaches_the_application_whole_and_in_order() {
     let mut server = Server::start(HttpConnectionOptions::default()).await;
     let mut ws = connect(&server.ws_base).await;
     server.connected().await;
-    ws.send(Message::Frame(Frame::message(
-        &b"Hel"[..],
-        OpCode::Data(Data::Text),
-        false,
-    )))
-    .await
-    .unwrap();
-    ws.send(Message::Frame(Frame::message(
-        &b"lo "[..],
-        OpCode::Data(Data::Continue),
-        false,
-    )))
-    .await
-    .unwrap();
-    ws.send(Message::Frame(Frame::message(
-        &b"World"[..],
-        OpCode::Data(Data::Continue),
-        true,
-    )))
-    .await
-    .unwrap();
+    ws.send(Message::Frame(Frame::message(&b"Hel"[..], OpCode::Data(Data::Text), false))).await.unwrap();
+    ws.send(Message::Frame(Frame::message(&b"lo "[..], OpCode::Data(Data::Continue), false))).await.unwrap();
+    ws.send(Message::Frame(Frame::message(&b"World"[..], OpCode::Data(Data::Continue), true))).await.unwrap();
     // A protocol message split over two WebSocket messages reaches the application as bytes in
     // order (message boundaries are not kept, as in .NET's pipe): whole messages may be joined.
     ws.send(Message::text("{\"par")).await.unwrap();
@@ -233,11 +159,7 @@ async fn a_large_backlog_is_written_in_batches_of_whole_messages() {
             Message::Text(text) => {
                 // Every WebSocket message ends on a message boundary.
                 let next = format!("m{}", received.matches('m').count() + 1);
-                assert!(
-                    text.starts_with(&next),
-                    "batch starts mid-message: {}",
-                    &text[..10]
-                );
+                assert!(text.starts_with(&next), "batch starts mid-message: {}", &text[..10]);
                 received.push_str(&text);
                 messages += 1;
             }
@@ -245,18 +167,12 @@ async fn a_large_backlog_is_written_in_batches_of_whole_messages() {
         }
     }
     assert_eq!(received, expected);
-    assert!(
-        messages >= 2,
-        "a 14 KB backlog should need more than one 8 KiB batch"
-    );
+    assert!(messages >= 2, "a 14 KB backlog should need more than one 8 KiB batch");
 }
 
 #[tokio::test]
 async fn graceful_server_close_sends_1000_with_empty_reason() {
-    let mut server = Server::start(
-        HttpConnectionOptions::default().websocket_close_timeout(Duration::from_secs(60)),
-    )
-    .await;
+    let mut server = Server::start(HttpConnectionOptions::default().websocket_close_timeout(Duration::from_secs(60))).await;
     let mut ws = connect(&server.ws_base).await;
     let connection = server.connected().await;
     ws.send(Message::text("close")).await.unwrap();
@@ -274,10 +190,7 @@ async fn graceful_server_close_sends_1000_with_empty_reason() {
     server.data().await;
     assert_eq!(server.closed().await, connection.connection_id());
     assert!(connection.is_closed());
-    assert_eq!(
-        connection.send(Bytes::from_static(b"late")),
-        Err(ConnectionSendError::Closed)
-    );
+    assert_eq!(connection.send(Bytes::from_static(b"late")), Err(ConnectionSendError::Closed));
 }
 
 #[tokio::test]
@@ -288,9 +201,7 @@ async fn abort_ends_the_connection_at_once() {
     connection.abort();
     assert_eq!(server.closed().await, connection.connection_id());
     // The socket ends with a close frame saying why (1011, aborted by the server).
-    let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap();
     match end {
         Some(Ok(Message::Close(Some(frame)))) => {
             assert_eq!(u16::from(frame.code), 1011);
@@ -302,8 +213,7 @@ async fn abort_ends_the_connection_at_once() {
 
 #[tokio::test]
 async fn oversized_messages_are_closed_with_1009() {
-    let mut server =
-        Server::start(HttpConnectionOptions::default().transport_max_buffer_size(1024)).await;
+    let mut server = Server::start(HttpConnectionOptions::default().transport_max_buffer_size(1024)).await;
     let mut ws = connect(&server.ws_base).await;
     server.connected().await;
     ws.send(Message::binary(vec![7u8; 4096])).await.unwrap();
@@ -321,37 +231,18 @@ async fn oversized_messages_are_closed_with_1009() {
 #[tokio::test]
 async fn request_info_carries_headers_query_and_cookies() {
     let mut server = Server::start(HttpConnectionOptions::default()).await;
-    let mut request = tungstenite::client::IntoClientRequest::into_client_request(format!(
-        "{}?numRedirects=3&name=a%20b",
-        server.ws_base
-    ))
-    .unwrap();
-    request
-        .headers_mut()
-        .insert("X-HEADER", "custom".parse().unwrap());
-    request.headers_mut().insert(
-        "cookie",
-        "testCookie=testValue; testCookie2=testValue2"
-            .parse()
-            .unwrap(),
-    );
+    let mut request =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("{}?numRedirects=3&name=a%20b", server.ws_base)).unwrap();
+    request.headers_mut().insert("X-HEADER", "custom".parse().unwrap());
+    request.headers_mut().insert("cookie", "testCookie=testValue; testCookie2=testValue2".parse().unwrap());
     let (_ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let connection = server.connected().await;
     let info = connection.request();
     assert_eq!(info.headers["x-header"], "custom");
     assert_eq!(info.path, "/echo");
-    assert!(
-        info.query
-            .contains(&("numRedirects".to_owned(), "3".to_owned()))
-    );
+    assert!(info.query.contains(&("numRedirects".to_owned(), "3".to_owned())));
     assert!(info.query.contains(&("name".to_owned(), "a b".to_owned())));
-    assert_eq!(
-        info.cookies,
-        vec![
-            ("testCookie".to_owned(), "testValue".to_owned()),
-            ("testCookie2".to_owned(), "testValue2".to_owned())
-        ]
-    );
+    assert_eq!(info.cookies, vec![("testCookie".to_owned(), "testValue".to_owned()), ("testCookie2".to_owned(), "testValue2".to_owned())]);
 }
 
 #[tokio::test]
@@ -379,10 +270,7 @@ async fn a_slow_consumer_is_closed_without_holding_up_the_others() {
     assert!(slow.is_closed());
 
     fast.send(Bytes::from_static(b"still here")).unwrap();
-    assert_eq!(
-        next_message(&mut fast_ws).await,
-        Message::text("still here")
-    );
+    assert_eq!(next_message(&mut fast_ws).await, Message::text("still here"));
     assert!(!fast.is_closed());
 }
 
@@ -395,19 +283,11 @@ async fn case_insensitive_paths_and_trailing_slashes_reach_the_endpoint() {
     ws.send(Message::text("hi")).await.unwrap();
     assert_eq!(next_message(&mut ws).await, Message::text("hi"));
     let url = server.base.replace("/echo", "/Echo/negotiate/");
-    let response = reqwest::Client::new()
-        .post(format!("{url}?negotiateVersion=1"))
-        .send()
-        .await
-        .unwrap();
+    let response = reqwest::Client::new().post(format!("{url}?negotiateVersion=1")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let json: serde_json::Value = response.json().await.unwrap();
     assert!(json["connectionToken"].is_string());
-    let missing = reqwest::Client::new()
-        .post(server.base.replace("/echo", "/nothing/negotiate"))
-        .send()
-        .await
-        .unwrap();
+    let missing = reqwest::Client::new().post(server.base.replace("/echo", "/nothing/negotiate")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -429,13 +309,8 @@ async fn handler_events_are_ordered() {
 async fn malformed_upgrade_requests_get_a_clear_4xx() {
     let server = Server::start(HttpConnectionOptions::default()).await;
     // Upgrade: websocket without the handshake headers.
-    let response = reqwest::Client::new()
-        .get(&server.base)
-        .header("upgrade", "websocket")
-        .header("connection", "upgrade")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        reqwest::Client::new().get(&server.base).header("upgrade", "websocket").header("connection", "upgrade").send().await.unwrap();
     assert!(response.status().is_client_error(), "{}", response.status());
     // A plain GET without an id is a long poll without a connection.
     let response = reqwest::get(&server.base).await.unwrap();

@@ -12,10 +12,7 @@ use criterion::Criterion;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use serde::{Deserialize, Serialize};
 use signalr_protocol::value::ValueKind;
-use signalr_protocol::{
-    Headers, HubMessage, HubProtocol, InvocationMessage, JsonHubProtocol, MessagePackHubProtocol,
-    Value,
-};
+use signalr_protocol::{Headers, HubMessage, HubProtocol, InvocationMessage, JsonHubProtocol, MessagePackHubProtocol, Value};
 
 /// About 100 bytes in either encoding.
 #[derive(Serialize, Deserialize)]
@@ -46,11 +43,7 @@ fn message(kind: ValueKind) -> HubMessage {
     })
 }
 
-fn bench_protocol<M: Measurement + 'static>(
-    c: &mut Criterion<M>,
-    protocol: &dyn HubProtocol,
-    kind: ValueKind,
-) {
+fn bench_protocol<M: Measurement + 'static>(c: &mut Criterion<M>, protocol: &dyn HubProtocol, kind: ValueKind) {
     let name = protocol.name();
     let message = message(kind);
     let mut out = Vec::with_capacity(256);
@@ -60,9 +53,7 @@ fn bench_protocol<M: Measurement + 'static>(
     c.bench_function(&format!("{name}/encode"), |b| {
         b.iter(|| {
             out.clear();
-            protocol
-                .write_message(black_box(&message), &mut out)
-                .expect("write");
+            protocol.write_message(black_box(&message), &mut out).expect("write");
             black_box(out.len())
         })
     });
@@ -91,29 +82,18 @@ fn bench_protocol<M: Measurement + 'static>(
     c.bench_function(&format!("{name}/decode+bind"), |b| {
         b.iter(|| {
             let mut buf = BytesMut::from(black_box(&frame[..]));
-            let Some(HubMessage::Invocation(invocation)) =
-                protocol.parse_message(&mut buf, 32 * 1024).expect("parse")
-            else {
+            let Some(HubMessage::Invocation(invocation)) = protocol.parse_message(&mut buf, 32 * 1024).expect("parse") else {
                 unreachable!("the frame holds an invocation")
             };
-            black_box(
-                invocation.arguments[0]
-                    .deserialize::<Notification>()
-                    .expect("bind"),
-            )
+            black_box(invocation.arguments[0].deserialize::<Notification>().expect("bind"))
         })
     });
 }
 
 fn codec<M: Measurement + 'static>(c: &mut Criterion<M>) {
-    for (protocol, kind) in [
-        (&JsonHubProtocol as &dyn HubProtocol, ValueKind::Json),
-        (&MessagePackHubProtocol, ValueKind::MsgPack),
-    ] {
+    for (protocol, kind) in [(&JsonHubProtocol as &dyn HubProtocol, ValueKind::Json), (&MessagePackHubProtocol, ValueKind::MsgPack)] {
         let mut out = Vec::new();
-        protocol
-            .write_message(&message(kind), &mut out)
-            .expect("write");
+        protocol.write_message(&message(kind), &mut out).expect("write");
         eprintln!("{}: frame of {} bytes", protocol.name(), out.len());
         bench_protocol(c, protocol, kind);
     }
@@ -137,10 +117,7 @@ unsafe extern "C" {
 const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
 
 fn thread_cpu_nanos() -> u64 {
-    let mut time = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut time = Timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `time` is a valid, writable timespec (two C longs on 64-bit Linux).
     let result = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
     assert_eq!(result, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
@@ -174,9 +151,7 @@ impl Measurement for ThreadCpuTime {
 
 fn main() {
     if std::env::var("CODEC_BENCH_CLOCK").as_deref() == Ok("cpu") {
-        let mut c = Criterion::default()
-            .with_measurement(ThreadCpuTime)
-            .configure_from_args();
+        let mut c = Criterion::default().with_measurement(ThreadCpuTime).configure_from_args();
         codec(&mut c);
         c.final_summary();
     } else {

@@ -24,9 +24,7 @@ pub enum ProtocolError {
     #[error("The 'error' and 'result' properties are mutually exclusive.")]
     ResultAndError,
     /// A message exceeded the configured maximum size.
-    #[error(
-        "The maximum message size of {max}B was exceeded. The message size can be configured in AddHubOptions."
-    )]
+    #[error("The maximum message size of {max}B was exceeded. The message size can be configured in AddHubOptions.")]
     MessageTooLarge {
         /// The configured limit in bytes.
         max: usize,

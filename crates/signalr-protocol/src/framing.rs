@@ -32,23 +32,12 @@ impl Frame {
 ///
 /// Returns `Ok(None)` when no separator has arrived yet and the bytes so far are within
 /// `max_message_size`; a payload longer than `max_message_size` is an error.
-pub fn find_text_frame(
-    buf: &[u8],
-    max_message_size: usize,
-) -> Result<Option<Frame>, ProtocolError> {
+pub fn find_text_frame(buf: &[u8], max_message_size: usize) -> Result<Option<Frame>, ProtocolError> {
     // SIMD search: this runs over every byte a text connection receives.
     match memchr::memchr(RECORD_SEPARATOR, buf) {
-        Some(end) if end > max_message_size => Err(ProtocolError::MessageTooLarge {
-            max: max_message_size,
-        }),
-        Some(end) => Ok(Some(Frame {
-            payload_start: 0,
-            payload_end: end,
-            frame_len: end + 1,
-        })),
-        None if buf.len() > max_message_size => Err(ProtocolError::MessageTooLarge {
-            max: max_message_size,
-        }),
+        Some(end) if end > max_message_size => Err(ProtocolError::MessageTooLarge { max: max_message_size }),
+        Some(end) => Ok(Some(Frame { payload_start: 0, payload_end: end, frame_len: end + 1 })),
+        None if buf.len() > max_message_size => Err(ProtocolError::MessageTooLarge { max: max_message_size }),
         None => Ok(None),
     }
 }
@@ -71,8 +60,7 @@ pub fn read_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, ProtocolError> 
         }
         length |= u64::from(byte & 0x7F) << (7 * index);
         if byte & 0x80 == 0 {
-            let length =
-                usize::try_from(length).map_err(|_| ProtocolError::LengthPrefixTooLarge)?;
+            let length = usize::try_from(length).map_err(|_| ProtocolError::LengthPrefixTooLarge)?;
             return Ok(Some((length, index + 1)));
         }
     }
@@ -82,27 +70,18 @@ pub fn read_varint(buf: &[u8]) -> Result<Option<(usize, usize)>, ProtocolError> 
 /// Finds the first varint-length-prefixed frame in `buf`.
 ///
 /// A length above `max_message_size` is an error as soon as the prefix is complete.
-pub fn find_binary_frame(
-    buf: &[u8],
-    max_message_size: usize,
-) -> Result<Option<Frame>, ProtocolError> {
+pub fn find_binary_frame(buf: &[u8], max_message_size: usize) -> Result<Option<Frame>, ProtocolError> {
     let Some((length, prefix_len)) = read_varint(buf)? else {
         return Ok(None);
     };
     if length > max_message_size {
-        return Err(ProtocolError::MessageTooLarge {
-            max: max_message_size,
-        });
+        return Err(ProtocolError::MessageTooLarge { max: max_message_size });
     }
     let end = prefix_len + length;
     if buf.len() < end {
         return Ok(None);
     }
-    Ok(Some(Frame {
-        payload_start: prefix_len,
-        payload_end: end,
-        frame_len: end,
-    }))
+    Ok(Some(Frame { payload_start: prefix_len, payload_end: end, frame_len: end }))
 }
 
 /// Encodes `length` as a varint into `prefix`, returning how many bytes it took (1–5).

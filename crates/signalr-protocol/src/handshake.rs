@@ -44,30 +44,20 @@ impl HandshakeRequest {
 
     /// Parses a request payload (without its record separator).
     pub fn parse_payload(payload: &[u8]) -> Result<Self, ProtocolError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(payload).map_err(|e| ProtocolError::Json(e.to_string()))?;
-        let object = value.as_object().ok_or(ProtocolError::WrongType {
-            field: "handshake",
-            expected: "an object",
-        })?;
+        let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| ProtocolError::Json(e.to_string()))?;
+        let object = value.as_object().ok_or(ProtocolError::WrongType { field: "handshake", expected: "an object" })?;
         let protocol = object
             .get("protocol")
             .ok_or(ProtocolError::MissingField("protocol"))?
             .as_str()
-            .ok_or(ProtocolError::WrongType {
-                field: "protocol",
-                expected: "a string",
-            })?
+            .ok_or(ProtocolError::WrongType { field: "protocol", expected: "a string" })?
             .to_owned();
         let version = object
             .get("version")
             .ok_or(ProtocolError::MissingField("version"))?
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())
-            .ok_or(ProtocolError::WrongType {
-                field: "version",
-                expected: "an integer",
-            })?;
+            .ok_or(ProtocolError::WrongType { field: "version", expected: "an integer" })?;
         Ok(Self { protocol, version })
     }
 }
@@ -90,25 +80,16 @@ impl HandshakeResponse {
 
     /// Parses a response payload (without its record separator).
     pub fn parse_payload(payload: &[u8]) -> Result<Self, ProtocolError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(payload).map_err(|e| ProtocolError::Json(e.to_string()))?;
-        let object = value.as_object().ok_or(ProtocolError::WrongType {
-            field: "handshake",
-            expected: "an object",
-        })?;
+        let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| ProtocolError::Json(e.to_string()))?;
+        let object = value.as_object().ok_or(ProtocolError::WrongType { field: "handshake", expected: "an object" })?;
         if object.contains_key("type") {
-            return Err(ProtocolError::Json(
-                "Expected a handshake response from the server.".to_owned(),
-            ));
+            return Err(ProtocolError::Json("Expected a handshake response from the server.".to_owned()));
         }
         let error = match object.get("error") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(error)) => Some(error.clone()),
             Some(_) => {
-                return Err(ProtocolError::WrongType {
-                    field: "error",
-                    expected: "a string",
-                });
+                return Err(ProtocolError::WrongType { field: "error", expected: "a string" });
             }
         };
         Ok(Self { error })

@@ -13,8 +13,7 @@ use crate::framing::find_text_frame;
 use crate::message::{CancelInvocationMessage, CompletionMessage, Headers, StreamItemMessage};
 use crate::value::msgpack_to_json;
 use crate::{
-    CloseMessage, CompletionResult, HubMessage, HubProtocol, InvocationMessage, ProtocolError,
-    RECORD_SEPARATOR, TransferFormat, Value,
+    CloseMessage, CompletionResult, HubMessage, HubProtocol, InvocationMessage, ProtocolError, RECORD_SEPARATOR, TransferFormat, Value,
 };
 
 /// The JSON hub protocol (name `json`, version 2, text).
@@ -29,12 +28,9 @@ impl JsonHubProtocol {
         // A derived struct would also accept a JSON array (fields by position); a message is
         // an object.
         if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ProtocolError::Json(
-                "a hub message must be a JSON object".to_owned(),
-            ));
+            return Err(ProtocolError::Json("a hub message must be a JSON object".to_owned()));
         }
-        let raw: RawMessage =
-            serde_json::from_slice(payload).map_err(|e| ProtocolError::Json(e.to_string()))?;
+        let raw: RawMessage = serde_json::from_slice(payload).map_err(|e| ProtocolError::Json(e.to_string()))?;
         raw.into_message()
     }
 
@@ -64,11 +60,7 @@ impl HubProtocol for JsonHubProtocol {
         TransferFormat::Text
     }
 
-    fn parse_message(
-        &self,
-        buf: &mut BytesMut,
-        max_message_size: usize,
-    ) -> Result<Option<HubMessage>, ProtocolError> {
+    fn parse_message(&self, buf: &mut BytesMut, max_message_size: usize) -> Result<Option<HubMessage>, ProtocolError> {
         loop {
             let Some(frame) = find_text_frame(buf, max_message_size)? else {
                 return Ok(None);
@@ -125,10 +117,7 @@ fn wrong(field: &'static str, expected: &'static str) -> ProtocolError {
     ProtocolError::WrongType { field, expected }
 }
 
-fn required_string(
-    value: Option<serde_json::Value>,
-    field: &'static str,
-) -> Result<String, ProtocolError> {
+fn required_string(value: Option<serde_json::Value>, field: &'static str) -> Result<String, ProtocolError> {
     match value {
         None => Err(ProtocolError::MissingField(field)),
         Some(serde_json::Value::String(s)) => Ok(s),
@@ -137,10 +126,7 @@ fn required_string(
 }
 
 /// A string that may be absent or null.
-fn optional_string(
-    value: Option<serde_json::Value>,
-    field: &'static str,
-) -> Result<Option<String>, ProtocolError> {
+fn optional_string(value: Option<serde_json::Value>, field: &'static str) -> Result<Option<String>, ProtocolError> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s)),
@@ -148,10 +134,7 @@ fn optional_string(
     }
 }
 
-fn required_u64(
-    value: Option<serde_json::Value>,
-    field: &'static str,
-) -> Result<u64, ProtocolError> {
+fn required_u64(value: Option<serde_json::Value>, field: &'static str) -> Result<u64, ProtocolError> {
     match value {
         None => Err(ProtocolError::MissingField(field)),
         Some(v) => v.as_u64().ok_or(wrong(field, "a non-negative integer")),
@@ -168,21 +151,13 @@ impl RawMessage {
         let message = match message_type {
             1 | 4 => {
                 let invocation = self.into_invocation(message_type == 4)?;
-                if message_type == 1 {
-                    HubMessage::Invocation(invocation)
-                } else {
-                    HubMessage::StreamInvocation(invocation)
-                }
+                if message_type == 1 { HubMessage::Invocation(invocation) } else { HubMessage::StreamInvocation(invocation) }
             }
             2 => {
                 let headers = parse_headers(self.headers)?;
                 let invocation_id = required_string(self.invocation_id, "invocationId")?;
                 let item = self.item.ok_or(ProtocolError::MissingField("item"))?;
-                HubMessage::StreamItem(StreamItemMessage {
-                    headers,
-                    invocation_id,
-                    item: Value::Json(item),
-                })
+                HubMessage::StreamItem(StreamItemMessage { headers, invocation_id, item: Value::Json(item) })
             }
             3 => {
                 let headers = parse_headers(self.headers)?;
@@ -194,11 +169,7 @@ impl RawMessage {
                     (None, Some(result)) => CompletionResult::Result(Value::Json(result)),
                     (None, None) => CompletionResult::Void,
                 };
-                HubMessage::Completion(CompletionMessage {
-                    headers,
-                    invocation_id,
-                    result,
-                })
+                HubMessage::Completion(CompletionMessage { headers, invocation_id, result })
             }
             5 => HubMessage::CancelInvocation(CancelInvocationMessage {
                 headers: parse_headers(self.headers)?,
@@ -212,17 +183,10 @@ impl RawMessage {
                     Some(serde_json::Value::Bool(b)) => b,
                     Some(_) => return Err(wrong("allowReconnect", "a boolean")),
                 };
-                HubMessage::Close(CloseMessage {
-                    error,
-                    allow_reconnect,
-                })
+                HubMessage::Close(CloseMessage { error, allow_reconnect })
             }
-            8 => HubMessage::Ack {
-                sequence_id: required_u64(self.sequence_id, "sequenceId")?,
-            },
-            9 => HubMessage::Sequence {
-                sequence_id: required_u64(self.sequence_id, "sequenceId")?,
-            },
+            8 => HubMessage::Ack { sequence_id: required_u64(self.sequence_id, "sequenceId")? },
+            9 => HubMessage::Sequence { sequence_id: required_u64(self.sequence_id, "sequenceId")? },
             _ => return Ok(None),
         };
         Ok(Some(message))
@@ -231,8 +195,7 @@ impl RawMessage {
     fn into_invocation(self, streaming: bool) -> Result<InvocationMessage, ProtocolError> {
         let headers = parse_headers(self.headers)?;
         // .NET treats an empty id like an absent one: a non-blocking invocation.
-        let invocation_id =
-            optional_string(self.invocation_id, "invocationId")?.filter(|id| !id.is_empty());
+        let invocation_id = optional_string(self.invocation_id, "invocationId")?.filter(|id| !id.is_empty());
         if streaming && invocation_id.is_none() {
             return Err(ProtocolError::MissingField("invocationId"));
         }
@@ -253,13 +216,7 @@ impl RawMessage {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(wrong("streamIds", "an array of strings")),
         };
-        Ok(InvocationMessage {
-            headers,
-            invocation_id,
-            target,
-            arguments,
-            stream_ids,
-        })
+        Ok(InvocationMessage { headers, invocation_id, target, arguments, stream_ids })
     }
 }
 
@@ -361,11 +318,7 @@ fn write_object(message: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolE
             out.push(b'}');
         }
         HubMessage::Ack { sequence_id } | HubMessage::Sequence { sequence_id } => {
-            let type_digit = if matches!(message, HubMessage::Ack { .. }) {
-                b'8'
-            } else {
-                b'9'
-            };
+            let type_digit = if matches!(message, HubMessage::Ack { .. }) { b'8' } else { b'9' };
             out.extend_from_slice(b"{\"type\":");
             out.push(type_digit);
             out.extend_from_slice(b",\"sequenceId\":");
@@ -377,19 +330,11 @@ fn write_object(message: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolE
     Ok(())
 }
 
-fn write_invocation(
-    type_digit: u8,
-    invocation: &InvocationMessage,
-    out: &mut Vec<u8>,
-) -> Result<(), ProtocolError> {
+fn write_invocation(type_digit: u8, invocation: &InvocationMessage, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
     out.extend_from_slice(b"{\"type\":");
     out.push(type_digit);
     write_headers(&invocation.headers, out);
-    if let Some(id) = invocation
-        .invocation_id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-    {
+    if let Some(id) = invocation.invocation_id.as_deref().filter(|id| !id.is_empty()) {
         write_invocation_id(id, out);
     }
     out.extend_from_slice(b",\"target\":");

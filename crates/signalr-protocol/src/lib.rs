@@ -26,8 +26,7 @@ pub use error::ProtocolError;
 pub use handshake::{HandshakeRequest, HandshakeResponse};
 pub use json::JsonHubProtocol;
 pub use message::{
-    CancelInvocationMessage, CloseMessage, CompletionMessage, CompletionResult, Headers,
-    HubMessage, InvocationMessage, StreamItemMessage,
+    CancelInvocationMessage, CloseMessage, CompletionMessage, CompletionResult, Headers, HubMessage, InvocationMessage, StreamItemMessage,
 };
 pub use msgpack::MessagePackHubProtocol;
 pub use protocol::{HubProtocol, TransferFormat};

@@ -11,10 +11,7 @@ use rmp::Marker;
 use crate::framing::{find_binary_frame, write_binary_frame};
 use crate::message::{CancelInvocationMessage, CompletionMessage, Headers, StreamItemMessage};
 use crate::value::{decode_msgpack_value, write_json_as_msgpack, write_msgpack_value};
-use crate::{
-    CloseMessage, CompletionResult, HubMessage, HubProtocol, InvocationMessage, ProtocolError,
-    TransferFormat, Value,
-};
+use crate::{CloseMessage, CompletionResult, HubMessage, HubProtocol, InvocationMessage, ProtocolError, TransferFormat, Value};
 
 /// Completion result kind: an error string follows.
 const RESULT_KIND_ERROR: u64 = 1;
@@ -58,11 +55,7 @@ impl HubProtocol for MessagePackHubProtocol {
         TransferFormat::Binary
     }
 
-    fn parse_message(
-        &self,
-        buf: &mut BytesMut,
-        max_message_size: usize,
-    ) -> Result<Option<HubMessage>, ProtocolError> {
+    fn parse_message(&self, buf: &mut BytesMut, max_message_size: usize) -> Result<Option<HubMessage>, ProtocolError> {
         loop {
             let Some(frame) = find_binary_frame(buf, max_message_size)? else {
                 return Ok(None);
@@ -99,25 +92,17 @@ impl<'a> Reader<'a> {
         let message_type = self.uint("message type")?;
         let need = |minimum: usize, name: &str| {
             if item_count < minimum {
-                Err(invalid(format!(
-                    "Invalid payload for {name} message: expected at least {minimum} items, got {item_count}"
-                )))
+                Err(invalid(format!("Invalid payload for {name} message: expected at least {minimum} items, got {item_count}")))
             } else {
                 Ok(())
             }
         };
         let message = match message_type {
             1 | 4 => {
-                let name = if message_type == 1 {
-                    "Invocation"
-                } else {
-                    "StreamInvocation"
-                };
+                let name = if message_type == 1 { "Invocation" } else { "StreamInvocation" };
                 need(5, name)?;
                 let headers = self.headers()?;
-                let invocation_id = self
-                    .optional_string("invocationId")?
-                    .filter(|id| !id.is_empty());
+                let invocation_id = self.optional_string("invocationId")?.filter(|id| !id.is_empty());
                 if message_type == 4 && invocation_id.is_none() {
                     return Err(ProtocolError::MissingField("invocationId"));
                 }
@@ -127,23 +112,9 @@ impl<'a> Reader<'a> {
                 for _ in 0..argument_count {
                     arguments.push(Value::MsgPack(self.value()?));
                 }
-                let stream_ids = if item_count > 5 {
-                    self.string_array("streamIds")?
-                } else {
-                    Vec::new()
-                };
-                let invocation = InvocationMessage {
-                    headers,
-                    invocation_id,
-                    target,
-                    arguments,
-                    stream_ids,
-                };
-                if message_type == 1 {
-                    HubMessage::Invocation(invocation)
-                } else {
-                    HubMessage::StreamInvocation(invocation)
-                }
+                let stream_ids = if item_count > 5 { self.string_array("streamIds")? } else { Vec::new() };
+                let invocation = InvocationMessage { headers, invocation_id, target, arguments, stream_ids };
+                if message_type == 1 { HubMessage::Invocation(invocation) } else { HubMessage::StreamInvocation(invocation) }
             }
             2 => {
                 need(4, "StreamItem")?;
@@ -171,11 +142,7 @@ impl<'a> Reader<'a> {
                         return Err(invalid(format!("Invalid invocation result kind {other}.")));
                     }
                 };
-                HubMessage::Completion(CompletionMessage {
-                    headers,
-                    invocation_id,
-                    result,
-                })
+                HubMessage::Completion(CompletionMessage { headers, invocation_id, result })
             }
             5 => {
                 need(3, "CancelInvocation")?;
@@ -188,24 +155,13 @@ impl<'a> Reader<'a> {
             7 => {
                 need(2, "Close")?;
                 let error = self.optional_string("error")?;
-                let allow_reconnect = if item_count > 2 {
-                    self.bool("allowReconnect")?
-                } else {
-                    false
-                };
-                HubMessage::Close(CloseMessage {
-                    error,
-                    allow_reconnect,
-                })
+                let allow_reconnect = if item_count > 2 { self.bool("allowReconnect")? } else { false };
+                HubMessage::Close(CloseMessage { error, allow_reconnect })
             }
             8 | 9 => {
                 need(2, if message_type == 8 { "Ack" } else { "Sequence" })?;
                 let sequence_id = self.uint("sequenceId")?;
-                if message_type == 8 {
-                    HubMessage::Ack { sequence_id }
-                } else {
-                    HubMessage::Sequence { sequence_id }
-                }
+                if message_type == 8 { HubMessage::Ack { sequence_id } } else { HubMessage::Sequence { sequence_id } }
             }
             _ => return Ok(None),
         };
@@ -217,45 +173,27 @@ impl<'a> Reader<'a> {
     }
 
     fn array_len(&mut self, field: &'static str) -> Result<usize, ProtocolError> {
-        let len =
-            rmp::decode::read_array_len(&mut self.input).map_err(|_| ProtocolError::WrongType {
-                field,
-                expected: "an array",
-            })?;
+        let len = rmp::decode::read_array_len(&mut self.input).map_err(|_| ProtocolError::WrongType { field, expected: "an array" })?;
         Ok(len as usize)
     }
 
     fn uint(&mut self, field: &'static str) -> Result<u64, ProtocolError> {
-        rmp::decode::read_int::<u64, _>(&mut self.input).map_err(|_| ProtocolError::WrongType {
-            field,
-            expected: "a non-negative integer",
-        })
+        rmp::decode::read_int::<u64, _>(&mut self.input).map_err(|_| ProtocolError::WrongType { field, expected: "a non-negative integer" })
     }
 
     fn bool(&mut self, field: &'static str) -> Result<bool, ProtocolError> {
-        rmp::decode::read_bool(&mut self.input).map_err(|_| ProtocolError::WrongType {
-            field,
-            expected: "a boolean",
-        })
+        rmp::decode::read_bool(&mut self.input).map_err(|_| ProtocolError::WrongType { field, expected: "a boolean" })
     }
 
     fn string(&mut self, field: &'static str) -> Result<String, ProtocolError> {
         let len =
-            rmp::decode::read_str_len(&mut self.input).map_err(|_| ProtocolError::WrongType {
-                field,
-                expected: "a string",
-            })? as usize;
+            rmp::decode::read_str_len(&mut self.input).map_err(|_| ProtocolError::WrongType { field, expected: "a string" })? as usize;
         if self.input.len() < len {
             return Err(invalid(format!("'{field}' is truncated")));
         }
         let (bytes, rest) = self.input.split_at(len);
         self.input = rest;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| ProtocolError::WrongType {
-                field,
-                expected: "a UTF-8 string",
-            })
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| ProtocolError::WrongType { field, expected: "a UTF-8 string" })
     }
 
     fn optional_string(&mut self, field: &'static str) -> Result<Option<String>, ProtocolError> {
@@ -277,10 +215,7 @@ impl<'a> Reader<'a> {
 
     fn headers(&mut self) -> Result<Headers, ProtocolError> {
         let len =
-            rmp::decode::read_map_len(&mut self.input).map_err(|_| ProtocolError::WrongType {
-                field: "headers",
-                expected: "a map",
-            })?;
+            rmp::decode::read_map_len(&mut self.input).map_err(|_| ProtocolError::WrongType { field: "headers", expected: "a map" })?;
         let mut headers = Headers::new();
         for _ in 0..len {
             let key = self.string("headers")?;
@@ -363,11 +298,7 @@ fn write_body(message: &HubMessage, out: &mut Vec<u8>) {
             let _ = rmp::encode::write_bool(out, close.allow_reconnect);
         }
         HubMessage::Ack { sequence_id } | HubMessage::Sequence { sequence_id } => {
-            let kind = if matches!(message, HubMessage::Ack { .. }) {
-                8
-            } else {
-                9
-            };
+            let kind = if matches!(message, HubMessage::Ack { .. }) { 8 } else { 9 };
             let _ = rmp::encode::write_array_len(out, 2);
             let _ = rmp::encode::write_uint(out, kind);
             let _ = rmp::encode::write_uint(out, *sequence_id);
@@ -379,11 +310,7 @@ fn write_invocation(message_type: u64, invocation: &InvocationMessage, out: &mut
     let _ = rmp::encode::write_array_len(out, 6);
     let _ = rmp::encode::write_uint(out, message_type);
     write_headers(&invocation.headers, out);
-    match invocation
-        .invocation_id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-    {
+    match invocation.invocation_id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => {
             let _ = rmp::encode::write_str(out, id);
         }

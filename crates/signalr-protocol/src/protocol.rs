@@ -40,11 +40,7 @@ pub trait HubProtocol: Send + Sync + std::fmt::Debug + 'static {
     /// Returns `Ok(None)` when `buf` holds no complete message yet. Messages of an unknown type
     /// are skipped (their bytes removed) and parsing continues with the next one. A message
     /// larger than `max_message_size` bytes is an error, detected as soon as its size is known.
-    fn parse_message(
-        &self,
-        buf: &mut BytesMut,
-        max_message_size: usize,
-    ) -> Result<Option<HubMessage>, ProtocolError>;
+    fn parse_message(&self, buf: &mut BytesMut, max_message_size: usize) -> Result<Option<HubMessage>, ProtocolError>;
     /// Appends `message`, framed (RS-terminated JSON or varint-prefixed MessagePack), to `out`.
     fn write_message(&self, message: &HubMessage, out: &mut Vec<u8>) -> Result<(), ProtocolError>;
 }

@@ -6,10 +6,7 @@
 use std::fmt;
 
 use rmpv::Value;
-use serde::de::{
-    self, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess, VariantAccess,
-    Visitor,
-};
+use serde::de::{self, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde::ser::{self, Serialize};
 
 use crate::serde_helpers::MSGPACK_EXT_STRUCT_NAME;
@@ -87,9 +84,7 @@ impl ser::Serializer for ValueSerializer {
         if let Ok(v) = i64::try_from(v) {
             Ok(Value::from(v))
         } else {
-            u64::try_from(v)
-                .map(Value::from)
-                .map_err(|_| Error(format!("{v} does not fit in 64 bits")))
+            u64::try_from(v).map(Value::from).map_err(|_| Error(format!("{v} does not fit in 64 bits")))
         }
     }
     fn serialize_u8(self, v: u8) -> Result<Value, Error> {
@@ -105,9 +100,7 @@ impl ser::Serializer for ValueSerializer {
         Ok(Value::from(v))
     }
     fn serialize_u128(self, v: u128) -> Result<Value, Error> {
-        u64::try_from(v)
-            .map(Value::from)
-            .map_err(|_| Error(format!("{v} does not fit in 64 bits")))
+        u64::try_from(v).map(Value::from).map_err(|_| Error(format!("{v} does not fit in 64 bits")))
     }
     fn serialize_f32(self, v: f32) -> Result<Value, Error> {
         Ok(Value::F32(v))
@@ -136,19 +129,10 @@ impl ser::Serializer for ValueSerializer {
     fn serialize_unit_struct(self, _name: &'static str) -> Result<Value, Error> {
         Ok(Value::Array(Vec::new()))
     }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> Result<Value, Error> {
+    fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<Value, Error> {
         Ok(Value::from(variant))
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        name: &'static str,
-        value: &T,
-    ) -> Result<Value, Error> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<Value, Error> {
         if name != MSGPACK_EXT_STRUCT_NAME {
             return value.serialize(self);
         }
@@ -156,10 +140,8 @@ impl ser::Serializer for ValueSerializer {
         match value.serialize(self)? {
             Value::Array(items) => match <[Value; 2]>::try_from(items) {
                 Ok([Value::Integer(kind), Value::Binary(data)]) => {
-                    let kind = kind
-                        .as_i64()
-                        .and_then(|k| i8::try_from(k).ok())
-                        .ok_or_else(|| Error("extension type out of range".into()))?;
+                    let kind =
+                        kind.as_i64().and_then(|k| i8::try_from(k).ok()).ok_or_else(|| Error("extension type out of range".into()))?;
                     Ok(Value::Ext(kind, data))
                 }
                 _ => Err(Error("an extension is (i8, bytes)".into())),
@@ -177,55 +159,25 @@ impl ser::Serializer for ValueSerializer {
         Ok(variant_map(variant, value.serialize(self)?))
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<SerializeArray, Error> {
-        Ok(SerializeArray {
-            items: Vec::with_capacity(len.unwrap_or(0).min(4096)),
-            variant: None,
-        })
+        Ok(SerializeArray { items: Vec::with_capacity(len.unwrap_or(0).min(4096)), variant: None })
     }
     fn serialize_tuple(self, len: usize) -> Result<SerializeArray, Error> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        len: usize,
-    ) -> Result<SerializeArray, Error> {
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<SerializeArray, Error> {
         self.serialize_seq(Some(len))
     }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<SerializeArray, Error> {
-        Ok(SerializeArray {
-            items: Vec::with_capacity(len.min(4096)),
-            variant: Some(variant),
-        })
+    fn serialize_tuple_variant(self, _name: &'static str, _index: u32, variant: &'static str, len: usize) -> Result<SerializeArray, Error> {
+        Ok(SerializeArray { items: Vec::with_capacity(len.min(4096)), variant: Some(variant) })
     }
     fn serialize_map(self, len: Option<usize>) -> Result<SerializeMap, Error> {
-        Ok(SerializeMap {
-            entries: Vec::with_capacity(len.unwrap_or(0).min(4096)),
-            next_key: None,
-            variant: None,
-        })
+        Ok(SerializeMap { entries: Vec::with_capacity(len.unwrap_or(0).min(4096)), next_key: None, variant: None })
     }
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<SerializeMap, Error> {
         self.serialize_map(Some(len))
     }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<SerializeMap, Error> {
-        Ok(SerializeMap {
-            entries: Vec::with_capacity(len.min(4096)),
-            next_key: None,
-            variant: Some(variant),
-        })
+    fn serialize_struct_variant(self, _name: &'static str, _index: u32, variant: &'static str, len: usize) -> Result<SerializeMap, Error> {
+        Ok(SerializeMap { entries: Vec::with_capacity(len.min(4096)), next_key: None, variant: Some(variant) })
     }
 }
 
@@ -313,10 +265,7 @@ impl ser::SerializeMap for SerializeMap {
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let key = self
-            .next_key
-            .take()
-            .ok_or_else(|| Error("a map value without a key".into()))?;
+        let key = self.next_key.take().ok_or_else(|| Error("a map value without a key".into()))?;
         self.entries.push((key, value.serialize(ValueSerializer)?));
         Ok(())
     }
@@ -328,13 +277,8 @@ impl ser::SerializeMap for SerializeMap {
 impl ser::SerializeStruct for SerializeMap {
     type Ok = Value;
     type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.entries
-            .push((Value::from(key), value.serialize(ValueSerializer)?));
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        self.entries.push((Value::from(key), value.serialize(ValueSerializer)?));
         Ok(())
     }
     fn end(self) -> Result<Value, Error> {
@@ -345,11 +289,7 @@ impl ser::SerializeStruct for SerializeMap {
 impl ser::SerializeStructVariant for SerializeMap {
     type Ok = Value;
     type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
         ser::SerializeStruct::serialize_field(self, key, value)
     }
     fn end(self) -> Result<Value, Error> {
@@ -384,10 +324,7 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
             },
             Value::Binary(bytes) => visitor.visit_borrowed_bytes(bytes),
             Value::Array(items) => visitor.visit_seq(Items(items.iter())),
-            Value::Map(entries) => visitor.visit_map(Entries {
-                entries: entries.iter(),
-                value: None,
-            }),
+            Value::Map(entries) => visitor.visit_map(Entries { entries: entries.iter(), value: None }),
             Value::Ext(kind, data) => visitor.visit_newtype_struct(ExtDeserializer(*kind, data)),
         }
     }
@@ -399,26 +336,16 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Error> {
         match self.0 {
             Value::Array(items) if items.is_empty() => visitor.visit_unit(),
             _ => self.deserialize_any(visitor),
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
         match self.0 {
-            Value::Ext(kind, data) if name == MSGPACK_EXT_STRUCT_NAME => {
-                visitor.visit_newtype_struct(ExtDeserializer(*kind, data))
-            }
+            Value::Ext(kind, data) if name == MSGPACK_EXT_STRUCT_NAME => visitor.visit_newtype_struct(ExtDeserializer(*kind, data)),
             _ => visitor.visit_newtype_struct(self),
         }
     }
@@ -438,13 +365,8 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer<'de> {
                 Some(index) => visitor.visit_enum(index.into_deserializer()),
                 None => Err(Error("an enum variant index out of range".into())),
             },
-            Value::Map(entries) if entries.len() == 1 => visitor.visit_enum(Variant {
-                name: &entries[0].0,
-                value: &entries[0].1,
-            }),
-            _ => Err(Error(
-                "an enum is a variant name or a map of one entry".into(),
-            )),
+            Value::Map(entries) if entries.len() == 1 => visitor.visit_enum(Variant { name: &entries[0].0, value: &entries[0].1 }),
+            _ => Err(Error("an enum is a variant name or a map of one entry".into())),
         }
     }
 
@@ -462,14 +384,8 @@ struct Items<'de>(std::slice::Iter<'de, Value>);
 
 impl<'de> SeqAccess<'de> for Items<'de> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
-        self.0
-            .next()
-            .map(|item| seed.deserialize(ValueDeserializer(item)))
-            .transpose()
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        self.0.next().map(|item| seed.deserialize(ValueDeserializer(item))).transpose()
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.0.len())
@@ -483,10 +399,7 @@ struct Entries<'de> {
 
 impl<'de> MapAccess<'de> for Entries<'de> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         match self.entries.next() {
             Some((key, value)) => {
                 self.value = Some(value);
@@ -496,10 +409,7 @@ impl<'de> MapAccess<'de> for Entries<'de> {
         }
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let value = self
-            .value
-            .take()
-            .ok_or_else(|| Error("a map value without a key".into()))?;
+        let value = self.value.take().ok_or_else(|| Error("a map value without a key".into()))?;
         seed.deserialize(ValueDeserializer(value))
     }
     fn size_hint(&self) -> Option<usize> {
@@ -535,20 +445,11 @@ struct ExtParts<'de> {
 
 impl<'de> SeqAccess<'de> for ExtParts<'de> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         self.next += 1;
         match self.next {
-            1 => seed
-                .deserialize(de::value::I8Deserializer::<Error>::new(self.ext.0))
-                .map(Some),
-            2 => seed
-                .deserialize(de::value::BorrowedBytesDeserializer::<Error>::new(
-                    self.ext.1,
-                ))
-                .map(Some),
+            1 => seed.deserialize(de::value::I8Deserializer::<Error>::new(self.ext.0)).map(Some),
+            2 => seed.deserialize(de::value::BorrowedBytesDeserializer::<Error>::new(self.ext.1)).map(Some),
             _ => Ok(None),
         }
     }
@@ -566,10 +467,7 @@ struct Variant<'de> {
 impl<'de> EnumAccess<'de> for Variant<'de> {
     type Error = Error;
     type Variant = ValueDeserializer<'de>;
-    fn variant_seed<S: DeserializeSeed<'de>>(
-        self,
-        seed: S,
-    ) -> Result<(S::Value, Self::Variant), Error> {
+    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self::Variant), Error> {
         let variant = seed.deserialize(ValueDeserializer(self.name))?;
         Ok((variant, ValueDeserializer(self.value)))
     }
@@ -590,11 +488,7 @@ impl<'de> VariantAccess<'de> for ValueDeserializer<'de> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
         de::Deserializer::deserialize_any(self, visitor)
     }
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
         de::Deserializer::deserialize_any(self, visitor)
     }
 }

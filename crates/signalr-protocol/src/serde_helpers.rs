@@ -72,10 +72,7 @@ impl<'de> Visitor<'de> for AnyBytesVisitor {
         Ok(AnyBytes(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<AnyBytes, E> {
-        base64::engine::general_purpose::STANDARD
-            .decode(v)
-            .map(AnyBytes)
-            .map_err(|e| E::custom(format!("invalid base64: {e}")))
+        base64::engine::general_purpose::STANDARD.decode(v).map(AnyBytes).map_err(|e| E::custom(format!("invalid base64: {e}")))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyBytes, A::Error> {
         let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
@@ -116,11 +113,7 @@ pub fn format_iso8601(instant: &DateTime<Utc>) -> String {
     match text.rfind('.') {
         Some(dot) => {
             let fraction = text[dot + 1..text.len() - 1].trim_end_matches('0');
-            if fraction.is_empty() {
-                format!("{}Z", &text[..dot])
-            } else {
-                format!("{}.{}Z", &text[..dot], fraction)
-            }
+            if fraction.is_empty() { format!("{}Z", &text[..dot]) } else { format!("{}.{}Z", &text[..dot], fraction) }
         }
         None => text,
     }
@@ -146,9 +139,7 @@ pub fn encode_timestamp_ext(instant: &DateTime<Utc>) -> Vec<u8> {
         if nanos == 0 && seconds <= i64::from(u32::MAX) {
             (seconds as u32).to_be_bytes().to_vec()
         } else {
-            ((u64::from(nanos) << 34) | seconds as u64)
-                .to_be_bytes()
-                .to_vec()
+            ((u64::from(nanos) << 34) | seconds as u64).to_be_bytes().to_vec()
         }
     } else {
         let mut data = Vec::with_capacity(12);
@@ -161,10 +152,7 @@ pub fn encode_timestamp_ext(instant: &DateTime<Utc>) -> Vec<u8> {
 /// Decodes the data of a MessagePack timestamp extension (4, 8 or 12 bytes).
 pub fn decode_timestamp_ext(data: &[u8]) -> Result<DateTime<Utc>, ProtocolError> {
     let (seconds, nanos) = match data.len() {
-        4 => (
-            i64::from(u32::from_be_bytes([data[0], data[1], data[2], data[3]])),
-            0,
-        ),
+        4 => (i64::from(u32::from_be_bytes([data[0], data[1], data[2], data[3]])), 0),
         8 => {
             let mut raw = [0u8; 8];
             raw.copy_from_slice(data);
@@ -178,18 +166,13 @@ pub fn decode_timestamp_ext(data: &[u8]) -> Result<DateTime<Utc>, ProtocolError>
             (i64::from_be_bytes(raw), nanos)
         }
         other => {
-            return Err(ProtocolError::Value(format!(
-                "a MessagePack timestamp has 4, 8 or 12 bytes, not {other}"
-            )));
+            return Err(ProtocolError::Value(format!("a MessagePack timestamp has 4, 8 or 12 bytes, not {other}")));
         }
     };
     if nanos >= 1_000_000_000 {
-        return Err(ProtocolError::Value(format!(
-            "timestamp nanoseconds {nanos} out of range"
-        )));
+        return Err(ProtocolError::Value(format!("timestamp nanoseconds {nanos} out of range")));
     }
-    DateTime::from_timestamp(seconds, nanos)
-        .ok_or_else(|| ProtocolError::Value(format!("timestamp {seconds}s out of range")))
+    DateTime::from_timestamp(seconds, nanos).ok_or_else(|| ProtocolError::Value(format!("timestamp {seconds}s out of range")))
 }
 
 impl Serialize for Timestamp {
@@ -198,10 +181,7 @@ impl Serialize for Timestamp {
             serializer.serialize_str(&format_iso8601(&self.0))
         } else {
             let data = encode_timestamp_ext(&self.0);
-            serializer.serialize_newtype_struct(
-                MSGPACK_EXT_STRUCT_NAME,
-                &(TIMESTAMP_EXT_TYPE, RawBytes(&data)),
-            )
+            serializer.serialize_newtype_struct(MSGPACK_EXT_STRUCT_NAME, &(TIMESTAMP_EXT_TYPE, RawBytes(&data)))
         }
     }
 }
@@ -221,30 +201,18 @@ impl<'de> Visitor<'de> for TimestampVisitor {
         // rmp_serde presents an extension as a newtype around `(type, data)`.
         let (kind, data) = <(i8, AnyBytes)>::deserialize(d)?;
         if kind != TIMESTAMP_EXT_TYPE {
-            return Err(de::Error::custom(format!(
-                "expected the timestamp extension type -1, got {kind}"
-            )));
+            return Err(de::Error::custom(format!("expected the timestamp extension type -1, got {kind}")));
         }
-        decode_timestamp_ext(&data.0)
-            .map(Timestamp)
-            .map_err(de::Error::custom)
+        decode_timestamp_ext(&data.0).map(Timestamp).map_err(de::Error::custom)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Timestamp, A::Error> {
         // Some deserializers present an extension directly as the `(type, data)` sequence.
-        let kind: i8 = seq
-            .next_element()?
-            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-        let data: AnyBytes = seq
-            .next_element()?
-            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        let kind: i8 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let data: AnyBytes = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
         if kind != TIMESTAMP_EXT_TYPE {
-            return Err(de::Error::custom(format!(
-                "expected the timestamp extension type -1, got {kind}"
-            )));
+            return Err(de::Error::custom(format!("expected the timestamp extension type -1, got {kind}")));
         }
-        decode_timestamp_ext(&data.0)
-            .map(Timestamp)
-            .map_err(de::Error::custom)
+        decode_timestamp_ext(&data.0).map(Timestamp).map_err(de::Error::custom)
     }
 }
 

@@ -66,17 +66,10 @@ impl Value {
     /// `rmp_serde::to_vec_named`, built directly as an `rmpv::Value`: structs become maps keyed
     /// by field name (like .NET's contractless resolver), unit enum variants strings, bytes
     /// `bin`, timestamps the extension type −1; it is not human-readable.
-    pub fn from_serialize<T: serde::Serialize + ?Sized>(
-        kind: ValueKind,
-        value: &T,
-    ) -> Result<Self, ProtocolError> {
+    pub fn from_serialize<T: serde::Serialize + ?Sized>(kind: ValueKind, value: &T) -> Result<Self, ProtocolError> {
         match kind {
-            ValueKind::Json => serde_json::to_value(value)
-                .map(Value::Json)
-                .map_err(|e| ProtocolError::Value(e.to_string())),
-            ValueKind::MsgPack => crate::rmpv_serde::to_value(value)
-                .map(Value::MsgPack)
-                .map_err(|e| ProtocolError::Value(e.to_string())),
+            ValueKind::Json => serde_json::to_value(value).map(Value::Json).map_err(|e| ProtocolError::Value(e.to_string())),
+            ValueKind::MsgPack => crate::rmpv_serde::to_value(value).map(Value::MsgPack).map_err(|e| ProtocolError::Value(e.to_string())),
         }
     }
 
@@ -88,11 +81,8 @@ impl Value {
     /// it would from the wire bytes of that protocol.
     pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ProtocolError> {
         match self {
-            Value::Json(value) => {
-                T::deserialize(value).map_err(|e| ProtocolError::Value(e.to_string()))
-            }
-            Value::MsgPack(value) => crate::rmpv_serde::from_value(value)
-                .map_err(|e| ProtocolError::Value(e.to_string())),
+            Value::Json(value) => T::deserialize(value).map_err(|e| ProtocolError::Value(e.to_string())),
+            Value::MsgPack(value) => crate::rmpv_serde::from_value(value).map_err(|e| ProtocolError::Value(e.to_string())),
         }
     }
 
@@ -149,14 +139,10 @@ pub fn json_to_msgpack(value: &serde_json::Value) -> rmpv::Value {
             }
         }
         serde_json::Value::String(s) => rmpv::Value::from(s.as_str()),
-        serde_json::Value::Array(items) => {
-            rmpv::Value::Array(items.iter().map(json_to_msgpack).collect())
+        serde_json::Value::Array(items) => rmpv::Value::Array(items.iter().map(json_to_msgpack).collect()),
+        serde_json::Value::Object(map) => {
+            rmpv::Value::Map(map.iter().map(|(k, v)| (rmpv::Value::from(k.as_str()), json_to_msgpack(v))).collect())
         }
-        serde_json::Value::Object(map) => rmpv::Value::Map(
-            map.iter()
-                .map(|(k, v)| (rmpv::Value::from(k.as_str()), json_to_msgpack(v)))
-                .collect(),
-        ),
     }
 }
 
@@ -182,33 +168,21 @@ pub fn msgpack_to_json(value: &rmpv::Value) -> Result<serde_json::Value, Protoco
         rmpv::Value::String(s) => match s.as_str() {
             Some(text) => serde_json::Value::String(text.to_owned()),
             None => {
-                return Err(ProtocolError::Value(
-                    "a MessagePack string is not valid UTF-8".into(),
-                ));
+                return Err(ProtocolError::Value("a MessagePack string is not valid UTF-8".into()));
             }
         },
-        rmpv::Value::Binary(bytes) => {
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-        }
-        rmpv::Value::Array(items) => serde_json::Value::Array(
-            items
-                .iter()
-                .map(msgpack_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
+        rmpv::Value::Binary(bytes) => serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        rmpv::Value::Array(items) => serde_json::Value::Array(items.iter().map(msgpack_to_json).collect::<Result<_, _>>()?),
         rmpv::Value::Map(entries) => {
             let mut map = serde_json::Map::with_capacity(entries.len());
             for (key, value) in entries {
                 let key = match key {
-                    rmpv::Value::String(s) => s
-                        .as_str()
-                        .ok_or_else(|| ProtocolError::Value("a map key is not valid UTF-8".into()))?
-                        .to_owned(),
+                    rmpv::Value::String(s) => {
+                        s.as_str().ok_or_else(|| ProtocolError::Value("a map key is not valid UTF-8".into()))?.to_owned()
+                    }
                     rmpv::Value::Integer(i) => i.to_string(),
                     _ => {
-                        return Err(ProtocolError::Value(
-                            "a MessagePack map key is neither a string nor an integer".into(),
-                        ));
+                        return Err(ProtocolError::Value("a MessagePack map key is neither a string nor an integer".into()));
                     }
                 };
                 map.insert(key, msgpack_to_json(value)?);
@@ -220,9 +194,7 @@ pub fn msgpack_to_json(value: &rmpv::Value) -> Result<serde_json::Value, Protoco
             serde_json::Value::String(crate::serde_helpers::format_iso8601(&timestamp))
         }
         rmpv::Value::Ext(kind, _) => {
-            return Err(ProtocolError::Value(format!(
-                "MessagePack extension type {kind} has no JSON form"
-            )));
+            return Err(ProtocolError::Value(format!("MessagePack extension type {kind} has no JSON form")));
         }
     })
 }
@@ -236,8 +208,7 @@ fn float_to_json(f: f64) -> Result<serde_json::Value, ProtocolError> {
 /// Decodes one MessagePack value from the front of `input`, advancing it; any width of every
 /// type is accepted, nesting is limited to [`MAX_MSGPACK_DEPTH`].
 pub fn decode_msgpack_value(input: &mut &[u8]) -> Result<rmpv::Value, ProtocolError> {
-    rmpv::decode::read_value_with_max_depth(input, MAX_MSGPACK_DEPTH)
-        .map_err(|e| ProtocolError::MessagePack(e.to_string()))
+    rmpv::decode::read_value_with_max_depth(input, MAX_MSGPACK_DEPTH).map_err(|e| ProtocolError::MessagePack(e.to_string()))
 }
 
 /// Appends a MessagePack value, integers and lengths in their shortest form.
@@ -292,9 +263,9 @@ impl serde::Serialize for Value {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Value::Json(value) => value.serialize(serializer),
-            Value::MsgPack(value) if serializer.is_human_readable() => msgpack_to_json(value)
-                .map_err(S::Error::custom)?
-                .serialize(serializer),
+            Value::MsgPack(value) if serializer.is_human_readable() => {
+                msgpack_to_json(value).map_err(S::Error::custom)?.serialize(serializer)
+            }
             Value::MsgPack(value) => value.serialize(serializer),
         }
     }

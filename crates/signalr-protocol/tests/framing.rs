@@ -1,10 +1,7 @@
 //! Record-separator and varint framing.
 
 use signalr_protocol::ProtocolError;
-use signalr_protocol::framing::{
-    Frame, encode_varint, find_binary_frame, find_text_frame, read_varint, write_binary_frame,
-    write_varint,
-};
+use signalr_protocol::framing::{Frame, encode_varint, find_binary_frame, find_text_frame, read_varint, write_binary_frame, write_varint};
 
 #[test]
 fn varint_vectors() {
@@ -27,35 +24,16 @@ fn varint_vectors() {
         }
     }
     let mut prefix = [0u8; 5];
-    assert!(matches!(
-        encode_varint(0x8000_0000, &mut prefix),
-        Err(ProtocolError::LengthPrefixTooLarge)
-    ));
-    assert!(matches!(
-        read_varint(&[0xff, 0xff, 0xff, 0xff, 0x08]),
-        Err(ProtocolError::LengthPrefixTooLarge)
-    ));
-    assert!(matches!(
-        read_varint(&[0x80, 0x80, 0x80, 0x80, 0xff]),
-        Err(ProtocolError::LengthPrefixTooLarge)
-    ));
+    assert!(matches!(encode_varint(0x8000_0000, &mut prefix), Err(ProtocolError::LengthPrefixTooLarge)));
+    assert!(matches!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0x08]), Err(ProtocolError::LengthPrefixTooLarge)));
+    assert!(matches!(read_varint(&[0x80, 0x80, 0x80, 0x80, 0xff]), Err(ProtocolError::LengthPrefixTooLarge)));
 }
 
 #[test]
 fn binary_frames() {
     assert_eq!(find_binary_frame(&[0x02, 0x91], 10).unwrap(), None);
-    assert_eq!(
-        find_binary_frame(&[0x02, 0x91, 0x06, 0x02], 10).unwrap(),
-        Some(Frame {
-            payload_start: 1,
-            payload_end: 3,
-            frame_len: 3
-        })
-    );
-    assert!(matches!(
-        find_binary_frame(&[0x0b], 10),
-        Err(ProtocolError::MessageTooLarge { max: 10 })
-    ));
+    assert_eq!(find_binary_frame(&[0x02, 0x91, 0x06, 0x02], 10).unwrap(), Some(Frame { payload_start: 1, payload_end: 3, frame_len: 3 }));
+    assert!(matches!(find_binary_frame(&[0x0b], 10), Err(ProtocolError::MessageTooLarge { max: 10 })));
     for size in [0usize, 1, 127, 128, 300, 20_000] {
         let mut out = vec![0xaa];
         write_binary_frame(&mut out, |out| {
@@ -81,21 +59,8 @@ fn binary_frames() {
 #[test]
 fn text_frames() {
     assert_eq!(find_text_frame(b"{}", 10).unwrap(), None);
-    assert_eq!(
-        find_text_frame(b"{}\x1e{", 10).unwrap(),
-        Some(Frame {
-            payload_start: 0,
-            payload_end: 2,
-            frame_len: 3
-        })
-    );
-    assert!(matches!(
-        find_text_frame(b"01234567890", 10),
-        Err(ProtocolError::MessageTooLarge { max: 10 })
-    ));
-    assert!(matches!(
-        find_text_frame(b"01234567890\x1e", 10),
-        Err(ProtocolError::MessageTooLarge { max: 10 })
-    ));
+    assert_eq!(find_text_frame(b"{}\x1e{", 10).unwrap(), Some(Frame { payload_start: 0, payload_end: 2, frame_len: 3 }));
+    assert!(matches!(find_text_frame(b"01234567890", 10), Err(ProtocolError::MessageTooLarge { max: 10 })));
+    assert!(matches!(find_text_frame(b"01234567890\x1e", 10), Err(ProtocolError::MessageTooLarge { max: 10 })));
     assert!(find_text_frame(b"0123456789\x1e", 10).unwrap().is_some());
 }

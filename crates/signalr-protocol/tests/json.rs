@@ -7,8 +7,8 @@ use common::{parse_all, parse_one, write};
 use serde_json::json;
 use signalr_protocol::message::{CancelInvocationMessage, CompletionMessage, StreamItemMessage};
 use signalr_protocol::{
-    CloseMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage,
-    JsonHubProtocol, ProtocolError, TransferFormat, Value,
+    CloseMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage, JsonHubProtocol, ProtocolError, TransferFormat,
+    Value,
 };
 
 const JSON: JsonHubProtocol = JsonHubProtocol;
@@ -24,11 +24,7 @@ fn invocation(id: Option<&str>, target: &str, args: Vec<serde_json::Value>) -> I
 }
 
 fn completion(id: &str, result: CompletionResult) -> HubMessage {
-    HubMessage::Completion(CompletionMessage {
-        headers: Headers::new(),
-        invocation_id: id.to_owned(),
-        result,
-    })
+    HubMessage::Completion(CompletionMessage { headers: Headers::new(), invocation_id: id.to_owned(), result })
 }
 
 #[test]
@@ -54,10 +50,7 @@ fn parses_the_js_client_examples_with_type_last() {
         ),
         (
             "{\"arguments\":[],\"invocationId\":\"1\",\"streamIds\":[\"2\"],\"target\":\"StreamingConcat\",\"type\":1}\x1e",
-            HubMessage::Invocation(InvocationMessage {
-                stream_ids: vec!["2".into()],
-                ..invocation(Some("1"), "StreamingConcat", vec![])
-            }),
+            HubMessage::Invocation(InvocationMessage { stream_ids: vec!["2".into()], ..invocation(Some("1"), "StreamingConcat", vec![]) }),
         ),
         (
             "{\"invocationId\":\"2\",\"item\":\"Hello \",\"type\":2}\x1e",
@@ -67,10 +60,7 @@ fn parses_the_js_client_examples_with_type_last() {
                 item: Value::Json(json!("Hello ")),
             }),
         ),
-        (
-            "{\"invocationId\":\"2\",\"type\":3}\x1e",
-            completion("2", CompletionResult::Void),
-        ),
+        ("{\"invocationId\":\"2\",\"type\":3}\x1e", completion("2", CompletionResult::Void)),
         (
             "{\"error\":\"Something bad\",\"invocationId\":\"2\",\"type\":3}\x1e",
             completion("2", CompletionResult::Error("Something bad".into())),
@@ -81,35 +71,16 @@ fn parses_the_js_client_examples_with_type_last() {
         ),
         (
             "{\"invocationId\":\"3\",\"type\":5}\x1e",
-            HubMessage::CancelInvocation(CancelInvocationMessage {
-                headers: Headers::new(),
-                invocation_id: "3".into(),
-            }),
+            HubMessage::CancelInvocation(CancelInvocationMessage { headers: Headers::new(), invocation_id: "3".into() }),
         ),
         ("{\"type\":6}\x1e", HubMessage::Ping),
-        (
-            "{\"type\":7}\x1e",
-            HubMessage::Close(CloseMessage::default()),
-        ),
-        (
-            "{\"sequenceId\":5,\"type\":8}\x1e",
-            HubMessage::Ack { sequence_id: 5 },
-        ),
-        (
-            "{\"sequenceId\":5,\"type\":9}\x1e",
-            HubMessage::Sequence { sequence_id: 5 },
-        ),
-        (
-            "{\"invocationId\":\"s7\",\"result\":10,\"type\":3}\x1e",
-            completion("s7", CompletionResult::Result(Value::Json(json!(10)))),
-        ),
+        ("{\"type\":7}\x1e", HubMessage::Close(CloseMessage::default())),
+        ("{\"sequenceId\":5,\"type\":8}\x1e", HubMessage::Ack { sequence_id: 5 }),
+        ("{\"sequenceId\":5,\"type\":9}\x1e", HubMessage::Sequence { sequence_id: 5 }),
+        ("{\"invocationId\":\"s7\",\"result\":10,\"type\":3}\x1e", completion("s7", CompletionResult::Result(Value::Json(json!(10))))),
     ];
     for (text, expected) in cases {
-        assert_eq!(
-            parse_one(&JSON, text.as_bytes()).unwrap(),
-            expected,
-            "{text}"
-        );
+        assert_eq!(parse_one(&JSON, text.as_bytes()).unwrap(), expected, "{text}");
     }
 }
 
@@ -119,11 +90,7 @@ fn the_js_examples_arrive_concatenated_in_one_payload() {
     let messages = parse_all(&JSON, payload.as_bytes(), 1024).unwrap();
     assert_eq!(
         messages,
-        vec![
-            HubMessage::Ping,
-            HubMessage::Invocation(invocation(None, "Echo", vec![json!("hi")])),
-            HubMessage::Ack { sequence_id: 5 }
-        ]
+        vec![HubMessage::Ping, HubMessage::Invocation(invocation(None, "Echo", vec![json!("hi")])), HubMessage::Ack { sequence_id: 5 }]
     );
 }
 
@@ -131,41 +98,22 @@ fn the_js_examples_arrive_concatenated_in_one_payload() {
 fn writes_the_redis_golden_vectors() {
     // redis-backplane-wire.md §8.2: InvocationMessage("target", []).
     let message = HubMessage::Invocation(invocation(None, "target", vec![]));
-    assert_eq!(
-        write(&JSON, &message),
-        b"{\"type\":1,\"target\":\"target\",\"arguments\":[]}\x1e"
-    );
+    assert_eq!(write(&JSON, &message), b"{\"type\":1,\"target\":\"target\",\"arguments\":[]}\x1e");
     assert_eq!(write(&JSON, &message).len(), 44);
     // §8.3 (b): SendAllAsync("TenantCreated", ["t1"]).
     let message = HubMessage::Invocation(invocation(None, "TenantCreated", vec![json!("t1")]));
-    assert_eq!(
-        write(&JSON, &message),
-        b"{\"type\":1,\"target\":\"TenantCreated\",\"arguments\":[\"t1\"]}\x1e"
-    );
+    assert_eq!(write(&JSON, &message), b"{\"type\":1,\"target\":\"TenantCreated\",\"arguments\":[\"t1\"]}\x1e");
     // §8.3 (e): a client-result invocation carries its id between type and target.
-    let message = HubMessage::Invocation(invocation(
-        Some("hWUS7bmKU0SMZ3Xk7yW1vA"),
-        "GetMessage",
-        vec![],
-    ));
+    let message = HubMessage::Invocation(invocation(Some("hWUS7bmKU0SMZ3Xk7yW1vA"), "GetMessage", vec![]));
     assert_eq!(
         write(&JSON, &message),
         b"{\"type\":1,\"invocationId\":\"hWUS7bmKU0SMZ3Xk7yW1vA\",\"target\":\"GetMessage\",\"arguments\":[]}\x1e"
     );
     // §8.3 (f) and §8.1 JsonMessageForwarded: completions with a result.
-    let message = completion(
-        "hWUS7bmKU0SMZ3Xk7yW1vA",
-        CompletionResult::Result(Value::Json(json!("hi"))),
-    );
-    assert_eq!(
-        write(&JSON, &message),
-        b"{\"type\":3,\"invocationId\":\"hWUS7bmKU0SMZ3Xk7yW1vA\",\"result\":\"hi\"}\x1e"
-    );
+    let message = completion("hWUS7bmKU0SMZ3Xk7yW1vA", CompletionResult::Result(Value::Json(json!("hi"))));
+    assert_eq!(write(&JSON, &message), b"{\"type\":3,\"invocationId\":\"hWUS7bmKU0SMZ3Xk7yW1vA\",\"result\":\"hi\"}\x1e");
     let message = completion("1", CompletionResult::Result(Value::Json(json!(1))));
-    assert_eq!(
-        write(&JSON, &message),
-        b"{\"type\":3,\"invocationId\":\"1\",\"result\":1}\x1e"
-    );
+    assert_eq!(write(&JSON, &message), b"{\"type\":3,\"invocationId\":\"1\",\"result\":1}\x1e");
 }
 
 /// The Diquis TenantCreated payload of redis-backplane-wire.md §8.3 (c), in declaration order.
@@ -192,8 +140,7 @@ const TENANT_CREATED: TenantCreated = TenantCreated {
 
 #[test]
 fn writes_the_tenant_created_frame_with_fields_in_declaration_order() {
-    let argument =
-        Value::from_serialize(signalr_protocol::value::ValueKind::Json, &TENANT_CREATED).unwrap();
+    let argument = Value::from_serialize(signalr_protocol::value::ValueKind::Json, &TENANT_CREATED).unwrap();
     let mut message = invocation(None, "TenantCreated", vec![]);
     message.arguments.push(argument);
     let bytes = write(&JSON, &HubMessage::Invocation(message));
@@ -218,83 +165,36 @@ fn writes_fields_in_the_dotnet_order() {
         b"{\"type\":1,\"headers\":{\"a\":\"b\"},\"invocationId\":\"1\",\"target\":\"t\",\"arguments\":[1,null],\"streamIds\":[\"2\",\"3\"]}\x1e"
     );
     let message = HubMessage::StreamInvocation(invocation(Some("4"), "S", vec![]));
-    assert_eq!(
-        write(&JSON, &message),
-        b"{\"type\":4,\"invocationId\":\"4\",\"target\":\"S\",\"arguments\":[]}\x1e"
-    );
-    let message = HubMessage::StreamItem(StreamItemMessage {
-        headers: headers.clone(),
-        invocation_id: "1".into(),
-        item: Value::Json(json!(null)),
-    });
-    assert_eq!(
-        write(&JSON, &message),
-        b"{\"type\":2,\"headers\":{\"a\":\"b\"},\"invocationId\":\"1\",\"item\":null}\x1e"
-    );
-    let message = HubMessage::CancelInvocation(CancelInvocationMessage {
-        headers: Headers::new(),
-        invocation_id: "3".into(),
-    });
-    assert_eq!(
-        write(&JSON, &message),
-        b"{\"type\":5,\"invocationId\":\"3\"}\x1e"
-    );
+    assert_eq!(write(&JSON, &message), b"{\"type\":4,\"invocationId\":\"4\",\"target\":\"S\",\"arguments\":[]}\x1e");
+    let message =
+        HubMessage::StreamItem(StreamItemMessage { headers: headers.clone(), invocation_id: "1".into(), item: Value::Json(json!(null)) });
+    assert_eq!(write(&JSON, &message), b"{\"type\":2,\"headers\":{\"a\":\"b\"},\"invocationId\":\"1\",\"item\":null}\x1e");
+    let message = HubMessage::CancelInvocation(CancelInvocationMessage { headers: Headers::new(), invocation_id: "3".into() });
+    assert_eq!(write(&JSON, &message), b"{\"type\":5,\"invocationId\":\"3\"}\x1e");
     assert_eq!(write(&JSON, &HubMessage::Ping), b"{\"type\":6}\x1e");
-    assert_eq!(
-        write(&JSON, &HubMessage::Ack { sequence_id: 5 }),
-        b"{\"type\":8,\"sequenceId\":5}\x1e"
-    );
-    assert_eq!(
-        write(
-            &JSON,
-            &HubMessage::Sequence {
-                sequence_id: u64::MAX
-            }
-        ),
-        b"{\"type\":9,\"sequenceId\":18446744073709551615}\x1e"
-    );
+    assert_eq!(write(&JSON, &HubMessage::Ack { sequence_id: 5 }), b"{\"type\":8,\"sequenceId\":5}\x1e");
+    assert_eq!(write(&JSON, &HubMessage::Sequence { sequence_id: u64::MAX }), b"{\"type\":9,\"sequenceId\":18446744073709551615}\x1e");
 }
 
 #[test]
 fn writes_completions_as_dotnet_does() {
     // A void hub method: the hub layer sends Result(null).
     let void = completion("0", CompletionResult::Result(Value::Json(json!(null))));
-    assert_eq!(
-        write(&JSON, &void),
-        b"{\"type\":3,\"invocationId\":\"0\",\"result\":null}\x1e"
-    );
+    assert_eq!(write(&JSON, &void), b"{\"type\":3,\"invocationId\":\"0\",\"result\":null}\x1e");
     // The end of a server-to-client stream: no result at all.
     let end = completion("0", CompletionResult::Void);
-    assert_eq!(
-        write(&JSON, &end),
-        b"{\"type\":3,\"invocationId\":\"0\"}\x1e"
-    );
-    let error = completion(
-        "0",
-        CompletionResult::Error("Unknown hub method 'x'".into()),
-    );
-    assert_eq!(
-        write(&JSON, &error),
-        b"{\"type\":3,\"invocationId\":\"0\",\"error\":\"Unknown hub method 'x'\"}\x1e"
-    );
+    assert_eq!(write(&JSON, &end), b"{\"type\":3,\"invocationId\":\"0\"}\x1e");
+    let error = completion("0", CompletionResult::Error("Unknown hub method 'x'".into()));
+    assert_eq!(write(&JSON, &error), b"{\"type\":3,\"invocationId\":\"0\",\"error\":\"Unknown hub method 'x'\"}\x1e");
     // .NET writes `error` only when non-empty.
     let empty_error = completion("0", CompletionResult::Error(String::new()));
-    assert_eq!(
-        write(&JSON, &empty_error),
-        b"{\"type\":3,\"invocationId\":\"0\"}\x1e"
-    );
+    assert_eq!(write(&JSON, &empty_error), b"{\"type\":3,\"invocationId\":\"0\"}\x1e");
 }
 
 #[test]
 fn writes_close_messages() {
-    assert_eq!(
-        write(&JSON, &HubMessage::Close(CloseMessage::default())),
-        b"{\"type\":7}\x1e"
-    );
-    let close = CloseMessage {
-        error: Some("Connection closed with an error.".into()),
-        allow_reconnect: true,
-    };
+    assert_eq!(write(&JSON, &HubMessage::Close(CloseMessage::default())), b"{\"type\":7}\x1e");
+    let close = CloseMessage { error: Some("Connection closed with an error.".into()), allow_reconnect: true };
     assert_eq!(
         write(&JSON, &HubMessage::Close(close.clone())),
         b"{\"type\":7,\"error\":\"Connection closed with an error.\",\"allowReconnect\":true}\x1e"
@@ -312,10 +212,7 @@ fn writes_without_escaping_what_relaxed_escaping_keeps() {
     let bytes = write(&JSON, &message);
     let written = String::from_utf8(bytes.clone()).unwrap();
     let escaped = "Tenant 'A' <b> & \\\"q\\\" \\\\ é 中 😀 \\u0001 \\n";
-    assert_eq!(
-        written,
-        format!("{{\"type\":1,\"target\":\"{escaped}\",\"arguments\":[\"{escaped}\"]}}\x1e")
-    );
+    assert_eq!(written, format!("{{\"type\":1,\"target\":\"{escaped}\",\"arguments\":[\"{escaped}\"]}}\x1e"));
     // Never pretty-printed: no raw newline can split an SSE data line.
     assert!(!bytes.contains(&b'\n'));
     assert_eq!(parse_one(&JSON, &bytes).unwrap(), message);
@@ -328,28 +225,16 @@ fn headers_unknown_fields_and_null_values() {
     headers.insert("x".into(), "1".into());
     assert_eq!(
         parse_one(&JSON, text.as_bytes()).unwrap(),
-        HubMessage::StreamItem(StreamItemMessage {
-            headers,
-            invocation_id: "9".into(),
-            item: Value::Json(json!(null)),
-        })
+        HubMessage::StreamItem(StreamItemMessage { headers, invocation_id: "9".into(), item: Value::Json(json!(null)) })
     );
     // `result: null` is a result (void method), not a stream end.
     assert_eq!(
-        parse_one(
-            &JSON,
-            b"{\"type\":3,\"invocationId\":\"1\",\"result\":null}\x1e"
-        )
-        .unwrap(),
+        parse_one(&JSON, b"{\"type\":3,\"invocationId\":\"1\",\"result\":null}\x1e").unwrap(),
         completion("1", CompletionResult::Result(Value::Json(json!(null))))
     );
     // An empty invocation id is a non-blocking invocation, as on .NET.
     assert_eq!(
-        parse_one(
-            &JSON,
-            b"{\"type\":1,\"invocationId\":\"\",\"target\":\"t\",\"arguments\":[]}\x1e"
-        )
-        .unwrap(),
+        parse_one(&JSON, b"{\"type\":1,\"invocationId\":\"\",\"target\":\"t\",\"arguments\":[]}\x1e").unwrap(),
         HubMessage::Invocation(invocation(None, "t", vec![]))
     );
 }
@@ -357,15 +242,9 @@ fn headers_unknown_fields_and_null_values() {
 #[test]
 fn unknown_message_types_are_skipped() {
     let payload = b"{\"type\":42,\"whatever\":true}\x1e{\"type\":6}\x1e{\"type\":0}\x1e";
-    assert_eq!(
-        parse_all(&JSON, payload, 1024).unwrap(),
-        vec![HubMessage::Ping]
-    );
+    assert_eq!(parse_all(&JSON, payload, 1024).unwrap(), vec![HubMessage::Ping]);
     // Only unknown messages: all consumed, nothing returned.
-    assert_eq!(
-        parse_all(&JSON, b"{\"type\":99}\x1e", 1024).unwrap(),
-        vec![]
-    );
+    assert_eq!(parse_all(&JSON, b"{\"type\":99}\x1e", 1024).unwrap(), vec![]);
 }
 
 fn parse_error(text: &str) -> ProtocolError {
@@ -375,124 +254,48 @@ fn parse_error(text: &str) -> ProtocolError {
 
 #[test]
 fn bad_input_is_an_error() {
-    assert!(matches!(
-        parse_error("{\"type\":1,\x1e"),
-        ProtocolError::Json(_)
-    ));
-    assert!(matches!(
-        parse_error("not json\x1e"),
-        ProtocolError::Json(_)
-    ));
+    assert!(matches!(parse_error("{\"type\":1,\x1e"), ProtocolError::Json(_)));
+    assert!(matches!(parse_error("not json\x1e"), ProtocolError::Json(_)));
     assert!(matches!(parse_error("[1,2]\x1e"), ProtocolError::Json(_)));
     assert!(matches!(parse_error("\x1e"), ProtocolError::Json(_)));
-    assert!(matches!(
-        parse_error("{}\x1e"),
-        ProtocolError::MissingField("type")
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":\"1\"}\x1e"),
-        ProtocolError::WrongType { field: "type", .. }
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":1.5}\x1e"),
-        ProtocolError::WrongType { field: "type", .. }
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":1,\"target\":5,\"arguments\":[]}\x1e"),
-        ProtocolError::WrongType {
-            field: "target",
-            ..
-        }
-    ));
+    assert!(matches!(parse_error("{}\x1e"), ProtocolError::MissingField("type")));
+    assert!(matches!(parse_error("{\"type\":\"1\"}\x1e"), ProtocolError::WrongType { field: "type", .. }));
+    assert!(matches!(parse_error("{\"type\":1.5}\x1e"), ProtocolError::WrongType { field: "type", .. }));
+    assert!(matches!(parse_error("{\"type\":1,\"target\":5,\"arguments\":[]}\x1e"), ProtocolError::WrongType { field: "target", .. }));
     assert!(matches!(
         parse_error("{\"type\":1,\"target\":\"t\",\"arguments\":{}}\x1e"),
-        ProtocolError::WrongType {
-            field: "arguments",
-            ..
-        }
+        ProtocolError::WrongType { field: "arguments", .. }
     ));
-    assert!(matches!(
-        parse_error("{\"type\":1,\"target\":\"t\"}\x1e"),
-        ProtocolError::MissingField("arguments")
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":1,\"arguments\":[]}\x1e"),
-        ProtocolError::MissingField("target")
-    ));
+    assert!(matches!(parse_error("{\"type\":1,\"target\":\"t\"}\x1e"), ProtocolError::MissingField("arguments")));
+    assert!(matches!(parse_error("{\"type\":1,\"arguments\":[]}\x1e"), ProtocolError::MissingField("target")));
     assert!(matches!(
         parse_error("{\"type\":1,\"target\":\"t\",\"arguments\":[],\"streamIds\":[1]}\x1e"),
-        ProtocolError::WrongType {
-            field: "streamIds",
-            ..
-        }
+        ProtocolError::WrongType { field: "streamIds", .. }
     ));
     assert!(matches!(
         parse_error("{\"type\":1,\"target\":\"t\",\"arguments\":[],\"headers\":{\"a\":1}}\x1e"),
-        ProtocolError::WrongType {
-            field: "headers",
-            ..
-        }
+        ProtocolError::WrongType { field: "headers", .. }
     ));
-    assert!(matches!(
-        parse_error("{\"type\":4,\"target\":\"t\",\"arguments\":[]}\x1e"),
-        ProtocolError::MissingField("invocationId")
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":2,\"invocationId\":\"1\"}\x1e"),
-        ProtocolError::MissingField("item")
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"e\"}\x1e"),
-        ProtocolError::ResultAndError
-    ));
+    assert!(matches!(parse_error("{\"type\":4,\"target\":\"t\",\"arguments\":[]}\x1e"), ProtocolError::MissingField("invocationId")));
+    assert!(matches!(parse_error("{\"type\":2,\"invocationId\":\"1\"}\x1e"), ProtocolError::MissingField("item")));
+    assert!(matches!(parse_error("{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"e\"}\x1e"), ProtocolError::ResultAndError));
     assert_eq!(
-        parse_error("{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"e\"}\x1e")
-            .to_string(),
+        parse_error("{\"type\":3,\"invocationId\":\"1\",\"result\":1,\"error\":\"e\"}\x1e").to_string(),
         "The 'error' and 'result' properties are mutually exclusive."
     );
-    assert!(matches!(
-        parse_error("{\"type\":3,\"result\":1}\x1e"),
-        ProtocolError::MissingField("invocationId")
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":3,\"invocationId\":7}\x1e"),
-        ProtocolError::WrongType {
-            field: "invocationId",
-            ..
-        }
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":7,\"allowReconnect\":\"yes\"}\x1e"),
-        ProtocolError::WrongType {
-            field: "allowReconnect",
-            ..
-        }
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":8}\x1e"),
-        ProtocolError::MissingField("sequenceId")
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":9,\"sequenceId\":-1}\x1e"),
-        ProtocolError::WrongType {
-            field: "sequenceId",
-            ..
-        }
-    ));
-    assert!(matches!(
-        parse_error("{\"type\":6,\"type\":6}\x1e"),
-        ProtocolError::Json(_)
-    ));
+    assert!(matches!(parse_error("{\"type\":3,\"result\":1}\x1e"), ProtocolError::MissingField("invocationId")));
+    assert!(matches!(parse_error("{\"type\":3,\"invocationId\":7}\x1e"), ProtocolError::WrongType { field: "invocationId", .. }));
+    assert!(matches!(parse_error("{\"type\":7,\"allowReconnect\":\"yes\"}\x1e"), ProtocolError::WrongType { field: "allowReconnect", .. }));
+    assert!(matches!(parse_error("{\"type\":8}\x1e"), ProtocolError::MissingField("sequenceId")));
+    assert!(matches!(parse_error("{\"type\":9,\"sequenceId\":-1}\x1e"), ProtocolError::WrongType { field: "sequenceId", .. }));
+    assert!(matches!(parse_error("{\"type\":6,\"type\":6}\x1e"), ProtocolError::Json(_)));
 }
 
 #[test]
 fn a_bad_message_is_consumed_and_the_next_one_still_parses() {
     let mut buf = bytes::BytesMut::from(&b"{bad\x1e{\"type\":6}\x1e"[..]);
     assert!(JSON.parse_message(&mut buf, 1024).is_err());
-    assert_eq!(
-        JSON.parse_message(&mut buf, 1024).unwrap(),
-        Some(HubMessage::Ping)
-    );
+    assert_eq!(JSON.parse_message(&mut buf, 1024).unwrap(), Some(HubMessage::Ping));
 }
 
 #[test]
@@ -500,21 +303,12 @@ fn oversized_messages_are_refused_before_the_separator_arrives() {
     let mut buf = bytes::BytesMut::from(&b"{\"type\":1,\"target\":\"aaaaaaaaaaaa"[..]);
     let error = JSON.parse_message(&mut buf, 16).unwrap_err();
     assert!(matches!(error, ProtocolError::MessageTooLarge { max: 16 }));
-    assert_eq!(
-        error.to_string(),
-        "The maximum message size of 16B was exceeded. The message size can be configured in AddHubOptions."
-    );
+    assert_eq!(error.to_string(), "The maximum message size of 16B was exceeded. The message size can be configured in AddHubOptions.");
     let mut buf = bytes::BytesMut::from(&b"{\"type\":6,\"padding\":\"xxxxxxxxxx\"}\x1e"[..]);
-    assert!(matches!(
-        JSON.parse_message(&mut buf, 16),
-        Err(ProtocolError::MessageTooLarge { max: 16 })
-    ));
+    assert!(matches!(JSON.parse_message(&mut buf, 16), Err(ProtocolError::MessageTooLarge { max: 16 })));
     // Exactly at the limit is fine.
     let mut buf = bytes::BytesMut::from(&b"{\"type\":6}\x1e"[..]);
-    assert_eq!(
-        JSON.parse_message(&mut buf, 10).unwrap(),
-        Some(HubMessage::Ping)
-    );
+    assert_eq!(JSON.parse_message(&mut buf, 10).unwrap(), Some(HubMessage::Ping));
 }
 
 #[test]
@@ -528,23 +322,14 @@ fn partial_input_waits_for_more() {
             messages.push(message);
         }
     }
-    assert_eq!(
-        messages,
-        vec![
-            HubMessage::Invocation(invocation(Some("0"), "Echo", vec![json!("hi")])),
-            HubMessage::Ping
-        ]
-    );
+    assert_eq!(messages, vec![HubMessage::Invocation(invocation(Some("0"), "Echo", vec![json!("hi")])), HubMessage::Ping]);
     assert!(buf.is_empty());
 }
 
 #[test]
 fn writes_msgpack_values_in_their_json_form() {
     let argument = Value::MsgPack(rmpv::Value::Map(vec![
-        (
-            rmpv::Value::from("Bytes"),
-            rmpv::Value::Binary(vec![1, 2, 3]),
-        ),
+        (rmpv::Value::from("Bytes"), rmpv::Value::Binary(vec![1, 2, 3])),
         (rmpv::Value::from("N"), rmpv::Value::from(-5)),
         (rmpv::Value::from("F"), rmpv::Value::F32(1.5)),
     ]));

@@ -8,8 +8,8 @@ use common::{hex, parse_all, parse_one, write};
 use signalr_protocol::message::{CancelInvocationMessage, CompletionMessage, StreamItemMessage};
 use signalr_protocol::value::ValueKind;
 use signalr_protocol::{
-    CloseMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage,
-    MessagePackHubProtocol, ProtocolError, TransferFormat, Value,
+    CloseMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage, MessagePackHubProtocol, ProtocolError,
+    TransferFormat, Value,
 };
 
 const MSGPACK: MessagePackHubProtocol = MessagePackHubProtocol;
@@ -25,11 +25,7 @@ fn invocation(id: Option<&str>, target: &str, args: Vec<rmpv::Value>) -> Invocat
 }
 
 fn completion(id: &str, result: CompletionResult) -> HubMessage {
-    HubMessage::Completion(CompletionMessage {
-        headers: Headers::new(),
-        invocation_id: id.to_owned(),
-        result,
-    })
+    HubMessage::Completion(CompletionMessage { headers: Headers::new(), invocation_id: id.to_owned(), result })
 }
 
 /// Prefixes a body with its (one-byte) varint length.
@@ -59,11 +55,7 @@ fn writes_and_reads_the_redis_golden_vector() {
 #[test]
 fn writes_the_tenant_created_frames() {
     // §8.3 (b): SendAllAsync("TenantCreated", ["t1"]).
-    let message = HubMessage::Invocation(invocation(
-        None,
-        "TenantCreated",
-        vec![rmpv::Value::from("t1")],
-    ));
+    let message = HubMessage::Invocation(invocation(None, "TenantCreated", vec![rmpv::Value::from("t1")]));
     let expected = hex("17 96 01 80 c0 ad 54 65 6e 61 6e 74 43 72 65 61 74 65 64 91 a2 74 31 90");
     assert_eq!(write(&MSGPACK, &message), expected);
     assert_eq!(parse_one(&MSGPACK, &expected).unwrap(), message);
@@ -93,12 +85,7 @@ fn writes_the_tenant_created_frames() {
     expected.extend_from_slice(&hex("91 86 a4"));
     for (key_prefix, key, value_prefix, value) in [
         ("", "type", "a7", "success"),
-        (
-            "a7",
-            "message",
-            "d9 33",
-            "Tenant 'Test Tenant' has been created successfully!",
-        ),
+        ("a7", "message", "d9 33", "Tenant 'Test Tenant' has been created successfully!"),
         ("a6", "userId", "a9", "test-user"),
         ("a8", "tenantId", "af", "test-tenant-123"),
         ("aa", "tenantName", "ab", "Test Tenant"),
@@ -114,66 +101,39 @@ fn writes_the_tenant_created_frames() {
     for kind in [ValueKind::MsgPack, ValueKind::Json] {
         // A value built for either protocol writes the same MessagePack bytes.
         let mut message = invocation(None, "TenantCreated", vec![]);
-        message
-            .arguments
-            .push(Value::from_serialize(kind, &payload).unwrap());
-        assert_eq!(
-            write(&MSGPACK, &HubMessage::Invocation(message)),
-            expected,
-            "{kind:?}"
-        );
+        message.arguments.push(Value::from_serialize(kind, &payload).unwrap());
+        assert_eq!(write(&MSGPACK, &HubMessage::Invocation(message)), expected, "{kind:?}");
     }
 }
 
 #[test]
 fn ping_is_exactly_91_06() {
     assert_eq!(write(&MSGPACK, &HubMessage::Ping), hex("02 91 06"));
-    assert_eq!(
-        parse_one(&MSGPACK, &hex("02 91 06")).unwrap(),
-        HubMessage::Ping
-    );
+    assert_eq!(parse_one(&MSGPACK, &hex("02 91 06")).unwrap(), HubMessage::Ping);
 }
 
 #[test]
 fn completion_kinds() {
     // redis-backplane-wire.md §8.1 MsgPackMessageForwarded: [3, {}, "xyz", 3, 42].
     let body = hex("95 03 80 a3 78 79 7a 03 2a");
-    let message = completion(
-        "xyz",
-        CompletionResult::Result(Value::MsgPack(rmpv::Value::from(42))),
-    );
+    let message = completion("xyz", CompletionResult::Result(Value::MsgPack(rmpv::Value::from(42))));
     assert_eq!(parse_one(&MSGPACK, &framed(&body)).unwrap(), message);
     assert_eq!(write(&MSGPACK, &message), framed(&body));
     // A void method: kind 3 with nil.
-    let void = completion(
-        "1",
-        CompletionResult::Result(Value::null(ValueKind::MsgPack)),
-    );
+    let void = completion("1", CompletionResult::Result(Value::null(ValueKind::MsgPack)));
     assert_eq!(write(&MSGPACK, &void), framed(&hex("95 03 80 a1 31 03 c0")));
     // A stream end: kind 2, four items.
     let end = completion("1", CompletionResult::Void);
     assert_eq!(write(&MSGPACK, &end), framed(&hex("94 03 80 a1 31 02")));
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("94 03 80 a1 31 02"))).unwrap(),
-        end
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("94 03 80 a1 31 02"))).unwrap(), end);
     // An error: kind 1.
     let error = completion("1", CompletionResult::Error("bad".into()));
-    assert_eq!(
-        write(&MSGPACK, &error),
-        framed(&hex("95 03 80 a1 31 01 a3 62 61 64"))
-    );
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("95 03 80 a1 31 01 a3 62 61 64"))).unwrap(),
-        error
-    );
+    assert_eq!(write(&MSGPACK, &error), framed(&hex("95 03 80 a1 31 01 a3 62 61 64")));
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("95 03 80 a1 31 01 a3 62 61 64"))).unwrap(), error);
     // signalr-protocol.md §6: a client result of 10 for "s7".
     assert_eq!(
         parse_one(&MSGPACK, &framed(&hex("95 03 80 a2 73 37 03 0a"))).unwrap(),
-        completion(
-            "s7",
-            CompletionResult::Result(Value::MsgPack(rmpv::Value::from(10)))
-        )
+        completion("s7", CompletionResult::Result(Value::MsgPack(rmpv::Value::from(10))))
     );
 }
 
@@ -186,10 +146,7 @@ fn reads_the_js_client_layouts() {
         HubMessage::Invocation(invocation(Some("0"), "Echo", vec![rmpv::Value::from("hi")]))
     );
     // JS sends Close as [7, nil].
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("92 07 c0"))).unwrap(),
-        HubMessage::Close(CloseMessage::default())
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("92 07 c0"))).unwrap(), HubMessage::Close(CloseMessage::default()));
     // StreamInvocation with 5 items, and with streamIds.
     assert_eq!(
         parse_one(&MSGPACK, &framed(&hex("95 04 80 a1 33 a1 53 90"))).unwrap(),
@@ -197,35 +154,17 @@ fn reads_the_js_client_layouts() {
     );
     let mut with_streams = invocation(Some("1"), "S", vec![]);
     with_streams.stream_ids = vec!["2".into()];
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("96 01 80 a1 31 a1 53 90 91 a1 32"))).unwrap(),
-        HubMessage::Invocation(with_streams)
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("96 01 80 a1 31 a1 53 90 91 a1 32"))).unwrap(), HubMessage::Invocation(with_streams));
     // An empty invocation id is a non-blocking invocation, as on .NET.
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("95 01 80 a0 a1 74 90"))).unwrap(),
-        HubMessage::Invocation(invocation(None, "t", vec![]))
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("95 01 80 a0 a1 74 90"))).unwrap(), HubMessage::Invocation(invocation(None, "t", vec![])));
 }
 
 #[test]
 fn writes_close_with_three_items() {
-    assert_eq!(
-        write(&MSGPACK, &HubMessage::Close(CloseMessage::default())),
-        framed(&hex("93 07 c0 c2"))
-    );
-    let close = CloseMessage {
-        error: Some("x".into()),
-        allow_reconnect: true,
-    };
-    assert_eq!(
-        write(&MSGPACK, &HubMessage::Close(close.clone())),
-        framed(&hex("93 07 a1 78 c3"))
-    );
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("93 07 a1 78 c3"))).unwrap(),
-        HubMessage::Close(close)
-    );
+    assert_eq!(write(&MSGPACK, &HubMessage::Close(CloseMessage::default())), framed(&hex("93 07 c0 c2")));
+    let close = CloseMessage { error: Some("x".into()), allow_reconnect: true };
+    assert_eq!(write(&MSGPACK, &HubMessage::Close(close.clone())), framed(&hex("93 07 a1 78 c3")));
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("93 07 a1 78 c3"))).unwrap(), HubMessage::Close(close));
 }
 
 #[test]
@@ -237,31 +176,13 @@ fn other_layouts() {
         invocation_id: "1".into(),
         item: Value::MsgPack(rmpv::Value::Nil),
     });
-    assert_eq!(
-        write(&MSGPACK, &item),
-        framed(&hex("94 02 81 a1 6b a1 76 a1 31 c0"))
-    );
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("94 02 81 a1 6b a1 76 a1 31 c0"))).unwrap(),
-        item
-    );
-    let cancel = HubMessage::CancelInvocation(CancelInvocationMessage {
-        headers: Headers::new(),
-        invocation_id: "3".into(),
-    });
+    assert_eq!(write(&MSGPACK, &item), framed(&hex("94 02 81 a1 6b a1 76 a1 31 c0")));
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("94 02 81 a1 6b a1 76 a1 31 c0"))).unwrap(), item);
+    let cancel = HubMessage::CancelInvocation(CancelInvocationMessage { headers: Headers::new(), invocation_id: "3".into() });
     assert_eq!(write(&MSGPACK, &cancel), framed(&hex("93 05 80 a1 33")));
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("93 05 80 a1 33"))).unwrap(),
-        cancel
-    );
-    assert_eq!(
-        write(&MSGPACK, &HubMessage::Ack { sequence_id: 5 }),
-        framed(&hex("92 08 05"))
-    );
-    assert_eq!(
-        write(&MSGPACK, &HubMessage::Sequence { sequence_id: 70000 }),
-        framed(&hex("92 09 ce 00 01 11 70"))
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("93 05 80 a1 33"))).unwrap(), cancel);
+    assert_eq!(write(&MSGPACK, &HubMessage::Ack { sequence_id: 5 }), framed(&hex("92 08 05")));
+    assert_eq!(write(&MSGPACK, &HubMessage::Sequence { sequence_id: 70000 }), framed(&hex("92 09 ce 00 01 11 70")));
     let mut with_everything = invocation(Some("s1"), "T", vec![rmpv::Value::from(1)]);
     with_everything.headers = headers;
     with_everything.stream_ids = vec!["a".into()];
@@ -273,31 +194,13 @@ fn other_layouts() {
 
 #[test]
 fn every_integer_and_string_width_is_accepted() {
-    for sequence in [
-        "05",
-        "cc 05",
-        "cd 00 05",
-        "ce 00 00 00 05",
-        "cf 00 00 00 00 00 00 00 05",
-        "d0 05",
-        "d3 00 00 00 00 00 00 00 05",
-    ] {
+    for sequence in ["05", "cc 05", "cd 00 05", "ce 00 00 00 05", "cf 00 00 00 00 00 00 00 05", "d0 05", "d3 00 00 00 00 00 00 00 05"] {
         let body = hex(&format!("92 08 {sequence}"));
-        assert_eq!(
-            parse_one(&MSGPACK, &framed(&body)).unwrap(),
-            HubMessage::Ack { sequence_id: 5 },
-            "{sequence}"
-        );
+        assert_eq!(parse_one(&MSGPACK, &framed(&body)).unwrap(), HubMessage::Ack { sequence_id: 5 }, "{sequence}");
     }
     // The message type itself in a wider form.
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("91 cc 06"))).unwrap(),
-        HubMessage::Ping
-    );
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("91 cf 00 00 00 00 00 00 00 06"))).unwrap(),
-        HubMessage::Ping
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("91 cc 06"))).unwrap(), HubMessage::Ping);
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("91 cf 00 00 00 00 00 00 00 06"))).unwrap(), HubMessage::Ping);
     // Target "Echo" as fixstr, str8, str16 and str32; outer array as array16 and array32; header
     // map as map16.
     let expected = HubMessage::Invocation(invocation(None, "Echo", vec![]));
@@ -307,14 +210,8 @@ fn every_integer_and_string_width_is_accepted() {
         ("dd 00 00 00 06", "de 00 00", "da 00 04"),
         ("96", "df 00 00 00 00", "db 00 00 00 04"),
     ] {
-        let body = hex(&format!(
-            "{array} 01 {map} c0 {target} 45 63 68 6f dc 00 00 dd 00 00 00 00"
-        ));
-        assert_eq!(
-            parse_one(&MSGPACK, &framed(&body)).unwrap(),
-            expected,
-            "{array} {map} {target}"
-        );
+        let body = hex(&format!("{array} 01 {map} c0 {target} 45 63 68 6f dc 00 00 dd 00 00 00 00"));
+        assert_eq!(parse_one(&MSGPACK, &framed(&body)).unwrap(), expected, "{array} {map} {target}");
     }
     // Argument values of every width arrive as the values they encode.
     let body = hex("95 01 80 c0 a1 74 94 d1 ff 00 ce ff ff ff ff c5 00 02 01 02 d9 01 78");
@@ -323,41 +220,24 @@ fn every_integer_and_string_width_is_accepted() {
         HubMessage::Invocation(invocation(
             None,
             "t",
-            vec![
-                rmpv::Value::from(-256),
-                rmpv::Value::from(u32::MAX),
-                rmpv::Value::Binary(vec![1, 2]),
-                rmpv::Value::from("x"),
-            ]
+            vec![rmpv::Value::from(-256), rmpv::Value::from(u32::MAX), rmpv::Value::Binary(vec![1, 2]), rmpv::Value::from("x"),]
         ))
     );
 }
 
 #[test]
 fn extra_trailing_items_are_ignored() {
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("92 06 a1 78"))).unwrap(),
-        HubMessage::Ping
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("92 06 a1 78"))).unwrap(), HubMessage::Ping);
     assert_eq!(
         parse_one(&MSGPACK, &framed(&hex("97 01 80 c0 a1 74 90 90 c3"))).unwrap(),
         HubMessage::Invocation(invocation(None, "t", vec![]))
     );
     assert_eq!(
         parse_one(&MSGPACK, &framed(&hex("94 07 c0 c3 01"))).unwrap(),
-        HubMessage::Close(CloseMessage {
-            error: None,
-            allow_reconnect: true
-        })
+        HubMessage::Close(CloseMessage { error: None, allow_reconnect: true })
     );
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("93 08 05 05"))).unwrap(),
-        HubMessage::Ack { sequence_id: 5 }
-    );
-    assert_eq!(
-        parse_one(&MSGPACK, &framed(&hex("95 03 80 a1 31 02 c0"))).unwrap(),
-        completion("1", CompletionResult::Void)
-    );
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("93 08 05 05"))).unwrap(), HubMessage::Ack { sequence_id: 5 });
+    assert_eq!(parse_one(&MSGPACK, &framed(&hex("95 03 80 a1 31 02 c0"))).unwrap(), completion("1", CompletionResult::Void));
 }
 
 #[test]
@@ -365,21 +245,14 @@ fn unknown_message_types_are_skipped() {
     let mut bytes = framed(&hex("93 63 a1 78 c0"));
     bytes.extend_from_slice(&framed(&hex("91 0a")));
     bytes.extend_from_slice(&hex("02 91 06"));
-    assert_eq!(
-        parse_all(&MSGPACK, &bytes, 1024).unwrap(),
-        vec![HubMessage::Ping]
-    );
+    assert_eq!(parse_all(&MSGPACK, &bytes, 1024).unwrap(), vec![HubMessage::Ping]);
 }
 
 #[test]
 fn concatenated_and_byte_by_byte() {
     let messages = vec![
         HubMessage::Ping,
-        HubMessage::Invocation(invocation(
-            Some("1"),
-            "Echo",
-            vec![rmpv::Value::from("x".repeat(300))],
-        )),
+        HubMessage::Invocation(invocation(Some("1"), "Echo", vec![rmpv::Value::from("x".repeat(300))])),
         completion("1", CompletionResult::Void),
         HubMessage::Close(CloseMessage::default()),
     ];
@@ -410,10 +283,7 @@ fn truncated_bodies_are_errors_at_every_length() {
             target: "Target".into(),
             arguments: vec![Value::MsgPack(rmpv::Value::Map(vec![(
                 rmpv::Value::from("k"),
-                rmpv::Value::Array(vec![
-                    rmpv::Value::from(1.5),
-                    rmpv::Value::Binary(vec![9; 3]),
-                ]),
+                rmpv::Value::Array(vec![rmpv::Value::from(1.5), rmpv::Value::Binary(vec![9; 3])]),
             )]))],
             stream_ids: vec!["s".into()],
         }),
@@ -422,23 +292,12 @@ fn truncated_bodies_are_errors_at_every_length() {
             invocation_id: "1".into(),
             item: Value::MsgPack(rmpv::Value::from("item")),
         }),
-        completion(
-            "1",
-            CompletionResult::Result(Value::MsgPack(rmpv::Value::from(300))),
-        ),
+        completion("1", CompletionResult::Result(Value::MsgPack(rmpv::Value::from(300)))),
         completion("1", CompletionResult::Error("e".into())),
         completion("1", CompletionResult::Void),
-        HubMessage::CancelInvocation(CancelInvocationMessage {
-            headers: Headers::new(),
-            invocation_id: "1".into(),
-        }),
-        HubMessage::Close(CloseMessage {
-            error: Some("bye".into()),
-            allow_reconnect: true,
-        }),
-        HubMessage::Ack {
-            sequence_id: 1 << 40,
-        },
+        HubMessage::CancelInvocation(CancelInvocationMessage { headers: Headers::new(), invocation_id: "1".into() }),
+        HubMessage::Close(CloseMessage { error: Some("bye".into()), allow_reconnect: true }),
+        HubMessage::Ack { sequence_id: 1 << 40 },
         HubMessage::Sequence { sequence_id: 300 },
     ];
     for message in messages {
@@ -495,54 +354,31 @@ fn wrong_types_are_errors() {
     ] {
         let error = parse_error(&framed(&hex(body)), 1024);
         assert!(
-            matches!(
-                error,
-                ProtocolError::MessagePack(_)
-                    | ProtocolError::WrongType { .. }
-                    | ProtocolError::MissingField(_)
-            ),
+            matches!(error, ProtocolError::MessagePack(_) | ProtocolError::WrongType { .. } | ProtocolError::MissingField(_)),
             "{body}: {error:?}"
         );
     }
     // An empty frame.
-    assert!(matches!(
-        parse_error(&[0x00], 1024),
-        ProtocolError::WrongType { .. }
-    ));
+    assert!(matches!(parse_error(&[0x00], 1024), ProtocolError::WrongType { .. }));
 }
 
 #[test]
 fn oversized_and_huge_lengths_are_refused_from_the_prefix_alone() {
     // 1000 bytes announced, only the prefix present: refused at once.
-    assert!(matches!(
-        parse_error(&hex("e8 07"), 100),
-        ProtocolError::MessageTooLarge { max: 100 }
-    ));
+    assert!(matches!(parse_error(&hex("e8 07"), 100), ProtocolError::MessageTooLarge { max: 100 }));
     // The largest legal length (2 GB − 1) is still over any sane limit.
-    assert!(matches!(
-        parse_error(&hex("ff ff ff ff 07"), 32 * 1024),
-        ProtocolError::MessageTooLarge { max: 32768 }
-    ));
+    assert!(matches!(parse_error(&hex("ff ff ff ff 07"), 32 * 1024), ProtocolError::MessageTooLarge { max: 32768 }));
     // A fifth byte above 7 and a sixth byte are too large.
     let error = parse_error(&hex("ff ff ff ff 08"), 1024);
     assert!(matches!(error, ProtocolError::LengthPrefixTooLarge));
-    assert_eq!(
-        error.to_string(),
-        "Messages bigger than 2GB are not supported."
-    );
-    assert!(matches!(
-        parse_error(&hex("80 80 80 80 80 01"), 1024),
-        ProtocolError::LengthPrefixTooLarge
-    ));
+    assert_eq!(error.to_string(), "Messages bigger than 2GB are not supported.");
+    assert!(matches!(parse_error(&hex("80 80 80 80 80 01"), 1024), ProtocolError::LengthPrefixTooLarge));
     // An incomplete prefix waits.
     let mut buf = BytesMut::from(&hex("ff ff")[..]);
     assert_eq!(MSGPACK.parse_message(&mut buf, 1024).unwrap(), None);
     // Exactly at the limit is fine.
     let mut buf = BytesMut::from(&hex("02 91 06")[..]);
-    assert_eq!(
-        MSGPACK.parse_message(&mut buf, 2).unwrap(),
-        Some(HubMessage::Ping)
-    );
+    assert_eq!(MSGPACK.parse_message(&mut buf, 2).unwrap(), Some(HubMessage::Ping));
 }
 
 #[test]
@@ -553,10 +389,7 @@ fn deeply_nested_arguments_are_an_error_not_a_crash() {
     let mut frame = Vec::new();
     signalr_protocol::framing::write_varint(body.len(), &mut frame).unwrap();
     frame.extend_from_slice(&body);
-    assert!(matches!(
-        parse_error(&frame, 1 << 20),
-        ProtocolError::MessagePack(_)
-    ));
+    assert!(matches!(parse_error(&frame, 1 << 20), ProtocolError::MessagePack(_)));
 }
 
 #[test]
@@ -566,8 +399,6 @@ fn json_values_are_written_as_msgpack() {
     message.arguments.push(argument);
     assert_eq!(
         write(&MSGPACK, &HubMessage::Invocation(message)),
-        framed(&hex(
-            "96 01 80 c0 a1 74 91 82 a1 61 96 01 ff cb 3f f8 00 00 00 00 00 00 c0 c3 a1 73 a1 62 cd 01 2c 90"
-        ))
+        framed(&hex("96 01 80 c0 a1 74 91 82 a1 61 96 01 ff cb 3f f8 00 00 00 00 00 00 c0 c3 a1 73 a1 62 cd 01 2c 90"))
     );
 }

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use signalr_protocol::message::{CancelInvocationMessage, CompletionMessage, StreamItemMessage};
 use signalr_protocol::value::ValueKind;
 use signalr_protocol::{
-    CloseMessage, CompletionResult, HandshakeRequest, HandshakeResponse, Headers, HubMessage,
-    HubProtocol, InvocationMessage, JsonHubProtocol, MessagePackHubProtocol, Value,
+    CloseMessage, CompletionResult, HandshakeRequest, HandshakeResponse, Headers, HubMessage, HubProtocol, InvocationMessage,
+    JsonHubProtocol, MessagePackHubProtocol, Value,
 };
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
@@ -16,9 +16,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
         any::<u64>().prop_map(serde_json::Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(serde_json::Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
         any::<String>().prop_map(serde_json::Value::from),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
@@ -36,16 +34,11 @@ fn msgpack_value() -> impl Strategy<Value = rmpv::Value> {
         any::<bool>().prop_map(rmpv::Value::from),
         any::<i64>().prop_map(rmpv::Value::from),
         any::<u64>().prop_map(rmpv::Value::from),
-        any::<f32>()
-            .prop_filter("not NaN", |f| !f.is_nan())
-            .prop_map(rmpv::Value::F32),
-        any::<f64>()
-            .prop_filter("not NaN", |f| !f.is_nan())
-            .prop_map(rmpv::Value::F64),
+        any::<f32>().prop_filter("not NaN", |f| !f.is_nan()).prop_map(rmpv::Value::F32),
+        any::<f64>().prop_filter("not NaN", |f| !f.is_nan()).prop_map(rmpv::Value::F64),
         any::<String>().prop_map(rmpv::Value::from),
         prop::collection::vec(any::<u8>(), 0..300).prop_map(rmpv::Value::Binary),
-        (any::<i8>(), prop::collection::vec(any::<u8>(), 0..20))
-            .prop_map(|(t, d)| rmpv::Value::Ext(t, d)),
+        (any::<i8>(), prop::collection::vec(any::<u8>(), 0..20)).prop_map(|(t, d)| rmpv::Value::Ext(t, d)),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
@@ -71,27 +64,16 @@ fn id() -> impl Strategy<Value = String> {
 }
 
 fn invocation(kind: ValueKind, streaming: bool) -> impl Strategy<Value = InvocationMessage> {
-    let invocation_id = if streaming {
-        id().prop_map(Some).boxed()
-    } else {
-        prop::option::of(id()).boxed()
-    };
-    (
-        headers(),
-        invocation_id,
-        any::<String>(),
-        prop::collection::vec(value(kind), 0..4),
-        prop::collection::vec(id(), 0..3),
+    let invocation_id = if streaming { id().prop_map(Some).boxed() } else { prop::option::of(id()).boxed() };
+    (headers(), invocation_id, any::<String>(), prop::collection::vec(value(kind), 0..4), prop::collection::vec(id(), 0..3)).prop_map(
+        |(headers, invocation_id, target, arguments, stream_ids)| InvocationMessage {
+            headers,
+            invocation_id,
+            target,
+            arguments,
+            stream_ids,
+        },
     )
-        .prop_map(|(headers, invocation_id, target, arguments, stream_ids)| {
-            InvocationMessage {
-                headers,
-                invocation_id,
-                target,
-                arguments,
-                stream_ids,
-            }
-        })
 }
 
 fn message(kind: ValueKind) -> impl Strategy<Value = HubMessage> {
@@ -103,33 +85,15 @@ fn message(kind: ValueKind) -> impl Strategy<Value = HubMessage> {
     prop_oneof![
         invocation(kind, false).prop_map(HubMessage::Invocation),
         invocation(kind, true).prop_map(HubMessage::StreamInvocation),
-        (headers(), id(), value(kind)).prop_map(|(headers, invocation_id, item)| {
-            HubMessage::StreamItem(StreamItemMessage {
-                headers,
-                invocation_id,
-                item,
-            })
-        }),
-        (headers(), id(), result).prop_map(|(headers, invocation_id, result)| {
-            HubMessage::Completion(CompletionMessage {
-                headers,
-                invocation_id,
-                result,
-            })
-        }),
-        (headers(), id()).prop_map(|(headers, invocation_id)| {
-            HubMessage::CancelInvocation(CancelInvocationMessage {
-                headers,
-                invocation_id,
-            })
-        }),
+        (headers(), id(), value(kind))
+            .prop_map(|(headers, invocation_id, item)| { HubMessage::StreamItem(StreamItemMessage { headers, invocation_id, item }) }),
+        (headers(), id(), result)
+            .prop_map(|(headers, invocation_id, result)| { HubMessage::Completion(CompletionMessage { headers, invocation_id, result }) }),
+        (headers(), id())
+            .prop_map(|(headers, invocation_id)| { HubMessage::CancelInvocation(CancelInvocationMessage { headers, invocation_id }) }),
         Just(HubMessage::Ping),
-        (prop::option::of(any::<String>()), any::<bool>()).prop_map(|(error, allow_reconnect)| {
-            HubMessage::Close(CloseMessage {
-                error,
-                allow_reconnect,
-            })
-        }),
+        (prop::option::of(any::<String>()), any::<bool>())
+            .prop_map(|(error, allow_reconnect)| { HubMessage::Close(CloseMessage { error, allow_reconnect }) }),
         any::<u64>().prop_map(|sequence_id| HubMessage::Ack { sequence_id }),
         any::<u64>().prop_map(|sequence_id| HubMessage::Sequence { sequence_id }),
     ]
@@ -137,10 +101,7 @@ fn message(kind: ValueKind) -> impl Strategy<Value = HubMessage> {
 
 fn parse_everything(protocol: &dyn HubProtocol, buf: &mut BytesMut) -> Vec<HubMessage> {
     let mut messages = Vec::new();
-    while let Some(message) = protocol
-        .parse_message(buf, usize::MAX)
-        .expect("valid input")
-    {
+    while let Some(message) = protocol.parse_message(buf, usize::MAX).expect("valid input") {
         messages.push(message);
     }
     messages
@@ -303,9 +264,7 @@ mod serde_conventions {
     fn shape() -> impl Strategy<Value = Shape> {
         prop_oneof![
             Just(Shape::Empty),
-            any::<f64>()
-                .prop_filter("not NaN", |f| !f.is_nan())
-                .prop_map(Shape::Circle),
+            any::<f64>().prop_filter("not NaN", |f| !f.is_nan()).prop_map(Shape::Circle),
             (any::<i16>(), any::<String>()).prop_map(|(a, b)| Shape::Pair(a, b)),
             (any::<u32>(), any::<u32>()).prop_map(|(w, h)| Shape::Rect { w, h }),
         ]
@@ -314,32 +273,15 @@ mod serde_conventions {
     fn everything() -> impl Strategy<Value = Everything> {
         (
             (any::<String>(), any::<char>(), any::<i64>(), any::<u8>()),
-            (
-                prop::option::of(any::<f64>().prop_filter("not NaN", |f| !f.is_nan())),
-                prop::collection::vec(any::<u16>(), 0..4),
-            ),
-            (
-                prop::collection::vec(shape(), 0..4),
-                prop::collection::vec(any::<u8>(), 0..40),
-            ),
+            (prop::option::of(any::<f64>().prop_filter("not NaN", |f| !f.is_nan())), prop::collection::vec(any::<u16>(), 0..4)),
+            (prop::collection::vec(shape(), 0..4), prop::collection::vec(any::<u8>(), 0..40)),
             // The years .NET DateTime and ISO-8601 text can hold: 0001 to 9999.
             (-62_135_596_800i64..253_402_300_800, 0u32..1_000_000_000),
-            (
-                prop::collection::btree_map(any::<String>(), any::<i32>(), 0..3),
-                any::<(i8, bool)>(),
-                any::<i32>(),
-            ),
+            (prop::collection::btree_map(any::<String>(), any::<i32>(), 0..3), any::<(i8, bool)>(), any::<i32>()),
             prop::option::of(any::<String>()),
         )
             .prop_map(
-                |(
-                    (text, letter, signed, small),
-                    (maybe, list),
-                    (shapes, data),
-                    (secs, nanos),
-                    (map, tuple, wrapped),
-                    skipped,
-                )| {
+                |((text, letter, signed, small), (maybe, list), (shapes, data), (secs, nanos), (map, tuple, wrapped), skipped)| {
                     Everything {
                         text,
                         letter,

@@ -45,10 +45,7 @@ fn parse_args() -> Result<Args, String> {
     let mut wait = Duration::from_secs(10);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
             "--redis" => redis = Some(value()?),
             "--channel-prefix" => channel_prefix = Some(value()?),
@@ -60,9 +57,7 @@ fn parse_args() -> Result<Args, String> {
             "--connection" => audience = Audience::Connection(value()?),
             "--wait-ms" => {
                 let text = value()?;
-                let ms = text
-                    .parse::<u64>()
-                    .map_err(|_| format!("--wait-ms: '{text}' is not a number of milliseconds"))?;
+                let ms = text.parse::<u64>().map_err(|_| format!("--wait-ms: '{text}' is not a number of milliseconds"))?;
                 wait = Duration::from_millis(ms);
             }
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
@@ -80,23 +75,15 @@ fn parse_args() -> Result<Args, String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let mut options = RedisBackplaneOptions::from_connection_string(&args.redis, args.hub.clone())
-        .map_err(|e| format!("--redis: {e}"))?;
+    let mut options = RedisBackplaneOptions::from_connection_string(&args.redis, args.hub.clone()).map_err(|e| format!("--redis: {e}"))?;
     if let Some(prefix) = args.channel_prefix {
         options = options.with_channel_prefix(prefix);
     }
     let publisher = RedisPublisher::new(options).map_err(|e| e.to_string())?;
     if !publisher.manager().wait_until_healthy(args.wait).await {
-        return Err(format!(
-            "Redis not reachable: {:?}",
-            publisher.status().last_error
-        ));
+        return Err(format!("Redis not reachable: {:?}", publisher.status().last_error));
     }
-    let arguments: Vec<Value> = args
-        .arguments
-        .into_iter()
-        .map(|a| Value::Json(serde_json::Value::String(a)))
-        .collect();
+    let arguments: Vec<Value> = args.arguments.into_iter().map(|a| Value::Json(serde_json::Value::String(a))).collect();
     let target = args.target.as_str();
     let sent = match &args.audience {
         Audience::All => publisher.send_all(target, arguments).await,
@@ -113,9 +100,7 @@ async fn run(args: Args) -> Result<(), String> {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "the message was not published in time ({counters:?})"
-            ));
+            return Err(format!("the message was not published in time ({counters:?})"));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

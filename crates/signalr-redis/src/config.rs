@@ -227,9 +227,7 @@ impl RedisConfig {
         config.endpoints.push(Endpoint { host, port });
         let path = path.trim_matches('/');
         if !path.is_empty() {
-            let db = path.parse::<i64>().map_err(|_| {
-                ConfigError::InvalidUrl(format!("database '{path}' in '{input}' is not a number"))
-            })?;
+            let db = path.parse::<i64>().map_err(|_| ConfigError::InvalidUrl(format!("database '{path}' in '{input}' is not a number")))?;
             config.default_database = Some(db);
         }
         if let Some(query) = query {
@@ -265,11 +263,8 @@ impl RedisConfig {
             "ssl" => self.ssl = parse_bool(key, value)?,
             "abortconnect" => self.abort_connect = Some(parse_bool(key, value)?),
             "defaultdatabase" => {
-                self.default_database = if value.is_empty() {
-                    None
-                } else {
-                    Some(value.parse().map_err(|_| invalid(key, "an integer", value))?)
-                }
+                self.default_database =
+                    if value.is_empty() { None } else { Some(value.parse().map_err(|_| invalid(key, "an integer", value))?) }
             }
             "connecttimeout" => self.connect_timeout = parse_millis(key, value)?,
             "synctimeout" | "asynctimeout" => self.command_timeout = parse_millis(key, value)?,
@@ -312,10 +307,7 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 }
 
 fn parse_millis(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| invalid(key, "a number of milliseconds", value))
+    value.parse::<u64>().map(Duration::from_millis).map_err(|_| invalid(key, "a number of milliseconds", value))
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address.
@@ -385,10 +377,8 @@ mod tests {
 
     #[test]
     fn seed_azure() {
-        let config = RedisConfig::parse(
-            "your-redis.redis.cache.windows.net:6380,password=yourpassword,ssl=True,abortConnect=False",
-        )
-        .unwrap();
+        let config =
+            RedisConfig::parse("your-redis.redis.cache.windows.net:6380,password=yourpassword,ssl=True,abortConnect=False").unwrap();
         assert_eq!(config.endpoints, vec![ep("your-redis.redis.cache.windows.net", 6380)]);
         assert_eq!(config.password.as_deref(), Some("yourpassword"));
         assert!(config.ssl);
@@ -459,10 +449,7 @@ mod tests {
     fn bad_strings_name_the_problem() {
         assert_eq!(RedisConfig::parse(""), Err(ConfigError::Empty));
         assert_eq!(RedisConfig::parse(" , ,"), Err(ConfigError::Empty));
-        assert_eq!(
-            RedisConfig::parse("localhost,pasword=x"),
-            Err(ConfigError::UnknownOption("pasword".into()))
-        );
+        assert_eq!(RedisConfig::parse("localhost,pasword=x"), Err(ConfigError::UnknownOption("pasword".into())));
         let err = RedisConfig::parse("localhost,ssl=yes").unwrap_err();
         assert_eq!(err.to_string(), "Redis connection string: option 'ssl' needs true or false, got 'yes'");
         assert!(matches!(RedisConfig::parse("localhost,connectTimeout=5s"), Err(ConfigError::InvalidValue { .. })));
@@ -471,10 +458,7 @@ mod tests {
         assert_eq!(RedisConfig::parse("host:port"), Err(ConfigError::InvalidEndpoint("host:port".into())));
         assert!(matches!(RedisConfig::parse("[::1"), Err(ConfigError::InvalidEndpoint(_))));
         assert!(matches!(RedisConfig::parse(":6379"), Err(ConfigError::InvalidEndpoint(_))));
-        assert_eq!(
-            RedisConfig::parse("localhost,serviceName=mymaster"),
-            Err(ConfigError::Unsupported("serviceName".into()))
-        );
+        assert_eq!(RedisConfig::parse("localhost,serviceName=mymaster"), Err(ConfigError::Unsupported("serviceName".into())));
         assert!(matches!(RedisConfig::parse("redis://"), Err(ConfigError::InvalidUrl(_))));
         assert!(matches!(RedisConfig::parse("redis://h/abc"), Err(ConfigError::InvalidUrl(_))));
         assert!(matches!(RedisConfig::parse("redis://u:%zz@h"), Err(ConfigError::InvalidUrl(_))));

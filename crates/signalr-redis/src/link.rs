@@ -57,12 +57,7 @@ pub struct BackplaneStatus {
 
 impl BackplaneStatus {
     fn starting() -> Self {
-        Self {
-            health: Health::Unhealthy,
-            publisher_connected: false,
-            subscriber_connected: false,
-            last_error: Some("connecting".into()),
-        }
+        Self { health: Health::Unhealthy, publisher_connected: false, subscriber_connected: false, last_error: Some("connecting".into()) }
     }
 
     /// Whether [`BackplaneStatus::health`] is [`Health::Healthy`].
@@ -240,10 +235,7 @@ impl Shared {
     fn take_batch(&self) -> Vec<Outgoing> {
         let mut queue = self.queue.lock();
         let n = queue.len().min(MAX_BATCH);
-        queue
-            .drain(..n)
-            .filter(|outgoing| !outgoing.reply.as_ref().is_some_and(|reply| reply.is_closed()))
-            .collect()
+        queue.drain(..n).filter(|outgoing| !outgoing.reply.as_ref().is_some_and(|reply| reply.is_closed())).collect()
     }
 
     fn requeue_front(&self, batch: Vec<Outgoing>) {
@@ -392,12 +384,7 @@ fn build_clients(options: &LinkOptions) -> Result<Vec<Client>, redis::RedisError
         .iter()
         .map(|endpoint| {
             let addr = if config.ssl {
-                ConnectionAddr::TcpTls {
-                    host: endpoint.host.clone(),
-                    port: endpoint.port,
-                    insecure: false,
-                    tls_params: None,
-                }
+                ConnectionAddr::TcpTls { host: endpoint.host.clone(), port: endpoint.port, insecure: false, tls_params: None }
             } else {
                 ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port)
             };
@@ -408,10 +395,9 @@ fn build_clients(options: &LinkOptions) -> Result<Vec<Client>, redis::RedisError
                 .set_redis_settings(settings.clone())
                 .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
             match (&options.tls_root_certificates, config.ssl) {
-                (Some(roots), true) => Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates { client_tls: None, root_cert: Some(roots.clone()) },
-                ),
+                (Some(roots), true) => {
+                    Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(roots.clone()) })
+                }
                 _ => Client::open(info),
             }
         })
@@ -447,8 +433,7 @@ fn describe(error: &redis::RedisError) -> String {
 
 /// A server that answered with an error (e.g. NOPERM) rather than a broken connection.
 fn is_server_refusal(error: &redis::RedisError) -> bool {
-    matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension)
-        && !error.is_unrecoverable_error()
+    matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) && !error.is_unrecoverable_error()
 }
 
 async fn connect_publisher(clients: &[Client], options: &LinkOptions) -> Result<MultiplexedConnection, String> {
@@ -460,8 +445,7 @@ async fn connect_publisher(clients: &[Client], options: &LinkOptions) -> Result<
         match client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(mut connection) => {
                 if let Some(name) = &options.config.client_name {
-                    let _: Result<(), _> =
-                        redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async(&mut connection).await;
+                    let _: Result<(), _> = redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async(&mut connection).await;
                 }
                 return Ok(connection);
             }
@@ -617,8 +601,7 @@ async fn health_probe(connection: &mut MultiplexedConnection, presence: Option<&
 }
 
 async fn numsub(connection: &mut MultiplexedConnection, channel: &str) -> Option<u64> {
-    let reply: Result<(String, u64), _> =
-        redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await;
+    let reply: Result<(String, u64), _> = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await;
     reply.ok().map(|(_, count)| count)
 }
 
@@ -897,10 +880,8 @@ async fn read_messages(
 ) {
     while let Some(message) = stream.next().await {
         shared.counters.received.fetch_add(1, Ordering::Relaxed);
-        let item = Received {
-            channel: message.get_channel_name().to_owned(),
-            payload: Bytes::copy_from_slice(message.get_payload_bytes()),
-        };
+        let item =
+            Received { channel: message.get_channel_name().to_owned(), payload: Bytes::copy_from_slice(message.get_payload_bytes()) };
         if let Err(mpsc::error::TrySendError::Full(_)) = received.try_send(item) {
             let dropped = shared.counters.receive_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {

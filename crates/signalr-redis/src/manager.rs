@@ -20,8 +20,8 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use signalr::hub::lifetime::{Fanout, HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
 use signalr_protocol::{
-    CompletionMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage,
-    JsonHubProtocol, MessagePackHubProtocol, Value,
+    CompletionMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage, JsonHubProtocol, MessagePackHubProtocol,
+    Value,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -202,12 +202,9 @@ impl RedisHubLifetimeManager {
         let mut link_options = options.link.clone();
         link_options.presence_channel = Some(channels.all());
         let (link, received) = RedisLink::start(link_options)?;
-        for channel in [
-            channels.all(),
-            channels.group_management(),
-            channels.ack(&options.server_name),
-            channels.return_results(&options.server_name),
-        ] {
+        for channel in
+            [channels.all(), channels.group_management(), channels.ack(&options.server_name), channels.return_results(&options.server_name)]
+        {
             drop(link.subscribe(channel));
         }
         let inner = Arc::new(Inner {
@@ -364,10 +361,8 @@ pub fn serialize_invocation(
     excluded: &[String],
     client_result: Option<(&str, &str)>,
 ) -> Result<Vec<u8>, LifetimeError> {
-    let entries: Vec<(&'static str, Bytes)> = protocols
-        .iter()
-        .filter_map(|protocol| message.encoded(protocol.as_ref()).map(|frame| (protocol.name(), frame)))
-        .collect();
+    let entries: Vec<(&'static str, Bytes)> =
+        protocols.iter().filter_map(|protocol| message.encoded(protocol.as_ref()).map(|frame| (protocol.name(), frame))).collect();
     if entries.is_empty() {
         return Err(LifetimeError::Backplane("the message could not be encoded in any configured protocol".into()));
     }
@@ -420,12 +415,7 @@ impl Inner {
     /// While Redis is away, writes `message` to this node's recipients of `target` at once and
     /// returns the excluded ids to publish with (the caller's plus every local recipient), so
     /// the copy sent after the outage skips them. `None` when healthy: delivery on receipt.
-    fn deliver_locally_while_unhealthy(
-        &self,
-        target: Target<'_>,
-        message: &SerializedMessage,
-        excluded: &[String],
-    ) -> Option<Vec<String>> {
+    fn deliver_locally_while_unhealthy(&self, target: Target<'_>, message: &SerializedMessage, excluded: &[String]) -> Option<Vec<String>> {
         if self.link.is_healthy() || matches!(target, Target::Connection(_)) {
             return None;
         }
@@ -651,18 +641,14 @@ fn recipients<'a>(
         .chain(single)
         .filter_map(move |id| local.connections.get_key_value(id))
         .map(|(id, connection)| (id.as_str(), &connection.connection));
-    everyone
-        .chain(named)
-        .filter(move |(id, _)| !excluded.iter().any(|e| e == id))
+    everyone.chain(named).filter(move |(id, _)| !excluded.iter().any(|e| e == id))
 }
 
 fn completion_outcome(connection_id: &str, completion: CompletionMessage) -> Result<Value, LifetimeError> {
     match completion.result {
         CompletionResult::Result(value) => Ok(value),
         CompletionResult::Void => Ok(Value::Json(serde_json::Value::Null)),
-        CompletionResult::Error(error) if error == CONNECTION_DISCONNECTED => {
-            Err(LifetimeError::Disconnected(connection_id.to_string()))
-        }
+        CompletionResult::Error(error) if error == CONNECTION_DISCONNECTED => Err(LifetimeError::Disconnected(connection_id.to_string())),
         CompletionResult::Error(error) => Err(LifetimeError::ClientError(error)),
     }
 }
@@ -751,8 +737,7 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
         // Client results this connection owed.
         let owed: Vec<PendingResult> = {
             let mut outgoing = inner.outgoing_results.lock();
-            let ids: Vec<String> =
-                outgoing.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = outgoing.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
             ids.into_iter().filter_map(|id| outgoing.remove(&id)).collect()
         };
         for pending in owed {
@@ -760,8 +745,7 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
         }
         let forwarded: Vec<(String, RemoteInvocation)> = {
             let mut incoming = inner.incoming_results.lock();
-            let ids: Vec<String> =
-                incoming.iter().filter(|(_, r)| r.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = incoming.iter().filter(|(_, r)| r.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
             ids.into_iter().filter_map(|id| incoming.remove(&id).map(|r| (id, r))).collect()
         };
         if let Some(removed) = removed {
@@ -832,12 +816,7 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
         Ok(())
     }
 
-    async fn send_group_except(
-        &self,
-        group: &str,
-        message: Arc<SerializedMessage>,
-        excluded: &[String],
-    ) -> Result<(), LifetimeError> {
+    async fn send_group_except(&self, group: &str, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError> {
         let channel = Bytes::from(self.inner.channels.group(group));
         self.inner.publish_invocation(channel, Target::Group(group), &message, excluded)
     }
@@ -876,19 +855,11 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
         self.inner.remote_group_command(connection_id, group, GroupAction::Remove).await
     }
 
-    async fn invoke_connection(
-        &self,
-        connection_id: &str,
-        target: &str,
-        arguments: Vec<Value>,
-    ) -> Result<Value, LifetimeError> {
+    async fn invoke_connection(&self, connection_id: &str, target: &str, arguments: Vec<Value>) -> Result<Value, LifetimeError> {
         let inner = &self.inner;
         let invocation_id = new_invocation_id();
         let (reply, result) = oneshot::channel();
-        inner
-            .outgoing_results
-            .lock()
-            .insert(invocation_id.clone(), PendingResult { connection_id: connection_id.to_string(), reply });
+        inner.outgoing_results.lock().insert(invocation_id.clone(), PendingResult { connection_id: connection_id.to_string(), reply });
         let _guard = PendingGuard { inner, invocation_id: &invocation_id };
         let message = SerializedMessage::new(HubMessage::Invocation(InvocationMessage {
             headers: Headers::new(),
@@ -902,11 +873,7 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
                 .send(&message)
                 .map_err(|error| LifetimeError::Backplane(format!("cannot send to connection '{connection_id}': {error}")))?;
         } else {
-            let payload = inner.invocation_payload(
-                &message,
-                &[],
-                Some((&invocation_id, &inner.return_channel_unprefixed)),
-            )?;
+            let payload = inner.invocation_payload(&message, &[], Some((&invocation_id, &inner.return_channel_unprefixed)))?;
             let receivers = inner.link.publish_with_reply(Bytes::from(inner.channels.connection(connection_id)), payload);
             match receivers.await {
                 Ok(Ok(0)) => return Err(LifetimeError::UnknownConnection(connection_id.to_string())),

@@ -287,9 +287,7 @@ pub fn write_invocation<S: AsRef<str>>(
 
 /// Writes a group command: `[id, serverName, action, groupName, connectionId]`.
 pub fn write_group_command(command: &GroupCommand) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        16 + command.server_name.len() + command.group_name.len() + command.connection_id.len(),
-    );
+    let mut out = Vec::with_capacity(16 + command.server_name.len() + command.group_name.len() + command.connection_id.len());
     write_array_len(&mut out, 5);
     write_int(&mut out, command.id as i64);
     write_str(&mut out, &command.server_name);
@@ -410,8 +408,7 @@ impl<'a> Reader<'a> {
 
     fn int32(&mut self, what: &'static str) -> Result<i32, EnvelopeError> {
         let value = self.int(what)?;
-        i32::try_from(value)
-            .map_err(|_| EnvelopeError::OutOfRange { record: self.record, what, value })
+        i32::try_from(value).map_err(|_| EnvelopeError::OutOfRange { record: self.record, what, value })
     }
 
     fn u8(&mut self, what: &'static str) -> Result<u8, EnvelopeError> {
@@ -431,8 +428,7 @@ impl<'a> Reader<'a> {
             other => return Err(self.wrong(what, "a string", other)),
         };
         let range = self.take(len, what)?;
-        let text = std::str::from_utf8(&self.input[range])
-            .map_err(|_| EnvelopeError::InvalidUtf8 { record: self.record, what })?;
+        let text = std::str::from_utf8(&self.input[range]).map_err(|_| EnvelopeError::InvalidUtf8 { record: self.record, what })?;
         Ok(Some(text.to_owned()))
     }
 
@@ -481,9 +477,7 @@ pub fn read_invocation(payload: &Bytes) -> Result<Invocation, EnvelopeError> {
         let invocation_id = reader.optional_str("the invocation id")?;
         let return_channel = reader.optional_str("the return channel")?;
         match (invocation_id, return_channel) {
-            (Some(invocation_id), Some(return_channel)) => {
-                Some(ClientResultRoute { invocation_id, return_channel })
-            }
+            (Some(invocation_id), Some(return_channel)) => Some(ClientResultRoute { invocation_id, return_channel }),
             // .NET treats a nil invocation id as a plain send.
             _ => None,
         }
@@ -517,10 +511,7 @@ pub fn read_ack(payload: &Bytes) -> Result<Ack, EnvelopeError> {
 pub fn read_completion(payload: &Bytes) -> Result<ForwardedCompletion, EnvelopeError> {
     let mut reader = Reader::new(payload, "Completion");
     reader.record_array(2)?;
-    Ok(ForwardedCompletion {
-        protocol_name: reader.str("the protocol name")?,
-        frame: reader.bin("the completion frame")?,
-    })
+    Ok(ForwardedCompletion { protocol_name: reader.str("the protocol name")?, frame: reader.bin("the completion frame")? })
 }
 
 #[cfg(test)]

@@ -185,7 +185,13 @@ async fn client_results_across_nodes() {
         tokio::spawn(async move { b.invoke_connection("a1", "Fail", vec![]).await })
     };
     let id = parse_json(&a1_in.next_text().await)["invocationId"].as_str().unwrap().to_string();
-    assert!(a.set_connection_result("a1", CompletionMessage { headers: Headers::new(), invocation_id: id, result: CompletionResult::Error("boom".into()) }).await);
+    assert!(
+        a.set_connection_result(
+            "a1",
+            CompletionMessage { headers: Headers::new(), invocation_id: id, result: CompletionResult::Error("boom".into()) }
+        )
+        .await
+    );
     assert!(matches!(waiting.await.unwrap(), Err(LifetimeError::ClientError(e)) if e == "boom"));
 
     // The client disconnects before answering: "Connection disconnected." comes back.
@@ -209,7 +215,13 @@ async fn client_results_across_nodes() {
         tokio::spawn(async move { b.invoke_connection("b1", "Local", vec![]).await })
     };
     let id = parse_json(&b1_in.next_text().await)["invocationId"].as_str().unwrap().to_string();
-    assert!(b.set_connection_result("b1", CompletionMessage { headers: Headers::new(), invocation_id: id, result: CompletionResult::Result(Value::Json(json!(42))) }).await);
+    assert!(
+        b.set_connection_result(
+            "b1",
+            CompletionMessage { headers: Headers::new(), invocation_id: id, result: CompletionResult::Result(Value::Json(json!(42))) }
+        )
+        .await
+    );
     assert_eq!(waiting.await.unwrap().unwrap().deserialize::<i64>().unwrap(), 42);
 }
 
@@ -358,10 +370,7 @@ async fn redis_absent_at_start_then_started() {
     a.send_connection("a1", text("Message", "local")).await.unwrap();
     assert_eq!(a1_in.next_text().await, frame("Message", "local"));
     let mut status = a.watch_status();
-    tokio::time::timeout(DEADLINE, status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e != "connecting")))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(DEADLINE, status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e != "connecting"))).await.unwrap().unwrap();
     assert!(!a.status().is_healthy());
 
     let mut redis = RedisServer::configured(port, Vec::new());
@@ -383,7 +392,23 @@ fn make_certificates(dir: &std::path::Path) {
     run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca"]);
     run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,15 +418,30 @@ async fn tls_with_password_and_acl_user() {
     make_certificates(&certificates.dir);
     let dir = certificates.dir.display().to_string();
     // `--port 0`: TLS only.
-    let mut redis_tls = RedisServer::configured(0, vec![
-        "--tls-port".into(), tls_port.to_string(),
-        "--tls-cert-file".into(), format!("{dir}/server.crt"),
-        "--tls-key-file".into(), format!("{dir}/server.key"),
-        "--tls-ca-cert-file".into(), format!("{dir}/ca.crt"),
-        "--tls-auth-clients".into(), "no".into(),
-        "--requirepass".into(), "s3cret".into(),
-        "--user".into(), "alice".into(), "on".into(), ">alicepw".into(), "~*".into(), "&*".into(), "+@all".into(),
-    ]);
+    let mut redis_tls = RedisServer::configured(
+        0,
+        vec![
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            format!("{dir}/server.crt"),
+            "--tls-key-file".into(),
+            format!("{dir}/server.key"),
+            "--tls-ca-cert-file".into(),
+            format!("{dir}/ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            "s3cret".into(),
+            "--user".into(),
+            "alice".into(),
+            "on".into(),
+            ">alicepw".into(),
+            "~*".into(),
+            "&*".into(),
+            "+@all".into(),
+        ],
+    );
     redis_tls.spawn();
     let ca = std::fs::read(format!("{dir}/ca.crt")).unwrap();
 
@@ -422,14 +462,16 @@ async fn tls_with_password_and_acl_user() {
     // A wrong password stays unhealthy and says why.
     let wrong = password_node(format!("127.0.0.1:{tls_port},ssl=true,password=wrong,channelPrefix=T"));
     let mut status = wrong.watch_status();
-    let seen = tokio::time::timeout(DEADLINE, status.wait_for(|s| {
-        s.last_error.as_deref().is_some_and(|e| e.contains("WRONGPASS") || e.to_lowercase().contains("auth"))
-    }))
+    let seen = tokio::time::timeout(
+        DEADLINE,
+        status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e.contains("WRONGPASS") || e.to_lowercase().contains("auth"))),
+    )
     .await;
     assert!(seen.is_ok(), "{:?}", wrong.status());
     assert!(!wrong.status().is_healthy());
     // Without the test CA the server certificate is refused.
-    let untrusted = Arc::new(signalr_redis::RedisHubLifetimeManager::new(options(&format!("127.0.0.1:{tls_port},ssl=true,password=s3cret"))).unwrap());
+    let untrusted =
+        Arc::new(signalr_redis::RedisHubLifetimeManager::new(options(&format!("127.0.0.1:{tls_port},ssl=true,password=s3cret"))).unwrap());
     let mut status = untrusted.watch_status();
     let seen = tokio::time::timeout(DEADLINE, status.wait_for(|s| s.last_error.as_deref().is_some_and(|e| e != "connecting"))).await;
     assert!(seen.is_ok());

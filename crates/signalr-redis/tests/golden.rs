@@ -48,10 +48,7 @@ fn both() -> Vec<Arc<dyn HubProtocol>> {
 #[test]
 fn official_map_values_8_2() {
     let msg = message("target", vec![]);
-    assert_eq!(
-        msg.encoded(&MessagePackHubProtocol).unwrap().as_ref(),
-        hex("0d 96 01 80 c0 a6 74 61 72 67 65 74 90 90").as_slice()
-    );
+    assert_eq!(msg.encoded(&MessagePackHubProtocol).unwrap().as_ref(), hex("0d 96 01 80 c0 a6 74 61 72 67 65 74 90 90").as_slice());
     let json = msg.encoded(&JsonHubProtocol).unwrap();
     assert_eq!(json.as_ref(), b"{\"type\":1,\"target\":\"target\",\"arguments\":[]}\x1e");
     assert_eq!(json.len(), 44);
@@ -67,11 +64,9 @@ fn official_map_values_8_2() {
 
 #[test]
 fn combined_envelope_8_3_a() {
-    let expected = hex(
-        "92 90 82 a4 6a 73 6f 6e c4 2c 7b 22 74 79 70 65 22 3a 31 2c 22 74 61 72 67 65 74 22 3a 22 74 61
+    let expected = hex("92 90 82 a4 6a 73 6f 6e c4 2c 7b 22 74 79 70 65 22 3a 31 2c 22 74 61 72 67 65 74 22 3a 22 74 61
          72 67 65 74 22 2c 22 61 72 67 75 6d 65 6e 74 73 22 3a 5b 5d 7d 1e ab 6d 65 73 73 61 67 65 70 61
-         63 6b c4 0e 0d 96 01 80 c0 a6 74 61 72 67 65 74 90 90",
-    );
+         63 6b c4 0e 0d 96 01 80 c0 a6 74 61 72 67 65 74 90 90");
     assert_eq!(expected.len(), 82);
     assert_eq!(serialize_invocation(&message("target", vec![]), &both(), &[], None).unwrap(), expected);
 }

@@ -19,30 +19,24 @@ struct QueryUser;
 
 impl Authenticator for QueryUser {
     fn authenticate(&self, request: &RequestInfo, _bearer: Option<&str>) -> Result<Option<User>, Unauthorized> {
-        Ok(request.query.iter().find(|(k, _)| k == "user").map(|(_, v)| User {
-            identifier: Some(v.clone()),
-            claims: vec![],
-        }))
+        Ok(request.query.iter().find(|(k, _)| k == "user").map(|(_, v)| User { identifier: Some(v.clone()), claims: vec![] }))
     }
 }
 
 fn test_hub() -> Hub {
     Hub::builder("NotificationHub")
-        .method("GetConnectionId", |ctx: HubCallContext, (): ()| async move {
-            Ok::<_, HubError>(ctx.connection_id().to_string())
-        })
+        .method("GetConnectionId", |ctx: HubCallContext, (): ()| async move { Ok::<_, HubError>(ctx.connection_id().to_string()) })
         .method("JoinGroup", |ctx: HubCallContext, (group,): (String,)| async move {
             ctx.groups().add_to_group(ctx.connection_id(), &group).await
         })
         .method("AddToGroup", |ctx: HubCallContext, (connection_id, group): (String, String)| async move {
             ctx.groups().add_to_group(&connection_id, &group).await
         })
-        .method("SendToAll", |ctx: HubCallContext, (msg,): (String,)| async move {
-            ctx.clients().all().send("Message", (msg,)).await
-        })
-        .method("SendToOthers", |ctx: HubCallContext, (msg,): (String,)| async move {
-            ctx.clients().others().send("Message", (msg,)).await
-        })
+        .method("SendToAll", |ctx: HubCallContext, (msg,): (String,)| async move { ctx.clients().all().send("Message", (msg,)).await })
+        .method(
+            "SendToOthers",
+            |ctx: HubCallContext, (msg,): (String,)| async move { ctx.clients().others().send("Message", (msg,)).await },
+        )
         .method("SendToGroup", |ctx: HubCallContext, (group, msg): (String, String)| async move {
             ctx.clients().group(group).send("Message", (msg,)).await
         })
@@ -122,11 +116,7 @@ impl Client {
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
             };
-            return text
-                .split('\u{1e}')
-                .filter(|part| !part.is_empty())
-                .map(|part| serde_json::from_str(part).unwrap())
-                .collect();
+            return text.split('\u{1e}').filter(|part| !part.is_empty()).map(|part| serde_json::from_str(part).unwrap()).collect();
         }
     }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use signalr::hub::lifetime::{HubLifetimeManager, LifetimeError};
-use signalr_redis::{Recipients, RedisHubLifetimeManager, invocation};
 use signalr_protocol::Value;
+use signalr_redis::{Recipients, RedisHubLifetimeManager, invocation};
 
 /// A node that notices a hang quickly: commands time out after 500 ms, PING every 200 ms.
 async fn quick_node(redis: &RedisServer) -> Arc<RedisHubLifetimeManager> {
@@ -41,7 +41,11 @@ async fn a_hung_redis_is_reported_and_acknowledged_sends_fail_until_it_resumes()
     redis.signal("STOP");
     // Published into the frozen Redis before anyone can tell: no acknowledgement, an error.
     let frozen = sender
-        .send_acknowledged(Recipients::Group("admins"), &invocation("Note", vec![Value::Json(serde_json::json!(2))]), Duration::from_millis(300))
+        .send_acknowledged(
+            Recipients::Group("admins"),
+            &invocation("Note", vec![Value::Json(serde_json::json!(2))]),
+            Duration::from_millis(300),
+        )
         .await;
     assert!(matches!(frozen, Err(LifetimeError::Timeout(_))), "unacknowledged send must fail, got {frozen:?}");
     // Both nodes see the hang (health checks, not a closed socket).
@@ -51,9 +55,8 @@ async fn a_hung_redis_is_reported_and_acknowledged_sends_fail_until_it_resumes()
         let error = node.status().last_error.unwrap_or_default();
         assert!(error.contains("did not answer"), "the reason names the silence: {error}");
     }
-    let refused = sender
-        .send_acknowledged(Recipients::Group("admins"), &invocation("Note", vec![Value::Json(serde_json::json!(3))]), DEADLINE)
-        .await;
+    let refused =
+        sender.send_acknowledged(Recipients::Group("admins"), &invocation("Note", vec![Value::Json(serde_json::json!(3))]), DEADLINE).await;
     assert!(matches!(refused, Err(LifetimeError::Backplane(_))), "while unhealthy an acknowledged send fails at once, got {refused:?}");
 
     redis.signal("CONT");

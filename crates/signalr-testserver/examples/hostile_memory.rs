@@ -129,7 +129,6 @@ async fn posts(http: &reqwest::Client, base: &str, pid: u32, start: u64) {
 }
 
 async fn headers(base: &str, pid: u32) {
-
     // 3. Header padding: 200 WebSockets with and without a 300 KB header.
     for padding in [0, 30_000, 300_000] {
         let before = rss_kib(pid);

@@ -55,14 +55,8 @@ impl JwtAuthenticator {
     /// A token for `testuser`, valid for 5 seconds (plus the clock skew).
     pub fn generate_token(&self) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let claims = Claims {
-            nameid: "testuser".to_owned(),
-            iss: ISSUER.to_owned(),
-            aud: AUDIENCE.to_owned(),
-            exp: now + 5,
-            nbf: now,
-            iat: now,
-        };
+        let claims =
+            Claims { nameid: "testuser".to_owned(), iss: ISSUER.to_owned(), aud: AUDIENCE.to_owned(), exp: now + 5, nbf: now, iat: now };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.key))
     }
 

@@ -67,32 +67,22 @@ pub fn build(args: AppArgs) -> App {
     let context = test_hub.context();
 
     let optional_user = Arc::new(auth::OptionalJwtAuthenticator(jwt.clone()));
-    let all = HttpConnectionOptions::default()
-        .allow_stateful_reconnects(true)
-        .authenticator(optional_user.clone());
+    let all = HttpConnectionOptions::default().allow_stateful_reconnects(true).authenticator(optional_user.clone());
     let no_websockets = HttpConnectionOptions::default()
         .authenticator(optional_user)
         .transports([TransportType::ServerSentEvents, TransportType::LongPolling]);
-    let authorized = HttpConnectionOptions::default()
-        .authenticator(jwt.clone())
-        .require_authentication(true);
+    let authorized = HttpConnectionOptions::default().authenticator(jwt.clone()).require_authentication(true);
 
     let routes = Router::new()
         .merge(test_hub.router("/testhub", all))
         .merge(test_hub.router("/testhub-nowebsockets", no_websockets))
         .merge(authorized_hub.router("/authorizedhub", authorized))
-        .nest(
-            "/echo",
-            signalr_connections::endpoint(HttpConnectionOptions::default(), Arc::new(echo::EchoConnectionHandler)),
-        )
+        .nest("/echo", signalr_connections::endpoint(HttpConnectionOptions::default(), Arc::new(echo::EchoConnectionHandler)))
         .route("/generatejwttoken", get(generate_jwt_token).with_state(jwt))
         .route("/clientresult/{connection_id}", get(client_result).with_state(context.clone()));
 
     let router = case_insensitive_paths(routes)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(middleware::RedirectCounter::default()),
-            middleware::special_paths,
-        ))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(middleware::RedirectCounter::default()), middleware::special_paths))
         .layer(axum::middleware::from_fn(middleware::negotiate_cookies))
         .layer(axum::middleware::from_fn(middleware::cors));
     App { router, test_hub: context }

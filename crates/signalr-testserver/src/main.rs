@@ -79,8 +79,8 @@ async fn lifetime_manager(args: &Args, hub_name: &str) -> Result<Option<Arc<dyn 
     };
     // ==== REDIS BACKPLANE: the signalr-redis owner fills this in ====
     // `--channel-prefix` overrides `channelPrefix=` of the connection string.
-    let mut options = signalr_redis::RedisBackplaneOptions::from_connection_string(connection_string, hub_name)
-        .map_err(|e| format!("--redis: {e}"))?;
+    let mut options =
+        signalr_redis::RedisBackplaneOptions::from_connection_string(connection_string, hub_name).map_err(|e| format!("--redis: {e}"))?;
     if let Some(prefix) = &args.channel_prefix {
         options = options.with_channel_prefix(prefix.clone());
     }
@@ -96,10 +96,8 @@ async fn lifetime_manager(args: &Args, hub_name: &str) -> Result<Option<Arc<dyn 
 /// `http://127.0.0.1:PORT` → `127.0.0.1:PORT`.
 fn listen_address(urls: &str) -> Result<String, String> {
     let first = urls.split(';').next().unwrap_or_default().trim();
-    let address = first
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--urls must start with http:// (got '{first}')"))?
-        .trim_end_matches('/');
+    let address =
+        first.strip_prefix("http://").ok_or_else(|| format!("--urls must start with http:// (got '{first}')"))?.trim_end_matches('/');
     if address.is_empty() {
         return Err("--urls has no host:port".to_owned());
     }
@@ -134,9 +132,10 @@ async fn run(args: Args) -> Result<(), String> {
 /// Binds with a listen backlog of 4096 (the kernel's `somaxconn` here): with the default, a
 /// burst of connects overflows the queue and clients stall for a second on SYN retries.
 async fn bind(address: &str) -> std::io::Result<tokio::net::TcpListener> {
-    let address = tokio::net::lookup_host(address).await?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")
-    })?;
+    let address = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing"))?;
     let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;

@@ -14,8 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 /// echo the requested method and headers and answer 204.
 pub async fn cors(request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let preflight = request.method() == http::Method::OPTIONS
-        && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let preflight = request.method() == http::Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if preflight {
         let mut response = Response::builder().status(StatusCode::NO_CONTENT).body(Body::empty()).unwrap_or_default();
         let headers = response.headers_mut();
@@ -80,10 +79,7 @@ pub async fn special_paths(State(counter): State<Arc<RedirectCounter>>, request:
         return Response::builder().status(StatusCode::OK).body(Body::from(body)).unwrap_or_default();
     }
     if path.starts_with("/bad-negotiate") {
-        return Response::builder()
-            .status(StatusCode::BAD_REQUEST)
-            .body(Body::from("Some response from server"))
-            .unwrap_or_default();
+        return Response::builder().status(StatusCode::BAD_REQUEST).body(Body::from("Some response from server")).unwrap_or_default();
     }
     if path.starts_with("/echoredirect") {
         let original = request.uri().path();
@@ -119,15 +115,13 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(high), Some(low)) => {
-                        out.push(high * 16 + low);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high * 16 + low);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             other => out.push(other),
         }
         i += 1;

@@ -52,15 +52,11 @@ fn invalid_operation(message: &str) -> HubError {
 pub fn test_hub() -> Hub {
     Hub::builder(TEST_HUB_NAME)
         .method("Echo", |_ctx: HubCallContext, (message,): (String,)| async move { Ok::<_, HubError>(message) })
-        .method("GetCallerConnectionId", |ctx: HubCallContext, (): ()| async move {
-            Ok::<_, HubError>(ctx.connection_id().to_owned())
-        })
+        .method("GetCallerConnectionId", |ctx: HubCallContext, (): ()| async move { Ok::<_, HubError>(ctx.connection_id().to_owned()) })
         .method("GetNumRedirects", |ctx: HubCallContext, (): ()| async move {
             Ok::<_, HubError>(ctx.context().query("numRedirects").and_then(|v| v.parse::<i32>().ok()).unwrap_or(0))
         })
-        .method("ThrowException", |_ctx: HubCallContext, (message,): (String,)| async move {
-            Err::<(), _>(invalid_operation(&message))
-        })
+        .method("ThrowException", |_ctx: HubCallContext, (message,): (String,)| async move { Err::<(), _>(invalid_operation(&message)) })
         .method("InvokeWithString", |ctx: HubCallContext, (message,): (String,)| async move {
             ctx.clients().caller().send("Message", (message,)).await
         })
@@ -79,28 +75,22 @@ pub fn test_hub() -> Hub {
             });
             Ok::<_, HubError>(stream::pending::<Result<String, HubError>>())
         })
-        .method_with_streams(
-            "StreamingConcat",
-            |_ctx: HubCallContext, (): (), (mut items,): (ClientStream<String>,)| async move {
-                let mut text = String::new();
-                while let Some(item) = items.next_item().await {
-                    text.push_str(&item?);
-                }
-                Ok::<_, HubError>(text)
-            },
-        )
-        .stream("EmptyStream", |_ctx: HubCallContext, (): ()| async move {
-            Ok::<_, HubError>(stream::empty::<Result<i32, HubError>>())
+        .method_with_streams("StreamingConcat", |_ctx: HubCallContext, (): (), (mut items,): (ClientStream<String>,)| async move {
+            let mut text = String::new();
+            while let Some(item) = items.next_item().await {
+                text.push_str(&item?);
+            }
+            Ok::<_, HubError>(text)
         })
+        .stream("EmptyStream", |_ctx: HubCallContext, (): ()| async move { Ok::<_, HubError>(stream::empty::<Result<i32, HubError>>()) })
         .stream("StreamThrowException", |_ctx: HubCallContext, (message,): (String,)| async move {
             Err::<stream::Empty<Result<String, HubError>>, _>(invalid_operation(&message))
         })
-        .method("GetActiveTransportName", |ctx: HubCallContext, (): ()| async move {
-            Ok::<_, HubError>(ctx.context().transport().as_str())
-        })
-        .method("EchoComplexObject", |_ctx: HubCallContext, (object,): (ComplexObject,)| async move {
-            Ok::<_, HubError>(object)
-        })
+        .method(
+            "GetActiveTransportName",
+            |ctx: HubCallContext, (): ()| async move { Ok::<_, HubError>(ctx.context().transport().as_str()) },
+        )
+        .method("EchoComplexObject", |_ctx: HubCallContext, (object,): (ComplexObject,)| async move { Ok::<_, HubError>(object) })
         .method("SendComplexObject", |_ctx: HubCallContext, (): ()| async move {
             let date_time = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
                 .map_err(|e| HubError::exception("FormatException", e.to_string()))?
@@ -136,9 +126,10 @@ pub fn test_hub() -> Hub {
         .method("RemoveConnectionFromGroup", |ctx: HubCallContext, (connection_id, group): (String, String)| async move {
             ctx.groups().remove_from_group(&connection_id, &group).await
         })
-        .method("SendToAll", |ctx: HubCallContext, (message,): (String,)| async move {
-            ctx.clients().all().send("Message", (message,)).await
-        })
+        .method(
+            "SendToAll",
+            |ctx: HubCallContext, (message,): (String,)| async move { ctx.clients().all().send("Message", (message,)).await },
+        )
         .method("SendToOthers", |ctx: HubCallContext, (message,): (String,)| async move {
             ctx.clients().others().send("Message", (message,)).await
         })

@@ -72,14 +72,10 @@ async fn stateful_reconnect_takeover_by_an_anonymous_socket_is_refused() {
     let negotiated = negotiate(addr, Some(&token), "&useStatefulReconnect=true").await;
     assert_eq!(negotiated["useStatefulReconnect"], true);
     let id = negotiated["connectionToken"].as_str().unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/testhub?id={id}&access_token={token}"))
-        .await
-        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/testhub?id={id}&access_token={token}")).await.unwrap();
     ws.send(Message::text("{\"protocol\":\"json\",\"version\":2}\x1e")).await.unwrap();
     let mut messages: Vec<Value> = Vec::new();
-    ws.send(Message::text(format!("{}\x1e", json!({"type":1,"invocationId":"2","target":"Echo","arguments":["secret"]}))))
-        .await
-        .unwrap();
+    ws.send(Message::text(format!("{}\x1e", json!({"type":1,"invocationId":"2","target":"Echo","arguments":["secret"]})))).await.unwrap();
     while !messages.iter().any(|m| m["invocationId"] == "2" && m["result"] == "secret") {
         let wanted = messages.len() + 1;
         read_messages(&mut ws, &mut messages, wanted).await;
@@ -90,9 +86,7 @@ async fn stateful_reconnect_takeover_by_an_anonymous_socket_is_refused() {
     assert_eq!(ws_status(&format!("ws://{addr}/testhub?id={id}&access_token=garbage")).await, 403);
 
     // The user's socket was not closed: it still answers.
-    ws.send(Message::text(format!("{}\x1e", json!({"type":1,"invocationId":"3","target":"Echo","arguments":["still"]}))))
-        .await
-        .unwrap();
+    ws.send(Message::text(format!("{}\x1e", json!({"type":1,"invocationId":"3","target":"Echo","arguments":["still"]})))).await.unwrap();
     let mut more: Vec<Value> = Vec::new();
     while !more.iter().any(|m| m["type"] == 3) {
         let wanted = more.len() + 1;

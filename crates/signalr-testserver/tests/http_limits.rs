@@ -85,15 +85,9 @@ async fn findings_are_refused_as_kestrel_refuses_them() {
 
 #[tokio::test]
 async fn size_and_connection_flags_apply() {
-    let (mut child, addr) = spawn_binary(&[
-        "--max-request-line-size",
-        "64",
-        "--max-request-headers-total-size",
-        "128",
-        "--max-concurrent-connections",
-        "1",
-    ])
-    .await;
+    let (mut child, addr) =
+        spawn_binary(&["--max-request-line-size", "64", "--max-request-headers-total-size", "128", "--max-concurrent-connections", "1"])
+            .await;
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(60));
     assert_eq!(status_codes(&exchange(addr, long_line.as_bytes()).await.unwrap()), [414]);
     let padded = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n", "a".repeat(120));

@@ -17,7 +17,9 @@ async fn start() -> SocketAddr {
     let app = build(AppArgs::default()).router;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { signalr_connections::server::serve(listener, app, Default::default(), std::future::pending()).await.unwrap() });
+    tokio::spawn(
+        async move { signalr_connections::server::serve(listener, app, Default::default(), std::future::pending()).await.unwrap() },
+    );
     addr
 }
 
@@ -32,10 +34,9 @@ impl HubClient {
     async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HubClient {
         let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
         for (name, value) in headers {
-            request.headers_mut().insert(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(value).unwrap(),
-            );
+            request
+                .headers_mut()
+                .insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), http::HeaderValue::from_str(value).unwrap());
         }
         let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         let mut client = HubClient { ws, pending: Vec::new() };
@@ -89,12 +90,8 @@ impl HubClient {
 #[tokio::test]
 async fn test_hub_methods_match_the_functional_tests() {
     let addr = start().await;
-    let mut client = HubClient::connect(
-        addr,
-        "/testhub?numRedirects=3",
-        &[("x-header", "custom value"), ("cookie", "testCookie=testValue")],
-    )
-    .await;
+    let mut client =
+        HubClient::connect(addr, "/testhub?numRedirects=3", &[("x-header", "custom value"), ("cookie", "testCookie=testValue")]).await;
     assert_eq!(client.invoke("0", "Echo", json!(["hi"])).await["result"], "hi");
     assert_eq!(
         client.invoke("1", "ThrowException", json!(["An error occurred."])).await["error"],
@@ -216,8 +213,7 @@ async fn http_endpoints_redirects_cookies_cors_and_errors() {
     assert_eq!(response.headers()["location"], "/echo/negotiate?a=1");
 
     let response = http.post(format!("http://{addr}/testhub/negotiate?negotiateVersion=1")).send().await.unwrap();
-    let cookies: Vec<String> =
-        response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let cookies: Vec<String> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
     assert!(cookies.iter().any(|c| c.starts_with("testCookie=testValue")), "{cookies:?}");
     assert!(cookies.iter().any(|c| c.starts_with("testCookie2=testValue2")), "{cookies:?}");
     assert!(cookies.iter().any(|c| c.starts_with("expiredCookie=doesntmatter") && c.contains("1970")), "{cookies:?}");
@@ -247,14 +243,8 @@ async fn http_endpoints_redirects_cookies_cors_and_errors() {
     assert_eq!(response.headers()["access-control-allow-origin"], "http://elsewhere:9876");
     assert_eq!(response.headers().get_all("access-control-allow-origin").iter().count(), 1);
 
-    let negotiated: Value = http
-        .post(format!("http://{addr}/testhub-nowebsockets/negotiate?negotiateVersion=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let negotiated: Value =
+        http.post(format!("http://{addr}/testhub-nowebsockets/negotiate?negotiateVersion=1")).send().await.unwrap().json().await.unwrap();
     let transports: Vec<&str> =
         negotiated["availableTransports"].as_array().unwrap().iter().map(|t| t["transport"].as_str().unwrap()).collect();
     assert_eq!(transports, ["ServerSentEvents", "LongPolling"]);
@@ -267,21 +257,12 @@ async fn authorized_hub_needs_a_token_from_generate_jwt_token() {
     let response = http.post(format!("http://{addr}/authorizedhub/negotiate?negotiateVersion=1")).send().await.unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(response.text().await.unwrap(), "");
-    let response = http
-        .post(format!("http://{addr}/authorizedhub/negotiate?negotiateVersion=1"))
-        .bearer_auth("garbage")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        http.post(format!("http://{addr}/authorizedhub/negotiate?negotiateVersion=1")).bearer_auth("garbage").send().await.unwrap();
     assert_eq!(response.status(), 401);
 
     let token = http.get(format!("http://{addr}/generateJwtToken")).send().await.unwrap().text().await.unwrap();
-    let response = http
-        .post(format!("http://{addr}/authorizedhub/negotiate?negotiateVersion=1"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = http.post(format!("http://{addr}/authorizedhub/negotiate?negotiateVersion=1")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut client = HubClient::connect(addr, &format!("/authorizedhub?access_token={token}"), &[]).await;
     assert_eq!(client.invoke("0", "GetUserNameIdentifier", json!([])).await["result"], "testuser");
@@ -326,11 +307,8 @@ async fn binary_prints_the_listening_address_and_serves() {
     assert_eq!(token.split('.').count(), 3);
     child.kill().await.unwrap();
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
-        .args(["--urls", "ftp://nowhere"])
-        .output()
-        .await
-        .unwrap();
+    let output =
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_signalr-testserver")).args(["--urls", "ftp://nowhere"]).output().await.unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--urls must start with http://"));
 }

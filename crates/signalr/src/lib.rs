@@ -27,11 +27,10 @@
 
 pub mod hub;
 
-pub use hub::{
-    ClientProxy, ClientStream, DefaultHubLifetimeManager, GroupManager, Hub, HubBuilder,
-    HubCallContext, HubCallerClients, HubCallerContext, HubClients, HubConnection, HubContext,
-    HubError, HubLifetimeManager, HubOptions, HubService, LifetimeError, SendError,
-    SerializedMessage, SingleClientProxy, UploadStreams,
-};
 pub use hub::args::{HubArgs, OutgoingArgs};
 pub use hub::service::map_hub;
+pub use hub::{
+    ClientProxy, ClientStream, DefaultHubLifetimeManager, GroupManager, Hub, HubBuilder, HubCallContext, HubCallerClients,
+    HubCallerContext, HubClients, HubConnection, HubContext, HubError, HubLifetimeManager, HubOptions, HubService, LifetimeError,
+    SendError, SerializedMessage, SingleClientProxy, UploadStreams,
+};

@@ -35,9 +35,7 @@ async fn on_connected_runs_before_messages_and_on_disconnected_gets_the_close_er
                 let _ = gone_tx.send((ctx.connection_id().to_owned(), error));
             }
         })
-        .method("Greeting", |ctx: HubCallContext, (): ()| async move {
-            Ok::<_, HubError>(ctx.context().item::<String>("greeting"))
-        })
+        .method("Greeting", |ctx: HubCallContext, (): ()| async move { Ok::<_, HubError>(ctx.context().item::<String>("greeting")) })
         .method("Id", |ctx: HubCallContext, (): ()| async move { Ok::<_, HubError>(ctx.connection_id().to_owned()) })
         .build();
     let addr = serve(hub, HubOptions::default()).await;
@@ -70,10 +68,7 @@ async fn a_failing_on_connected_closes_without_reconnect() {
         .build();
     let addr = serve(hub, HubOptions::default().enable_detailed_errors(true)).await;
     let mut client = Client::connect(addr, Protocol::Json).await;
-    assert_eq!(
-        client.next_json().await,
-        json!({"type":7,"error":"Connection closed with an error. InvalidOperationException: not today"})
-    );
+    assert_eq!(client.next_json().await, json!({"type":7,"error":"Connection closed with an error. InvalidOperationException: not today"}));
     assert!(client.next_any().await.is_none());
     assert_eq!(*calls.lock(), 1);
 }
@@ -81,21 +76,10 @@ async fn a_failing_on_connected_closes_without_reconnect() {
 /// Opens an SSE connection and returns (token, event stream).
 async fn open_sse(addr: std::net::SocketAddr) -> (String, reqwest::Response) {
     let http = reqwest::Client::new();
-    let negotiated: serde_json::Value = http
-        .post(format!("http://{addr}/hub/negotiate?negotiateVersion=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let negotiated: serde_json::Value =
+        http.post(format!("http://{addr}/hub/negotiate?negotiateVersion=1")).send().await.unwrap().json().await.unwrap();
     let token = negotiated["connectionToken"].as_str().unwrap().to_owned();
-    let events = http
-        .get(format!("http://{addr}/hub?id={token}"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let events = http.get(format!("http://{addr}/hub?id={token}")).header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(events.status(), 200);
     (token, events)
 }
@@ -123,11 +107,7 @@ async fn server_sent_events_refuse_messagepack_and_serve_json() {
     let http = reqwest::Client::new();
 
     let (token, mut events) = open_sse(addr).await;
-    http.post(format!("http://{addr}/hub?id={token}"))
-        .body("{\"protocol\":\"messagepack\",\"version\":1}\x1e")
-        .send()
-        .await
-        .unwrap();
+    http.post(format!("http://{addr}/hub?id={token}")).body("{\"protocol\":\"messagepack\",\"version\":1}\x1e").send().await.unwrap();
     let text = read_until(&mut events, "\u{1e}").await;
     assert!(
         text.contains("{\"error\":\"Cannot use the 'messagepack' protocol on the current transport. The transport does not support 'Binary' transfer format.\"}\u{1e}"),

@@ -124,7 +124,10 @@ async fn errors_use_the_exact_dotnet_texts() {
         client.invoke("1", "ThrowException", json!(["An error occurred."])).await["error"],
         "An unexpected error occurred invoking 'ThrowException' on the server. InvalidOperationException: An error occurred."
     );
-    assert_eq!(client.invoke("2", "Nope", json!([])).await["error"], "Failed to invoke 'Nope' due to an error on the server. HubException: Method does not exist.");
+    assert_eq!(
+        client.invoke("2", "Nope", json!([])).await["error"],
+        "Failed to invoke 'Nope' due to an error on the server. HubException: Method does not exist."
+    );
     assert_eq!(
         client.invoke("3", "Echo", json!(["a", "b"])).await["error"],
         "Failed to invoke 'Echo' due to an error on the server. InvalidDataException: Invocation provides 2 argument(s) but target expects 1."
@@ -149,10 +152,7 @@ async fn errors_use_the_exact_dotnet_texts() {
     );
     client.send(json!({"type":4,"invocationId":"8","target":"StreamFails","arguments":[]})).await;
     assert_eq!(client.next_json().await, json!({"type":2,"invocationId":"8","item":1}));
-    assert_eq!(
-        client.next_json().await["error"],
-        "An error occurred on the server while streaming results. IOException: disk gone"
-    );
+    assert_eq!(client.next_json().await["error"], "An error occurred on the server while streaming results. IOException: disk gone");
 }
 
 #[tokio::test]
@@ -167,10 +167,7 @@ async fn without_detailed_errors_only_hub_exceptions_show_details() {
         client.invoke("2", "ThrowHubException", json!(["for you"])).await["error"],
         "An unexpected error occurred invoking 'ThrowHubException' on the server. HubException: for you"
     );
-    assert_eq!(
-        client.invoke("3", "Echo", json!([])).await["error"],
-        "Failed to invoke 'Echo' due to an error on the server."
-    );
+    assert_eq!(client.invoke("3", "Echo", json!([])).await["error"], "Failed to invoke 'Echo' due to an error on the server.");
     // An unknown method is a HubException from the binder: its detail always shows.
     assert_eq!(
         client.invoke("4", "NonExistentMethod", json!([])).await["error"],
@@ -279,9 +276,7 @@ async fn client_results_from_a_hub_method_and_from_the_hub_context() {
         async move { context.clients().client(connection_id).invoke::<i32, _>("Result", ()).await }
     });
     let request = client.next_json().await;
-    client
-        .send(json!({"type":3,"invocationId":request["invocationId"],"error":"Client didn't provide a result."}))
-        .await;
+    client.send(json!({"type":3,"invocationId":request["invocationId"],"error":"Client didn't provide a result."})).await;
     let error = waiting.await.unwrap().unwrap_err();
     assert_eq!(error.message(), "Client didn't provide a result.");
 
@@ -387,9 +382,7 @@ async fn invalid_json_closes_with_an_error() {
 
 #[tokio::test]
 async fn keep_alive_pings_and_client_timeout() {
-    let options = HubOptions::default()
-        .keep_alive_interval(Duration::from_millis(100))
-        .client_timeout_interval(Duration::from_millis(400));
+    let options = HubOptions::default().keep_alive_interval(Duration::from_millis(100)).client_timeout_interval(Duration::from_millis(400));
     let server = start(options).await;
     let mut client = Client::connect(server.addr, Protocol::Json).await;
     // Without a client ping the timeout does not apply: pings keep coming.

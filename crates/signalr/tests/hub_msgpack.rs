@@ -26,29 +26,24 @@ async fn handshake_response_and_messages_are_binary_frames() {
     client.protocol = Protocol::MessagePack;
 
     client.send_msgpack(invocation("1", "Echo", vec![V::from("hi")])).await;
-    assert_eq!(
-        client.next().await.msgpack(),
-        V::Array(vec![V::from(3), V::Map(vec![]), V::from("1"), V::from(3), V::from("hi")])
-    );
+    assert_eq!(client.next().await.msgpack(), V::Array(vec![V::from(3), V::Map(vec![]), V::from("1"), V::from(3), V::from("hi")]));
     client.send_msgpack(invocation("2", "Void", vec![])).await;
-    assert_eq!(
-        client.next().await.msgpack(),
-        V::Array(vec![V::from(3), V::Map(vec![]), V::from("2"), V::from(3), V::Nil])
-    );
+    assert_eq!(client.next().await.msgpack(), V::Array(vec![V::from(3), V::Map(vec![]), V::from("2"), V::from(3), V::Nil]));
     client.send_msgpack(invocation("3", "Nope", vec![])).await;
     assert_eq!(
         client.next().await.msgpack(),
-        V::Array(vec![V::from(3), V::Map(vec![]), V::from("3"), V::from(1), V::from("Failed to invoke 'Nope' due to an error on the server. HubException: Method does not exist.")])
+        V::Array(vec![
+            V::from(3),
+            V::Map(vec![]),
+            V::from("3"),
+            V::from(1),
+            V::from("Failed to invoke 'Nope' due to an error on the server. HubException: Method does not exist.")
+        ])
     );
     // Stream: items then a void completion (kind 2).
-    client
-        .send_msgpack(V::Array(vec![V::from(4), V::Map(vec![]), V::from("4"), V::from("Stream"), V::Array(vec![])]))
-        .await;
+    client.send_msgpack(V::Array(vec![V::from(4), V::Map(vec![]), V::from("4"), V::from("Stream"), V::Array(vec![])])).await;
     for item in ["a", "b", "c"] {
-        assert_eq!(
-            client.next().await.msgpack(),
-            V::Array(vec![V::from(2), V::Map(vec![]), V::from("4"), V::from(item)])
-        );
+        assert_eq!(client.next().await.msgpack(), V::Array(vec![V::from(2), V::Map(vec![]), V::from("4"), V::from(item)]));
     }
     assert_eq!(client.next().await.msgpack(), V::Array(vec![V::from(3), V::Map(vec![]), V::from("4"), V::from(2)]));
     // A broadcast reaches a msgpack client as a 6-element invocation without id.
@@ -70,9 +65,10 @@ struct Complex {
 async fn binary_and_timestamps_keep_their_msgpack_types() {
     let hub = Hub::builder("Complex")
         .method("EchoComplex", |_c: HubCallContext, (value,): (Complex,)| async move { Ok::<_, HubError>(value) })
-        .method("SendComplex", |c: HubCallContext, (value,): (Complex,)| async move {
-            c.clients().caller().send("Complex", (value,)).await
-        })
+        .method(
+            "SendComplex",
+            |c: HubCallContext, (value,): (Complex,)| async move { c.clients().caller().send("Complex", (value,)).await },
+        )
         .build();
     let service = HubService::new(hub, HubOptions::default());
     let app = service.router("/hub", HttpConnectionOptions::default());
@@ -84,10 +80,7 @@ async fn binary_and_timestamps_keep_their_msgpack_types() {
     // 2000-01-01T00:00:00Z as timestamp 32 (ext -1, 4 bytes of seconds).
     let seconds: u32 = 946_684_800;
     let timestamp = V::Ext(-1, seconds.to_be_bytes().to_vec());
-    let object = V::Map(vec![
-        (V::from("ByteArray"), V::Binary(vec![1, 2, 3])),
-        (V::from("DateTime"), timestamp.clone()),
-    ]);
+    let object = V::Map(vec![(V::from("ByteArray"), V::Binary(vec![1, 2, 3])), (V::from("DateTime"), timestamp.clone())]);
     client.send_msgpack(invocation("1", "EchoComplex", vec![object])).await;
     let completion = client.next().await.msgpack();
     let result = &completion[4];

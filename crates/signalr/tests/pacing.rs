@@ -106,11 +106,7 @@ async fn server_sent_events_pace_600_pipelined_calls_in_one_post() {
         let chunk = tokio::time::timeout(common::HANG_GUARD, stream.chunk()).await.unwrap().unwrap().expect("stream open");
         raw.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = raw.find("\r\n\r\n") {
-            let event: String = raw[..end]
-                .split("\r\n")
-                .filter_map(|line| line.strip_prefix("data: "))
-                .collect::<Vec<_>>()
-                .join("\n");
+            let event: String = raw[..end].split("\r\n").filter_map(|line| line.strip_prefix("data: ")).collect::<Vec<_>>().join("\n");
             raw.drain(..end + 4);
             for part in event.split('\u{1e}').filter(|p| !p.is_empty()) {
                 let message: serde_json::Value = serde_json::from_str(part).unwrap();

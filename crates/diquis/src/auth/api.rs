@@ -1,13 +1,13 @@
 //! `POST /api/tokens` (sign in) and `POST /api/tokens/refresh` for API clients and SPAs.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
-use super::tokens::{self, SignInError, TokenResponse};
 use super::ROOT_TENANT;
-use crate::security::{check_sign_in, Refusal};
+use super::tokens::{self, SignInError, TokenResponse};
+use crate::security::{Refusal, check_sign_in};
 use crate::state::AppState;
 use crate::tenants::validation::string_field;
 use crate::web::envelope::{ApiError, Envelope};
@@ -94,10 +94,7 @@ pub async fn use_refresh(state: &AppState, token: &str, by: tokens::RefreshBy) -
     let result = tokens::use_refresh_token(&state.db, token, by, state.settings.jwt.refresh_days).await;
     if let Err(SignInError::RefreshTokenReused { user_id, session_id }) = &result {
         tracing::warn!(user = %user_id, session = %session_id, "a rotated refresh token was reused: its session is revoked");
-        state.revocations.announce(super::revocation::Revocation::Session {
-            user_id: user_id.clone(),
-            session_id: session_id.clone(),
-        });
+        state.revocations.announce(super::revocation::Revocation::Session { user_id: user_id.clone(), session_id: session_id.clone() });
     }
     result
 }

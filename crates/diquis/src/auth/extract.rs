@@ -8,9 +8,9 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::jwt::TokenError;
-use super::session::{cookie, secrets_equal, AUTH_COOKIE, CSRF_HEADER};
 use super::Identity;
+use super::jwt::TokenError;
+use super::session::{AUTH_COOKIE, CSRF_HEADER, cookie, secrets_equal};
 use crate::state::AppState;
 use crate::web::envelope::ApiError;
 
@@ -93,10 +93,9 @@ impl FromRequestParts<AppState> for Caller {
             Credentials::Refused(TokenError::Expired) => Err(ApiError::unauthorized("The token has expired.")),
             Credentials::Refused(TokenError::Invalid(_)) => Err(ApiError::unauthorized("The token is invalid.")),
             Credentials::Refused(TokenError::Revoked) => Err(ApiError::unauthorized("The token has been revoked.")),
-            Credentials::Refused(TokenError::Unavailable) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The token cannot be checked now; try again shortly.",
-            )),
+            Credentials::Refused(TokenError::Unavailable) => {
+                Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The token cannot be checked now; try again shortly."))
+            }
             Credentials::Refused(TokenError::Outdated) => {
                 Err(ApiError::unauthorized("The token is from an earlier version: sign in again."))
             }

@@ -4,9 +4,9 @@
 
 use signalr_connections::{Authenticator, RequestInfo, Unauthorized, User};
 
+use super::Identity;
 use super::jwt::JwtService;
 use super::session::AUTH_COOKIE;
-use super::Identity;
 
 /// The claim type carrying roles on hub users.
 pub const ROLE_CLAIM: &str = "role";

@@ -2,7 +2,7 @@
 //! `email`, `tenant`, `roles`), plus a `csrf` claim for cookie sessions.
 
 use chrono::Utc;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 
 use super::Identity;
@@ -171,13 +171,7 @@ mod tests {
     use super::*;
 
     fn settings() -> JwtSettings {
-        JwtSettings {
-            key: None,
-            issuer: "Diquis".into(),
-            audience: "Diquis".into(),
-            expiry_minutes: 60,
-            refresh_days: 7,
-        }
+        JwtSettings { key: None, issuer: "Diquis".into(), audience: "Diquis".into(), expiry_minutes: 60, refresh_days: 7 }
     }
 
     fn identity() -> Identity {

@@ -1,7 +1,7 @@
 //! Password hashing with Argon2id (PHC strings) and the password policy.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 
 /// Hashes a password into a PHC string (`$argon2id$…`). CPU-heavy: call from a blocking task.
 pub fn hash(password: &str) -> String {

@@ -27,11 +27,11 @@ use signalr_connections::User;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::Identity;
 use super::jwt::TokenError;
-use super::session::{cookie, AUTH_COOKIE};
+use super::session::{AUTH_COOKIE, cookie};
 use super::tokens::tenant_is_usable;
 use super::users::new_security_stamp;
-use super::Identity;
 use crate::db::{Db, Tx};
 use crate::state::AppState;
 use crate::{with_db, with_tx};
@@ -158,13 +158,8 @@ impl Revocations {
                 Err(e) => tracing::error!(error = %e, "revocations: cannot use the Redis connection string"),
             }
         }
-        let this = Self(Arc::new(Inner {
-            db,
-            verdicts: Mutex::new(HashMap::new()),
-            live: Mutex::new(HashMap::new()),
-            outgoing,
-            subscribed,
-        }));
+        let this =
+            Self(Arc::new(Inner { db, verdicts: Mutex::new(HashMap::new()), live: Mutex::new(HashMap::new()), outgoing, subscribed }));
         if let Some((client, channel, rx)) = bus {
             tokio::spawn(publish_loop(client.clone(), channel.clone(), rx, shutdown.clone()));
             tokio::spawn(subscribe_loop(client, channel, Arc::downgrade(&this.0), ready_tx, shutdown));
@@ -309,11 +304,7 @@ impl Inner {
 /// In `tx`: a new security stamp for the user and every session of it revoked.
 pub async fn revoke_user_in(tx: &mut Tx, user_id: &str) -> Result<(), sqlx::Error> {
     with_tx!(tx, |c| {
-        sqlx::query("UPDATE users SET security_stamp = $2 WHERE id = $1")
-            .bind(user_id)
-            .bind(new_security_stamp())
-            .execute(&mut *c)
-            .await?;
+        sqlx::query("UPDATE users SET security_stamp = $2 WHERE id = $1").bind(user_id).bind(new_security_stamp()).execute(&mut *c).await?;
         sqlx::query("UPDATE refresh_families SET revoked_on = $2 WHERE user_id = $1 AND revoked_on IS NULL")
             .bind(user_id)
             .bind(Utc::now())
@@ -356,10 +347,7 @@ pub async fn hub_gate(State(state): State<AppState>, request: Request, next: Nex
         .map(|t| t.trim().to_string());
     let query_token = || {
         request.uri().query().and_then(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(k, _)| *k == "access_token")
-                .map(|(_, v)| percent_decode(v))
+            q.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == "access_token").map(|(_, v)| percent_decode(v))
         })
     };
     let token = bearer.or_else(query_token).or_else(|| cookie(headers, AUTH_COOKIE));
@@ -429,12 +417,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((100u64 << attempt.min(4)).min(1000))
 }
 
-async fn publish_loop(
-    client: redis::Client,
-    channel: String,
-    mut rx: mpsc::UnboundedReceiver<Revocation>,
-    shutdown: CancellationToken,
-) {
+async fn publish_loop(client: redis::Client, channel: String, mut rx: mpsc::UnboundedReceiver<Revocation>, shutdown: CancellationToken) {
     let mut connection = None;
     let mut attempt = 0;
     loop {

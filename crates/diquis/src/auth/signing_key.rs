@@ -48,7 +48,9 @@ pub enum SigningKeyError {
 pub fn report(source: &KeySource, environment: &str) {
     match source {
         KeySource::Configured => {}
-        KeySource::File(path) => tracing::info!(file = %path.display(), "JWT signing key generated into a file readable by this user only (set Jwt:Key to choose it)"),
+        KeySource::File(path) => {
+            tracing::info!(file = %path.display(), "JWT signing key generated into a file readable by this user only (set Jwt:Key to choose it)")
+        }
         KeySource::Database if environment.eq_ignore_ascii_case("Production") => tracing::warn!(
             "Jwt:Key is not set: the JWT signing key is generated and kept in the database, where whoever can read it can forge \
              tokens. Production must set Jwt:Key (at least 32 bytes, from a secret store) on every node"
@@ -65,11 +67,7 @@ pub fn key_file_of(database: &Path) -> PathBuf {
 }
 
 /// The signing key and where it came from.
-pub async fn signing_key(
-    db: &Db,
-    target: &DatabaseTarget,
-    configured: Option<&str>,
-) -> Result<(Vec<u8>, KeySource), SigningKeyError> {
+pub async fn signing_key(db: &Db, target: &DatabaseTarget, configured: Option<&str>) -> Result<(Vec<u8>, KeySource), SigningKeyError> {
     if let Some(k) = configured {
         return Ok((k.as_bytes().to_vec(), KeySource::Configured));
     }
@@ -95,9 +93,7 @@ async fn key_from_database(db: &Db) -> Result<String, sqlx::Error> {
 }
 
 async fn stored_in_database(db: &Db) -> Result<Option<String>, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(p).await
-    })
+    with_db!(db, |p| { sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(p).await })
 }
 
 async fn key_from_file(db: &Db, file: &Path) -> Result<Vec<u8>, SigningKeyError> {

@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::users::{self, UserRow};
 use super::Identity;
+use super::users::{self, UserRow};
 use crate::db::{Db, Tx};
 use crate::security::hashing::PasswordPool;
 use crate::{with_db, with_tx};
@@ -97,18 +97,16 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 
 /// Whether users of `tenant` may sign in: active, provisioned, not failed in provisioning.
 pub async fn tenant_is_usable(db: &Db, tenant: &str) -> Result<bool, sqlx::Error> {
-    let row: Option<(bool, String)> = with_db!(db, |p| {
-        sqlx::query_as("SELECT is_active, status FROM tenants WHERE id = $1").bind(tenant).fetch_optional(p).await?
-    });
+    let row: Option<(bool, String)> =
+        with_db!(db, |p| { sqlx::query_as("SELECT is_active, status FROM tenants WHERE id = $1").bind(tenant).fetch_optional(p).await? });
     // A tenant whose update failed stays usable; one that never finished provisioning is not.
     Ok(matches!(row, Some((true, status)) if status == "Active" || status == "Updating" || status == "Failed")
         && provisioned(db, tenant).await?)
 }
 
 async fn provisioned(db: &Db, tenant: &str) -> Result<bool, sqlx::Error> {
-    let at: Option<Option<DateTime<Utc>>> = with_db!(db, |p| {
-        sqlx::query_scalar("SELECT provisioned_on FROM tenants WHERE id = $1").bind(tenant).fetch_optional(p).await?
-    });
+    let at: Option<Option<DateTime<Utc>>> =
+        with_db!(db, |p| { sqlx::query_scalar("SELECT provisioned_on FROM tenants WHERE id = $1").bind(tenant).fetch_optional(p).await? });
     Ok(matches!(at, Some(Some(_))))
 }
 
@@ -123,12 +121,7 @@ pub const BROWSER_REFRESH_GRACE_SECS: i64 = 10;
 
 /// A new sign-in: a refresh-token family (the session id of its access tokens) and its first
 /// refresh token (only its SHA-256 is stored). Returns (family id, token, expiry).
-pub async fn new_session(
-    db: &Db,
-    user_id: &str,
-    csrf: Option<&str>,
-    days: i64,
-) -> Result<(String, String, DateTime<Utc>), sqlx::Error> {
+pub async fn new_session(db: &Db, user_id: &str, csrf: Option<&str>, days: i64) -> Result<(String, String, DateTime<Utc>), sqlx::Error> {
     let family = uuid::Uuid::new_v4().to_string();
     let mut tx = db.begin().await?;
     with_tx!(&mut tx, |c| {
@@ -223,8 +216,7 @@ pub async fn use_refresh_token(db: &Db, token: &str, by: RefreshBy, days: i64) -
     if !user.is_active || !tenant_is_usable(db, &user.tenant_id).await? {
         return Err(SignInError::Inactive);
     }
-    let within_grace =
-        |at: DateTime<Utc>| by == RefreshBy::Browser && now - at < Duration::seconds(BROWSER_REFRESH_GRACE_SECS);
+    let within_grace = |at: DateTime<Utc>| by == RefreshBy::Browser && now - at < Duration::seconds(BROWSER_REFRESH_GRACE_SECS);
     if let Some(at) = rotated_on {
         if within_grace(at) {
             return Ok(Refreshed { user, csrf, session_id: family, successor: None });
@@ -273,10 +265,7 @@ pub async fn revoke_session(db: &Db, session_id: &str) -> Result<bool, sqlx::Err
 /// The session a refresh token belongs to, if the token is known.
 pub async fn session_of_refresh_token(db: &Db, token: &str) -> Result<Option<String>, sqlx::Error> {
     with_db!(db, |p| {
-        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
-            .bind(hash_token(token))
-            .fetch_optional(p)
-            .await
+        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1").bind(hash_token(token)).fetch_optional(p).await
     })
 }
 

@@ -3,15 +3,15 @@
 //! administrators to their own. The roles a user may get depend on the tenant
 //! ([`roles_for_tenant`]).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 
 use super::extract::Caller;
 use super::users::{self, NewUser};
-use super::users_api::{may_manage, UserDto, TENANT_ADMIN_ROLE};
-use super::{password, Identity, ROOT_ROLE, ROOT_TENANT, TENANT_OWNER_ROLE};
+use super::users_api::{TENANT_ADMIN_ROLE, UserDto, may_manage};
+use super::{Identity, ROOT_ROLE, ROOT_TENANT, TENANT_OWNER_ROLE, password};
 use crate::state::AppState;
 use crate::tenants::repo;
 use crate::tenants::validation::{is_email, string_field};
@@ -22,11 +22,7 @@ pub const TENANT_ROLES: &[&str] = &[TENANT_OWNER_ROLE, TENANT_ADMIN_ROLE, "direc
 
 /// The roles a new user of `tenant` may be given.
 pub fn roles_for_tenant(tenant: &str) -> &'static [&'static str] {
-    if tenant == ROOT_TENANT {
-        &[ROOT_ROLE]
-    } else {
-        TENANT_ROLES
-    }
+    if tenant == ROOT_TENANT { &[ROOT_ROLE] } else { TENANT_ROLES }
 }
 
 /// A user to add, as a form or a JSON body gives it.
@@ -75,7 +71,8 @@ pub async fn add_user(state: &AppState, caller: &Identity, new: AddUser) -> Resu
     let hash = password::hash_async(new.password).await;
     let mut tx = state.db.begin().await?;
     let roles = [new.role.as_str()];
-    let (id, created) = users::ensure_user(&mut tx, &NewUser { tenant_id: &new.tenant, email, password_hash: &hash, roles: &roles }).await?;
+    let (id, created) =
+        users::ensure_user(&mut tx, &NewUser { tenant_id: &new.tenant, email, password_hash: &hash, roles: &roles }).await?;
     if !created {
         tx.rollback().await?;
         return Err(ApiError::conflict(format!("A user with email '{email}' already exists in tenant '{}'.", new.tenant)));

@@ -78,10 +78,7 @@ pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<UserRow>, sqlx::Erro
 /// The roles of a user, sorted.
 pub async fn roles_of(db: &Db, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
     with_db!(db, |p| {
-        sqlx::query_scalar::<_, String>("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
-            .bind(user_id)
-            .fetch_all(p)
-            .await
+        sqlx::query_scalar::<_, String>("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all(p).await
     })
 }
 
@@ -109,9 +106,8 @@ pub async fn ensure_user(tx: &mut Tx, user: &NewUser<'_>) -> Result<(String, boo
         .rows_affected()
             == 1
     });
-    let id: String = with_tx!(tx, |c| {
-        sqlx::query_scalar("SELECT id FROM users WHERE user_name = $1").bind(&name).fetch_one(&mut *c).await?
-    });
+    let id: String =
+        with_tx!(tx, |c| sqlx::query_scalar("SELECT id FROM users WHERE user_name = $1").bind(&name).fetch_one(&mut *c).await?);
     for role in user.roles {
         with_tx!(tx, |c| {
             sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
@@ -126,9 +122,7 @@ pub async fn ensure_user(tx: &mut Tx, user: &NewUser<'_>) -> Result<(String, boo
 
 /// How many users a tenant has (for tests and the UI).
 pub async fn count_in_tenant(db: &Db, tenant: &str) -> Result<i64, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE tenant_id = $1").bind(tenant).fetch_one(p).await
-    })
+    with_db!(db, |p| { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE tenant_id = $1").bind(tenant).fetch_one(p).await })
 }
 
 /// The users of a tenant, by user name.

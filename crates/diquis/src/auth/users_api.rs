@@ -18,10 +18,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::extract::Caller;
-use super::revocation::{revoke_user_in, Revocation};
+use super::revocation::{Revocation, revoke_user_in};
 use super::tokens::TokenResponse;
 use super::users::{self, UserRow};
-use super::{password, Identity, TENANT_OWNER_ROLE};
+use super::{Identity, TENANT_OWNER_ROLE, password};
 use crate::state::AppState;
 use crate::tenants::validation::string_field;
 use crate::web::envelope::{ApiError, Envelope};
@@ -112,10 +112,12 @@ pub async fn list(
     const COLUMNS: &str = "id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp";
     let rows: Vec<UserRow> = with_db!(&state.db, |p| {
         match &tenant {
-            Some(t) => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY user_name")))
-                .bind(t)
-                .fetch_all(p)
-                .await?,
+            Some(t) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY user_name")))
+                    .bind(t)
+                    .fetch_all(p)
+                    .await?
+            }
             None => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY user_name"))).fetch_all(p).await?,
         }
     });
@@ -143,18 +145,30 @@ pub async fn set_active(state: &AppState, caller: &Identity, id: &str, active: b
 
 /// `POST /api/users/{id}/disable`: the user can no longer sign in, and every session of theirs
 /// ends now.
-pub async fn disable(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<UserDto>>, ApiError> {
+pub async fn disable(
+    State(state): State<AppState>,
+    Caller { identity, .. }: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<UserDto>>, ApiError> {
     set_active(&state, &identity, &id, false).await
 }
 
 /// `POST /api/users/{id}/enable`.
-pub async fn enable(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<UserDto>>, ApiError> {
+pub async fn enable(
+    State(state): State<AppState>,
+    Caller { identity, .. }: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<UserDto>>, ApiError> {
     set_active(&state, &identity, &id, true).await
 }
 
 /// `DELETE /api/users/{id}`: the user, their roles and refresh tokens are deleted; their
 /// sessions end now.
-pub async fn remove(State(state): State<AppState>, Caller { identity, .. }: Caller, Path(id): Path<String>) -> Result<Json<Envelope<String>>, ApiError> {
+pub async fn remove(
+    State(state): State<AppState>,
+    Caller { identity, .. }: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<String>>, ApiError> {
     Ok(Json(Envelope::ok(remove_user(&state, &identity, &id).await?, vec![])))
 }
 
@@ -217,7 +231,8 @@ pub async fn change_own_password(
     if let Some(w) = password::weakness(&new) {
         return Err(ApiError::validation(vec![format!("'newPassword' {w}.")]));
     }
-    let user = users::find_by_id(&state.db, &identity.user_id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
+    let user =
+        users::find_by_id(&state.db, &identity.user_id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
     if !password::verify_async(user.password_hash.clone(), current).await {
         return Err(ApiError::validation(vec!["'password' is not the current password.".into()]));
     }

@@ -66,9 +66,10 @@ impl PostgresTarget {
             o = o.password(p);
         }
         if let Some(mode) = &self.ssl_mode
-            && let Ok(mode) = mode.parse() {
-                o = o.ssl_mode(mode);
-            }
+            && let Ok(mode) = mode.parse()
+        {
+            o = o.ssl_mode(mode);
+        }
         o
     }
 }
@@ -103,8 +104,7 @@ pub fn parse_database(value: &str) -> Result<DatabaseTarget, String> {
 }
 
 fn parse_postgres_url(value: &str) -> Result<DatabaseTarget, String> {
-    let options: sqlx::postgres::PgConnectOptions =
-        value.parse().map_err(|e| format!("is not a valid PostgreSQL URL: {e}"))?;
+    let options: sqlx::postgres::PgConnectOptions = value.parse().map_err(|e| format!("is not a valid PostgreSQL URL: {e}"))?;
     let database = options.get_database().map(str::to_string).unwrap_or_else(|| options.get_username().to_string());
     // Keep what we need; PgConnectOptions hides the password, so take it from the URL text.
     let password = value
@@ -112,9 +112,7 @@ fn parse_postgres_url(value: &str) -> Result<DatabaseTarget, String> {
         .and_then(|(_, rest)| rest.split_once('@'))
         .and_then(|(userinfo, _)| userinfo.split_once(':'))
         .map(|(_, p)| percent_decode(p));
-    let ssl_mode = value.split_once('?').and_then(|(_, q)| {
-        q.split('&').find_map(|kv| kv.strip_prefix("sslmode=").map(str::to_string))
-    });
+    let ssl_mode = value.split_once('?').and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("sslmode=").map(str::to_string)));
     Ok(DatabaseTarget::Postgres(PostgresTarget {
         host: options.get_host().to_string(),
         port: options.get_port(),
@@ -150,9 +148,21 @@ fn parse_key_values(value: &str) -> Result<DatabaseTarget, String> {
             "sslmode" => pg.ssl_mode = Some(normalize_ssl_mode(&v)?),
             "datasource" | "filename" => sqlite = Some(PathBuf::from(v)),
             // Npgsql options that change nothing for us are accepted, so .NET strings work as they are.
-            "pooling" | "minimumpoolsize" | "maximumpoolsize" | "maxpoolsize" | "timeout" | "commandtimeout"
-            | "includeerrordetail" | "trustservercertificate" | "keepalive" | "applicationname" | "mode"
-            | "cache" | "searchpath" | "connectionidlelifetime" | "multiplexing" => {}
+            "pooling"
+            | "minimumpoolsize"
+            | "maximumpoolsize"
+            | "maxpoolsize"
+            | "timeout"
+            | "commandtimeout"
+            | "includeerrordetail"
+            | "trustservercertificate"
+            | "keepalive"
+            | "applicationname"
+            | "mode"
+            | "cache"
+            | "searchpath"
+            | "connectionidlelifetime"
+            | "multiplexing" => {}
             other => return Err(format!("unknown keyword '{}'", other)),
         }
     }
@@ -225,12 +235,14 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
         out.push(bytes[i]);
         i += 1;
     }

@@ -75,9 +75,12 @@ impl HubLimits {
             application_max_buffer_size: read("SignalR:ApplicationMaxBufferSize", d.application_max_buffer_size, 0, GIB)?,
             outbound_buffer_size: read("SignalR:TransportMaxBufferSize", d.outbound_buffer_size, 1024, GIB)?,
             max_buffered_inbound_bytes: read("SignalR:MaxBufferedInboundBytes", d.max_buffered_inbound_bytes, 1024, 64 * GIB)?,
-            start_timeout: Duration::from_millis(
-                read("SignalR:StartTimeoutMilliseconds", d.start_timeout.as_millis() as usize, 100, 3_600_000)? as u64,
-            ),
+            start_timeout: Duration::from_millis(read(
+                "SignalR:StartTimeoutMilliseconds",
+                d.start_timeout.as_millis() as usize,
+                100,
+                3_600_000,
+            )? as u64),
             max_retained_request_bytes: read("SignalR:MaxRetainedRequestBytes", d.max_retained_request_bytes, 0, 1 << 20)?,
         })
     }

@@ -1,7 +1,6 @@
 //! `Kestrel:Limits:*`: the HTTP server's limits, under the keys and in the formats of ASP.NET
 //! Core's `KestrelServerLimits` (timeouts are .NET `TimeSpan`s such as `00:00:30`).
 
-
 use signalr_connections::server::HttpLimits;
 
 use super::settings::ConfigError;
@@ -25,8 +24,7 @@ pub fn http_limits(c: &Configuration) -> Result<HttpLimits, ConfigError> {
         request_headers_timeout: super::time_span::read_optional(c, REQUEST_HEADERS_TIMEOUT)?.unwrap_or(defaults.request_headers_timeout),
         keep_alive_timeout: super::time_span::read_optional(c, KEEP_ALIVE_TIMEOUT)?.unwrap_or(defaults.keep_alive_timeout),
         max_request_line_size: size(c, MAX_REQUEST_LINE_SIZE)?.unwrap_or(defaults.max_request_line_size),
-        max_request_headers_total_size: size(c, MAX_REQUEST_HEADERS_TOTAL_SIZE)?
-            .unwrap_or(defaults.max_request_headers_total_size),
+        max_request_headers_total_size: size(c, MAX_REQUEST_HEADERS_TOTAL_SIZE)?.unwrap_or(defaults.max_request_headers_total_size),
         // Like Kestrel, an empty value (JSON null) means no limit.
         max_concurrent_connections: size(c, MAX_CONCURRENT_CONNECTIONS)?,
     };
@@ -46,13 +44,12 @@ pub fn http_limits(c: &Configuration) -> Result<HttpLimits, ConfigError> {
 fn size(c: &Configuration, key: &str) -> Result<Option<usize>, ConfigError> {
     match c.get(key).map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) => v.parse::<usize>().map(Some).map_err(|_| ConfigError {
-            key: key.to_string(),
-            problem: format!("is '{v}', not a whole number of bytes"),
-        }),
+        Some(v) => v
+            .parse::<usize>()
+            .map(Some)
+            .map_err(|_| ConfigError { key: key.to_string(), problem: format!("is '{v}', not a whole number of bytes") }),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

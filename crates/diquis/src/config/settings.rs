@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::connection_string::{parse_database, DatabaseTarget};
+use super::connection_string::{DatabaseTarget, parse_database};
 use super::source::Configuration;
 
 /// A configuration value is missing or wrong; the message names the key.
@@ -324,9 +324,7 @@ pub fn parse_urls(value: &str) -> Result<Vec<SocketAddr>, String> {
             return Err(format!("has '{url}', which is not an http://host:port address"));
         };
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| format!("has '{url}' without a port (http://host:port)"))?;
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("has '{url}' without a port (http://host:port)"))?;
         let port: u16 = port.parse().map_err(|_| format!("has '{url}': '{port}' is not a port number"))?;
         let ip: IpAddr = match host {
             "*" | "+" | "0.0.0.0" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),

@@ -59,10 +59,7 @@ impl Configuration {
     /// earlier section written as a scalar are left as they are).
     pub fn set(&mut self, key: &str, value: impl Into<String>, source: &str) {
         let key = key.trim_matches(':');
-        self.entries.insert(
-            key.to_ascii_lowercase(),
-            Entry { key: key.to_string(), value: value.into(), source: source.to_string() },
-        );
+        self.entries.insert(key.to_ascii_lowercase(), Entry { key: key.to_string(), value: value.into(), source: source.to_string() });
     }
 
     /// The value of `key` (case-insensitive), if set.
@@ -100,8 +97,7 @@ impl Configuration {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(SourceError::Read { path: path.to_path_buf(), source }),
         };
-        self.add_json_str(&text, &path.display().to_string())
-            .map_err(|reason| SourceError::Json { path: path.to_path_buf(), reason })
+        self.add_json_str(&text, &path.display().to_string()).map_err(|reason| SourceError::Json { path: path.to_path_buf(), reason })
     }
 
     /// Adds JSON text (an object); `source` names it in messages.
@@ -232,8 +228,7 @@ mod tests {
         c.add_environment([("CONNECTIONSTRINGS__REDISCONNECTION".to_string(), "b:2".to_string())]);
         assert_eq!(c.get("connectionstrings:redisconnection"), Some("b:2"));
         assert_eq!(c.entry("ConnectionStrings:RedisConnection").unwrap().source, "environment");
-        c.add_command_line(&["--ConnectionStrings:RedisConnection=c:3".into(), "--urls".into(), "http://x".into()])
-            .unwrap();
+        c.add_command_line(&["--ConnectionStrings:RedisConnection=c:3".into(), "--urls".into(), "http://x".into()]).unwrap();
         assert_eq!(c.get("ConnectionStrings:RedisConnection"), Some("c:3"));
         assert_eq!(c.get("Urls"), Some("http://x"));
         assert_eq!(c.get("JWT:KEY"), Some("x"));

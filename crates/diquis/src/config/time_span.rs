@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::source::Configuration;
 use super::ConfigError;
+use super::source::Configuration;
 
 /// `key` as a `TimeSpan`, or `default` when it is absent or empty.
 pub fn read(c: &Configuration, key: &str, default: Duration) -> Result<Duration, ConfigError> {
@@ -14,9 +14,9 @@ pub fn read(c: &Configuration, key: &str, default: Duration) -> Result<Duration,
 pub fn read_optional(c: &Configuration, key: &str) -> Result<Option<Duration>, ConfigError> {
     match c.get(key).map(str::trim) {
         None | Some("") => Ok(None),
-        Some(v) => parse_timespan(v).map(Some).ok_or_else(|| {
-            ConfigError::new(key, format!("is '{v}'; expected a TimeSpan like 00:00:30 ([d.]hh:mm:ss[.fffffff])"))
-        }),
+        Some(v) => parse_timespan(v)
+            .map(Some)
+            .ok_or_else(|| ConfigError::new(key, format!("is '{v}'; expected a TimeSpan like 00:00:30 ([d.]hh:mm:ss[.fffffff])"))),
     }
 }
 

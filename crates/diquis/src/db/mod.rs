@@ -200,10 +200,8 @@ pub async fn create_postgres_database(pg: &PostgresTarget) -> Result<(), DbError
     let mut conn = sqlx::PgConnection::connect_with(&admin.connect_options())
         .await
         .map_err(|source| DbError::Connect { target: target.clone(), source })?;
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&pg.database)
-        .fetch_optional(&mut conn)
-        .await?;
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1").bind(&pg.database).fetch_optional(&mut conn).await?;
     if exists.is_none() {
         let sql = format!("CREATE DATABASE \"{}\"", pg.database.replace('"', "\"\""));
         if let Err(source) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
 use axum::Json;
+use axum::extract::{Query, State};
 
 use super::outbox::{self, MissedNotification};
 use crate::auth::extract::Caller;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use signalr::{Hub, HubCallContext, HubError, HubLifetimeManager, HubOptions, HubService};
 use signalr_connections::HttpConnectionOptions;
 
-use super::event::{target, CONNECTED_MESSAGE};
+use super::event::{CONNECTED_MESSAGE, target};
 use super::publisher::ROOT_GROUP;
-use crate::auth::hub::{user_is_root_admin, HubAuthenticator};
-use crate::config::HubTimeouts;
+use crate::auth::hub::{HubAuthenticator, user_is_root_admin};
 use crate::auth::revocation::Revocations;
+use crate::config::HubTimeouts;
 
 /// The hub's name on the Redis backplane (channel `{prefix}{name}:…`).
 pub const HUB_NAME: &str = "Diquis.Infrastructure.Hubs.NotificationHub";
@@ -66,9 +66,5 @@ pub fn notification_service(lifetime: Arc<dyn HubLifetimeManager>, revocations: 
 /// Connection options of the hub endpoint: authentication required (401 without a token or
 /// session cookie). CORS is applied by the application around every route.
 pub fn connection_options(authenticator: HubAuthenticator) -> HttpConnectionOptions {
-    HttpConnectionOptions {
-        authenticator: Some(Arc::new(authenticator)),
-        require_authentication: true,
-        ..HttpConnectionOptions::default()
-    }
+    HttpConnectionOptions { authenticator: Some(Arc::new(authenticator)), require_authentication: true, ..HttpConnectionOptions::default() }
 }

@@ -72,10 +72,7 @@ pub async fn insert(tx: &mut Tx, event: &Event, outcome_key: Option<&str>) -> Re
 /// The id of the notification that recorded `outcome_key`, if one did.
 pub async fn find_outcome(tx: &mut Tx, outcome_key: &str) -> Result<Option<i64>, sqlx::Error> {
     with_tx!(tx, |c| {
-        sqlx::query_scalar("SELECT id FROM notifications WHERE outcome_key = $1")
-            .bind(outcome_key)
-            .fetch_optional(&mut *c)
-            .await
+        sqlx::query_scalar("SELECT id FROM notifications WHERE outcome_key = $1").bind(outcome_key).fetch_optional(&mut *c).await
     })
 }
 
@@ -88,31 +85,20 @@ pub async fn unsent(db: &Db, limit: i64) -> Result<Vec<NotificationRow>, sqlx::E
 /// How many rows wait to be published, counted on the partial index of unsent rows without
 /// reading a payload (`/metrics` asks on every scrape).
 pub async fn unsent_count(db: &Db) -> Result<i64, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE sent_on IS NULL").fetch_one(p).await
-    })
+    with_db!(db, |p| { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE sent_on IS NULL").fetch_one(p).await })
 }
 
 /// Marks a row sent.
 pub async fn mark_sent(db: &Db, id: i64) -> Result<(), sqlx::Error> {
     with_db!(db, |p| {
-        sqlx::query("UPDATE notifications SET sent_on = $2 WHERE id = $1 AND sent_on IS NULL")
-            .bind(id)
-            .bind(Utc::now())
-            .execute(p)
-            .await?;
+        sqlx::query("UPDATE notifications SET sent_on = $2 WHERE id = $1 AND sent_on IS NULL").bind(id).bind(Utc::now()).execute(p).await?;
     });
     Ok(())
 }
 
 /// The notifications after `after` that `user_name` may see: all of them for root admins (or
 /// when broadcasting to all), else those it asked for. Oldest first, at most 200.
-pub async fn visible_after(
-    db: &Db,
-    after: i64,
-    user_name: &str,
-    sees_everything: bool,
-) -> Result<Vec<MissedNotification>, sqlx::Error> {
+pub async fn visible_after(db: &Db, after: i64, user_name: &str, sees_everything: bool) -> Result<Vec<MissedNotification>, sqlx::Error> {
     let rows: Vec<NotificationRow> = if sees_everything {
         let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id > $1 ORDER BY id LIMIT 200");
         with_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).fetch_all(p).await?)
@@ -120,10 +106,7 @@ pub async fn visible_after(
         let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id > $1 AND recipient_user = $2 ORDER BY id LIMIT 200");
         with_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(user_name).fetch_all(p).await?)
     };
-    Ok(rows
-        .into_iter()
-        .map(|r| MissedNotification { id: r.id, data: super::event::with_id(&r.payload, r.id), event: r.event })
-        .collect())
+    Ok(rows.into_iter().map(|r| MissedNotification { id: r.id, data: super::event::with_id(&r.payload, r.id), event: r.event }).collect())
 }
 
 /// The highest notification id (0 when none); pages start listening from here.

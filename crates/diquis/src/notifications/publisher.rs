@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signalr::{HubLifetimeManager, SerializedMessage};
-use signalr_protocol::message::{HubMessage, InvocationMessage};
 use signalr_protocol::Value;
+use signalr_protocol::message::{HubMessage, InvocationMessage};
 use signalr_redis::Recipients;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,8 +19,8 @@ use super::event::with_id;
 use super::outbox::{self, NotificationRow};
 use crate::auth::{ROOT_ROLE, ROOT_TENANT};
 use crate::db::{Db, Tx};
-use crate::outbox_loop::{drain_until_shutdown, Attempt};
 use crate::ops::health::Backplane;
+use crate::outbox_loop::{Attempt, drain_until_shutdown};
 use crate::{with_db, with_tx};
 
 /// The hub group every root administrator's connections join.
@@ -52,13 +52,7 @@ impl Publisher {
     /// A publisher sending through `lifetime`; `wake` is notified when a row was written here.
     /// While `backplane` is unhealthy nothing is sent: rows stay in the outbox (not in a memory
     /// queue that a crash would lose) until Redis is back.
-    pub fn new(
-        db: Db,
-        lifetime: Arc<dyn HubLifetimeManager>,
-        audience: Audience,
-        wake: Arc<Notify>,
-        backplane: Backplane,
-    ) -> Self {
+    pub fn new(db: Db, lifetime: Arc<dyn HubLifetimeManager>, audience: Audience, wake: Arc<Notify>, backplane: Backplane) -> Self {
         Self { db, lifetime, audience, wake, backplane }
     }
 
@@ -223,11 +217,7 @@ const BATCH: i64 = 100;
 
 async fn mark_sent_in(tx: &mut Tx, id: i64) -> Result<(), sqlx::Error> {
     with_tx!(tx, |c| {
-        sqlx::query("UPDATE notifications SET sent_on = $2 WHERE id = $1")
-            .bind(id)
-            .bind(chrono::Utc::now())
-            .execute(&mut *c)
-            .await?;
+        sqlx::query("UPDATE notifications SET sent_on = $2 WHERE id = $1").bind(id).bind(chrono::Utc::now()).execute(&mut *c).await?;
     });
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! CORS from `Cors:AllowedOrigins`, with credentials (the seed's `AllowCredentials()` policy).
 
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// A layer allowing `origins` with credentials, any method used by the API and the hub, and the
@@ -9,8 +9,7 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let values: Vec<HeaderValue> =
-        origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
+    let values: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()).collect();
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(values))

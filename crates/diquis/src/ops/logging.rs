@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 
 use tracing::field::Field;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
@@ -28,13 +28,10 @@ static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 /// the process ends: dropping it flushes what is queued (waiting at most about a second).
 pub fn init(format: LogFormat, default_filter: &str) -> Option<WorkerGuard> {
     let _ = FORMAT.set(format);
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_filter},sqlx=warn,tower_http=warn")));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("diquis-log")
-        .finish(std::io::stderr());
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default_filter},sqlx=warn,tower_http=warn")));
+    let (writer, guard) =
+        NonBlockingBuilder::default().lossy(true).buffered_lines_limit(QUEUED_LINES).thread_name("diquis-log").finish(std::io::stderr());
     // Colour codes only for a person at a terminal, never into a file or a pipe.
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
@@ -148,11 +145,7 @@ mod tests {
     fn a_text_event_stays_one_line() {
         let capture = Capture::default();
         let sink = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .fmt_fields(escaped_fields())
-            .finish();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).fmt_fields(escaped_fields()).finish();
         let email = "x@y.z\n2026-12-05T00:00:00Z  INFO forged line\u{1b}[2J";
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(%email, other = ?email, "refused {}", email);

@@ -256,8 +256,7 @@ fn valid_proto(p: &str) -> Option<String> {
 }
 
 fn valid_host(h: &str) -> Option<String> {
-    let ok = !h.is_empty()
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
+    let ok = !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'));
     ok.then(|| h.to_string())
 }
 
@@ -289,11 +288,7 @@ mod tests {
     use super::*;
 
     fn settings(headers: ProxyHeaders, trusted: &[&str], limit: usize) -> ForwardedSettings {
-        ForwardedSettings {
-            headers,
-            trusted: trusted.iter().map(|n| IpNetwork::parse(n).unwrap()).collect(),
-            forward_limit: limit,
-        }
+        ForwardedSettings { headers, trusted: trusted.iter().map(|n| IpNetwork::parse(n).unwrap()).collect(), forward_limit: limit }
     }
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -340,10 +335,12 @@ mod tests {
         let two = settings(ProxyHeaders::XForwarded, &["127.0.0.0/8", "10.0.0.0/8"], 2);
         let info = two.resolve(Some(ip("127.0.0.1")), &h(&[("x-forwarded-proto", "https, http")]));
         assert!(info.https);
-        let info = two.resolve(Some(ip("127.0.0.1")), &h(&[("x-forwarded-for", "198.51.100.1, 10.0.0.2"), ("x-forwarded-proto", "https, http")]));
+        let info =
+            two.resolve(Some(ip("127.0.0.1")), &h(&[("x-forwarded-for", "198.51.100.1, 10.0.0.2"), ("x-forwarded-proto", "https, http")]));
         assert_eq!((info.address, info.https), (ip("198.51.100.1"), true));
         // The second hop is not a known proxy: its claim is not read.
-        let info = two.resolve(Some(ip("127.0.0.1")), &h(&[("x-forwarded-for", "198.51.100.1, 203.0.113.5"), ("x-forwarded-proto", "https, http")]));
+        let info = two
+            .resolve(Some(ip("127.0.0.1")), &h(&[("x-forwarded-for", "198.51.100.1, 203.0.113.5"), ("x-forwarded-proto", "https, http")]));
         assert_eq!((info.address, info.https), (ip("203.0.113.5"), false));
     }
 

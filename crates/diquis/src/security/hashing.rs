@@ -7,15 +7,15 @@
 //! `MaxConcurrency × 19 MiB` whatever the load, and other requests keep their threads. A worker
 //! idle for 5 s frees its buffer and has the allocator return it to the system.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// The largest Argon2 memory cost accepted from a stored hash (256 MiB): a hash asking for more
 /// is treated as not matching rather than allocating without bound.
@@ -183,7 +183,7 @@ mod tests {
         assert!(!verify_with(&mut memory, &h, "secret123"));
         assert!(!verify_with(&mut memory, "not a hash", "Secret123"));
         // Other parameters, on the same buffer.
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
         let small = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(1024, 1, 1, None).unwrap())
             .hash_password(b"pw123456", &SaltString::generate(&mut OsRng))
             .unwrap()

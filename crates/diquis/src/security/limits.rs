@@ -191,7 +191,13 @@ mod tests {
         let left = other.locked_for(&db, &k).await.unwrap().unwrap();
         assert!(left > Duration::from_secs(290), "{left:?}");
         assert!(other.locked_for(&db, &account_key("root", "b@x.test")).await.unwrap().is_none());
-        let stored: Vec<String> = sqlx::query_scalar("SELECT account FROM sign_in_failures").fetch_all(match &db { Db::Sqlite(p) => p, Db::Postgres(_) => unreachable!() }).await.unwrap();
+        let stored: Vec<String> = sqlx::query_scalar("SELECT account FROM sign_in_failures")
+            .fetch_all(match &db {
+                Db::Sqlite(p) => p,
+                Db::Postgres(_) => unreachable!(),
+            })
+            .await
+            .unwrap();
         assert!(stored.iter().all(|a| !a.contains('@') && a.len() == 64), "hashed keys: {stored:?}");
         let never = Lockout::new(LockoutSettings { max_failed_access_attempts: 0, lockout_time_span: Duration::from_secs(1) });
         for _ in 0..10 {

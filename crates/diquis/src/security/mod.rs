@@ -24,7 +24,7 @@ use crate::auth::users::UserRow;
 use crate::state::AppState;
 use crate::web::envelope::ApiError;
 use hashing::PasswordPool;
-use limits::{account_key, KeyedLimit, Lockout, SignInLimits};
+use limits::{KeyedLimit, Lockout, SignInLimits, account_key};
 
 /// The defences of one process; built once at start.
 pub struct Security {

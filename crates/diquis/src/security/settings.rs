@@ -73,9 +73,8 @@ impl SecuritySettings {
         };
         let headers = match c.get("ForwardedHeaders:Headers") {
             None => ProxyHeaders::XForwarded,
-            Some(v) => ProxyHeaders::parse(v).ok_or_else(|| {
-                ConfigError::new("ForwardedHeaders:Headers", format!("is '{v}'; expected XForwarded, Forwarded or None"))
-            })?,
+            Some(v) => ProxyHeaders::parse(v)
+                .ok_or_else(|| ConfigError::new("ForwardedHeaders:Headers", format!("is '{v}'; expected XForwarded, Forwarded or None")))?,
         };
         let proxies_set = c.get("ForwardedHeaders:KnownProxies").is_some() || !c.get_list("ForwardedHeaders:KnownProxies").is_empty();
         let networks_set = c.get("ForwardedHeaders:KnownNetworks").is_some() || !c.get_list("ForwardedHeaders:KnownNetworks").is_empty();
@@ -86,9 +85,9 @@ impl SecuritySettings {
             trusted.push(IpNetwork::parse("::1/128").expect("valid"));
         }
         for p in c.get_list("ForwardedHeaders:KnownProxies") {
-            let ip: IpAddr = p.parse().map_err(|_| {
-                ConfigError::new("ForwardedHeaders:KnownProxies", format!("contains '{p}', which is not an IP address"))
-            })?;
+            let ip: IpAddr = p
+                .parse()
+                .map_err(|_| ConfigError::new("ForwardedHeaders:KnownProxies", format!("contains '{p}', which is not an IP address")))?;
             trusted.push(IpNetwork::single(ip));
         }
         for n in c.get_list("ForwardedHeaders:KnownNetworks") {

@@ -5,18 +5,18 @@
 use axum::body::Bytes;
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
-use super::jobs::{provision_request, update_request, ProvisionTenant, UpdateTenant};
+use super::jobs::{ProvisionTenant, UpdateTenant, provision_request, update_request};
 use super::model::{TenantDto, TenantStatus};
-use super::validation::{bool_field, check_name, is_email, is_slug, string_field, MAX_ID_LEN};
+use super::validation::{MAX_ID_LEN, bool_field, check_name, is_email, is_slug, string_field};
 use super::{admin_password, isolated, repo};
 use crate::auth::extract::RootCaller;
-use crate::auth::{password, ROOT_TENANT};
+use crate::auth::{ROOT_TENANT, password};
 use crate::config::DatabaseTarget;
 use crate::job_outbox::{self, new_request_id};
 use crate::state::AppState;
@@ -68,8 +68,8 @@ pub async fn get(
 }
 
 fn parse_object(body: &Bytes) -> Result<serde_json::Value, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::validation(vec![format!("The request body is not valid JSON: {e}")]))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::validation(vec![format!("The request body is not valid JSON: {e}")]))?;
     if !value.is_object() {
         return Err(ApiError::validation(vec!["The request body must be a JSON object.".into()]));
     }
@@ -112,22 +112,18 @@ pub fn validate_create(body: &serde_json::Value, main: &DatabaseTarget) -> Resul
         Some(id) => {
             if isolated_db
                 && let DatabaseTarget::Postgres(pg) = main
-                    && pg.database.len() + 1 + id.len() > 63 {
-                        problems.push(format!(
-                            "'id' is too long for an isolated database: '{}-{id}' exceeds PostgreSQL's 63-byte limit.",
-                            pg.database
-                        ));
-                    }
+                && pg.database.len() + 1 + id.len() > 63
+            {
+                problems
+                    .push(format!("'id' is too long for an isolated database: '{}-{id}' exceeds PostgreSQL's 63-byte limit.", pg.database));
+            }
         }
     }
     if !problems.iter().any(|p| p.starts_with("'name'")) {
         check_name(name, &mut problems);
     }
     match email.map(str::trim) {
-        None | Some("")
-            if !problems.iter().any(|p| p.starts_with("'adminEmail'")) => {
-                problems.push("'adminEmail' is required.".into())
-            }
+        None | Some("") if !problems.iter().any(|p| p.starts_with("'adminEmail'")) => problems.push("'adminEmail' is required.".into()),
         Some(e) if !is_email(e) => problems.push(format!("'adminEmail' must be an email address; '{e}' is not.")),
         _ => {}
     }
@@ -198,9 +194,7 @@ pub async fn create_tenant(state: &AppState, request: CreateTenant, initiated_by
         request_id: Some(new_request_id()),
     };
     let job = provision_request(payload).map_err(|e| ApiError::internal("cannot encode the provisioning job", e))?;
-    job_outbox::submit(&mut tx, state.job_storage, &job)
-        .await
-        .map_err(|e| ApiError::internal("cannot enqueue the provisioning job", e))?;
+    job_outbox::submit(&mut tx, state.job_storage, &job).await.map_err(|e| ApiError::internal("cannot enqueue the provisioning job", e))?;
     tx.commit().await?;
     job_outbox::after_commit(state.job_storage, &state.jobs, &state.relay_wake);
     metrics::counter!("diquis_tenant_requests_total", "kind" => "create").increment(1);
@@ -256,10 +250,7 @@ pub async fn update_tenant(state: &AppState, id: &str, edit: EditTenant, initiat
     let status = TenantStatus::parse(&tenant.status).unwrap_or(TenantStatus::Failed);
     if status.is_busy() {
         tx.rollback().await?;
-        return Err(ApiError::conflict(format!(
-            "Tenant '{id}' is {}; edit it when its current job has finished.",
-            status.as_str()
-        )));
+        return Err(ApiError::conflict(format!("Tenant '{id}' is {}; edit it when its current job has finished.", status.as_str())));
     }
     if tenant.provisioned_on.is_none() {
         tx.rollback().await?;
@@ -276,9 +267,7 @@ pub async fn update_tenant(state: &AppState, id: &str, edit: EditTenant, initiat
         request_id: Some(new_request_id()),
     };
     let job = update_request(payload).map_err(|e| ApiError::internal("cannot encode the update job", e))?;
-    job_outbox::submit(&mut tx, state.job_storage, &job)
-        .await
-        .map_err(|e| ApiError::internal("cannot enqueue the update job", e))?;
+    job_outbox::submit(&mut tx, state.job_storage, &job).await.map_err(|e| ApiError::internal("cannot enqueue the update job", e))?;
     tx.commit().await?;
     job_outbox::after_commit(state.job_storage, &state.jobs, &state.relay_wake);
     metrics::counter!("diquis_tenant_requests_total", "kind" => "update").increment(1);
@@ -331,7 +320,8 @@ mod tests {
 
     #[test]
     fn long_isolated_postgres_name_is_refused() {
-        let main = crate::config::connection_string::parse_database("Host=h;Database=diquis_main_database_with_a_long_name;Username=u").unwrap();
+        let main =
+            crate::config::connection_string::parse_database("Host=h;Database=diquis_main_database_with_a_long_name;Username=u").unwrap();
         let body = json!({"id": "a-very-long-tenant-identifier-here", "name": "N", "adminEmail": "a@b.co", "password": "Passw0rd!", "hasIsolatedDatabase": true});
         let problems = validate_create(&body, &main).unwrap_err();
         assert!(problems[0].contains("63-byte"), "{problems:?}");

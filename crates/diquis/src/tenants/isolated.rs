@@ -16,9 +16,7 @@ pub fn database_for(main: &DatabaseTarget, data_directory: Option<&Path>, tenant
     match main {
         DatabaseTarget::Postgres(pg) => DatabaseTarget::Postgres(pg.with_database(&format!("{}-{}", pg.database, tenant_id))),
         DatabaseTarget::Sqlite { path } => {
-            let dir = data_directory
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| path.parent().map(Path::to_path_buf).unwrap_or_default());
+            let dir = data_directory.map(Path::to_path_buf).unwrap_or_else(|| path.parent().map(Path::to_path_buf).unwrap_or_default());
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("diquis");
             DatabaseTarget::Sqlite { path: dir.join(format!("{stem}-{tenant_id}.db")) }
         }

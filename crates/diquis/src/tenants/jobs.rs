@@ -15,16 +15,16 @@
 
 use std::sync::Arc;
 
-use jobs::{handler_fn, JobContext, JobError, JobHandler, NewJob};
+use jobs::{JobContext, JobError, JobHandler, NewJob, handler_fn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::model::TenantStatus;
 use super::{admin_password, isolated, repo};
-use crate::auth::{users, ROOT_TENANT, TENANT_OWNER_ROLE};
+use crate::auth::{ROOT_TENANT, TENANT_OWNER_ROLE, users};
 use crate::config::DatabaseTarget;
 use crate::db::{Db, Tx};
-use crate::job_outbox::{new_request_id, JobRequest, JobStorage};
+use crate::job_outbox::{JobRequest, JobStorage, new_request_id};
 use crate::notifications::event::Event;
 use crate::notifications::outbox;
 
@@ -260,14 +260,8 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
                 isolated::IsolatedDbError::NotNew(_) => JobError::fatal(&message),
                 _ => JobError::failed(&message),
             };
-            return finish_failed(
-                deps,
-                ctx,
-                Event::tenant_creation_failed(&p.initiated_by, &p.tenant_id, &message),
-                failure_key,
-                error,
-            )
-            .await;
+            return finish_failed(deps, ctx, Event::tenant_creation_failed(&p.initiated_by, &p.tenant_id, &message), failure_key, error)
+                .await;
         }
         let _ = ctx.log(format!("tenant database {stored} is ready")).await;
     }
@@ -304,13 +298,7 @@ async fn provision(deps: &JobDeps, ctx: &JobContext, p: &ProvisionTenant) -> Res
 /// Records a failed execution: the tenant's status and error and the failure notification in
 /// one transaction (with the job's failure — retry or Failed — when it shares the database;
 /// else the worker records it from the returned error).
-async fn finish_failed(
-    deps: &JobDeps,
-    ctx: &JobContext,
-    event: Event,
-    key: Option<String>,
-    error: JobError,
-) -> Result<(), JobError> {
+async fn finish_failed(deps: &JobDeps, ctx: &JobContext, event: Event, key: Option<String>, error: JobError) -> Result<(), JobError> {
     let message = match &error {
         JobError::Failed(m) | JobError::Fatal(m) => m.clone(),
         other => other.to_string(),

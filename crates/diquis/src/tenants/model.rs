@@ -32,9 +32,7 @@ impl TenantStatus {
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Provisioning, Self::Active, Self::Failed, Self::Updating]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [Self::Pending, Self::Provisioning, Self::Active, Self::Failed, Self::Updating].into_iter().find(|v| v.as_str() == s)
     }
 
     /// Whether a job is pending or running for the tenant.

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 
-use super::model::{TenantRow, TenantStatus, TENANT_COLUMNS};
+use super::model::{TENANT_COLUMNS, TenantRow, TenantStatus};
 use crate::db::{Db, Tx};
 use crate::{with_db, with_tx};
 
@@ -84,13 +84,7 @@ pub async fn set_failed_job(tx: &mut Tx, id: &str, job_id: i64) -> Result<(), sq
 }
 
 /// Sets the status (and clears or keeps the error); `attempt` also stamps the provisioning attempt.
-pub async fn set_status(
-    tx: &mut Tx,
-    id: &str,
-    status: TenantStatus,
-    error: Option<&str>,
-    attempt: bool,
-) -> Result<(), sqlx::Error> {
+pub async fn set_status(tx: &mut Tx, id: &str, status: TenantStatus, error: Option<&str>, attempt: bool) -> Result<(), sqlx::Error> {
     let now = Utc::now();
     with_tx!(tx, |c| {
         sqlx::query(

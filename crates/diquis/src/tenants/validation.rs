@@ -8,8 +8,7 @@ pub const MAX_NAME_LEN: usize = 100;
 
 /// Whether `id` matches `^[a-z0-9]+(?:-[a-z0-9]+)*$`.
 pub fn is_slug(id: &str) -> bool {
-    !id.is_empty()
-        && id.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    !id.is_empty() && id.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 /// A plausible email address: one `@`, a non-empty local part, a dotted domain, no spaces.
@@ -54,9 +53,7 @@ pub fn bool_field(body: &serde_json::Value, field: &str, problems: &mut Vec<Stri
 pub fn check_name(name: Option<&str>, problems: &mut Vec<String>) {
     match name.map(str::trim) {
         None | Some("") => problems.push("'name' is required.".into()),
-        Some(n) if n.chars().count() > MAX_NAME_LEN => {
-            problems.push(format!("'name' must be at most {MAX_NAME_LEN} characters."))
-        }
+        Some(n) if n.chars().count() > MAX_NAME_LEN => problems.push(format!("'name' must be at most {MAX_NAME_LEN} characters.")),
         Some(n) if n.chars().any(char::is_control) => problems.push("'name' must not contain control characters.".into()),
         _ => {}
     }

@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 
 use super::html::{escape, page};
 use crate::auth::extract::PageCaller;
 use crate::auth::password_reset::{self, ResetError};
-use crate::auth::session::{cookie, is_https, secrets_equal, set_cookie, AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE};
+use crate::auth::session::{AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE, cookie, is_https, secrets_equal, set_cookie};
 use crate::auth::users_api::{change_own_password, set_password};
 use crate::auth::{password, tokens};
 use crate::state::AppState;
@@ -115,7 +115,11 @@ pub async fn reset(State(state): State<AppState>, headers: HeaderMap, Form(f): F
 // ---------- own password ----------
 
 fn password_page(identity: &crate::auth::Identity, problems: &[String], done: bool) -> String {
-    let notice = if done { r#"<div class="notice" id="password-changed">Your password has been changed; your other sessions have ended.</div>"# } else { "" };
+    let notice = if done {
+        r#"<div class="notice" id="password-changed">Your password has been changed; your other sessions have ended.</div>"#
+    } else {
+        ""
+    };
     let body = format!(
         r#"<div class="card login">
 <h1>Change password</h1>
@@ -141,13 +145,26 @@ pub async fn password_form(PageCaller(identity): PageCaller, Query(q): Query<Has
 
 /// `POST /account/password`: the API's password change; the browser gets the new session's
 /// cookies (every other session has ended).
-pub async fn change_password(State(state): State<AppState>, headers: HeaderMap, PageCaller(identity): PageCaller, Form(f): Fields) -> Response {
+pub async fn change_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageCaller(identity): PageCaller,
+    Form(f): Fields,
+) -> Response {
     let expected = identity.csrf.as_deref().unwrap_or("");
     if expected.is_empty() || !secrets_equal(field(&f, CSRF_FIELD), expected) {
         return forbidden_csrf();
     }
     let session_csrf = tokens::random_token();
-    match change_own_password(&state, &identity, field(&f, "password").to_string(), field(&f, "newPassword").to_string(), Some(session_csrf)).await {
+    match change_own_password(
+        &state,
+        &identity,
+        field(&f, "password").to_string(),
+        field(&f, "newPassword").to_string(),
+        Some(session_csrf),
+    )
+    .await
+    {
         Ok(issued) => {
             let secure = is_https(&headers);
             let mut r = Redirect::to("/account/password?changed=1").into_response();

@@ -1,10 +1,10 @@
 //! Static files embedded in the binary: the npm-installed browser libraries (see build.rs) and
 //! the UI's own script and stylesheet. Served with long-lived caching; nothing comes from a CDN.
 
+use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 
 /// The official SignalR browser client (`@microsoft/signalr`, `dist/browser/signalr.min.js`).
 pub const SIGNALR_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/signalr.min.js"));

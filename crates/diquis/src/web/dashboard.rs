@@ -1,14 +1,14 @@
 //! The jobs dashboard at `/jobs`, for root administrators only (session cookie or Bearer token),
 //! with its action forms protected by the session's CSRF token.
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Router;
 
-use crate::auth::extract::{credentials, Credentials};
-use crate::auth::session::{cookie, secrets_equal, AUTH_COOKIE};
+use crate::auth::extract::{Credentials, credentials};
+use crate::auth::session::{AUTH_COOKIE, cookie, secrets_equal};
 use crate::state::AppState;
 
 struct SessionCsrf {
@@ -17,10 +17,7 @@ struct SessionCsrf {
 
 impl jobs::dashboard::CsrfGuard for SessionCsrf {
     fn token(&self, headers: &HeaderMap) -> String {
-        cookie(headers, AUTH_COOKIE)
-            .and_then(|t| self.state.jwt.validate(&t).ok())
-            .and_then(|i| i.csrf)
-            .unwrap_or_default()
+        cookie(headers, AUTH_COOKIE).and_then(|t| self.state.jwt.validate(&t).ok()).and_then(|i| i.csrf).unwrap_or_default()
     }
 
     fn verify(&self, headers: &HeaderMap, token: &str) -> bool {
@@ -31,14 +28,10 @@ impl jobs::dashboard::CsrfGuard for SessionCsrf {
 
 /// The dashboard router behind the root-role check.
 pub fn guarded(state: AppState) -> Router<AppState> {
-    let options = jobs::dashboard::DashboardOptions {
-        csrf: Some(std::sync::Arc::new(SessionCsrf { state: state.clone() })),
-        ..Default::default()
-    };
+    let options =
+        jobs::dashboard::DashboardOptions { csrf: Some(std::sync::Arc::new(SessionCsrf { state: state.clone() })), ..Default::default() };
     let dashboard = jobs::dashboard::router_with(state.jobs.clone(), options);
-    Router::new()
-        .fallback_service(dashboard)
-        .layer(axum::middleware::from_fn_with_state(state, require_root))
+    Router::new().fallback_service(dashboard).layer(axum::middleware::from_fn_with_state(state, require_root))
 }
 
 async fn require_root(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -8,8 +8,13 @@ use super::html::escape;
 pub type FieldLabel = (&'static str, &'static str);
 
 /// The fields of the tenant form that creates a tenant.
-pub const CREATE_TENANT_FIELDS: &[FieldLabel] =
-    &[("id", "Id"), ("name", "Name"), ("adminEmail", "Admin email"), ("password", "Admin password"), ("hasIsolatedDatabase", "Isolated database")];
+pub const CREATE_TENANT_FIELDS: &[FieldLabel] = &[
+    ("id", "Id"),
+    ("name", "Name"),
+    ("adminEmail", "Admin email"),
+    ("password", "Admin password"),
+    ("hasIsolatedDatabase", "Isolated database"),
+];
 
 /// The fields of the tenant form that edits a tenant.
 pub const EDIT_TENANT_FIELDS: &[FieldLabel] = &[("name", "Name"), ("isActive", "Active")];
@@ -77,7 +82,10 @@ mod tests {
         let errors = FormErrors::sort(&problems, CREATE_TENANT_FIELDS);
         assert_eq!(
             errors.by_field,
-            vec![("name", "Name is required.".to_string()), ("adminEmail", "Admin email must be an email address; 'x' is not.".to_string())]
+            vec![
+                ("name", "Name is required.".to_string()),
+                ("adminEmail", "Admin email must be an email address; 'x' is not.".to_string())
+            ]
         );
         assert_eq!(errors.general, vec!["A tenant with id 'acme' already exists.".to_string()]);
         let (html, attrs) = errors.field("adminEmail");

@@ -44,7 +44,11 @@ pub fn page(title: &str, user: Option<&Identity>, head: &str, body: &str, script
 <span class="muted">{email} ({tenant})</span>
 <form method="post" action="/logout"><input type="hidden" name="_csrf" value="{csrf}"><button class="secondary" type="submit">Sign out</button></form>"#,
             jobs = if u.is_root_admin() { r#" <a href="/jobs">Jobs</a>"# } else { "" },
-            users = if !u.is_root_admin() && crate::auth::users_api::is_tenant_admin(u) { r#" <a href="/users" id="users-link">Users</a> "# } else { " " },
+            users = if !u.is_root_admin() && crate::auth::users_api::is_tenant_admin(u) {
+                r#" <a href="/users" id="users-link">Users</a> "#
+            } else {
+                " "
+            },
             email = escape(&u.email),
             tenant = escape(&u.tenant),
             csrf = escape(u.csrf.as_deref().unwrap_or("")),

@@ -12,8 +12,8 @@ pub mod paging;
 pub mod security_headers;
 pub mod users_page;
 
-use axum::routing::{get, post};
 use axum::Router;
+use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::session::renew_session;
@@ -57,9 +57,7 @@ pub fn router(state: AppState, hub: Router) -> Router {
     // A nested service (not a nested router's fallback) is a route to the case-insensitive path
     // matching below, so `/jobs/` and `/Jobs` find it too.
     app = app.nest_service("/jobs", dashboard::guarded(state.clone()).with_state(state.clone()));
-    let app = app
-        .layer(axum::middleware::from_fn_with_state(state.clone(), renew_session))
-        .with_state(state.clone());
+    let app = app.layer(axum::middleware::from_fn_with_state(state.clone(), renew_session)).with_state(state.clone());
     // The hub shares the session renewal, so an expired access cookie is renewed on negotiate.
     // Revoked tokens are refused before the hub's (synchronous) authenticator runs.
     let hub = hub

@@ -3,19 +3,17 @@
 
 use std::collections::HashMap;
 
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 
 use super::assets::{SIGNALR_PATH, TOASTR_ESCAPE_PATH};
 use super::html::{escape, is_local_path, page};
 use crate::auth::extract::{PageCaller, RootPageCaller};
-use crate::auth::session::{
-    cookie, is_https, secrets_equal, set_cookie, AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE,
-};
-use crate::auth::{tokens, Identity, ROOT_TENANT};
+use crate::auth::session::{AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE, cookie, is_https, secrets_equal, set_cookie};
+use crate::auth::{Identity, ROOT_TENANT, tokens};
 use crate::notifications::outbox;
 use crate::state::AppState;
 use crate::tenants::api::{create_tenant, update_tenant, validate_create, validate_update};
@@ -23,8 +21,8 @@ use crate::tenants::model::{TenantRow, TenantStatus};
 use crate::tenants::outlook::{self, Shown};
 use crate::tenants::repo;
 use crate::web::envelope::ApiError;
-use crate::web::form_errors::{FormErrors, CREATE_TENANT_FIELDS, EDIT_TENANT_FIELDS};
-use crate::web::paging::{PageInfo, PageRequest, MAX_PAGE_SIZE};
+use crate::web::form_errors::{CREATE_TENANT_FIELDS, EDIT_TENANT_FIELDS, FormErrors};
+use crate::web::paging::{MAX_PAGE_SIZE, PageInfo, PageRequest};
 
 type Fields = Form<HashMap<String, String>>;
 
@@ -255,7 +253,11 @@ fn pager(path: &str, info: &PageInfo) -> String {
     let link = |page: u32, rel: &str, text: &str| {
         format!(r#"<a class="button secondary" rel="{rel}" id="page-{rel}" href="{path}?{}">{text}</a>"#, escape(&info.query_for(page)))
     };
-    let prev = if info.has_previous_page { link(info.current_page.min(info.total_pages + 1) - 1, "prev", "&larr; Previous") } else { String::new() };
+    let prev = if info.has_previous_page {
+        link(info.current_page.min(info.total_pages + 1) - 1, "prev", "&larr; Previous")
+    } else {
+        String::new()
+    };
     let next = if info.has_next_page { link(info.current_page + 1, "next", "Next &rarr;") } else { String::new() };
     format!(
         r#"<nav class="pager" aria-label="pages">{prev} <span class="muted">Page {} of {} ({} tenants)</span> {next}</nav>"#,
@@ -304,18 +306,16 @@ pub async fn tenants(
 ) -> Response {
     let paging = match PageRequest::from_query(&q) {
         Ok(p) => p,
-        Err(problems) => return (StatusCode::BAD_REQUEST, Html(page("Tenants", Some(&identity), "", &problems_html(&problems), ""))).into_response(),
+        Err(problems) => {
+            return (StatusCode::BAD_REQUEST, Html(page("Tenants", Some(&identity), "", &problems_html(&problems), ""))).into_response();
+        }
     };
     let form = create_form(identity.csrf.as_deref().unwrap_or(""), &HashMap::new(), &[]);
     tenants_page(&state, &identity, paging, form, StatusCode::OK).await
 }
 
 /// `GET /tenants/{id}/row`: one row's HTML.
-pub async fn tenant_row_fragment(
-    State(state): State<AppState>,
-    RootPageCaller(_): RootPageCaller,
-    Path(id): Path<String>,
-) -> Response {
+pub async fn tenant_row_fragment(State(state): State<AppState>, RootPageCaller(_): RootPageCaller, Path(id): Path<String>) -> Response {
     match repo::get(&state.db, &id).await {
         Ok(Some(t)) => Html(tenant_row(&t, &outlook::shown_for(&state.jobs, &t).await)).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "no such tenant").into_response(),

@@ -5,17 +5,17 @@
 
 use std::collections::HashMap;
 
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 
 use super::html::{escape, page, url_encode};
 use crate::auth::extract::PageCaller;
-use crate::auth::session::{secrets_equal, CSRF_FIELD};
-use crate::auth::user_admin::{add_user, roles_for_tenant, AddUser};
+use crate::auth::session::{CSRF_FIELD, secrets_equal};
+use crate::auth::user_admin::{AddUser, add_user, roles_for_tenant};
 use crate::auth::users_api::{may_manage, remove_user, set_active};
-use crate::auth::{users, Identity};
+use crate::auth::{Identity, users};
 use crate::state::AppState;
 use crate::web::envelope::ApiError;
 
@@ -43,9 +43,26 @@ fn action_form(csrf: &str, tenant: &str, user_id: &str, action: &str, label: &st
     )
 }
 
-async fn users_page(state: &AppState, identity: &Identity, tenant: &str, values: &HashMap<String, String>, problems: &[String], status: StatusCode) -> Response {
+async fn users_page(
+    state: &AppState,
+    identity: &Identity,
+    tenant: &str,
+    values: &HashMap<String, String>,
+    problems: &[String],
+    status: StatusCode,
+) -> Response {
     if !may_manage(identity, tenant) {
-        return (StatusCode::FORBIDDEN, Html(page("Users", Some(identity), "", "<div class=\"card\"><h1>Users</h1><p>You may not manage the users of this tenant.</p></div>", ""))).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            Html(page(
+                "Users",
+                Some(identity),
+                "",
+                "<div class=\"card\"><h1>Users</h1><p>You may not manage the users of this tenant.</p></div>",
+                "",
+            )),
+        )
+            .into_response();
     }
     let list = match users::in_tenant(&state.db, tenant).await {
         Ok(l) => l,
@@ -129,7 +146,12 @@ pub async fn add(State(state): State<AppState>, PageCaller(identity): PageCaller
         return forbidden_csrf();
     }
     let tenant = tenant_of(&identity, f.get("tenant").map(String::as_str)).to_string();
-    let new = AddUser { tenant: tenant.clone(), email: field(&f, "email").to_string(), password: field(&f, "password").to_string(), role: field(&f, "role").to_string() };
+    let new = AddUser {
+        tenant: tenant.clone(),
+        email: field(&f, "email").to_string(),
+        password: field(&f, "password").to_string(),
+        role: field(&f, "role").to_string(),
+    };
     match add_user(&state, &identity, new).await {
         Ok(_) => Redirect::to(&users_url(&tenant)).into_response(),
         Err(e) => users_page(&state, &identity, &tenant, &f, &e.messages, e.status).await,
@@ -137,7 +159,12 @@ pub async fn add(State(state): State<AppState>, PageCaller(identity): PageCaller
 }
 
 /// `POST /users/{id}/{disable|enable|remove}`.
-pub async fn act(State(state): State<AppState>, PageCaller(identity): PageCaller, Path((id, action)): Path<(String, String)>, Form(f): Fields) -> Response {
+pub async fn act(
+    State(state): State<AppState>,
+    PageCaller(identity): PageCaller,
+    Path((id, action)): Path<(String, String)>,
+    Form(f): Fields,
+) -> Response {
     if !csrf_ok(&identity, &f) {
         return forbidden_csrf();
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// One invocation received from the server.
 #[derive(Debug, Clone)]
@@ -59,10 +59,7 @@ pub async fn connect_with(base: &str, token: Option<&str>, headers: &[(&str, &st
     }
     let mut request = ws_url.into_client_request().map_err(|e| ConnectError::Other(e.to_string()))?;
     for (k, v) in headers {
-        request.headers_mut().insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            http::HeaderValue::from_str(v).unwrap(),
-        );
+        request.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
     }
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| ConnectError::Other(e.to_string()))?;
     ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.map_err(|e| ConnectError::Other(e.to_string()))?;

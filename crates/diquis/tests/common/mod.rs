@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use diquis::config::{Configuration, Settings};
 use diquis::{ProcessRole, RunningApp};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// The root administrator's password in tests.
 pub const ADMIN_PASSWORD: &str = "Adm1nPassw0rd";
@@ -160,7 +160,10 @@ pub fn new_tenant(id: &str, isolated: bool) -> Value {
 }
 
 /// Makes the isolated database of tenant `id` impossible to open, and returns how to undo it.
-pub async fn block_isolated_database(db: &TestDb, id: &str) -> Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send> {
+pub async fn block_isolated_database(
+    db: &TestDb,
+    id: &str,
+) -> Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send> {
     match db {
         TestDb::Sqlite(dir) => {
             // A directory where the file should be: SQLite cannot open it.
@@ -172,11 +175,17 @@ pub async fn block_isolated_database(db: &TestDb, id: &str) -> Box<dyn FnOnce() 
             use sqlx::Connection;
             let db_name = format!("{name}-{id}");
             let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\" ALLOW_CONNECTIONS false"))).execute(&mut c).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\" ALLOW_CONNECTIONS false")))
+                .execute(&mut c)
+                .await
+                .unwrap();
             Box::new(move || {
                 Box::pin(async move {
                     let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
-                    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{db_name}\" ALLOW_CONNECTIONS true"))).execute(&mut c).await.unwrap();
+                    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{db_name}\" ALLOW_CONNECTIONS true")))
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
                 })
             })
         }

@@ -71,11 +71,7 @@ async fn run(label: &str, store: JobStore, args: &Args) -> Result<(), Box<dyn st
     let enqueue_rate = args.jobs as f64 / t.elapsed().as_secs_f64();
 
     let p = probe.clone();
-    let config = WorkerConfig {
-        claim_batch: args.claim_batch,
-        poll_interval: Duration::from_millis(200),
-        ..WorkerConfig::default()
-    };
+    let config = WorkerConfig { claim_batch: args.claim_batch, poll_interval: Duration::from_millis(200), ..WorkerConfig::default() };
     let t = Instant::now();
     let handle = Worker::builder(store.clone())
         .config(config)
@@ -134,11 +130,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await?;
         let result = async {
-            let store = JobStore::connect_with(
-                &format!("{server}/{db}"),
-                StoreOptions { max_connections: Some(16), ..StoreOptions::default() },
-            )
-            .await?;
+            let store =
+                JobStore::connect_with(&format!("{server}/{db}"), StoreOptions { max_connections: Some(16), ..StoreOptions::default() })
+                    .await?;
             run("postgres", store.clone(), &args).await?;
             if let Some(p) = store.pg_pool() {
                 p.close().await;

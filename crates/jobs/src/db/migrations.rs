@@ -6,9 +6,10 @@ use sqlx::{PgPool, Row, SqlitePool};
 use crate::error::JobError;
 
 /// PostgreSQL migrations, in order.
-const PG: &[(i64, &str)] = &[(
-    1,
-    r#"
+const PG: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE bg_jobs (
   id BIGSERIAL PRIMARY KEY,
   name TEXT NOT NULL,
@@ -75,21 +76,25 @@ CREATE TABLE bg_recurring (
   created_at BIGINT NOT NULL
 );
 "#,
-), (
-    2,
-    // Looks up a unique key in every state, for `JobStore::enqueue_once`.
-    "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
-), (
-    3,
-    // The job servers (worker processes) and their heartbeats, for the dashboard and health.
-    "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers BIGINT NOT NULL, \
+    ),
+    (
+        2,
+        // Looks up a unique key in every state, for `JobStore::enqueue_once`.
+        "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
+    ),
+    (
+        3,
+        // The job servers (worker processes) and their heartbeats, for the dashboard and health.
+        "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers BIGINT NOT NULL, \
      started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);",
-)];
+    ),
+];
 
 /// SQLite migrations, in order.
-const SQLITE: &[(i64, &str)] = &[(
-    1,
-    r#"
+const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE bg_jobs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   name TEXT NOT NULL,
@@ -156,16 +161,19 @@ CREATE TABLE bg_recurring (
   created_at INTEGER NOT NULL
 );
 "#,
-), (
-    2,
-    // Looks up a unique key in every state, for `JobStore::enqueue_once`.
-    "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
-), (
-    3,
-    // The job servers (worker processes) and their heartbeats, for the dashboard and health.
-    "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers INTEGER NOT NULL, \
+    ),
+    (
+        2,
+        // Looks up a unique key in every state, for `JobStore::enqueue_once`.
+        "CREATE INDEX bg_jobs_unique_key ON bg_jobs (unique_key) WHERE unique_key IS NOT NULL;",
+    ),
+    (
+        3,
+        // The job servers (worker processes) and their heartbeats, for the dashboard and health.
+        "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers INTEGER NOT NULL, \
      started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);",
-)];
+    ),
+];
 
 /// An arbitrary constant key for the advisory lock that serialises concurrent migrators.
 const PG_MIGRATION_LOCK: i64 = 0x6267_6a6f_6273; // "bgjobs"

@@ -162,10 +162,7 @@ impl Ops for Postgres {
     }
 
     async fn lock_state(conn: &mut PgConnection, id: JobId) -> Result<Option<JobState>, JobError> {
-        let row = sqlx::query("SELECT state FROM bg_jobs WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+        let row = sqlx::query("SELECT state FROM bg_jobs WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(conn).await?;
         Ok(match row {
             Some(row) => Some(super::parse_state(row.try_get::<&str, _>("state")?)),
             None => None,
@@ -178,11 +175,7 @@ impl Ops for Postgres {
     }
 
     async fn notify_cancel(conn: &mut PgConnection, id: JobId) -> Result<(), JobError> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CANCEL_CHANNEL)
-            .bind(id.to_string())
-            .execute(conn)
-            .await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CANCEL_CHANNEL).bind(id.to_string()).execute(conn).await?;
         Ok(())
     }
 
@@ -197,22 +190,11 @@ impl Ops for Postgres {
 
     async fn lock_unique_key(conn: &mut PgConnection, key: &str) -> Result<(), JobError> {
         // The two-integer form keeps these locks apart from single-bigint advisory locks.
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(UNIQUE_KEY_LOCK_CLASS)
-            .bind(key)
-            .execute(conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))").bind(UNIQUE_KEY_LOCK_CLASS).bind(key).execute(conn).await?;
         Ok(())
     }
 
-    async fn claim(
-        pool: &Pool<Self>,
-        queue: &str,
-        limit: i64,
-        worker: &str,
-        now: i64,
-        lease_us: i64,
-    ) -> Result<Vec<ClaimedJob>, JobError> {
+    async fn claim(pool: &Pool<Self>, queue: &str, limit: i64, worker: &str, now: i64, lease_us: i64) -> Result<Vec<ClaimedJob>, JobError> {
         let mut tries = 0;
         loop {
             let result = async {
@@ -272,13 +254,7 @@ impl Ops for Postgres {
         // once) and no token is ever reused. It takes an fsync off the hot path.
         let mut tx = pool.begin().await?;
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        let row = sqlx::query(COMPLETE_BATCH_SQL)
-            .bind(&ids)
-            .bind(&tokens)
-            .bind(now)
-            .bind(worker)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(COMPLETE_BATCH_SQL).bind(&ids).bind(&tokens).bind(now).bind(worker).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         Ok(row.try_get::<i64, _>("done")? as u64)
     }

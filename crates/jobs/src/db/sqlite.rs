@@ -111,13 +111,11 @@ impl Ops for Sqlite {
     async fn lock_lease(conn: &mut SqliteConnection, lease: Lease) -> Result<bool, JobError> {
         // A no-op write takes SQLite's write lock, so nothing can re-claim the job before the
         // caller's transaction ends.
-        let r = sqlx::query(
-            "UPDATE bg_jobs SET updated_at = updated_at WHERE id = $1 AND lease_token = $2 AND state = 'Processing'",
-        )
-        .bind(lease.job_id)
-        .bind(lease.token)
-        .execute(conn)
-        .await?;
+        let r = sqlx::query("UPDATE bg_jobs SET updated_at = updated_at WHERE id = $1 AND lease_token = $2 AND state = 'Processing'")
+            .bind(lease.job_id)
+            .bind(lease.token)
+            .execute(conn)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -126,14 +124,7 @@ impl Ops for Sqlite {
         Ok(())
     }
 
-    async fn claim(
-        pool: &Pool<Self>,
-        queue: &str,
-        limit: i64,
-        worker: &str,
-        now: i64,
-        lease_us: i64,
-    ) -> Result<Vec<ClaimedJob>, JobError> {
+    async fn claim(pool: &Pool<Self>, queue: &str, limit: i64, worker: &str, now: i64, lease_us: i64) -> Result<Vec<ClaimedJob>, JobError> {
         let mut tx = Self::begin_write(pool).await?;
         let rows = sqlx::query(CLAIM_SQL)
             .bind(queue)
@@ -221,12 +212,11 @@ impl Ops for Sqlite {
 
     async fn reap_expired(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError> {
         let mut tx = Self::begin_write(pool).await?;
-        let rows = sqlx::query(
-            "SELECT id, lease_owner FROM bg_jobs WHERE state = 'Processing' AND lease_expires_at < $1 ORDER BY id LIMIT 1000",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows =
+            sqlx::query("SELECT id, lease_owner FROM bg_jobs WHERE state = 'Processing' AND lease_expires_at < $1 ORDER BY id LIMIT 1000")
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
         for row in &rows {
             let id: i64 = row.try_get("id")?;
             let owner: Option<String> = row.try_get("lease_owner")?;

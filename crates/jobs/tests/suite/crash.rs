@@ -80,10 +80,7 @@ both_backends!(sigkilled_worker_loses_its_lease_and_the_job_runs_again_once, |db
     }
     for lease in &held {
         let history = store.history(lease.job_id).await.unwrap();
-        assert!(
-            history.iter().any(|h| h.reason.as_deref() == Some("Lease of worker doomed-worker expired; requeued")),
-            "{history:?}"
-        );
+        assert!(history.iter().any(|h| h.reason.as_deref() == Some("Lease of worker doomed-worker expired; requeued")), "{history:?}");
         let processing: Vec<_> = history.iter().filter(|h| h.state == JobState::Processing).collect();
         assert_eq!(processing.len(), 2);
         assert_eq!(processing[0].worker.as_deref(), Some("doomed-worker"));

@@ -76,9 +76,7 @@ both_backends!(retries_follow_the_per_type_policy, |db: TestDb| async move {
         .register(
             handler_fn("flaky@1", move |_ctx: JobContext, _p: serde_json::Value| {
                 let c = c.clone();
-                async move {
-                    if c.fetch_add(1, Ordering::SeqCst) < 2 { Err(JobError::failed("transient boom")) } else { Ok(()) }
-                }
+                async move { if c.fetch_add(1, Ordering::SeqCst) < 2 { Err(JobError::failed("transient boom")) } else { Ok(()) } }
             })
             .retry(RetryPolicy::fixed(5, Duration::from_millis(20))),
         )
@@ -115,9 +113,7 @@ both_backends!(default_policy_is_hangfires, |db: TestDb| async move {
     let store = db.store().await;
     let worker = Worker::builder(store.clone())
         .config(fast_config("w1"))
-        .register(handler_fn("fails@1", |_ctx: JobContext, _p: serde_json::Value| async move {
-            Err::<(), _>(JobError::failed("nope"))
-        }))
+        .register(handler_fn("fails@1", |_ctx: JobContext, _p: serde_json::Value| async move { Err::<(), _>(JobError::failed("nope")) }))
         .start()
         .await
         .unwrap();
@@ -395,7 +391,6 @@ impl AnyConn {
         }
     }
 }
-
 
 both_backends!(complete_in_tx_commits_app_rows_with_the_job_and_fences_stale_leases, |db: TestDb| async move {
     let store = db.store().await;

@@ -40,10 +40,7 @@ both_backends!(delayed_jobs_wait_scheduled_then_run, |db: TestDb| async move {
 
 both_backends!(recurring_jobs_fire_by_cron_in_their_time_zone, |db: TestDb| async move {
     let store = db.store().await;
-    assert!(matches!(
-        store.add_recurring("bad", "not a cron", "UTC", NewJob::new("rec@1", ())).await,
-        Err(JobError::InvalidCron { .. })
-    ));
+    assert!(matches!(store.add_recurring("bad", "not a cron", "UTC", NewJob::new("rec@1", ())).await, Err(JobError::InvalidCron { .. })));
     assert!(matches!(
         store.add_recurring("bad", "0 9 * * *", "Mars/Olympus", NewJob::new("rec@1", ())).await,
         Err(JobError::InvalidTimeZone(_))
@@ -128,14 +125,7 @@ both_backends!(named_queues_with_priorities_and_worker_counts, |db: TestDb| asyn
     let (h, mut rx) = recorder("rec@1");
     let mut config = fast_config("w1");
     config.claim_batch = 1;
-    let worker = Worker::builder(store.clone())
-        .config(config)
-        .queue("critical", 1)
-        .queue("default", 1)
-        .register(h)
-        .start()
-        .await
-        .unwrap();
+    let worker = Worker::builder(store.clone()).config(config).queue("critical", 1).queue("default", 1).register(h).start().await.unwrap();
     let mut default_order = Vec::new();
     let mut seen_critical = false;
     while default_order.len() < 3 || !seen_critical {

@@ -310,8 +310,7 @@ impl AsyncRead for GuardedStream {
                         n
                     } else {
                         // Split borrow: the scanner stays in `this.state` while reading.
-                        let got = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))
-                            .map(|()| buf.filled().len() - before)?;
+                        let got = ready!(Pin::new(&mut this.inner).poll_read(cx, buf)).map(|()| buf.filled().len() - before)?;
                         if got == 0 {
                             return Poll::Ready(Ok(()));
                         }
@@ -320,7 +319,10 @@ impl AsyncRead for GuardedStream {
                     let fed = scanner.feed(&buf.filled()[before..before + available]);
                     match fed {
                         Err(_) => {
-                            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed chunked request body")));
+                            return Poll::Ready(Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                "malformed chunked request body",
+                            )));
                         }
                         Ok(None) => return Poll::Ready(Ok(())),
                         Ok(Some(end)) => {

@@ -101,12 +101,7 @@ pub(crate) struct Decoded {
 impl Decoder {
     /// A decoder refusing messages longer than `max_message` bytes.
     pub(crate) fn new(max_message: usize) -> Self {
-        Self {
-            max_message,
-            inbound: BytesMut::new(),
-            complete: 0,
-            open_message: None,
-        }
+        Self { max_message, inbound: BytesMut::new(), complete: 0, open_message: None }
     }
 
     /// Takes the whole messages decoded so far, joined, if there are any.
@@ -159,19 +154,13 @@ impl Decoder {
                         return Err(FrameError::Protocol("continuation frame outside a message"));
                     }
                     (OP_TEXT | OP_BINARY, Some(_)) => {
-                        return Err(FrameError::Protocol(
-                            "new message before the last one ended",
-                        ));
+                        return Err(FrameError::Protocol("new message before the last one ended"));
                     }
                     _ => {}
                 }
-                let so_far = self
-                    .open_message
-                    .map_or(0, |(_, start)| inbound.len() - start);
+                let so_far = self.open_message.map_or(0, |(_, start)| inbound.len() - start);
                 if (so_far as u64).saturating_add(payload_len) > self.max_message as u64 {
-                    return Err(FrameError::TooBig {
-                        limit: self.max_message,
-                    });
+                    return Err(FrameError::TooBig { limit: self.max_message });
                 }
             }
             // Bounded above: control frames by 125, data frames by `max_message`.
@@ -234,15 +223,10 @@ fn parse_header(input: &[u8]) -> Result<Option<Header>, FrameError> {
         return Ok(None);
     };
     if first & 0x70 != 0 {
-        return Err(FrameError::Protocol(
-            "reserved bits set (no extension was agreed)",
-        ));
+        return Err(FrameError::Protocol("reserved bits set (no extension was agreed)"));
     }
     let opcode = first & 0x0F;
-    if !matches!(
-        opcode,
-        OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
-    ) {
+    if !matches!(opcode, OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG) {
         return Err(FrameError::Protocol("unknown opcode"));
     }
     if second & 0x80 == 0 {
@@ -269,13 +253,7 @@ fn parse_header(input: &[u8]) -> Result<Option<Header>, FrameError> {
     let Some(mask) = input.get(mask_at..mask_at + 4) else {
         return Ok(None);
     };
-    Ok(Some(Header {
-        fin: first & 0x80 != 0,
-        opcode,
-        mask: mask.try_into().expect("4 bytes"),
-        payload_len,
-        header_len: mask_at + 4,
-    }))
+    Ok(Some(Header { fin: first & 0x80 != 0, opcode, mask: mask.try_into().expect("4 bytes"), payload_len, header_len: mask_at + 4 }))
 }
 
 /// The status code of a close frame's (masked) payload.
@@ -302,9 +280,7 @@ fn close_code(payload: &[u8], mask: [u8; 4]) -> Result<Option<u16>, FrameError> 
 /// Applies a client's masking key to a payload that starts at offset 0 of the frame.
 fn unmask(data: &mut [u8], mask: [u8; 4]) {
     // Eight bytes at a time: the mask repeated twice, XORed as one word.
-    let word = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
+    let word = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
     let mut chunks = data.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let value = u64::from_ne_bytes((&*chunk).try_into().expect("8 bytes")) ^ word;
@@ -391,10 +367,7 @@ mod tests {
     }
 
     /// Decodes `input`; returns the result, the whole messages and their length.
-    fn decode_all(
-        decoder: &mut Decoder,
-        input: &[u8],
-    ) -> (Result<Decoded, FrameError>, Bytes, usize) {
+    fn decode_all(decoder: &mut Decoder, input: &[u8]) -> (Result<Decoded, FrameError>, Bytes, usize) {
         let result = decoder.decode(input);
         let messages = decoder.take_messages().unwrap_or_default();
         let len = messages.len();
@@ -404,9 +377,7 @@ mod tests {
     #[test]
     fn rfc_example_masked_hello() {
         // RFC 6455 §5.7: a single-frame masked text message containing "Hello".
-        let input = [
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
+        let input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
         let (result, inbound, complete) = decode_all(&mut Decoder::new(1024), &input);
         assert_eq!(result.unwrap().consumed, input.len());
         assert_eq!(&inbound[..], b"Hello");
@@ -465,16 +436,10 @@ mod tests {
         // A ping may arrive between fragments.
         let ping = client_frame(true, OP_PING, b"p");
         let decoded = decoder.decode(&ping).unwrap();
-        assert_eq!(
-            decoded.control,
-            Some(Control::Ping(Bytes::from_static(b"p")))
-        );
+        assert_eq!(decoded.control, Some(Control::Ping(Bytes::from_static(b"p"))));
         let last = client_frame(true, OP_CONTINUATION, b"llo");
         decoder.decode(&last).unwrap();
-        assert_eq!(
-            decoder.take_messages().as_deref(),
-            Some("h\u{e9}llo".as_bytes())
-        );
+        assert_eq!(decoder.take_messages().as_deref(), Some("h\u{e9}llo".as_bytes()));
         assert!(!decoder.in_message());
     }
 
@@ -506,33 +471,18 @@ mod tests {
             (client_frame(true, 0x3, b"a"), CLOSE_PROTOCOL_ERROR),
             (client_frame(true, 0xB, b"a"), CLOSE_PROTOCOL_ERROR),
             // Continuation with no message.
-            (
-                client_frame(true, OP_CONTINUATION, b"a"),
-                CLOSE_PROTOCOL_ERROR,
-            ),
+            (client_frame(true, OP_CONTINUATION, b"a"), CLOSE_PROTOCOL_ERROR),
             // Fragmented and oversized control frames.
             (client_frame(false, OP_PING, b"a"), CLOSE_PROTOCOL_ERROR),
             (client_frame(true, OP_PING, &[0; 126]), CLOSE_PROTOCOL_ERROR),
             // Close payloads: one byte, a reserved code, a reason that is not UTF-8.
             (client_frame(true, OP_CLOSE, &[3]), CLOSE_PROTOCOL_ERROR),
-            (
-                client_frame(true, OP_CLOSE, &1005u16.to_be_bytes()),
-                CLOSE_PROTOCOL_ERROR,
-            ),
-            (
-                client_frame(true, OP_CLOSE, &[0x03, 0xE8, 0xFF]),
-                CLOSE_INVALID_DATA,
-            ),
+            (client_frame(true, OP_CLOSE, &1005u16.to_be_bytes()), CLOSE_PROTOCOL_ERROR),
+            (client_frame(true, OP_CLOSE, &[0x03, 0xE8, 0xFF]), CLOSE_INVALID_DATA),
             // Text that is not UTF-8.
-            (
-                client_frame(true, OP_TEXT, &[0xC3, 0x28]),
-                CLOSE_INVALID_DATA,
-            ),
+            (client_frame(true, OP_TEXT, &[0xC3, 0x28]), CLOSE_INVALID_DATA),
             // Over the limit, refused from the header alone.
-            (
-                client_frame(true, OP_BINARY, &[0; 2000])[..20].to_vec(),
-                CLOSE_TOO_BIG,
-            ),
+            (client_frame(true, OP_BINARY, &[0; 2000])[..20].to_vec(), CLOSE_TOO_BIG),
         ];
         for (input, code) in cases {
             let (result, _, _) = decode_all(&mut Decoder::new(1024), &input);
@@ -578,17 +528,11 @@ mod tests {
 
     #[test]
     fn server_headers_use_the_shortest_length() {
-        assert_eq!(
-            server_header(OP_TEXT, 5),
-            ([0x81, 5, 0, 0, 0, 0, 0, 0, 0, 0], 2)
-        );
+        assert_eq!(server_header(OP_TEXT, 5), ([0x81, 5, 0, 0, 0, 0, 0, 0, 0, 0], 2));
         let (header, used) = server_header(OP_BINARY, 300);
         assert_eq!(&header[..used], &[0x82, 126, 0x01, 0x2C]);
         let (header, used) = server_header(OP_BINARY, 70_000);
-        assert_eq!(
-            &header[..used],
-            &[0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]
-        );
+        assert_eq!(&header[..used], &[0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70]);
         assert_eq!(&server_close_frame(1009)[..], &[0x88, 2, 0x03, 0xF1]);
     }
 

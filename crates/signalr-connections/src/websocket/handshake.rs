@@ -79,25 +79,16 @@ pub(crate) fn accept(parts: &mut Parts) -> Result<Accepted, HandshakeError> {
     if version.is_none_or(|v| v.as_bytes().trim_ascii() != b"13") {
         return Err(HandshakeError::VersionHeader);
     }
-    let key = parts
-        .headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or(HandshakeError::KeyMissing)?;
+    let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).ok_or(HandshakeError::KeyMissing)?;
     let accept_key = accept_key(key.as_bytes());
-    let on_upgrade = parts
-        .extensions
-        .remove::<OnUpgrade>()
-        .ok_or(HandshakeError::NotUpgradable)?;
+    let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(HandshakeError::NotUpgradable)?;
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept_key);
-    Ok(Accepted {
-        on_upgrade,
-        response,
-    })
+    Ok(Accepted { on_upgrade, response })
 }
 
 /// `Sec-WebSocket-Accept` for a client's key.
@@ -112,12 +103,10 @@ fn accept_key(key: &[u8]) -> HeaderValue {
 /// Whether a comma-separated header holds `token` (case-insensitive), as in
 /// `Connection: keep-alive, Upgrade`.
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|part| part.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+    headers
+        .get_all(name)
+        .iter()
+        .any(|value| value.as_bytes().split(|&b| b == b',').any(|part| part.trim_ascii().eq_ignore_ascii_case(token.as_bytes())))
 }
 
 #[cfg(test)]
@@ -143,10 +132,7 @@ mod tests {
 
     #[test]
     fn accept_key_matches_the_rfc_example() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
@@ -154,29 +140,17 @@ mod tests {
         let mut parts = request(|p| p.method = Method::POST);
         assert_eq!(accept(&mut parts).err(), Some(HandshakeError::MethodNotGet));
         let mut parts = request(|p| {
-            p.headers
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            p.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         });
-        assert_eq!(
-            accept(&mut parts).err(),
-            Some(HandshakeError::ConnectionHeader)
-        );
+        assert_eq!(accept(&mut parts).err(), Some(HandshakeError::ConnectionHeader));
         let mut parts = request(|p| {
-            p.headers
-                .insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+            p.headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
         });
-        assert_eq!(
-            accept(&mut parts).err(),
-            Some(HandshakeError::UpgradeHeader)
-        );
+        assert_eq!(accept(&mut parts).err(), Some(HandshakeError::UpgradeHeader));
         let mut parts = request(|p| {
-            p.headers
-                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+            p.headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
         });
-        assert_eq!(
-            accept(&mut parts).err(),
-            Some(HandshakeError::VersionHeader)
-        );
+        assert_eq!(accept(&mut parts).err(), Some(HandshakeError::VersionHeader));
         let mut parts = request(|p| {
             p.headers.remove(header::SEC_WEBSOCKET_KEY);
         });
@@ -184,9 +158,6 @@ mod tests {
         // A well-formed request that hyper cannot hand over.
         let mut parts = request(|_| {});
         assert!(accept(&mut request(|p| p.version = Version::HTTP_10)).is_err());
-        assert_eq!(
-            accept(&mut parts).err(),
-            Some(HandshakeError::NotUpgradable)
-        );
+        assert_eq!(accept(&mut parts).err(), Some(HandshakeError::NotUpgradable));
     }
 }

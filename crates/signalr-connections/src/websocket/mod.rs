@@ -40,12 +40,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 const MAX_BATCH_MESSAGES: usize = 63;
 
 /// Validates a WebSocket request for `conn` and upgrades it.
-pub(crate) fn handle(
-    manager: Arc<Manager>,
-    conn: Arc<ConnState>,
-    accepted: Accepted,
-    info: RequestInfo,
-) -> Response {
+pub(crate) fn handle(manager: Arc<Manager>, conn: Arc<ConnState>, accepted: Accepted, info: RequestInfo) -> Response {
     if !manager.options.is_enabled(TransportType::WebSockets) {
         return responses::transport_not_supported(TransportType::WebSockets);
     }
@@ -67,9 +62,7 @@ pub(crate) fn handle(
                 shared.inactive_since = None;
                 true
             }
-            (Status::Active, _)
-                if conn.stateful_reconnect && !shared.close_requested && !shared.aborted =>
-            {
+            (Status::Active, _) if conn.stateful_reconnect && !shared.close_requested && !shared.aborted => {
                 // The client saw its socket die before we did: retire the old one.
                 shared.superseded = true;
                 conn.wake_all(&mut shared);
@@ -80,19 +73,12 @@ pub(crate) fn handle(
     };
     let _ = conn.request.set(info);
 
-    let Accepted {
-        on_upgrade,
-        response,
-    } = accepted;
+    let Accepted { on_upgrade, response } = accepted;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let options = &manager.options;
-                let socket = WsSocket::new(
-                    TokioIo::new(upgraded),
-                    options.transport_max_buffer_size,
-                    options.websocket_read_buffer_size,
-                );
+                let socket = WsSocket::new(TokioIo::new(upgraded), options.transport_max_buffer_size, options.websocket_read_buffer_size);
                 run(manager, conn, socket, takeover).await;
             }
             Err(error) => {
@@ -134,13 +120,7 @@ struct Writer {
 
 impl Writer {
     /// Drives writing and, if `read`, reading, until something needs the task's attention.
-    fn poll_event(
-        &mut self,
-        cx: &mut Context<'_>,
-        conn: &ConnState,
-        socket: &mut Socket,
-        read: bool,
-    ) -> Poll<Event> {
+    fn poll_event(&mut self, cx: &mut Context<'_>, conn: &ConnState, socket: &mut Socket, read: bool) -> Poll<Event> {
         loop {
             let mut written = false;
             match socket.poll_send(cx) {
@@ -165,11 +145,7 @@ impl Writer {
                     return Poll::Ready(Event::Superseded);
                 }
                 if socket.send_idle() {
-                    if !shared.queue.is_empty()
-                        && !self.deferred
-                        && !shared.close_requested
-                        && !shared.prompt
-                    {
+                    if !shared.queue.is_empty() && !self.deferred && !shared.close_requested && !shared.prompt {
                         // Give way once before taking a batch: tasks already scheduled (other
                         // broadcasts, the sender's next invocation) run first and queue more,
                         // so a burst leaves in fewer, fuller writes. Costs one extra poll per
@@ -310,10 +286,7 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
                 return;
             }
         }
-        Event::Finished => {
-            close_handshake(&mut socket, frame::server_close_frame(CLOSE_NORMAL), close_timeout)
-                .await
-        }
+        Event::Finished => close_handshake(&mut socket, frame::server_close_frame(CLOSE_NORMAL), close_timeout).await,
         Event::Aborted => {
             // Tell the client why (slow consumer, send timeout, the application's abort);
             // what was queued and not yet written is dropped. Bounded by the close timeout
@@ -323,29 +296,17 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
                 let (code, text) = reason.close();
                 // No wait for the client's reply: an abort ends the connection at once.
                 socket.queue_control(frame::server_close_frame_with_reason(code, text));
-                let _ = Box::pin(tokio::time::timeout(
-                    close_timeout,
-                    poll_fn(|cx| socket.poll_send(cx)),
-                ))
-                .await;
+                let _ = Box::pin(tokio::time::timeout(close_timeout, poll_fn(|cx| socket.poll_send(cx)))).await;
             }
         }
         Event::Invalid(code) => {
             socket.queue_control(frame::server_close_frame(code));
-            let _ = Box::pin(tokio::time::timeout(
-                close_timeout,
-                poll_fn(|cx| socket.poll_fail(cx)),
-            ))
-            .await;
+            let _ = Box::pin(tokio::time::timeout(close_timeout, poll_fn(|cx| socket.poll_fail(cx)))).await;
         }
         Event::ClientClose(code) => {
             // Answer the client's close frame with its code; it closes the TCP connection then.
             socket.queue_control(frame::server_close_frame(code.unwrap_or(CLOSE_NORMAL)));
-            let _ = Box::pin(tokio::time::timeout(
-                close_timeout,
-                poll_fn(|cx| socket.poll_send(cx)),
-            ))
-            .await;
+            let _ = Box::pin(tokio::time::timeout(close_timeout, poll_fn(|cx| socket.poll_send(cx)))).await;
         }
         Event::Dropped | Event::Data(_) => {}
     }
@@ -375,11 +336,7 @@ async fn close_handshake(socket: &mut Socket, close: Bytes, timeout: std::time::
                 Poll::Pending => break,
             }
         }
-        if sent && peer_done {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        if sent && peer_done { Poll::Ready(()) } else { Poll::Pending }
     });
     let _ = Box::pin(tokio::time::timeout(timeout, handshake)).await;
 }

@@ -227,11 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
                 return Poll::Pending;
             }
             let control_before = self.control.is_some();
-            let result = if self.partial.is_empty() {
-                self.poll_read_scratch(cx)
-            } else {
-                self.poll_read_partial(cx)
-            };
+            let result = if self.partial.is_empty() { self.poll_read_scratch(cx) } else { self.poll_read_partial(cx) };
             match result {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(true)) => {}
@@ -268,8 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
             let consumed = self.decode(filled)?;
             if consumed < filled.len() && self.peer_close.is_none() {
                 let rest = &filled[consumed..];
-                self.partial
-                    .reserve(self.partial_frame_len.unwrap_or(rest.len()).max(rest.len()));
+                self.partial.reserve(self.partial_frame_len.unwrap_or(rest.len()).max(rest.len()));
                 self.partial.extend_from_slice(rest);
             }
             Poll::Ready(Ok(true))
@@ -278,19 +273,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
 
     /// Reads more of an incomplete frame into its own buffer and decodes what is whole.
     fn poll_read_partial(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ReadError>> {
-        let want = self
-            .partial_frame_len
-            .map_or(self.read_chunk, |len| {
-                len.saturating_sub(self.partial.len())
-            })
-            .max(1);
+        let want = self.partial_frame_len.map_or(self.read_chunk, |len| len.saturating_sub(self.partial.len())).max(1);
         self.partial.reserve(want);
-        let read = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.io),
-            cx,
-            &mut self.partial
-        ))
-        .map_err(ReadError::Io)?;
+        let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.partial)).map_err(ReadError::Io)?;
         if read == 0 {
             return Poll::Ready(Ok(false));
         }

@@ -10,8 +10,7 @@ use async_trait::async_trait;
 use axum::Router;
 use bytes::Bytes;
 use signalr_connections::{
-    Connection, ConnectionApplication, ConnectionHandler, HttpConnectionOptions, TransferFormat,
-    case_insensitive_paths, endpoint,
+    Connection, ConnectionApplication, ConnectionHandler, HttpConnectionOptions, TransferFormat, case_insensitive_paths, endpoint,
 };
 use tokio::sync::mpsc;
 
@@ -46,12 +45,7 @@ struct TestApp {
 impl ConnectionHandler for TestHandler {
     fn on_connected(&self, connection: Connection) -> Box<dyn ConnectionApplication> {
         let _ = self.events.send(Event::Connected(connection.clone()));
-        Box::new(TestApp {
-            connection,
-            events: self.events.clone(),
-            busy: self.busy.clone(),
-            overlap: self.overlap.clone(),
-        })
+        Box::new(TestApp { connection, events: self.events.clone(), busy: self.busy.clone(), overlap: self.overlap.clone() })
     }
 }
 
@@ -92,15 +86,11 @@ impl ConnectionApplication for TestApp {
     }
 
     async fn on_closed(&mut self) {
-        let _ = self
-            .events
-            .send(Event::Closed(self.connection.connection_id().to_owned()));
+        let _ = self.events.send(Event::Closed(self.connection.connection_id().to_owned()));
     }
 
     async fn on_reconnected(&mut self) {
-        let _ = self.events.send(Event::Reconnected(
-            self.connection.connection_id().to_owned(),
-        ));
+        let _ = self.events.send(Event::Reconnected(self.connection.connection_id().to_owned()));
         let _ = self.connection.send(Bytes::from_static(b"welcome back"));
     }
 }
@@ -118,31 +108,19 @@ impl Server {
     pub async fn start(options: HttpConnectionOptions) -> Server {
         let (tx, rx) = mpsc::unbounded_channel();
         let overlap = Arc::new(AtomicBool::new(false));
-        let handler = Arc::new(TestHandler {
-            events: tx,
-            busy: Arc::new(AtomicBool::new(false)),
-            overlap: overlap.clone(),
-        });
+        let handler = Arc::new(TestHandler { events: tx, busy: Arc::new(AtomicBool::new(false)), overlap: overlap.clone() });
         let app = case_insensitive_paths(Router::new().nest("/echo", endpoint(options, handler)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             signalr_connections::server::serve(listener, app, Default::default(), std::future::pending()).await.unwrap();
         });
-        Server {
-            base: format!("http://{addr}/echo"),
-            ws_base: format!("ws://{addr}/echo"),
-            events: rx,
-            overlap,
-        }
+        Server { base: format!("http://{addr}/echo"), ws_base: format!("ws://{addr}/echo"), events: rx, overlap }
     }
 
     /// The next event, failing the test after 10 s without one.
     pub async fn next_event(&mut self) -> Event {
-        tokio::time::timeout(Duration::from_secs(10), self.events.recv())
-            .await
-            .expect("no event within 10 s")
-            .expect("handler dropped")
+        tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await.expect("no event within 10 s").expect("handler dropped")
     }
 
     /// Waits for the `Connected` event and returns the connection.
@@ -179,10 +157,7 @@ impl Server {
 
     /// Negotiates version 1 and returns the connection token.
     pub async fn token(&self) -> String {
-        self.negotiate("?negotiateVersion=1").await["connectionToken"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.negotiate("?negotiateVersion=1").await["connectionToken"].as_str().unwrap().to_owned()
     }
 }
 

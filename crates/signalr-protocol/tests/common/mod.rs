@@ -8,18 +8,11 @@ use signalr_protocol::{HubMessage, HubProtocol, ProtocolError};
 pub fn hex(text: &str) -> Vec<u8> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     assert!(digits.len().is_multiple_of(2), "odd hex length");
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))
-        .collect()
+    (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit")).collect()
 }
 
 /// Parses every complete message in `bytes`, failing on the first error.
-pub fn parse_all(
-    protocol: &dyn HubProtocol,
-    bytes: &[u8],
-    max: usize,
-) -> Result<Vec<HubMessage>, ProtocolError> {
+pub fn parse_all(protocol: &dyn HubProtocol, bytes: &[u8], max: usize) -> Result<Vec<HubMessage>, ProtocolError> {
     let mut buf = BytesMut::from(bytes);
     let mut messages = Vec::new();
     while let Some(message) = protocol.parse_message(&mut buf, max)? {

@@ -29,13 +29,7 @@ fn b(bytes: Vec<u8>) -> Bytes {
 
 #[test]
 fn ack_official_vectors_both_directions() {
-    for (id, bytes) in [
-        (0, "91 00"),
-        (42, "91 2a"),
-        (180, "91 cc b4"),
-        (384, "91 cd 01 80"),
-        (70000, "91 ce 00 01 11 70"),
-    ] {
+    for (id, bytes) in [(0, "91 00"), (42, "91 2a"), (180, "91 cc b4"), (384, "91 cd 01 80"), (70000, "91 ce 00 01 11 70")] {
         assert_eq!(write_ack(id), hex(bytes), "write ack {id}");
         assert_eq!(read_ack(&b(hex(bytes))).unwrap(), Ack { id }, "read ack {id}");
     }
@@ -43,13 +37,7 @@ fn ack_official_vectors_both_directions() {
 
 #[test]
 fn ack_derived_vectors_both_directions() {
-    for (id, bytes) in [
-        (1, "91 01"),
-        (128, "91 cc 80"),
-        (-1, "91 ff"),
-        (i32::MAX, "91 ce 7f ff ff ff"),
-        (i32::MIN, "91 d2 80 00 00 00"),
-    ] {
+    for (id, bytes) in [(1, "91 01"), (128, "91 cc 80"), (-1, "91 ff"), (i32::MAX, "91 ce 7f ff ff ff"), (i32::MIN, "91 d2 80 00 00 00")] {
         assert_eq!(write_ack(id), hex(bytes), "write ack {id}");
         assert_eq!(read_ack(&b(hex(bytes))).unwrap(), Ack { id }, "read ack {id}");
     }
@@ -75,16 +63,10 @@ fn ack_reads_every_integer_width() {
 #[test]
 fn ack_ignores_extra_items_and_rejects_bad_input() {
     assert_eq!(read_ack(&b(hex("93 05 a1 78 c0"))).unwrap(), Ack { id: 5 });
-    assert_eq!(
-        read_ack(&b(hex("90"))),
-        Err(EnvelopeError::TooFewItems { record: "Ack", minimum: 1, found: 0 })
-    );
+    assert_eq!(read_ack(&b(hex("90"))), Err(EnvelopeError::TooFewItems { record: "Ack", minimum: 1, found: 0 }));
     assert!(matches!(read_ack(&b(hex("91 a1 61"))), Err(EnvelopeError::WrongType { found: 0xa1, .. })));
     assert!(matches!(read_ack(&b(hex("91 ce 00 01"))), Err(EnvelopeError::Truncated { .. })));
-    assert!(matches!(
-        read_ack(&b(hex("91 cf 00 00 00 01 00 00 00 00"))),
-        Err(EnvelopeError::OutOfRange { value: 4294967296, .. })
-    ));
+    assert!(matches!(read_ack(&b(hex("91 cf 00 00 00 01 00 00 00 00"))), Err(EnvelopeError::OutOfRange { value: 4294967296, .. })));
     assert!(matches!(read_ack(&Bytes::new()), Err(EnvelopeError::Truncated { .. })));
     assert!(matches!(read_ack(&b(b"hello".to_vec())), Err(EnvelopeError::WrongType { .. })));
 }
@@ -92,21 +74,12 @@ fn ack_ignores_extra_items_and_rejects_bad_input() {
 // ---- §8.1 Group command ---------------------------------------------------------------------
 
 fn group(id: i32, server: &str, action: GroupAction, group: &str, conn: &str) -> GroupCommand {
-    GroupCommand {
-        id,
-        server_name: server.into(),
-        action,
-        group_name: group.into(),
-        connection_id: conn.into(),
-    }
+    GroupCommand { id, server_name: server.into(), action, group_name: group.into(), connection_id: conn.into() }
 }
 
 #[test]
 fn group_command_official_vectors_both_directions() {
-    for (action, bytes) in [
-        (GroupAction::Add, "95 2a a1 53 01 a1 47 a1 43"),
-        (GroupAction::Remove, "95 2a a1 53 02 a1 47 a1 43"),
-    ] {
+    for (action, bytes) in [(GroupAction::Add, "95 2a a1 53 01 a1 47 a1 43"), (GroupAction::Remove, "95 2a a1 53 02 a1 47 a1 43")] {
         let command = group(42, "S", action, "G", "C");
         assert_eq!(write_group_command(&command), hex(bytes));
         assert_eq!(read_group_command(&b(hex(bytes))).unwrap(), command);
@@ -115,17 +88,9 @@ fn group_command_official_vectors_both_directions() {
 
 #[test]
 fn group_command_derived_vector_78_bytes() {
-    let bytes = hex(
-        r#"95 01 d9 26 "web01_02db60e5fab243b890a847fa5c4dcb29" 01 ab "tenant:acme" b6 "AbCdEfGhIjKlMnOpQrStUv""#,
-    );
+    let bytes = hex(r#"95 01 d9 26 "web01_02db60e5fab243b890a847fa5c4dcb29" 01 ab "tenant:acme" b6 "AbCdEfGhIjKlMnOpQrStUv""#);
     assert_eq!(bytes.len(), 78);
-    let command = group(
-        1,
-        "web01_02db60e5fab243b890a847fa5c4dcb29",
-        GroupAction::Add,
-        "tenant:acme",
-        "AbCdEfGhIjKlMnOpQrStUv",
-    );
+    let command = group(1, "web01_02db60e5fab243b890a847fa5c4dcb29", GroupAction::Add, "tenant:acme", "AbCdEfGhIjKlMnOpQrStUv");
     assert_eq!(write_group_command(&command), bytes);
     assert_eq!(read_group_command(&b(bytes)).unwrap(), command);
 }
@@ -149,18 +114,9 @@ fn group_command_negative_vectors() {
         read_group_command(&b(hex("95 2a a1 53 cd 01 00 a1 47 a1 43"))),
         Err(EnvelopeError::OutOfRange { what: "the action", value: 256, .. })
     ));
-    assert!(matches!(
-        read_group_command(&b(hex("95 2a a1 53 01 c0 a1 43"))),
-        Err(EnvelopeError::Nil { what: "the group name", .. })
-    ));
-    assert!(matches!(
-        read_group_command(&b(hex("95 2a a1 53 01 a1 47 a5 43"))),
-        Err(EnvelopeError::Truncated { .. })
-    ));
-    assert!(matches!(
-        read_group_command(&b(hex("95 2a a2 ff fe 01 a1 47 a1 43"))),
-        Err(EnvelopeError::InvalidUtf8 { .. })
-    ));
+    assert!(matches!(read_group_command(&b(hex("95 2a a1 53 01 c0 a1 43"))), Err(EnvelopeError::Nil { what: "the group name", .. })));
+    assert!(matches!(read_group_command(&b(hex("95 2a a1 53 01 a1 47 a5 43"))), Err(EnvelopeError::Truncated { .. })));
+    assert!(matches!(read_group_command(&b(hex("95 2a a2 ff fe 01 a1 47 a1 43"))), Err(EnvelopeError::InvalidUtf8 { .. })));
 }
 
 // ---- §8.1 Invocation with dummy protocols p1/p2 --------------------------------------------
@@ -172,48 +128,34 @@ fn invocation_official_vectors_both_directions() {
     let cases: [(&[&str], &str); 3] = [
         (&[], "92 90 82 a2 70 31 c4 01 2a a2 70 32 c4 01 2a"),
         (&["a"], "92 91 a1 61 82 a2 70 31 c4 01 2a a2 70 32 c4 01 2a"),
-        (
-            &["a", "b", "c", "d", "e", "f"],
-            "92 96 a1 61 a1 62 a1 63 a1 64 a1 65 a1 66 82 a2 70 31 c4 01 2a a2 70 32 c4 01 2a",
-        ),
+        (&["a", "b", "c", "d", "e", "f"], "92 96 a1 61 a1 62 a1 63 a1 64 a1 65 a1 66 82 a2 70 31 c4 01 2a a2 70 32 c4 01 2a"),
     ];
     for (excluded, bytes) in cases {
         let written = write_invocation(excluded, &[("p1", DUMMY), ("p2", DUMMY)], None);
         assert_eq!(written, hex(bytes), "write {excluded:?}");
         let read = read_invocation(&b(hex(bytes))).unwrap();
         assert_eq!(read.excluded_connection_ids, excluded);
-        assert_eq!(
-            read.messages,
-            vec![("p1".to_string(), Bytes::from_static(DUMMY)), ("p2".to_string(), Bytes::from_static(DUMMY))]
-        );
+        assert_eq!(read.messages, vec![("p1".to_string(), Bytes::from_static(DUMMY)), ("p2".to_string(), Bytes::from_static(DUMMY))]);
         assert_eq!(read.client_result, None);
     }
 }
 
 #[test]
 fn invocation_negative_and_forward_compatible_vectors() {
-    assert_eq!(
-        read_invocation(&b(hex("91 90"))),
-        Err(EnvelopeError::TooFewItems { record: "Invocation", minimum: 2, found: 1 })
-    );
+    assert_eq!(read_invocation(&b(hex("91 90"))), Err(EnvelopeError::TooFewItems { record: "Invocation", minimum: 2, found: 1 }));
     // 3 items: accepted, the extra item ignored, no client-result fields.
     let three = read_invocation(&b(hex("93 90 81 a2 70 31 c4 01 2a a1 78"))).unwrap();
     assert_eq!(three.client_result, None);
     assert_eq!(three.messages.len(), 1);
     // 5 items: [2] and [3] used, [4] ignored.
     let five = read_invocation(&b(hex("95 90 81 a2 70 31 c4 01 2a a2 69 64 a2 72 63 c3"))).unwrap();
-    assert_eq!(
-        five.client_result,
-        Some(ClientResultRoute { invocation_id: "id".into(), return_channel: "rc".into() })
-    );
+    assert_eq!(five.client_result, Some(ClientResultRoute { invocation_id: "id".into(), return_channel: "rc".into() }));
     // A nil invocation id is a plain send.
     let nil_id = read_invocation(&b(hex("94 90 80 c0 a2 72 63"))).unwrap();
     assert_eq!(nil_id.client_result, None);
     // Wide forms: array16 of exclusions, map16, bin16, bin32, str-typed blob, nil blob.
-    let wide = read_invocation(&b(hex(
-        r#"92 dc 00 01 a1 61 de 00 04 a1 61 c5 00 01 2a a1 62 c6 00 00 00 01 2a a1 63 a1 2a a1 64 c0"#,
-    )))
-    .unwrap();
+    let wide =
+        read_invocation(&b(hex(r#"92 dc 00 01 a1 61 de 00 04 a1 61 c5 00 01 2a a1 62 c6 00 00 00 01 2a a1 63 a1 2a a1 64 c0"#))).unwrap();
     assert_eq!(wide.excluded_connection_ids, vec!["a"]);
     assert_eq!(wide.messages[0].1, Bytes::from_static(DUMMY));
     assert_eq!(wide.messages[1].1, Bytes::from_static(DUMMY));
@@ -227,10 +169,7 @@ fn invocation_negative_and_forward_compatible_vectors() {
     assert!(matches!(read_invocation(&b(hex("92 90 81 a2 70 31 01"))), Err(EnvelopeError::WrongType { .. })));
     // A huge declared length does not allocate or panic.
     assert!(matches!(read_invocation(&b(hex("92 dd ff ff ff ff a1 61"))), Err(EnvelopeError::Truncated { .. })));
-    assert!(matches!(
-        read_invocation(&b(hex("92 90 81 a2 70 31 c6 ff ff ff ff 00"))),
-        Err(EnvelopeError::Truncated { .. })
-    ));
+    assert!(matches!(read_invocation(&b(hex("92 90 81 a2 70 31 c6 ff ff ff ff 00"))), Err(EnvelopeError::Truncated { .. })));
 }
 
 #[test]
@@ -279,16 +218,12 @@ fn completion_negative_vectors() {
 // ---- §8.3 derived vectors (e) and (f) -------------------------------------------------------
 
 const SERVER: &str = "web01_02db60e5fab243b890a847fa5c4dcb29";
-const RETURN_CHANNEL: &str =
-    "Diquis.Infrastructure.Hubs.NotificationHub:internal:return:web01_02db60e5fab243b890a847fa5c4dcb29";
+const RETURN_CHANNEL: &str = "Diquis.Infrastructure.Hubs.NotificationHub:internal:return:web01_02db60e5fab243b890a847fa5c4dcb29";
 
 #[test]
 fn client_result_invocation_derived_vector_220_bytes() {
-    let frame = [
-        br#"{"type":1,"invocationId":"hWUS7bmKU0SMZ3Xk7yW1vA","target":"GetMessage","arguments":[]}"#.as_slice(),
-        &[0x1e],
-    ]
-    .concat();
+    let frame =
+        [br#"{"type":1,"invocationId":"hWUS7bmKU0SMZ3Xk7yW1vA","target":"GetMessage","arguments":[]}"#.as_slice(), &[0x1e]].concat();
     assert_eq!(frame.len(), 0x58);
     let mut expected = hex(r#"94 90 81 a4 "json" c4 58"#);
     expected.extend_from_slice(&frame);
@@ -296,19 +231,12 @@ fn client_result_invocation_derived_vector_220_bytes() {
     expected.extend_from_slice(RETURN_CHANNEL.as_bytes());
     assert_eq!(expected.len(), 220);
     let no_exclusions: &[&str] = &[];
-    let written = write_invocation(
-        no_exclusions,
-        &[("json", &frame)],
-        Some(("hWUS7bmKU0SMZ3Xk7yW1vA", RETURN_CHANNEL)),
-    );
+    let written = write_invocation(no_exclusions, &[("json", &frame)], Some(("hWUS7bmKU0SMZ3Xk7yW1vA", RETURN_CHANNEL)));
     assert_eq!(written, expected);
     let read = read_invocation(&b(expected)).unwrap();
     assert_eq!(
         read.client_result,
-        Some(ClientResultRoute {
-            invocation_id: "hWUS7bmKU0SMZ3Xk7yW1vA".into(),
-            return_channel: RETURN_CHANNEL.into()
-        })
+        Some(ClientResultRoute { invocation_id: "hWUS7bmKU0SMZ3Xk7yW1vA".into(), return_channel: RETURN_CHANNEL.into() })
     );
     assert_eq!(read.messages[0].1.as_ref(), frame.as_slice());
     assert!(RETURN_CHANNEL.ends_with(SERVER));

@@ -100,11 +100,7 @@ impl RedisServer {
 
     /// A raw client for publishing arbitrary bytes.
     pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
+        redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap().get_multiplexed_async_connection().await.unwrap()
     }
 
     pub fn connection_string(&self, prefix: &str) -> String {

@@ -41,11 +41,7 @@ pub trait HubArgs: Sized + Send + 'static {
 impl HubArgs for () {
     const COUNT: usize = 0;
     fn bind(arguments: Vec<Value>) -> Result<Self, BindError> {
-        if arguments.is_empty() {
-            Ok(())
-        } else {
-            Err(BindError::Count { provided: arguments.len(), expected: 0 })
-        }
+        if arguments.is_empty() { Ok(()) } else { Err(BindError::Count { provided: arguments.len(), expected: 0 }) }
     }
 }
 

@@ -32,17 +32,11 @@ pub(crate) trait ErasedMethod: Send + Sync + 'static {
     /// How many client-to-server streams the method takes.
     fn upload_count(&self) -> usize;
     /// Binds the arguments and prepares the call (not yet running).
-    fn call(
-        &self,
-        context: HubCallContext,
-        arguments: Vec<Value>,
-        uploads: Vec<UploadReceiver>,
-    ) -> Result<MethodOutput, BindError>;
+    fn call(&self, context: HubCallContext, arguments: Vec<Value>, uploads: Vec<UploadReceiver>) -> Result<MethodOutput, BindError>;
 }
 
 type ConnectHook = Arc<dyn Fn(HubCallContext) -> BoxFuture<'static, Result<(), HubError>> + Send + Sync>;
-type DisconnectHook =
-    Arc<dyn Fn(HubCallerContext, Option<String>) -> BoxFuture<'static, ()> + Send + Sync>;
+type DisconnectHook = Arc<dyn Fn(HubCallerContext, Option<String>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// A hub: named methods and lifecycle hooks. Cheap to clone; build it with [`Hub::builder`].
 #[derive(Clone)]
@@ -70,14 +64,7 @@ impl Hub {
     /// Starts a hub named `name`. The name identifies the hub to backplanes (for a .NET fleet,
     /// use the full .NET type name, e.g. `Diquis.Infrastructure.Hubs.NotificationHub`).
     pub fn builder(name: impl Into<String>) -> HubBuilder {
-        HubBuilder {
-            definition: HubDefinition {
-                name: name.into(),
-                methods: HashMap::new(),
-                on_connected: None,
-                on_disconnected: None,
-            },
-        }
+        HubBuilder { definition: HubDefinition { name: name.into(), methods: HashMap::new(), on_connected: None, on_disconnected: None } }
     }
 
     /// The hub's name.
@@ -204,7 +191,6 @@ struct UnaryMethod<F, T> {
     _types: std::marker::PhantomData<fn() -> T>,
 }
 
-
 impl<A, S, R, F, Fut> ErasedMethod for UnaryMethod<F, (A, S, R)>
 where
     A: HubArgs,
@@ -219,20 +205,14 @@ where
     fn upload_count(&self) -> usize {
         S::COUNT
     }
-    fn call(
-        &self,
-        context: HubCallContext,
-        arguments: Vec<Value>,
-        uploads: Vec<UploadReceiver>,
-    ) -> Result<MethodOutput, BindError> {
+    fn call(&self, context: HubCallContext, arguments: Vec<Value>, uploads: Vec<UploadReceiver>) -> Result<MethodOutput, BindError> {
         let args = A::bind(arguments)?;
         let kind = context.value_kind();
         let future = (self.method)(context, args, S::from_receivers(uploads));
         Ok(MethodOutput::Unary(
             async move {
                 let result = future.await?;
-                Value::from_serialize(kind, &result)
-                    .map_err(|e| HubError::exception("JsonException", e.to_string()))
+                Value::from_serialize(kind, &result).map_err(|e| HubError::exception("JsonException", e.to_string()))
             }
             .boxed(),
         ))
@@ -244,7 +224,6 @@ struct StreamingMethod<F, T> {
     /// The parameter and result types; `fn() -> T` keeps the method `Send + Sync`.
     _types: std::marker::PhantomData<fn() -> T>,
 }
-
 
 impl<A, S, T, St, F, Fut> ErasedMethod for StreamingMethod<F, (A, S, T, St)>
 where
@@ -261,12 +240,7 @@ where
     fn upload_count(&self) -> usize {
         S::COUNT
     }
-    fn call(
-        &self,
-        context: HubCallContext,
-        arguments: Vec<Value>,
-        uploads: Vec<UploadReceiver>,
-    ) -> Result<MethodOutput, BindError> {
+    fn call(&self, context: HubCallContext, arguments: Vec<Value>, uploads: Vec<UploadReceiver>) -> Result<MethodOutput, BindError> {
         let args = A::bind(arguments)?;
         let kind = context.value_kind();
         let future = (self.method)(context, args, S::from_receivers(uploads));
@@ -275,8 +249,7 @@ where
                 let stream = future.await?;
                 let values = stream.map(move |item| {
                     item.and_then(|value| {
-                        Value::from_serialize(kind, &value)
-                            .map_err(|e| HubError::exception("JsonException", e.to_string()))
+                        Value::from_serialize(kind, &value).map_err(|e| HubError::exception("JsonException", e.to_string()))
                     })
                 });
                 Ok(values.boxed())

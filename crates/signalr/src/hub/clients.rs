@@ -32,9 +32,7 @@ enum Target {
 /// Builds the invocation of `method` with `args` once per value form.
 pub(crate) fn build_invocation<A: OutgoingArgs + ?Sized>(method: &str, args: &A) -> Result<Arc<SerializedMessage>, HubError> {
     let make = |kind: ValueKind| -> Result<HubMessage, HubError> {
-        let arguments = args
-            .to_values(kind)
-            .map_err(|e| HubError::exception("JsonException", e.to_string()))?;
+        let arguments = args.to_values(kind).map_err(|e| HubError::exception("JsonException", e.to_string()))?;
         Ok(HubMessage::Invocation(InvocationMessage {
             headers: Default::default(),
             invocation_id: None,
@@ -118,9 +116,7 @@ impl SingleClientProxy {
     /// `Connection '<id>' disconnected.`. There is no timeout: wrap it in
     /// `tokio::time::timeout` if needed. Do not call it from `on_connected`.
     pub async fn invoke<T: DeserializeOwned, A: OutgoingArgs + Send + Sync>(&self, method: &str, args: A) -> Result<T, HubError> {
-        let arguments = args
-            .to_values(ValueKind::Json)
-            .map_err(|e| HubError::exception("JsonException", e.to_string()))?;
+        let arguments = args.to_values(ValueKind::Json).map_err(|e| HubError::exception("JsonException", e.to_string()))?;
         let value: Value = self
             .lifetime
             .invoke_connection(&self.connection_id, method, arguments)

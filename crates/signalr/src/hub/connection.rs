@@ -55,11 +55,7 @@ pub(crate) struct Invocations {
 
 impl Invocations {
     fn is_idle(&self) -> bool {
-        self.running == 0
-            && self.queued.is_empty()
-            && self.streams.is_empty()
-            && self.uploads.is_empty()
-            && self.close_error.is_none()
+        self.running == 0 && self.queued.is_empty() && self.streams.is_empty() && self.uploads.is_empty() && self.close_error.is_none()
     }
 }
 

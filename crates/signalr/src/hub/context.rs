@@ -128,10 +128,7 @@ impl HubCallContext {
 
     /// Senders to clients (.NET `Clients`): `all()`, `caller()`, `others()`, `group(…)`, ….
     pub fn clients(&self) -> HubCallerClients {
-        HubCallerClients::new(
-            HubClients::new(self.caller.state.shared.lifetime.clone()),
-            self.caller.connection_id().to_owned(),
-        )
+        HubCallerClients::new(HubClients::new(self.caller.state.shared.lifetime.clone()), self.caller.connection_id().to_owned())
     }
 
     /// Group membership (.NET `Groups`).

@@ -64,12 +64,7 @@ impl DefaultHubLifetimeManager {
 
     fn send_where(&self, message: &SerializedMessage, keep: impl Fn(&str) -> bool) {
         let connections = self.connections.read();
-        Fanout::new(message).deliver_all(
-            connections
-                .iter()
-                .filter(|(id, _)| keep(id))
-                .map(|(_, entry)| entry.connection.as_ref()),
-        );
+        Fanout::new(message).deliver_all(connections.iter().filter(|(id, _)| keep(id)).map(|(_, entry)| entry.connection.as_ref()));
     }
 }
 
@@ -119,11 +114,7 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
             }
         }
         let mut pending = self.pending.lock();
-        let abandoned: Vec<String> = pending
-            .iter()
-            .filter(|(_, p)| p.connection_id == connection_id)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let abandoned: Vec<String> = pending.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
         for id in abandoned {
             if let Some(p) = pending.remove(&id) {
                 let _ = p.sender.send(Err(LifetimeError::Disconnected(connection_id.to_owned())));
@@ -152,9 +143,8 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 
     async fn send_connections(&self, connection_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let connections = self.connections.read();
-        Fanout::new(&message).deliver_all(
-            connection_ids.iter().filter_map(|id| connections.get(id)).map(|entry| entry.connection.as_ref()),
-        );
+        Fanout::new(&message)
+            .deliver_all(connection_ids.iter().filter_map(|id| connections.get(id)).map(|entry| entry.connection.as_ref()));
         Ok(())
     }
 
@@ -167,17 +157,14 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 
     async fn send_groups(&self, groups: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let all = self.groups.read();
-        Fanout::new(&message).deliver_all(
-            groups.iter().filter_map(|group| all.get(group)).flat_map(|members| members.values()).map(|c| c.as_ref()),
-        );
+        Fanout::new(&message)
+            .deliver_all(groups.iter().filter_map(|group| all.get(group)).flat_map(|members| members.values()).map(|c| c.as_ref()));
         Ok(())
     }
 
     async fn send_group_except(&self, group: &str, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError> {
         if let Some(members) = self.groups.read().get(group) {
-            Fanout::new(&message).deliver_all(
-                members.iter().filter(|(id, _)| !excluded.iter().any(|e| e == *id)).map(|(_, c)| c.as_ref()),
-            );
+            Fanout::new(&message).deliver_all(members.iter().filter(|(id, _)| !excluded.iter().any(|e| e == *id)).map(|(_, c)| c.as_ref()));
         }
         Ok(())
     }
@@ -191,9 +178,7 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 
     async fn send_users(&self, user_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
         let users = self.users.read();
-        Fanout::new(&message).deliver_all(
-            user_ids.iter().filter_map(|user| users.get(user)).flatten().map(|c| c.as_ref()),
-        );
+        Fanout::new(&message).deliver_all(user_ids.iter().filter_map(|user| users.get(user)).flatten().map(|c| c.as_ref()));
         Ok(())
     }
 
@@ -234,10 +219,7 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
             .ok_or_else(|| LifetimeError::UnknownConnection(connection_id.to_owned()))?;
         let invocation_id = format!("s{}", self.next_invocation.fetch_add(1, Ordering::Relaxed) + 1);
         let (sender, receiver) = oneshot::channel();
-        self.pending.lock().insert(
-            invocation_id.clone(),
-            PendingResult { connection_id: connection_id.to_owned(), sender },
-        );
+        self.pending.lock().insert(invocation_id.clone(), PendingResult { connection_id: connection_id.to_owned(), sender });
         let _guard = PendingGuard { pending: &self.pending, invocation_id: invocation_id.clone() };
         let message = SerializedMessage::new(HubMessage::Invocation(InvocationMessage {
             headers: Default::default(),
@@ -275,10 +257,10 @@ impl HubLifetimeManager for DefaultHubLifetimeManager {
 
 #[cfg(test)]
 mod tests {
+    use super::super::lifetime::SendError;
     use super::*;
     use bytes::Bytes;
     use signalr_protocol::{HubProtocol, JsonHubProtocol, MessagePackHubProtocol};
-    use super::super::lifetime::SendError;
 
     struct Recorder {
         id: String,

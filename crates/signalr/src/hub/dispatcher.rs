@@ -10,12 +10,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use signalr_connections::{
-    Connection, ConnectionApplication, ConnectionHandler, TransferFormat as WireFormat, TransportType,
-};
-use signalr_protocol::{
-    CompletionResult, HandshakeRequest, HandshakeResponse, HubMessage, ProtocolError, TransferFormat,
-};
+use signalr_connections::{Connection, ConnectionApplication, ConnectionHandler, TransferFormat as WireFormat, TransportType};
+use signalr_protocol::{CompletionResult, HandshakeRequest, HandshakeResponse, HubMessage, ProtocolError, TransferFormat};
 
 use super::connection::{HubConnectionState, Phase};
 use super::context::{HubCallContext, HubCallerContext};
@@ -44,12 +40,7 @@ impl ConnectionHandler for HubConnectionHandler {
     fn on_connected(&self, connection: Connection) -> Box<dyn ConnectionApplication> {
         let heartbeat = &self.shared.heartbeat;
         heartbeat.ensure_running(&self.shared);
-        let state = Arc::new(HubConnectionState::new(
-            connection,
-            self.shared.clone(),
-            heartbeat.next_key(),
-            heartbeat.refresh_ms(),
-        ));
+        let state = Arc::new(HubConnectionState::new(connection, self.shared.clone(), heartbeat.next_key(), heartbeat.refresh_ms()));
         heartbeat.register(state.clone());
         Box::new(HubConnectionApp { state, buffer: BytesMut::new() })
     }

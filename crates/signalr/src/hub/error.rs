@@ -75,11 +75,7 @@ impl<E: std::error::Error> From<E> for HubError {
 /// `ErrorMessageHelper.BuildErrorMessage`: `<message> <Type>: <detail>` when detailed errors are
 /// on or the error is a `HubException`, else `<message>` alone.
 pub fn build_error_message(message: &str, error: &HubError, detailed: bool) -> String {
-    if detailed || error.is_hub_exception() {
-        format!("{message} {}: {}", error.type_name(), error.message())
-    } else {
-        message.to_owned()
-    }
+    if detailed || error.is_hub_exception() { format!("{message} {}: {}", error.type_name(), error.message()) } else { message.to_owned() }
 }
 
 /// `An unexpected error occurred invoking '<target>' on the server.`
@@ -117,7 +113,8 @@ pub fn argument_count(provided: usize, expected: usize) -> String {
 }
 
 /// The binding error detail for arguments of the wrong type (.NET's text).
-pub const ARGUMENT_TYPES: &str = "Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked.";
+pub const ARGUMENT_TYPES: &str =
+    "Error binding arguments. Make sure that the types of the provided values match the types of the hub method being invoked.";
 
 /// `The client attempted to invoke the streaming '<target>' method with a non-streaming invocation.`
 pub fn streaming_with_invocation(target: &str) -> String {

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use futures_util::{FutureExt, StreamExt};
-use signalr_protocol::{
-    CompletionMessage, CompletionResult, HubMessage, InvocationMessage, StreamItemMessage, Value,
-};
+use signalr_protocol::{CompletionMessage, CompletionResult, HubMessage, InvocationMessage, StreamItemMessage, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,11 +39,8 @@ async fn complete(state: &HubConnectionState, invocation_id: String, result: Com
 
 /// Sends a Completion with an error without waiting (from the receive path).
 pub(crate) fn complete_error_now(state: &Arc<HubConnectionState>, invocation_id: String, error: String) {
-    let message = HubMessage::Completion(CompletionMessage {
-        headers: Default::default(),
-        invocation_id,
-        result: CompletionResult::Error(error),
-    });
+    let message =
+        HubMessage::Completion(CompletionMessage { headers: Default::default(), invocation_id, result: CompletionResult::Error(error) });
     if let Some(frame) = state.encode(&message) {
         let _ = state.send_numbered(frame, Pace::Prompt);
     }
@@ -261,11 +256,7 @@ async fn run_stream(
         };
         match next {
             Some(Ok(item)) => {
-                let message = HubMessage::StreamItem(StreamItemMessage {
-                    headers: Default::default(),
-                    invocation_id: id.to_owned(),
-                    item,
-                });
+                let message = HubMessage::StreamItem(StreamItemMessage { headers: Default::default(), invocation_id: id.to_owned(), item });
                 if state.send_from_invocation(&message).await.is_err() {
                     return CompletionResult::Void;
                 }

@@ -240,34 +240,17 @@ pub trait HubLifetimeManager: Send + Sync + 'static {
     /// Every connection of the hub.
     async fn send_all(&self, message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
     /// Every connection except `excluded` (connection ids).
-    async fn send_all_except(
-        &self,
-        message: Arc<SerializedMessage>,
-        excluded: &[String],
-    ) -> Result<(), LifetimeError>;
+    async fn send_all_except(&self, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError>;
     /// One connection.
-    async fn send_connection(
-        &self,
-        connection_id: &str,
-        message: Arc<SerializedMessage>,
-    ) -> Result<(), LifetimeError>;
+    async fn send_connection(&self, connection_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
     /// Several connections.
-    async fn send_connections(
-        &self,
-        connection_ids: &[String],
-        message: Arc<SerializedMessage>,
-    ) -> Result<(), LifetimeError>;
+    async fn send_connections(&self, connection_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
     /// The members of a group.
     async fn send_group(&self, group: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
     /// The members of several groups (a connection in two of them gets the message twice, as in .NET).
     async fn send_groups(&self, groups: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
     /// The members of a group except `excluded` (connection ids).
-    async fn send_group_except(
-        &self,
-        group: &str,
-        message: Arc<SerializedMessage>,
-        excluded: &[String],
-    ) -> Result<(), LifetimeError>;
+    async fn send_group_except(&self, group: &str, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError>;
     /// Every connection of a user.
     async fn send_user(&self, user_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError>;
     /// Every connection of several users.
@@ -281,12 +264,7 @@ pub trait HubLifetimeManager: Send + Sync + 'static {
     /// Invokes `target` on one client (on any node) and waits for its result.
     ///
     /// `invocation` carries no id; the manager assigns one from its own namespace.
-    async fn invoke_connection(
-        &self,
-        connection_id: &str,
-        target: &str,
-        arguments: Vec<Value>,
-    ) -> Result<Value, LifetimeError>;
+    async fn invoke_connection(&self, connection_id: &str, target: &str, arguments: Vec<Value>) -> Result<Value, LifetimeError>;
     /// A client on this node answered a client-result invocation. Returns false when the id is
     /// not a pending client result (the caller then ignores the completion, as .NET does).
     async fn set_connection_result(&self, connection_id: &str, completion: CompletionMessage) -> bool;

@@ -62,10 +62,7 @@ pub struct HubService {
 
 impl std::fmt::Debug for HubService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubService")
-            .field("hub", &self.shared.hub)
-            .field("options", &self.shared.options)
-            .finish()
+        f.debug_struct("HubService").field("hub", &self.shared.hub).field("options", &self.shared.options).finish()
     }
 }
 
@@ -73,10 +70,8 @@ impl HubService {
     /// Serves `hub` with `options`; the lifetime manager is `options.lifetime_manager`, or an
     /// in-process [`DefaultHubLifetimeManager`] when none is set.
     pub fn new(hub: Hub, options: HubOptions) -> Self {
-        let lifetime = options
-            .lifetime_manager
-            .clone()
-            .unwrap_or_else(|| Arc::new(DefaultHubLifetimeManager::new()) as Arc<dyn HubLifetimeManager>);
+        let lifetime =
+            options.lifetime_manager.clone().unwrap_or_else(|| Arc::new(DefaultHubLifetimeManager::new()) as Arc<dyn HubLifetimeManager>);
         let heartbeat = Heartbeat::new(&[
             options.keep_alive_interval,
             options.client_timeout_interval,

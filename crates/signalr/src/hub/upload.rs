@@ -52,9 +52,9 @@ impl<T: DeserializeOwned> Stream for ClientStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.receiver.poll_recv(cx) {
-            Poll::Ready(Some(Ok(value))) => Poll::Ready(Some(
-                value.deserialize::<T>().map_err(|e| HubError::exception("InvalidDataException", e.to_string())),
-            )),
+            Poll::Ready(Some(Ok(value))) => {
+                Poll::Ready(Some(value.deserialize::<T>().map_err(|e| HubError::exception("InvalidDataException", e.to_string()))))
+            }
             Poll::Ready(Some(Err(error))) => {
                 self.receiver.close();
                 Poll::Ready(Some(Err(HubError::HubException(error))))

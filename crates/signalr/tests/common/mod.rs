@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
 use futures_util::SinkExt;
+use futures_util::stream::{self, StreamExt};
 use serde_json::{Value as Json, json};
 use signalr::{ClientStream, Hub, HubCallContext, HubContext, HubError, HubOptions, HubService};
 use signalr_connections::HttpConnectionOptions;
@@ -39,9 +39,7 @@ pub fn test_hub(gate: Arc<Semaphore>) -> Hub {
         .method("ThrowException", |_c: HubCallContext, (m,): (String,)| async move {
             Err::<(), _>(HubError::exception("InvalidOperationException", m))
         })
-        .method("ThrowHubException", |_c: HubCallContext, (m,): (String,)| async move {
-            Err::<(), _>(HubError::hub_exception(m))
-        })
+        .method("ThrowHubException", |_c: HubCallContext, (m,): (String,)| async move { Err::<(), _>(HubError::hub_exception(m)) })
         .method("Block", move |_c: HubCallContext, (): ()| {
             let gate = gate.clone();
             async move {
@@ -63,9 +61,7 @@ pub fn test_hub(gate: Arc<Semaphore>) -> Hub {
             Ok::<_, HubError>(())
         })
         .method("GetItem", |c: HubCallContext, (): ()| async move { Ok::<_, HubError>(c.context().item::<String>("k")) })
-        .method("GetQuery", |c: HubCallContext, (n,): (String,)| async move {
-            Ok::<_, HubError>(c.context().query(&n).map(str::to_owned))
-        })
+        .method("GetQuery", |c: HubCallContext, (n,): (String,)| async move { Ok::<_, HubError>(c.context().query(&n).map(str::to_owned)) })
         .method("Transport", |c: HubCallContext, (): ()| async move { Ok::<_, HubError>(c.context().transport().as_str()) })
         .stream("Stream", |_c: HubCallContext, (): ()| async move {
             Ok::<_, HubError>(stream::iter(["a", "b", "c"].map(|s| Ok::<_, HubError>(s.to_owned()))))
@@ -84,9 +80,7 @@ pub fn test_hub(gate: Arc<Semaphore>) -> Hub {
         .stream("StreamThrowException", |_c: HubCallContext, (m,): (String,)| async move {
             Err::<stream::Empty<Result<i32, HubError>>, _>(HubError::exception("InvalidOperationException", m))
         })
-        .stream("EmptyStream", |_c: HubCallContext, (): ()| async move {
-            Ok::<_, HubError>(stream::empty::<Result<i32, HubError>>())
-        })
+        .stream("EmptyStream", |_c: HubCallContext, (): ()| async move { Ok::<_, HubError>(stream::empty::<Result<i32, HubError>>()) })
         .stream("InfiniteStream", |c: HubCallContext, (): ()| async move {
             let token = c.cancellation_token();
             let clients = c.clients();
@@ -108,7 +102,10 @@ pub fn test_hub(gate: Arc<Semaphore>) -> Hub {
         .method("SendToAll", |c: HubCallContext, (m,): (String,)| async move { c.clients().all().send("Message", (m,)).await })
         .method("SendToOthers", |c: HubCallContext, (m,): (String,)| async move { c.clients().others().send("Message", (m,)).await })
         .method("SendToCaller", |c: HubCallContext, (m,): (String,)| async move { c.clients().caller().send("Message", (m,)).await })
-        .method("SendToGroup", |c: HubCallContext, (g, m): (String, String)| async move { c.clients().group(g).send("Message", (m,)).await })
+        .method(
+            "SendToGroup",
+            |c: HubCallContext, (g, m): (String, String)| async move { c.clients().group(g).send("Message", (m,)).await },
+        )
         .method("SendToOthersInGroup", |c: HubCallContext, (g, m): (String, String)| async move {
             c.clients().others_in_group(g).send("Message", (m,)).await
         })
@@ -349,11 +346,7 @@ impl Client {
 
 /// POSTs a negotiate and returns the JSON response.
 pub async fn negotiate(addr: SocketAddr, query: &str) -> Json {
-    let response = reqwest::Client::new()
-        .post(format!("http://{addr}/hub/negotiate?{query}"))
-        .send()
-        .await
-        .unwrap();
+    let response = reqwest::Client::new().post(format!("http://{addr}/hub/negotiate?{query}")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
