@@ -241,8 +241,10 @@ describe("chaos: nothing accepted is lost, every event is shown once", () => {
                 await cluster.postgres.start();
             }
             await acceptedMore(churn, 3, "after the database is back", 90_000);
-            const unexpected = [...ledger.refused.keys()].filter((k) => !/ 503$/.test(k));
-            assert.deepEqual(unexpected, [], "requests refused only with 503 while the database was down");
+            // 503 while the database is down; besides, an update may be refused with 409 because
+            // the tenant's previous change is still waiting for its job (which the outage held up).
+            const unexpected = [...ledger.refused.keys()].filter((k) => !/ 503$/.test(k) && k !== "update 409");
+            assert.deepEqual(unexpected, [], "requests refused only with 503 (or 409 for an update still pending)");
         });
     });
 
