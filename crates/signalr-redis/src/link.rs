@@ -917,13 +917,13 @@ mod tests {
         assert!(backoff.next_delay() <= Duration::from_millis(100));
     }
 
-    #[test]
-    fn a_publish_whose_sender_stopped_waiting_is_not_sent() {
+    /// Link state with an outgoing queue of `capacity`, not connected.
+    fn shared_with_capacity(capacity: usize) -> Shared {
         let (status, _) = watch::channel(BackplaneStatus::starting());
-        let shared = Shared {
+        Shared {
             queue: Mutex::new(VecDeque::new()),
             queue_notify: Notify::new(),
-            capacity: 10,
+            capacity,
             counters: Counters::default(),
             publisher_up: AtomicBool::new(false),
             subscriber_up: AtomicBool::new(false),
@@ -931,7 +931,12 @@ mod tests {
             status,
             cancel: CancellationToken::new(),
             presence_peak: AtomicU64::new(0),
-        };
+        }
+    }
+
+    #[test]
+    fn a_publish_whose_sender_stopped_waiting_is_not_sent() {
+        let shared = shared_with_capacity(10);
         let (abandoned, gave_up) = oneshot::channel();
         let (awaited, _waiting) = oneshot::channel();
         shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"abandoned"), reply: Some(abandoned) });
@@ -944,19 +949,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_the_oldest_and_counts() {
-        let (status, _) = watch::channel(BackplaneStatus::starting());
-        let shared = Shared {
-            queue: Mutex::new(VecDeque::new()),
-            queue_notify: Notify::new(),
-            capacity: 2,
-            counters: Counters::default(),
-            publisher_up: AtomicBool::new(false),
-            subscriber_up: AtomicBool::new(false),
-            last_error: Mutex::new(None),
-            status,
-            cancel: CancellationToken::new(),
-            presence_peak: AtomicU64::new(0),
-        };
+        let shared = shared_with_capacity(2);
         let (tx, mut rx) = oneshot::channel();
         shared.enqueue(Outgoing { channel: Bytes::from_static(b"c"), payload: Bytes::from_static(b"1"), reply: Some(tx) });
         for payload in [&b"2"[..], b"3"] {

@@ -17,24 +17,7 @@ use crate::auth::users_api::{change_own_password, set_password};
 use crate::auth::{password, tokens};
 use crate::state::AppState;
 use crate::web::envelope::ApiError;
-
-type Fields = Form<HashMap<String, String>>;
-
-fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
-    f.get(name).map(String::as_str).unwrap_or("")
-}
-
-fn problems_html(problems: &[String]) -> String {
-    if problems.is_empty() {
-        return String::new();
-    }
-    let items: String = problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
-    format!(r#"<div class="problems" role="alert"><ul>{items}</ul></div>"#)
-}
-
-fn forbidden_csrf() -> Response {
-    (StatusCode::FORBIDDEN, "The form's CSRF token is missing or wrong; reload the page and try again.").into_response()
-}
+use crate::web::forms::{Fields, field, forbidden_csrf, problems_html};
 
 // ---------- reset link ----------
 

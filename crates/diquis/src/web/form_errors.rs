@@ -46,11 +46,7 @@ impl FormErrors {
 
     /// The box above the form: the problems of no field.
     pub fn summary_html(&self) -> String {
-        if self.general.is_empty() {
-            return String::new();
-        }
-        let items: String = self.general.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
-        format!(r#"<div class="problems" role="alert"><ul>{items}</ul></div>"#)
+        super::forms::problems_html(&self.general)
     }
 
     /// The messages under `field`, and the attributes its input takes (`aria-invalid`,

@@ -6,6 +6,7 @@ pub mod assets;
 pub mod dashboard;
 pub mod envelope;
 pub mod form_errors;
+pub mod forms;
 pub mod html;
 pub mod pages;
 pub mod paging;

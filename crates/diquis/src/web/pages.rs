@@ -22,30 +22,8 @@ use crate::tenants::outlook::{self, Shown};
 use crate::tenants::repo;
 use crate::web::envelope::ApiError;
 use crate::web::form_errors::{CREATE_TENANT_FIELDS, EDIT_TENANT_FIELDS, FormErrors};
+use crate::web::forms::{Fields, csrf_ok, field, forbidden_csrf, problems_html};
 use crate::web::paging::{MAX_PAGE_SIZE, PageInfo, PageRequest};
-
-type Fields = Form<HashMap<String, String>>;
-
-fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
-    f.get(name).map(String::as_str).unwrap_or("")
-}
-
-fn problems_html(problems: &[String]) -> String {
-    if problems.is_empty() {
-        return String::new();
-    }
-    let items: String = problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
-    format!(r#"<div class="problems" role="alert"><ul>{items}</ul></div>"#)
-}
-
-fn csrf_ok(identity: &Identity, fields: &HashMap<String, String>) -> bool {
-    let expected = identity.csrf.as_deref().unwrap_or("");
-    !expected.is_empty() && secrets_equal(field(fields, CSRF_FIELD), expected)
-}
-
-fn forbidden_csrf() -> Response {
-    (StatusCode::FORBIDDEN, "The form's CSRF token is missing or wrong; reload the page and try again.").into_response()
-}
 
 // ---------- sign-in ----------
 

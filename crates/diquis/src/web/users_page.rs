@@ -12,18 +12,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::html::{escape, page, url_encode};
 use crate::auth::extract::PageCaller;
-use crate::auth::session::{CSRF_FIELD, secrets_equal};
 use crate::auth::user_admin::{AddUser, add_user, roles_for_tenant};
 use crate::auth::users_api::{may_manage, remove_user, set_active};
 use crate::auth::{Identity, users};
 use crate::state::AppState;
 use crate::web::envelope::ApiError;
-
-type Fields = Form<HashMap<String, String>>;
-
-fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
-    f.get(name).map(String::as_str).unwrap_or("")
-}
+use crate::web::forms::{Fields, csrf_ok, field, forbidden_csrf};
 
 /// The tenant a request is about: the `tenant` given, else the caller's own.
 fn tenant_of<'a>(identity: &'a Identity, given: Option<&'a str>) -> &'a str {
@@ -129,15 +123,6 @@ async fn users_page(
 pub async fn list(State(state): State<AppState>, PageCaller(identity): PageCaller, Query(q): Query<HashMap<String, String>>) -> Response {
     let tenant = tenant_of(&identity, q.get("tenant").map(String::as_str)).to_string();
     users_page(&state, &identity, &tenant, &HashMap::new(), &[], StatusCode::OK).await
-}
-
-fn csrf_ok(identity: &Identity, f: &HashMap<String, String>) -> bool {
-    let expected = identity.csrf.as_deref().unwrap_or("");
-    !expected.is_empty() && secrets_equal(field(f, CSRF_FIELD), expected)
-}
-
-fn forbidden_csrf() -> Response {
-    (StatusCode::FORBIDDEN, "The form's CSRF token is missing or wrong; reload the page and try again.").into_response()
 }
 
 /// `POST /users`: adds a user (the form's fields: tenant, email, password, role).
