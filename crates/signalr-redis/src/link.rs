@@ -184,25 +184,30 @@ struct Shared {
 }
 
 impl Shared {
+    /// Records a connection's state and publishes the resulting status. Everything happens
+    /// under the status channel's lock: computed outside it, the publisher's and the
+    /// subscriber's tasks could each read the other's old state and the last one to send would
+    /// leave a stale "unhealthy" behind for good.
     fn set_state(&self, publisher: Option<bool>, subscriber: Option<bool>, error: Option<String>) {
-        if let Some(up) = publisher {
-            self.publisher_up.store(up, Ordering::SeqCst);
-        }
-        if let Some(up) = subscriber {
-            self.subscriber_up.store(up, Ordering::SeqCst);
-        }
-        if let Some(error) = error {
-            *self.last_error.lock() = Some(error);
-        }
-        let publisher_connected = self.publisher_up.load(Ordering::SeqCst);
-        let subscriber_connected = self.subscriber_up.load(Ordering::SeqCst);
-        let status = BackplaneStatus {
-            health: if publisher_connected && subscriber_connected { Health::Healthy } else { Health::Unhealthy },
-            publisher_connected,
-            subscriber_connected,
-            last_error: self.last_error.lock().clone(),
-        };
         self.status.send_if_modified(|current| {
+            if let Some(up) = publisher {
+                self.publisher_up.store(up, Ordering::SeqCst);
+            }
+            if let Some(up) = subscriber {
+                self.subscriber_up.store(up, Ordering::SeqCst);
+            }
+            let mut last_error = self.last_error.lock();
+            if let Some(error) = error {
+                *last_error = Some(error);
+            }
+            let publisher_connected = self.publisher_up.load(Ordering::SeqCst);
+            let subscriber_connected = self.subscriber_up.load(Ordering::SeqCst);
+            let status = BackplaneStatus {
+                health: if publisher_connected && subscriber_connected { Health::Healthy } else { Health::Unhealthy },
+                publisher_connected,
+                subscriber_connected,
+                last_error: last_error.clone(),
+            };
             if *current != status {
                 *current = status;
                 true
@@ -931,6 +936,28 @@ mod tests {
             status,
             cancel: CancellationToken::new(),
             presence_peak: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn both_connections_coming_up_at_once_always_end_healthy() {
+        for _ in 0..30_000 {
+            let shared = Arc::new(shared_with_capacity(1));
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let threads: Vec<_> = [(Some(true), None), (None, Some(true))]
+                .into_iter()
+                .map(|(publisher, subscriber)| {
+                    let (shared, barrier) = (shared.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        shared.set_state(publisher, subscriber, None);
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert!(shared.status.borrow().is_healthy(), "a stale status was published last: {:?}", *shared.status.borrow());
         }
     }
 
