@@ -168,6 +168,25 @@ async function untilBroadcastsFlow(sender, peers, label, ms = RECOVERY_MS, every
     }
 }
 
+/**
+ * `peer` broadcasts `traffic-<name>-<n>` continuously until `stop()`; `sent` lists what the
+ * server accepted. `stop()` resolves once the loop ended and rethrows a send that failed.
+ */
+function startTraffic(peer, everyMs = 25) {
+    const sent = [];
+    let on = true;
+    const loop = (async () => {
+        for (let n = 0; on; n++) {
+            const msg = `traffic-${peer.name}-${n}`;
+            await peer.invoke("SendToAll", msg);
+            sent.push(msg);
+            await new Promise((resolve) => setTimeout(resolve, everyMs));
+        }
+    })();
+    loop.catch(() => {}); // observed by stop()
+    return { sent, stop: async () => { on = false; await loop; } };
+}
+
 module.exports = {
     Peer,
     RECOVERY_MS,
@@ -178,6 +197,7 @@ module.exports = {
     publishBinary,
     runPublish,
     startNode,
+    startTraffic,
     uniquePrefix,
     untilBroadcastsFlow,
 };

@@ -52,16 +52,22 @@ function redisCli(port, args, { input } = {}) {
  * Create with `await RedisServer.create()` (picks the port and the temporary directory).
  */
 class RedisServer {
-    constructor(port, dir) {
+    constructor(port, dir, { args = [], sentinelConfig = null } = {}) {
         this.port = port;
         this.dir = dir;
+        this.args = args;
+        this.sentinelConfig = sentinelConfig;
         this.child = null;
         this.output = [];
     }
 
-    static async create() {
+    /**
+     * `args`: more redis-server arguments (e.g. `["--replicaof", "127.0.0.1", port]`).
+     * `sentinelConfig`: lines of a sentinel.conf; the server then runs as a sentinel.
+     */
+    static async create(options = {}) {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "signalr-redis-test-"));
-        return new RedisServer(await freePort(), dir);
+        return new RedisServer(await freePort(), dir, options);
     }
 
     /** The StackExchange.Redis connection string of this server. */
@@ -74,8 +80,18 @@ class RedisServer {
         if (this.child) {
             throw new Error(`redis-server on ${this.port} is already running`);
         }
-        const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", this.dir, "--daemonize", "no"];
+        let args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", this.dir, "--daemonize", "no", ...this.args];
+        let readyLine = /Ready to accept connections/;
+        if (this.sentinelConfig) {
+            // A sentinel rewrites its configuration file: it must be its own, writable.
+            const file = path.join(this.dir, "sentinel.conf");
+            if (!fs.existsSync(file)) {
+                fs.writeFileSync(file, `${this.sentinelConfig.join("\n")}\n`);
+            }
+            args = [file, "--sentinel", "--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, ...this.args];
+            readyLine = /\+monitor master/;
+        }
         const child = spawn(REDIS_SERVER, args, { stdio: ["ignore", "pipe", "pipe"] });
         this.child = child;
         const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
@@ -86,7 +102,7 @@ class RedisServer {
                 if (this.output.length > 100) {
                     this.output.shift();
                 }
-                if (/Ready to accept connections/.test(line)) {
+                if (readyLine.test(line)) {
                     resolve();
                 }
             };
@@ -153,4 +169,83 @@ class RedisServer {
     }
 }
 
-module.exports = { RedisServer, freePort, redisCli };
+/** Polls `check` (async, truthy when done) every 100 ms until it holds; rejects after `ms`. */
+async function until(check, what, ms = 30_000) {
+    const deadline = Date.now() + ms;
+    let last;
+    for (;;) {
+        try {
+            if (await check()) {
+                return;
+            }
+        } catch (err) {
+            last = err;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`not within ${ms} ms: ${what}${last ? ` (last error: ${last.message})` : ""}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+}
+
+/**
+ * A Sentinel group on free ports: one primary, one replica, three sentinels (quorum 2, a primary
+ * is declared down after 1 s). `connectionString` is what a .NET node would write:
+ * the sentinels' endpoints and `serviceName`.
+ */
+class RedisSentinelGroup {
+    constructor(primary, replica, sentinels, service) {
+        this.primary = primary;
+        this.replica = replica;
+        this.sentinels = sentinels;
+        this.service = service;
+    }
+
+    static async start(service = "mymaster") {
+        const primary = await RedisServer.create();
+        await primary.start();
+        const replica = await RedisServer.create({ args: ["--replicaof", "127.0.0.1", String(primary.port)] });
+        await replica.start();
+        await until(async () => /master_link_status:up/.test(await replica.cli(["INFO", "replication"])),
+            "the replica is in sync with the primary");
+        const sentinels = [];
+        for (let i = 0; i < 3; i++) {
+            const sentinel = await RedisServer.create({ sentinelConfig: [
+                `sentinel monitor ${service} 127.0.0.1 ${primary.port} 2`,
+                `sentinel down-after-milliseconds ${service} 1000`,
+                `sentinel failover-timeout ${service} 5000`,
+                `sentinel parallel-syncs ${service} 1`,
+            ] });
+            await sentinel.start();
+            sentinels.push(sentinel);
+        }
+        const group = new RedisSentinelGroup(primary, replica, sentinels, service);
+        // Failover needs every sentinel to know the replica and the other sentinels (learnt
+        // through their hello messages on the primary).
+        for (const sentinel of sentinels) {
+            await until(async () => {
+                const info = await sentinel.cli(["SENTINEL", "MASTER", service]);
+                const lines = info.trim().split("\n");
+                const field = (name) => lines[lines.indexOf(name) + 1];
+                return field("num-slaves") === "1" && field("num-other-sentinels") === "2";
+            }, `sentinel ${sentinel.port} knows the replica and the other sentinels`);
+        }
+        return group;
+    }
+
+    get connectionString() {
+        return `${this.sentinels.map((s) => `127.0.0.1:${s.port}`).join(",")},serviceName=${this.service}`;
+    }
+
+    /** The primary's port as the given sentinel reports it. */
+    async primaryPort(sentinel = this.sentinels[0]) {
+        const out = (await sentinel.cli(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", this.service])).trim().split("\n");
+        return Number.parseInt(out[1], 10);
+    }
+
+    async stop() {
+        await Promise.allSettled([...this.sentinels, this.replica, this.primary].map((s) => s.stop()));
+    }
+}
+
+module.exports = { RedisSentinelGroup, RedisServer, freePort, redisCli, until };

@@ -7,6 +7,7 @@
 // * group changes of a connection on another node (AddConnectionToGroup, acked through Redis);
 // * a client result across nodes (`/clientresult/{id}` on another node than the connection);
 // * the publisher-only process (crates/signalr-redis/examples/publish.rs) reaching every node;
+// * Sentinel: the primary killed (SIGKILL) under traffic, the nodes follow the failover;
 // * Redis killed (SIGKILL) and restarted under traffic; Redis absent at start; garbage and
 //   truncated envelopes published straight onto the subscribed channels.
 //
@@ -17,7 +18,7 @@ const { describe, it, before, after, afterEach } = require("node:test");
 const assert = require("node:assert/strict");
 
 const { ConnectionScope, httpGet, within } = require("../lib/client");
-const { RedisServer } = require("../lib/redis");
+const { RedisSentinelGroup, RedisServer, until } = require("../lib/redis");
 const {
     RECOVERY_MS,
     TEST_HUB_WIRE_NAME,
@@ -26,6 +27,7 @@ const {
     fetchToken,
     runPublish,
     startNode,
+    startTraffic,
     uniquePrefix,
     untilBroadcastsFlow,
 } = require("../lib/backplane");
@@ -274,6 +276,94 @@ for (const nodeCount of [2, 3]) {
     });
 }
 
+/**
+ * Broadcast traffic from `a1` and `b1` while `fault()` runs, then checks that every message
+ * reached every peer and that no client was disconnected.
+ */
+async function nothingLostThrough(fault, { a1, b1, everyone }) {
+    await untilBroadcastsFlow(a1, everyone, "before-fault-a");
+    await untilBroadcastsFlow(b1, everyone, "before-fault-b");
+    const traffic = [startTraffic(a1, 50), startTraffic(b1, 50)];
+    try {
+        await everyone[1].received("traffic-a1-3");
+        await everyone[3].received("traffic-b1-3");
+        await fault();
+        await untilBroadcastsFlow(a1, everyone, "after-fault-a");
+        await untilBroadcastsFlow(b1, everyone, "after-fault-b");
+        await Promise.all(traffic.map((t) => t.stop()));
+        await fence(a1, everyone);
+        await fence(b1, everyone);
+        const expected = [...traffic[0].sent, ...traffic[1].sent];
+        for (const peer of everyone) {
+            const missing = expected.filter((m) => peer.count(m) === 0);
+            assert.deepEqual(missing, [], `${peer.name} lost messages`);
+        }
+        assertStillConnected(everyone);
+    } finally {
+        await Promise.allSettled(traffic.map((t) => t.stop()));
+    }
+}
+
+/** Two peers on each of two nodes (JSON and MessagePack). */
+async function twoByTwo(scope, [nodeA, nodeB]) {
+    const a1 = await connectPeer(scope, nodeA, "a1");
+    const a2 = await connectPeer(scope, nodeA, "a2", { protocol: "messagepack" });
+    const b1 = await connectPeer(scope, nodeB, "b1");
+    const b2 = await connectPeer(scope, nodeB, "b2", { protocol: "messagepack" });
+    return { a1, b1, everyone: [a1, a2, b1, b2] };
+}
+
+describe("Redis backplane: Sentinel, primary killed (SIGKILL) under traffic", () => {
+    let group;
+    let nodes = [];
+    const scope = new ConnectionScope();
+
+    let allChannel;
+
+    before(async () => {
+        group = await RedisSentinelGroup.start();
+        const prefix = uniquePrefix("sentinel");
+        allChannel = `${prefix}${TEST_HUB_WIRE_NAME}:all`;
+        nodes = await Promise.all([startNode(group.connectionString, prefix), startNode(group.connectionString, prefix)]);
+    });
+    after(async () => {
+        await scope.dispose();
+        await Promise.allSettled(nodes.map((n) => n.stop()));
+        if (group) {
+            await group.stop();
+        }
+    });
+
+    it("the nodes follow the failover to the replica; every message arrives, no client disconnects", TEST_TIMEOUT, async () => {
+        const peers = await twoByTwo(scope, nodes);
+        assert.equal(await group.primary.numsub(allChannel), 2, "both nodes subscribe on the first primary");
+        await nothingLostThrough(async () => {
+            await group.primary.kill();
+            await until(async () => (await group.primaryPort()) === group.replica.port, "the sentinels promote the replica",
+                RECOVERY_MS);
+        }, peers);
+        assert.equal(await group.replica.numsub(allChannel), 2, "both nodes subscribe on the new primary");
+    });
+
+    it("a failover with both servers alive (SENTINEL FAILOVER): the nodes leave the demoted primary", TEST_TIMEOUT, async () => {
+        // The killed primary comes back; the sentinels make it a replica of the new one.
+        const [oldPrimary, newPrimary] = [group.primary, group.replica];
+        await oldPrimary.start();
+        await until(async () => /master_link_status:up/.test(await oldPrimary.cli(["INFO", "replication"])),
+            "the old primary is back as a replica", RECOVERY_MS);
+        const peers = await twoByTwo(scope, nodes);
+        await nothingLostThrough(async () => {
+            // Nothing breaks a connection here: only the sentinels' +switch-master (or the
+            // publisher's ROLE check) tells the nodes to move.
+            await until(async () => (await group.sentinels[0].cli(["SENTINEL", "FAILOVER", group.service])).trim() === "OK",
+                "the sentinels accept a failover", RECOVERY_MS);
+            await until(async () => (await group.primaryPort()) === oldPrimary.port, "the sentinels switch back", RECOVERY_MS);
+            await until(async () => (await oldPrimary.numsub(allChannel)) === 2, "both nodes subscribe on the new primary", RECOVERY_MS);
+        }, peers);
+        assert.equal(await newPrimary.numsub(allChannel), 0, "no node is left subscribed on the demoted primary");
+    });
+});
+
 describe("Redis backplane: Redis killed (SIGKILL) and restarted under traffic", () => {
     let redis;
     let nodes = [];
@@ -289,25 +379,6 @@ describe("Redis backplane: Redis killed (SIGKILL) and restarted under traffic", 
         await scope.dispose();
         await stopAll(nodes, redis);
     });
-
-    /**
-     * `peer` broadcasts `traffic-<name>-<n>` continuously until `stop()`; `sent` lists what the
-     * server accepted. `stop()` resolves once the loop ended and rethrows a send that failed.
-     */
-    function startTraffic(peer) {
-        const sent = [];
-        let on = true;
-        const loop = (async () => {
-            for (let n = 0; on; n++) {
-                const msg = `traffic-${peer.name}-${n}`;
-                await peer.invoke("SendToAll", msg);
-                sent.push(msg);
-                await new Promise((resolve) => setTimeout(resolve, 25));
-            }
-        })();
-        loop.catch(() => {}); // observed by stop()
-        return { sent, stop: async () => { on = false; await loop; } };
-    }
 
     it("no client disconnects, local delivery goes on, cross-node delivery resumes, nothing sent is lost", TEST_TIMEOUT, async () => {
         const [nodeA, nodeB] = nodes;

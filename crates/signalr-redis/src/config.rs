@@ -6,8 +6,11 @@
 //!   application: comma-separated endpoints (`host`, `host:port`, `[::1]:port`) and `key=value`
 //!   options, keys case-insensitive: `password`, `user`, `ssl`, `abortConnect`,
 //!   `defaultDatabase`, `connectTimeout`, `syncTimeout`/`asyncTimeout` (the command timeout),
-//!   `name`, `channelPrefix`. Examples: `localhost:6379`,
-//!   `your-redis.redis.cache.windows.net:6380,password=yourpassword,ssl=True,abortConnect=False`.
+//!   `name`, `channelPrefix`, `serviceName` (Sentinel: the endpoints are sentinels, default port
+//!   26379, asked for the current primary of that service; `sentinelUser`/`sentinelPassword`
+//!   authenticate to them). Examples: `localhost:6379`,
+//!   `your-redis.redis.cache.windows.net:6380,password=yourpassword,ssl=True,abortConnect=False`,
+//!   `sentinel-a,sentinel-b,sentinel-c,serviceName=mymaster,password=secret`.
 //! * **URLs**: `redis://[user[:password]@]host[:port][/db]` and `rediss://…` for TLS, with the
 //!   same options as query parameters (`?channelPrefix=Diquis`).
 //!
@@ -55,6 +58,13 @@ pub struct RedisConfig {
     pub client_name: Option<String>,
     /// `channelPrefix=`: prepended to every channel (no separator), as StackExchange.Redis does.
     pub channel_prefix: Option<String>,
+    /// `serviceName=`: Sentinel mode. The endpoints are sentinels, asked for the primary of this
+    /// service on every connect, and watched for failovers (`+switch-master`).
+    pub service_name: Option<String>,
+    /// `sentinelUser=`: ACL user for the sentinels (Redis 6.2+), with `sentinelPassword`.
+    pub sentinel_user: Option<String>,
+    /// `sentinelPassword=`: AUTH password for the sentinels (the primary uses `password`).
+    pub sentinel_password: Option<String>,
     /// StackExchange.Redis options that were accepted but have no effect here.
     pub ignored_options: Vec<String>,
 }
@@ -72,6 +82,9 @@ impl std::fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("client_name", &self.client_name)
             .field("channel_prefix", &self.channel_prefix)
+            .field("service_name", &self.service_name)
+            .field("sentinel_user", &self.sentinel_user)
+            .field("sentinel_password", &self.sentinel_password.as_ref().map(|_| "<redacted>"))
             .field("ignored_options", &self.ignored_options)
             .finish()
     }
@@ -91,6 +104,9 @@ impl Default for RedisConfig {
             command_timeout: Duration::from_secs(5),
             client_name: None,
             channel_prefix: None,
+            service_name: None,
+            sentinel_user: None,
+            sentinel_password: None,
             ignored_options: Vec::new(),
         }
     }
@@ -121,7 +137,7 @@ pub enum ConfigError {
     /// A `redis://` URL that could not be read.
     #[error("Redis URL: {0}")]
     InvalidUrl(String),
-    /// `serviceName=` (Sentinel) and `proxy=` change the topology and are not supported.
+    /// `proxy=` (twemproxy, envoy) changes the topology and is not supported.
     #[error("Redis connection string: option '{0}' is not supported by this backplane")]
     Unsupported(String),
 }
@@ -153,8 +169,6 @@ const IGNORED_KEYS: &[&str] = &[
     "tunnel",
     "version",
     "writebuffer",
-    "sentineluser",
-    "sentinelpassword",
 ];
 
 impl RedisConfig {
@@ -179,8 +193,9 @@ impl RedisConfig {
         if config.endpoints.is_empty() && ports.is_empty() && !trimmed.contains('=') {
             return Err(ConfigError::Empty);
         }
-        // Like SE.Redis, the default port depends on TLS, which may be set after the endpoint.
-        let default_port = if config.ssl { 6380 } else { 6379 };
+        // Like SE.Redis, the default port depends on TLS and Sentinel mode, which may be set
+        // after the endpoint.
+        let default_port = config.default_port();
         for (endpoint, port) in config.endpoints.iter_mut().zip(ports) {
             endpoint.port = port.unwrap_or(default_port);
         }
@@ -223,8 +238,6 @@ impl RedisConfig {
             return Err(ConfigError::InvalidUrl(format!("'{input}' has no host")));
         }
         let (host, port) = parse_endpoint(hostport)?;
-        let port = port.unwrap_or(if config.ssl { 6380 } else { 6379 });
-        config.endpoints.push(Endpoint { host, port });
         let path = path.trim_matches('/');
         if !path.is_empty() {
             let db = path.parse::<i64>().map_err(|_| ConfigError::InvalidUrl(format!("database '{path}' in '{input}' is not a number")))?;
@@ -236,8 +249,20 @@ impl RedisConfig {
                 config.set_option(&percent_decode(key)?, &percent_decode(value)?)?;
             }
         }
+        let port = port.unwrap_or(config.default_port());
+        config.endpoints.push(Endpoint { host, port });
         config.warn_ignored();
         Ok(config)
+    }
+
+    /// The port of an endpoint written without one: 26379 for sentinels, else 6380 with TLS and
+    /// 6379 without, as StackExchange.Redis does.
+    fn default_port(&self) -> u16 {
+        match (self.service_name.is_some(), self.ssl) {
+            (true, _) => 26379,
+            (false, true) => 6380,
+            (false, false) => 6379,
+        }
     }
 
     fn warn_ignored(&self) {
@@ -270,7 +295,10 @@ impl RedisConfig {
             "synctimeout" | "asynctimeout" => self.command_timeout = parse_millis(key, value)?,
             "name" => self.client_name = text(),
             "channelprefix" => self.channel_prefix = text(),
-            "servicename" | "proxy" => return Err(ConfigError::Unsupported(key.to_string())),
+            "servicename" => self.service_name = text(),
+            "sentineluser" => self.sentinel_user = text(),
+            "sentinelpassword" => self.sentinel_password = text(),
+            "proxy" => return Err(ConfigError::Unsupported(key.to_string())),
             other if IGNORED_KEYS.iter().any(|k| k.eq_ignore_ascii_case(other)) => {
                 self.ignored_options.push(key.to_string());
             }
@@ -458,7 +486,7 @@ mod tests {
         assert_eq!(RedisConfig::parse("host:port"), Err(ConfigError::InvalidEndpoint("host:port".into())));
         assert!(matches!(RedisConfig::parse("[::1"), Err(ConfigError::InvalidEndpoint(_))));
         assert!(matches!(RedisConfig::parse(":6379"), Err(ConfigError::InvalidEndpoint(_))));
-        assert_eq!(RedisConfig::parse("localhost,serviceName=mymaster"), Err(ConfigError::Unsupported("serviceName".into())));
+        assert_eq!(RedisConfig::parse("localhost,proxy=Twemproxy"), Err(ConfigError::Unsupported("proxy".into())));
         assert!(matches!(RedisConfig::parse("redis://"), Err(ConfigError::InvalidUrl(_))));
         assert!(matches!(RedisConfig::parse("redis://h/abc"), Err(ConfigError::InvalidUrl(_))));
         assert!(matches!(RedisConfig::parse("redis://u:%zz@h"), Err(ConfigError::InvalidUrl(_))));
@@ -467,7 +495,28 @@ mod tests {
 
     #[test]
     fn debug_redacts_the_password() {
-        let config = RedisConfig::parse("h,password=topsecret").unwrap();
-        assert!(!format!("{config:?}").contains("topsecret"));
+        let config = RedisConfig::parse("h,password=topsecret,serviceName=m,sentinelPassword=alsosecret").unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("topsecret") && !debug.contains("alsosecret"), "{debug}");
+    }
+
+    #[test]
+    fn sentinel_strings_as_dotnet_writes_them() {
+        let config = RedisConfig::parse(
+            "sentinel-a,sentinel-b:26380,serviceName=mymaster,password=p,sentinelUser=s,sentinelPassword=sp,abortConnect=false",
+        )
+        .unwrap();
+        assert_eq!(config.service_name.as_deref(), Some("mymaster"));
+        // Sentinels listen on 26379 unless told otherwise.
+        assert_eq!(config.endpoints, vec![ep("sentinel-a", 26379), ep("sentinel-b", 26380)]);
+        assert_eq!(config.password.as_deref(), Some("p"));
+        assert_eq!(config.sentinel_user.as_deref(), Some("s"));
+        assert_eq!(config.sentinel_password.as_deref(), Some("sp"));
+        assert!(config.ignored_options.is_empty());
+        let config = RedisConfig::parse("redis://sentinel:26381?serviceName=mymaster").unwrap();
+        assert_eq!(config.service_name.as_deref(), Some("mymaster"));
+        assert_eq!(config.endpoints, vec![ep("sentinel", 26381)]);
+        let config = RedisConfig::parse("redis://sentinel?serviceName=mymaster").unwrap();
+        assert_eq!(config.endpoints, vec![ep("sentinel", 26379)]);
     }
 }

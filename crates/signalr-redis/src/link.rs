@@ -270,7 +270,7 @@ impl RedisLink {
     /// Received messages go to the returned receiver.
     pub fn start(options: LinkOptions) -> Result<(Self, mpsc::Receiver<Received>), redis::RedisError> {
         install_crypto_provider();
-        let clients = build_clients(&options)?;
+        let topology = Topology::new(&options)?;
         let (status, _) = watch::channel(BackplaneStatus::starting());
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -286,8 +286,12 @@ impl RedisLink {
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (received_tx, received_rx) = mpsc::channel(options.receive_queue_capacity.max(1));
-        tokio::spawn(run_publisher(shared.clone(), clients.clone(), options.clone()));
-        tokio::spawn(run_subscriber(shared.clone(), clients, options, command_rx, received_tx));
+        let (switches, _) = watch::channel(0u64);
+        if let Topology::Sentinel { sentinels, service } = &topology {
+            tokio::spawn(watch_failovers(shared.clone(), sentinels.clone(), service.clone(), options.clone(), switches.clone()));
+        }
+        tokio::spawn(run_publisher(shared.clone(), topology.clone(), options.clone(), switches.subscribe()));
+        tokio::spawn(run_subscriber(shared.clone(), topology, options, command_rx, received_tx, switches.subscribe()));
         Ok((Self { shared, commands }, received_rx))
     }
 
@@ -372,41 +376,145 @@ fn install_crypto_provider() {
     }
 }
 
-fn build_clients(options: &LinkOptions) -> Result<Vec<Client>, redis::RedisError> {
+/// Where the node's connections go.
+#[derive(Clone)]
+enum Topology {
+    /// Fixed servers, tried in order (one server, or any node of a cluster in classic mode).
+    Direct(Vec<Client>),
+    /// Sentinels, asked on every connect for the current primary of `service`.
+    Sentinel {
+        /// One client per sentinel, tried in order.
+        sentinels: Vec<Client>,
+        /// The monitored service (`serviceName=`).
+        service: String,
+    },
+}
+
+impl Topology {
+    fn new(options: &LinkOptions) -> Result<Self, redis::RedisError> {
+        let endpoints = &options.config.endpoints;
+        match &options.config.service_name {
+            None => Ok(Self::Direct(endpoints.iter().map(|endpoint| build_client(options, endpoint, false)).collect::<Result<_, _>>()?)),
+            Some(service) => Ok(Self::Sentinel {
+                sentinels: endpoints.iter().map(|endpoint| build_client(options, endpoint, true)).collect::<Result<_, _>>()?,
+                service: service.clone(),
+            }),
+        }
+    }
+
+    fn is_sentinel(&self) -> bool {
+        matches!(self, Self::Sentinel { .. })
+    }
+
+    /// The servers to connect to now, in order: the fixed list, or the primary the first
+    /// answering sentinel names.
+    async fn servers(&self, options: &LinkOptions) -> Result<Vec<Client>, String> {
+        let (sentinels, service) = match self {
+            Self::Direct(clients) => return Ok(clients.clone()),
+            Self::Sentinel { sentinels, service } => (sentinels, service),
+        };
+        let mut last = String::from("no sentinel configured");
+        for sentinel in sentinels {
+            let address = sentinel.get_connection_info().addr().to_string();
+            match tokio::time::timeout(options.config.connect_timeout, ask_for_primary(sentinel, service, options)).await {
+                Ok(Ok(Some((host, port)))) => {
+                    let primary = build_client(options, &crate::config::Endpoint { host, port }, false)
+                        .map_err(|error| format!("sentinel {address}: {}", describe(&error)))?;
+                    return Ok(vec![primary]);
+                }
+                Ok(Ok(None)) => last = format!("sentinel {address} knows no primary for service '{service}'"),
+                Ok(Err(error)) => last = format!("sentinel {address}: {}", describe(&error)),
+                Err(_) => last = format!("sentinel {address}: no answer within {} ms", options.config.connect_timeout.as_millis()),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME service`: the primary's address, or `None` when the
+/// sentinel does not monitor that service.
+async fn ask_for_primary(sentinel: &Client, service: &str, options: &LinkOptions) -> Result<Option<(String, u16)>, redis::RedisError> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(options.config.connect_timeout))
+        .set_response_timeout(Some(options.config.command_timeout));
+    let mut connection = sentinel.get_multiplexed_async_connection_with_config(&config).await?;
+    redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(service).query_async(&mut connection).await
+}
+
+/// Whether the server behind `connection` is a primary (`ROLE` answers `master`). After a
+/// failover the old primary may come back as a replica: a node publishing there would reach
+/// only that replica's subscribers.
+async fn is_primary(connection: &mut MultiplexedConnection) -> Result<bool, redis::RedisError> {
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(connection).await?;
+    Ok(matches!(role.first(), Some(redis::Value::BulkString(name)) if name == b"master"))
+}
+
+fn build_client(options: &LinkOptions, endpoint: &crate::config::Endpoint, sentinel: bool) -> Result<Client, redis::RedisError> {
     let config = &options.config;
     let mut settings = RedisConnectionInfo::default();
-    if let Some(password) = &config.password {
+    let (user, password) = if sentinel { (&config.sentinel_user, &config.sentinel_password) } else { (&config.user, &config.password) };
+    if let Some(password) = password {
         settings = settings.set_password(password);
-        if let Some(user) = &config.user {
+        if let Some(user) = user {
             settings = settings.set_username(user);
         }
     }
-    if let Some(db) = config.default_database {
+    if let (Some(db), false) = (config.default_database, sentinel) {
         settings = settings.set_db(db);
     }
-    config
-        .endpoints
-        .iter()
-        .map(|endpoint| {
-            let addr = if config.ssl {
-                ConnectionAddr::TcpTls { host: endpoint.host.clone(), port: endpoint.port, insecure: false, tls_params: None }
-            } else {
-                ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port)
+    let addr = if config.ssl {
+        ConnectionAddr::TcpTls { host: endpoint.host.clone(), port: endpoint.port, insecure: false, tls_params: None }
+    } else {
+        ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port)
+    };
+    // TCP_NODELAY, as StackExchange.Redis does: a publish or group command must not wait for
+    // Redis to acknowledge the previous one (Nagle's algorithm).
+    let info = addr
+        .into_connection_info()?
+        .set_redis_settings(settings)
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    match (&options.tls_root_certificates, config.ssl) {
+        (Some(roots), true) => Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(roots.clone()) }),
+        _ => Client::open(info),
+    }
+}
+
+/// Follows failovers announced by the sentinels: each `+switch-master` for `service` bumps
+/// `switches`, and both connection tasks then reconnect to the new primary. Missed
+/// announcements (no sentinel reachable) are caught by the publisher's periodic `ROLE` check.
+async fn watch_failovers(shared: Arc<Shared>, sentinels: Vec<Client>, service: String, options: LinkOptions, switches: watch::Sender<u64>) {
+    let mut backoff = Backoff::new(options.reconnect_min_delay, options.reconnect_max_delay);
+    let prefix = format!("{service} ");
+    loop {
+        for sentinel in &sentinels {
+            let pubsub = tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                result = tokio::time::timeout(options.config.connect_timeout, sentinel.get_async_pubsub()) => result,
             };
-            // TCP_NODELAY, as StackExchange.Redis does: a publish or group command must not
-            // wait for Redis to acknowledge the previous one (Nagle's algorithm).
-            let info = addr
-                .into_connection_info()?
-                .set_redis_settings(settings.clone())
-                .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-            match (&options.tls_root_certificates, config.ssl) {
-                (Some(roots), true) => {
-                    Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert: Some(roots.clone()) })
-                }
-                _ => Client::open(info),
+            let Ok(Ok(mut pubsub)) = pubsub else { continue };
+            if pubsub.subscribe("+switch-master").await.is_err() {
+                continue;
             }
-        })
-        .collect()
+            backoff.reset();
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::select! {
+                    _ = shared.cancel.cancelled() => return,
+                    message = messages.next() => message,
+                };
+                let Some(message) = message else { break };
+                let payload = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
+                if payload.starts_with(&prefix) {
+                    tracing::warn!(announcement = %payload, "backplane: the sentinels switched the Redis primary; reconnecting");
+                    switches.send_modify(|generation| *generation += 1);
+                }
+            }
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
 }
 
 /// Capped exponential backoff with jitter (50–100 % of the nominal delay).
@@ -441,14 +549,27 @@ fn is_server_refusal(error: &redis::RedisError) -> bool {
     matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) && !error.is_unrecoverable_error()
 }
 
-async fn connect_publisher(clients: &[Client], options: &LinkOptions) -> Result<MultiplexedConnection, String> {
+async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result<MultiplexedConnection, String> {
     let mut last = String::from("no endpoint configured");
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(options.config.connect_timeout))
         .set_response_timeout(Some(options.config.command_timeout));
-    for client in clients {
+    for client in topology.servers(options).await.map_err(|error| format!("publisher: {error}"))? {
         match client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(mut connection) => {
+                if topology.is_sentinel() {
+                    match is_primary(&mut connection).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            last = format!("publisher: {} is not a primary (yet)", client.get_connection_info().addr());
+                            continue;
+                        }
+                        Err(error) => {
+                            last = format!("publisher: ROLE: {}", describe(&error));
+                            continue;
+                        }
+                    }
+                }
                 if let Some(name) = &options.config.client_name {
                     let _: Result<(), _> = redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async(&mut connection).await;
                 }
@@ -460,13 +581,13 @@ async fn connect_publisher(clients: &[Client], options: &LinkOptions) -> Result<
     Err(last)
 }
 
-async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkOptions) {
+async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOptions, mut switches: watch::Receiver<u64>) {
     let mut backoff = Backoff::new(options.reconnect_min_delay, options.reconnect_max_delay);
     let mut ever_connected = false;
     'connect: loop {
         let connection = tokio::select! {
             _ = shared.cancel.cancelled() => return,
-            result = connect_publisher(&clients, &options) => result,
+            result = connect_publisher(&topology, &options) => result,
         };
         let mut connection = match connection {
             Ok(connection) => connection,
@@ -480,6 +601,7 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
             }
         };
         backoff.reset();
+        switches.mark_unchanged();
         if ever_connected {
             shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
             tracing::info!("backplane: publisher reconnected to Redis");
@@ -518,16 +640,23 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
                 tokio::select! {
                     _ = shared.cancel.cancelled() => return,
                     _ = shared.queue_notify.notified() => {}
+                    Ok(()) = switches.changed() => {
+                        shared.set_state(Some(false), None, Some("publisher: the sentinels switched the primary".into()));
+                        continue 'connect;
+                    }
                     _ = health_check.tick() => {
-                        let probe = health_probe(&mut connection, options.presence_channel.as_deref());
+                        let probe = health_probe(&mut connection, options.presence_channel.as_deref(), topology.is_sentinel());
                         let failure = match tokio::time::timeout(options.config.command_timeout, probe).await {
                             Ok(Ok(Some(count))) => {
                                 shared.presence_peak.fetch_max(count, Ordering::Relaxed);
                                 None
                             }
                             Ok(Ok(None)) => None,
-                            Ok(Err(error)) if is_server_refusal(&error) => None,
-                            Ok(Err(error)) if !error.is_timeout() => Some(format!("publisher: health check failed: {}", describe(&error))),
+                            Ok(Err(ProbeFailure::NotPrimary)) => Some("publisher: the server is no longer the primary".to_string()),
+                            Ok(Err(ProbeFailure::Redis(error))) if is_server_refusal(&error) => None,
+                            Ok(Err(ProbeFailure::Redis(error))) if !error.is_timeout() => {
+                                Some(format!("publisher: health check failed: {}", describe(&error)))
+                            }
                             Ok(Err(_)) | Err(_) => Some(format!(
                                 "publisher: Redis did not answer a health check within {} ms",
                                 options.config.command_timeout.as_millis()
@@ -591,8 +720,16 @@ async fn run_publisher(shared: Arc<Shared>, clients: Vec<Client>, options: LinkO
 }
 
 /// One health check of the publishing connection: `PUBSUB NUMSUB` of the presence channel (its
-/// subscriber count), or a PING when there is none.
-async fn health_probe(connection: &mut MultiplexedConnection, presence: Option<&str>) -> Result<Option<u64>, redis::RedisError> {
+/// subscriber count), or a PING when there is none. With Sentinel, also that the server is still
+/// the primary.
+async fn health_probe(
+    connection: &mut MultiplexedConnection,
+    presence: Option<&str>,
+    check_role: bool,
+) -> Result<Option<u64>, ProbeFailure> {
+    if check_role && !is_primary(connection).await? {
+        return Err(ProbeFailure::NotPrimary);
+    }
     match presence {
         Some(channel) => {
             let (_, count): (String, u64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await?;
@@ -602,6 +739,20 @@ async fn health_probe(connection: &mut MultiplexedConnection, presence: Option<&
             let _: redis::Value = redis::cmd("PING").query_async(connection).await?;
             Ok(None)
         }
+    }
+}
+
+/// Why a health check failed.
+enum ProbeFailure {
+    /// Redis answered with an error, or not at all.
+    Redis(redis::RedisError),
+    /// The server became a replica (a failover the sentinels' announcement did not reach us for).
+    NotPrimary,
+}
+
+impl From<redis::RedisError> for ProbeFailure {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Redis(error)
     }
 }
 
@@ -634,9 +785,9 @@ async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection,
     }
 }
 
-async fn connect_subscriber(clients: &[Client], options: &LinkOptions) -> Result<redis::aio::PubSub, String> {
+async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Result<redis::aio::PubSub, String> {
     let mut last = String::from("no endpoint configured");
-    for client in clients {
+    for client in topology.servers(options).await.map_err(|error| format!("subscriber: {error}"))? {
         match tokio::time::timeout(options.config.connect_timeout, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => return Ok(pubsub),
             Ok(Err(error)) => last = format!("subscriber: {}", describe(&error)),
@@ -656,10 +807,11 @@ fn apply(desired: &mut HashSet<String>, command: &SubCommand) -> bool {
 
 async fn run_subscriber(
     shared: Arc<Shared>,
-    clients: Vec<Client>,
+    topology: Topology,
     options: LinkOptions,
     mut commands: mpsc::UnboundedReceiver<SubCommand>,
     received: mpsc::Sender<Received>,
+    mut switches: watch::Receiver<u64>,
 ) {
     let mut desired: HashSet<String> = HashSet::new();
     let mut backoff = Backoff::new(options.reconnect_min_delay, options.reconnect_max_delay);
@@ -667,7 +819,7 @@ async fn run_subscriber(
     loop {
         let pubsub = tokio::select! {
             _ = shared.cancel.cancelled() => return,
-            result = connect_subscriber(&clients, &options) => result,
+            result = connect_subscriber(&topology, &options) => result,
         };
         let (mut sink, stream) = match pubsub {
             Ok(pubsub) => pubsub.split(),
@@ -721,6 +873,7 @@ async fn run_subscriber(
             }
         }
         backoff.reset();
+        switches.mark_unchanged();
         if ever_connected {
             shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
             tracing::info!(channels = desired.len(), "backplane: subscriber reconnected; subscriptions re-issued");
@@ -730,7 +883,7 @@ async fn run_subscriber(
 
         let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
         let reader = tokio::spawn(read_messages(shared.clone(), stream, received.clone(), closed_tx));
-        let error = serve_subscriptions(&shared, &options, &mut sink, &mut commands, &mut desired, &mut closed_rx).await;
+        let error = serve_subscriptions(&shared, &options, &mut sink, &mut commands, &mut desired, &mut closed_rx, &mut switches).await;
         reader.abort();
         match error {
             None => return,
@@ -755,6 +908,7 @@ async fn serve_subscriptions(
     commands: &mut mpsc::UnboundedReceiver<SubCommand>,
     desired: &mut HashSet<String>,
     closed: &mut oneshot::Receiver<()>,
+    switches: &mut watch::Receiver<u64>,
 ) -> Option<String> {
     let timeout = options.config.command_timeout;
     loop {
@@ -762,6 +916,7 @@ async fn serve_subscriptions(
         let command = tokio::select! {
             _ = shared.cancel.cancelled() => return None,
             _ = &mut *closed => return Some("subscriber: connection closed by Redis".into()),
+            Ok(()) = switches.changed() => return Some("subscriber: the sentinels switched the primary".into()),
             _ = idle => {
                 match keepalive(shared, options, sink, closed).await {
                     Ok(()) => continue,
@@ -904,7 +1059,7 @@ mod tests {
     #[test]
     fn every_endpoint_connects_with_nodelay() {
         let config = RedisConfig::parse("localhost:6379,127.0.0.1:7000,password=secret").unwrap();
-        let clients = build_clients(&LinkOptions::new(config)).unwrap();
+        let Topology::Direct(clients) = Topology::new(&LinkOptions::new(config)).unwrap() else { panic!("no serviceName: direct") };
         assert_eq!(clients.len(), 2);
         for client in &clients {
             assert!(client.get_connection_info().tcp_settings().nodelay(), "Nagle would delay publishes");
