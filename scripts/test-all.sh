@@ -12,9 +12,11 @@ ensure_debian_packages redis-server redis-tools openssl chromium
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 step() { printf '\n=== %s ===\n' "$*"; }
 
-step "format and lint gates (rustfmt.toml; clippy with warnings as errors)"
+step "format, lint and dependency gates (rustfmt.toml; clippy with warnings as errors; no unused dependency)"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+ensure_cargo_tool cargo-machete 0.9.2
+cargo machete
 
 step "build release binaries and examples"
 cargo build --release --workspace --bins --examples

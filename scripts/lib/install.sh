@@ -12,3 +12,13 @@ ensure_debian_packages() {
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
 }
+
+# Installs a cargo subcommand from crates.io when it is missing or at another version:
+# ensure_cargo_tool <crate> <version> [<binary name>].
+ensure_cargo_tool() {
+    local crate="$1" version="$2" binary="${3:-$1}"
+    if ! "$binary" --version 2>/dev/null | grep -qF "$version"; then
+        echo "installing $crate $version"
+        cargo install "$crate" --version "$version" --locked --quiet
+    fi
+}
