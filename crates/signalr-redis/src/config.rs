@@ -366,24 +366,16 @@ fn parse_endpoint(token: &str) -> Result<(String, Option<u16>), ConfigError> {
     Ok((host.to_string(), port))
 }
 
+/// Strict decoding for URLs: a `%` must start a two-digit hex escape, and the result be UTF-8.
 fn percent_decode(text: &str) -> Result<String, ConfigError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ConfigError::InvalidUrl(format!("bad percent escape in '{text}'")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = text.split('%').skip(1).all(|rest| rest.len() >= 2 && rest.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit));
+    if !well_formed {
+        return Err(ConfigError::InvalidUrl(format!("bad percent escape in '{text}'")));
     }
-    String::from_utf8(out).map_err(|_| ConfigError::InvalidUrl(format!("'{text}' is not UTF-8 once decoded")))
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| ConfigError::InvalidUrl(format!("'{text}' is not UTF-8 once decoded")))
 }
 
 #[cfg(test)]

@@ -99,34 +99,7 @@ pub async fn special_paths(State(counter): State<Arc<RedirectCounter>>, request:
 
 /// A decoded query parameter (name compared case-insensitively, like ASP.NET).
 pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        key.eq_ignore_ascii_case(name).then(|| percent_decode(value))
-    })
-}
-
-fn percent_decode(text: &str) -> String {
-    fn hex(byte: u8) -> Option<u8> {
-        (byte as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high * 16 + low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.into_owned())
 }
 
 #[cfg(test)]

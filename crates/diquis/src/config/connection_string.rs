@@ -111,7 +111,7 @@ fn parse_postgres_url(value: &str) -> Result<DatabaseTarget, String> {
         .split_once("://")
         .and_then(|(_, rest)| rest.split_once('@'))
         .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, p)| percent_decode(p));
+        .map(|(_, p)| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
     let ssl_mode = value.split_once('?').and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("sslmode=").map(str::to_string)));
     Ok(DatabaseTarget::Postgres(PostgresTarget {
         host: options.get_host().to_string(),
@@ -228,25 +228,6 @@ fn normalize_ssl_mode(v: &str) -> Result<String, String> {
         _ => return Err(format!("SSL Mode '{v}' is not one of Disable, Allow, Prefer, Require, VerifyCA, VerifyFull")),
     }
     .to_string())
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The value with any `Password=` or URL password hidden, for messages.
