@@ -105,7 +105,7 @@ async fn anonymous_readiness_shows_statuses_only() {
     assert!(!text.contains("description"), "anonymous sees statuses only: {text}");
 
     // The database refuses logins (and drops the open connections).
-    let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&postgres_url("postgres")).await.unwrap();
     let set_allowed = |allowed: bool| format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allowed}");
     sqlx::query(sqlx::AssertSqlSafe(set_allowed(false))).execute(&mut admin).await.unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1").bind(name).execute(&mut admin).await.unwrap();
@@ -176,7 +176,7 @@ both_storages!(requeue_of_a_succeeded_job_adds_no_second_event);
 fn jobs_storage_named_like_a_tenant(db: &TestDb) -> String {
     match db {
         TestDb::Sqlite(dir) => dir.path().join("diquis-jobs.db").display().to_string(),
-        TestDb::Postgres(name) => format!("Host=127.0.0.1;Port=5432;Database={name}-jobs;Username=postgres"),
+        TestDb::Postgres(name) => postgres_url(&format!("{name}-jobs")),
     }
 }
 
@@ -211,9 +211,9 @@ async fn create_foreign_database(db: &TestDb, id: &str) {
         }
         TestDb::Postgres(name) => {
             let db_name = format!("{name}-{id}");
-            let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&postgres_url("postgres")).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\""))).execute(&mut c).await.unwrap();
-            let mut c = sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{db_name}")).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&postgres_url(&db_name)).await.unwrap();
             sqlx::query("CREATE TABLE invoices (id INTEGER PRIMARY KEY)").execute(&mut c).await.unwrap();
             c.close().await.unwrap();
         }
@@ -230,7 +230,7 @@ async fn tables_of(db: &TestDb, id: &str) -> Vec<String> {
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetch_all(&mut c).await.unwrap()
         }
         TestDb::Postgres(name) => {
-            let mut c = sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}-{id}")).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&postgres_url(&format!("{name}-{id}"))).await.unwrap();
             sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
                 .fetch_all(&mut c)
                 .await

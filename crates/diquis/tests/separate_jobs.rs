@@ -370,7 +370,7 @@ async fn readiness_checks_the_separate_job_database() {
     assert!(b["entries"]["jobs"]["description"].as_str().unwrap().contains("separate database"), "{b}");
 
     // The job database refuses connections and drops the open ones.
-    let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&postgres_url("postgres")).await.unwrap();
     let set_allowed = |allowed: bool| format!("ALTER DATABASE \"{jobs_name}\" ALLOW_CONNECTIONS {allowed}");
     sqlx::query(sqlx::AssertSqlSafe(set_allowed(false))).execute(&mut admin).await.unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")

@@ -80,7 +80,7 @@ async fn lifecycle_with_live_events(db: &TestDb) {
         TestDb::Sqlite(dir) => assert!(dir.path().join("diquis-acme.db").is_file()),
         TestDb::Postgres(name) => {
             use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}-acme")).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&postgres_url(&format!("{name}-acme"))).await.unwrap();
             let n: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM tenant_metadata WHERE tenant_id = 'acme'").fetch_one(&mut c).await.unwrap();
             assert_eq!(n, 1);

@@ -41,7 +41,7 @@ pub struct FnHandler<P, F> {
 /// ```no_run
 /// use jobs::{JobContext, handler_fn};
 /// #[derive(serde::Deserialize)]
-/// struct ProvisionTenant { tenant_id: uuid::Uuid }
+/// struct ProvisionTenant { tenant_id: String }
 /// let h = handler_fn("provision-tenant@1", |ctx: JobContext, p: ProvisionTenant| async move {
 ///     ctx.log(format!("provisioning {}", p.tenant_id)).await?;
 ///     Ok(())

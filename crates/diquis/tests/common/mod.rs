@@ -1,5 +1,5 @@
 //! Shared test harness: a fresh database per test (SQLite temp file or a new PostgreSQL database
-//! on 127.0.0.1:5432), Diquis started in-process on a free port, an HTTP client, and a minimal
+//! on the server of [`postgres_server`]), Diquis started in-process on a free port, an HTTP client, and a minimal
 //! SignalR JSON client over WebSockets.
 
 #![allow(dead_code)]
@@ -17,6 +17,17 @@ use serde_json::{Value, json};
 pub const ADMIN_PASSWORD: &str = "Adm1nPassw0rd";
 /// The root administrator's email in tests.
 pub const ADMIN_EMAIL: &str = "admin@test.local";
+
+/// The PostgreSQL server of the tests: `DIQUIS_TEST_POSTGRES` (a `postgres://` URL without a
+/// database), by default the machine's `postgres://postgres@127.0.0.1:5432` (trust auth).
+pub fn postgres_server() -> String {
+    std::env::var("DIQUIS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()).trim_end_matches('/').to_string()
+}
+
+/// The URL of database `name` on [`postgres_server`].
+pub fn postgres_url(name: &str) -> String {
+    format!("{}/{name}", postgres_server())
+}
 
 /// A database for one test.
 pub enum TestDb {
@@ -38,7 +49,7 @@ impl TestDb {
     pub fn connection_string(&self) -> String {
         match self {
             TestDb::Sqlite(dir) => dir.path().join("diquis.db").display().to_string(),
-            TestDb::Postgres(name) => format!("Host=127.0.0.1;Port=5432;Database={name};Username=postgres"),
+            TestDb::Postgres(name) => postgres_url(name),
         }
     }
 
@@ -50,7 +61,7 @@ impl TestDb {
     pub async fn cleanup(&self) {
         if let TestDb::Postgres(name) = self {
             use sqlx::Connection;
-            let Ok(mut c) = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await else { return };
+            let Ok(mut c) = sqlx::PgConnection::connect(&postgres_url("postgres")).await else { return };
             let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2")
                 .bind(name)
                 .bind(format!("{name}-%"))
@@ -174,14 +185,14 @@ pub async fn block_isolated_database(
         TestDb::Postgres(name) => {
             use sqlx::Connection;
             let db_name = format!("{name}-{id}");
-            let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+            let mut c = sqlx::PgConnection::connect(&postgres_url("postgres")).await.unwrap();
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db_name}\" ALLOW_CONNECTIONS false")))
                 .execute(&mut c)
                 .await
                 .unwrap();
             Box::new(move || {
                 Box::pin(async move {
-                    let mut c = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await.unwrap();
+                    let mut c = sqlx::PgConnection::connect(&postgres_url("postgres")).await.unwrap();
                     sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{db_name}\" ALLOW_CONNECTIONS true")))
                         .execute(&mut c)
                         .await

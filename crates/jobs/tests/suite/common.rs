@@ -6,7 +6,11 @@ use std::time::Duration;
 use jobs::{JobId, JobRecord, JobState, JobStore, WorkerConfig};
 use sqlx::Connection;
 
-pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+/// The PostgreSQL server of the tests: `DIQUIS_TEST_POSTGRES` (a `postgres://` URL without a
+/// database), by default the machine's `postgres://postgres@127.0.0.1:5432` (trust auth).
+pub fn pg_server() -> String {
+    std::env::var("DIQUIS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()).trim_end_matches('/').to_string()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -28,9 +32,9 @@ impl TestDb {
         match kind {
             Kind::Postgres => {
                 let name = format!("jobs_test_{suffix}");
-                let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await.expect("connect to PostgreSQL");
+                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await.expect("connect to PostgreSQL");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create db");
-                TestDb { kind, url: format!("{PG_SERVER}/{name}"), pg_name: Some(name), dir: None }
+                TestDb { kind, url: format!("{}/{name}", pg_server()), pg_name: Some(name), dir: None }
             }
             Kind::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("jobs-test-{suffix}"));
@@ -53,7 +57,7 @@ impl Drop for TestDb {
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async move {
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
                             .execute(&mut admin)
                             .await;

@@ -7,7 +7,7 @@ use jobs::{JobContext, JobError, JobState, JobStore, NewJob, Worker, handler_fn}
 use tokio::sync::mpsc;
 
 use crate::both_backends;
-use crate::common::{Kind, TestDb, fast_config, wait_state, wait_until};
+use crate::common::{Kind, TestDb, fast_config, pg_server, wait_state, wait_until};
 
 fn recorder(name: &str) -> (impl jobs::JobHandler, mpsc::UnboundedReceiver<(i64, serde_json::Value)>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -165,6 +165,6 @@ async fn bad_locations_are_clear_errors() {
     assert!(matches!(err, JobError::InvalidLocation { .. }), "{err}");
     let err = JobStore::connect("").await.unwrap_err();
     assert!(err.to_string().contains("empty location"), "{err}");
-    let err = JobStore::connect("postgres://postgres@127.0.0.1:5432/no_such_db_for_jobs").await.unwrap_err();
+    let err = JobStore::connect(&format!("{}/no_such_db_for_jobs", pg_server())).await.unwrap_err();
     assert!(matches!(err, JobError::Database(_)), "{err}");
 }
