@@ -71,9 +71,9 @@ start_redis() {
 
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
-# start_nodes N: N testservers sharing a fresh Redis; sets urls (comma list), node_pids (comma list).
-# start_nodes N: N nodes sharing a fresh redis-server. Each node runs one tokio worker thread
-# (NODE_THREADS, default 1): several nodes share the two cores here, and two threads per node
+# start_nodes N: N nodes sharing a fresh redis-server; sets urls (comma list), node_pids (comma
+# list). Each node runs one tokio worker thread (NODE_THREADS, default 1): several nodes share
+# the two cores here, and two threads per node
 # only add context switches (cross-node p99 445 ms with two, 149 ms with one). A node on a
 # machine of its own uses every core (tokio's default).
 start_nodes() {
@@ -109,7 +109,7 @@ for scenario in "${scenarios[@]}"; do
         broadcast-burst)
             start_server
             # One bench worker: on two cores shared with the server's two threads, a second
-            # bench thread only adds context switches (docs/benchmarks.md, session 3).
+            # bench thread only adds context switches (docs/benchmarks.md, "Broadcast burst").
             bench_run broadcast-burst "$run" broadcast --url "$node_url" -n $((10000 / scale)) --messages 300 --inflight 16 \
                 --size 100 --duration 60 --drain-timeout 60 --workers "${BURST_WORKERS:-1}" --server-pid "$node_pid" ;;
         broadcast-paced)

@@ -193,7 +193,8 @@ impl HttpConnectionOptions {
         self.transports.contains(&transport)
     }
 
-    /// Sets the WebSocket read buffer size in bytes (at least 1024 is sensible).
+    /// Sets the most bytes one WebSocket read takes (clamped to 1 byte – 64 KiB); reads go into
+    /// a buffer per thread, so this is no memory per connection.
     pub fn websocket_read_buffer_size(mut self, bytes: usize) -> Self {
         self.websocket_read_buffer_size = bytes;
         self

@@ -137,7 +137,7 @@ pub(crate) fn dispatch(state: &Arc<HubConnectionState>, message: InvocationMessa
 /// at once). Their Completion is then queued by the task that also writes the connection, and
 /// leaves in the same turn; from a new task it would wait for that task's turn and then the
 /// writer's, behind every other task of a busy node — a full round of a broadcast's writes,
-/// which paced a caller with a few calls in flight (docs/benchmarks.md, session 4).
+/// which paced a caller with a few calls in flight (docs/benchmarks.md, "Broadcast burst").
 /// A method that waits (for I/O, a client result, a lock) is spawned as before, so the
 /// connection keeps reading meanwhile.
 fn start_here(invocation: impl Future<Output = ()> + Send + 'static) {
