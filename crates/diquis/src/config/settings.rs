@@ -413,6 +413,8 @@ mod tests {
             ("Logging:LogLevel:Default", "loud"),
             ("Jobs:WorkerCount", "-1"),
             ("Jobs:LeaseSeconds", "1"),
+            ("Jobs:TenantRetry:Attempts", "0"),
+            ("Jobs:TenantRetry:Delay", "30"),
             ("SignalR:HandshakeTimeout", "soon"),
             ("SignalR:HandshakeTimeout", "15"),
             ("SignalR:HandshakeTimeout", "00:61:00"),
@@ -424,6 +426,14 @@ mod tests {
             assert_eq!(err.key, *key, "{key}={value}: {err}");
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn tenant_retry_policy_keys() {
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.tenant_job_attempts, s.tenant_job_retry_delay), (11, None));
+        let s = settings(&[("Jobs:TenantRetry:Attempts", "2"), ("Jobs:TenantRetry:Delay", "00:01:00")]).unwrap();
+        assert_eq!((s.tenant_job_attempts, s.tenant_job_retry_delay), (2, Some(Duration::from_secs(60))));
     }
 
     #[test]
