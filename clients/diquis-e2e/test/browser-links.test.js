@@ -109,6 +109,20 @@ describe("browser: every link of the UI answers, on a web node, on the jobs node
             await assertFavicon(browser, base);
         });
     });
+
+    test("with the jobs process stopped, the web node's /health/ready says Degraded and why", { timeout: TEST_TIMEOUT }, async () => {
+        await withBrowserLogs(async () => {
+            const base = cluster.web[0].url;
+            // A graceful stop takes the jobs process off the list of job servers at once.
+            await cluster.jobs.stop();
+            const response = await browser.page.goto(`${base}/health/ready`);
+            assert.equal(response.status(), 200, "Degraded still answers 200");
+            const health = JSON.parse(await browser.page.locator("body").innerText());
+            assert.equal(health.status, "Degraded", JSON.stringify(health));
+            assert.equal(health.entries.jobServers.status, "Degraded", JSON.stringify(health));
+            assert.match(health.entries.jobServers.description || "", /no jobs process has sent a heartbeat/, "the reason, for root");
+        });
+    });
 });
 
 describe("browser: every link of the UI answers in the one-process mode", () => {
