@@ -255,6 +255,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
             outbox_wake: outbox_wake.clone(),
             storage: job_storage,
             revocations: Some(revocations.clone()),
+            retry: crate::tenants::jobs::retry_policy(settings.tenant_job_attempts, settings.tenant_job_retry_delay),
         };
         worker = Some(
             jobs::Worker::builder(job_store.clone())

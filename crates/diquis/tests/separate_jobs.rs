@@ -294,6 +294,7 @@ async fn a_job_run_again_after_its_result_committed_changes_nothing(pair: &Pair)
         data_directory: None,
         outbox_wake: Arc::new(Notify::new()),
         storage: JobStorage::SeparateDatabase,
+        retry: jobs::RetryPolicy::hangfire(),
     };
     let worker = Worker::builder(app.state.jobs.clone())
         .queue(tenant_jobs::TENANT_QUEUE, 2)

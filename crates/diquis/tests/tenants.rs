@@ -32,6 +32,7 @@ both_storages!(lifecycle_with_live_events);
 both_storages!(every_bad_input_is_named);
 both_storages!(half_finished_provisioning_is_retried);
 both_storages!(failed_provisioning_then_retry);
+both_storages!(failed_provisioning_gives_up_after_its_attempts);
 both_storages!(update_job_of_a_missing_tenant_fails_with_an_event);
 
 fn assert_round_trip_timestamp(v: &Value) {
@@ -105,6 +106,11 @@ async fn lifecycle_with_live_events(db: &TestDb) {
     assert_eq!(b["data"]["name"], "Acme FC");
     assert_eq!(b["data"]["isActive"], false);
     assert_eq!(b["data"]["status"], "Active");
+    // What the status means, as the page shows it: Inactive, in the list too.
+    assert_eq!(b["data"]["outlook"]["state"], "Inactive", "{b}");
+    let (_, b) = api(Method::GET, &format!("{url}/api/tenants"), Some(&token), None).await;
+    let outlooks: Vec<&str> = b["data"].as_array().unwrap().iter().map(|t| t["outlook"]["state"].as_str().unwrap()).collect();
+    assert_eq!(outlooks, vec!["Inactive", "Active"], "{b}");
 
     // A deactivated tenant's users cannot sign in.
     let (s, b) = api(
@@ -299,6 +305,17 @@ async fn failed_provisioning_then_retry(db: &TestDb) {
     let (_, b) = api(Method::GET, &format!("{url}/api/tenants/broken"), Some(&token), None).await;
     assert_eq!(b["data"]["status"], "Failed");
     assert_eq!(b["data"]["provisioningError"], error.as_str());
+    // The API tells what the page tells: the job waits for its second attempt of 11, at a time.
+    let outlook = &b["data"]["outlook"];
+    assert_eq!(outlook["state"], "Retrying", "{b}");
+    assert_eq!(outlook["attempt"], 2, "{b}");
+    assert_eq!(outlook["maxAttempts"], 11, "{b}");
+    let next: chrono::DateTime<chrono::Utc> = outlook["nextAttemptAt"].as_str().expect("a time").parse().unwrap();
+    assert!(next > chrono::Utc::now() - chrono::Duration::minutes(1), "{b}");
+    assert!(outlook["detail"].as_str().unwrap().starts_with("attempt 2 of 11 at "), "{b}");
+    let (_, list) = api(Method::GET, &format!("{url}/api/tenants"), Some(&token), None).await;
+    assert_eq!(list["data"][0]["id"], "broken");
+    assert_eq!(list["data"][0]["outlook"], *outlook);
     // Never provisioned: cannot be edited.
     let (s, _) = api(Method::PUT, &format!("{url}/api/tenants/broken"), Some(&token), Some(json!({"name": "B", "isActive": true}))).await;
     assert_eq!(s, 409);
@@ -323,6 +340,52 @@ async fn failed_provisioning_then_retry(db: &TestDb) {
     assert!(b["data"]["provisioningError"].is_null());
     assert_eq!(diquis::auth::users::count_in_tenant(&app.state.db, "broken").await.unwrap(), 1);
     assert!(row().await.contains(r#"data-shown="Active""#));
+    let (_, b) = api(Method::GET, &format!("{url}/api/tenants/broken"), Some(&token), None).await;
+    assert_eq!(
+        b["data"]["outlook"],
+        json!({"state": "Active", "attempt": null, "maxAttempts": null, "nextAttemptAt": null, "detail": null})
+    );
+    app.stop().await;
+}
+
+/// With `Jobs:TenantRetry:*` set short, a provisioning that keeps failing is Retrying with
+/// attempt 2 of 2, then Failed when no attempt is left, in the API and on the page.
+async fn failed_provisioning_gives_up_after_its_attempts(db: &TestDb) {
+    let app = start(db, ProcessRole::All, &[("Jobs:TenantRetry:Attempts", "2"), ("Jobs:TenantRetry:Delay", "00:00:00.5")]).await;
+    let url = app.url();
+    let token = root_token(&url).await;
+    let mut root = hub::connect(&url, Some(&token)).await.expect("connects");
+    let _blocked = block_isolated_database(db, "doomed").await;
+    let (s, _) = api(Method::POST, &format!("{url}/api/tenants"), Some(&token), Some(new_tenant("doomed", true))).await;
+    assert_eq!(s, 202);
+    root.next("TenantCreationFailed").await;
+    // The first failure's row is read before the second attempt's failure is committed, or after:
+    // either it is retrying (attempt 2 of 2) or it has given up.
+    let (_, b) = api(Method::GET, &format!("{url}/api/tenants/doomed"), Some(&token), None).await;
+    let outlook = &b["data"]["outlook"];
+    match outlook["state"].as_str() {
+        Some("Retrying") => {
+            assert_eq!(outlook["attempt"], 2, "{b}");
+            assert_eq!(outlook["maxAttempts"], 2, "{b}");
+        }
+        Some("Failed") => {}
+        other => panic!("Retrying or Failed expected, got {other:?}: {b}"),
+    }
+    root.next("TenantCreationFailed").await;
+    let b = wait_for("the tenant to be Failed for good", || async {
+        let (_, b) = api(Method::GET, &format!("{url}/api/tenants/doomed"), Some(&token), None).await;
+        (b["data"]["outlook"]["state"] == "Failed").then_some(b)
+    })
+    .await;
+    assert_eq!(b["data"]["status"], "Failed");
+    assert!(b["data"]["outlook"]["attempt"].is_null());
+    assert_eq!(b["data"]["outlook"]["detail"], "no attempt left: fix the cause, then Requeue its job in Jobs");
+    let job = app.state.jobs.list(jobs::JobState::Failed, 0, 10).await.unwrap();
+    assert_eq!(job.len(), 1, "the job is in the dashboard's Failed list");
+    assert_eq!(job[0].attempt, 2);
+    let browser = root_browser(&url).await;
+    let html = browser.get(format!("{url}/tenants/doomed/row")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"data-status="Failed" data-shown="Failed""#), "{html}");
     app.stop().await;
 }
 

@@ -106,6 +106,12 @@ pub struct Settings {
     /// `Jobs:LeaseSeconds`: how long a job's lease lasts without a heartbeat; a job whose process
     /// died runs again after this (default 30).
     pub job_lease_seconds: u64,
+    /// `Jobs:TenantRetry:Attempts`: executions in all of a tenant job before it stays Failed
+    /// (default 11: Hangfire's 10 retries).
+    pub tenant_job_attempts: u32,
+    /// `Jobs:TenantRetry:Delay`: a fixed wait between a tenant job's attempts (a TimeSpan);
+    /// `None` (the default) is Hangfire's back-off, `(n−1)⁴ + 15 + rand(0..30)·n` seconds.
+    pub tenant_job_retry_delay: Option<Duration>,
     /// `Diquis:DataDirectory`: where isolated SQLite tenant databases go (default: next to the main file).
     pub data_directory: Option<PathBuf>,
     /// `SignalR:*` timeouts of the notification hub, as .NET's `HubOptions`.
@@ -233,6 +239,8 @@ impl Settings {
         };
         let job_workers = parse_number(c, "Jobs:WorkerCount", 10, 1, 1000)? as usize;
         let job_lease_seconds = parse_number(c, "Jobs:LeaseSeconds", 30, 3, 3600)? as u64;
+        let tenant_job_attempts = parse_number(c, "Jobs:TenantRetry:Attempts", 11, 1, 100)? as u32;
+        let tenant_job_retry_delay = super::time_span::read_optional(c, "Jobs:TenantRetry:Delay")?;
         let data_directory = nonempty(c, "Diquis:DataDirectory").map(PathBuf::from);
         let defaults = HubTimeouts::default();
         let hub = HubTimeouts {
@@ -263,6 +271,8 @@ impl Settings {
             log_filter,
             job_workers,
             job_lease_seconds,
+            tenant_job_attempts,
+            tenant_job_retry_delay,
             data_directory,
             hub,
             hub_limits: super::hub_limits::HubLimits::from_configuration(c)?,
@@ -403,6 +413,8 @@ mod tests {
             ("Logging:LogLevel:Default", "loud"),
             ("Jobs:WorkerCount", "-1"),
             ("Jobs:LeaseSeconds", "1"),
+            ("Jobs:TenantRetry:Attempts", "0"),
+            ("Jobs:TenantRetry:Delay", "30"),
             ("SignalR:HandshakeTimeout", "soon"),
             ("SignalR:HandshakeTimeout", "15"),
             ("SignalR:HandshakeTimeout", "00:61:00"),
@@ -414,6 +426,14 @@ mod tests {
             assert_eq!(err.key, *key, "{key}={value}: {err}");
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn tenant_retry_policy_keys() {
+        let s = settings(&[]).unwrap();
+        assert_eq!((s.tenant_job_attempts, s.tenant_job_retry_delay), (11, None));
+        let s = settings(&[("Jobs:TenantRetry:Attempts", "2"), ("Jobs:TenantRetry:Delay", "00:01:00")]).unwrap();
+        assert_eq!((s.tenant_job_attempts, s.tenant_job_retry_delay), (2, Some(Duration::from_secs(60))));
     }
 
     #[test]

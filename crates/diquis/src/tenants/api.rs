@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::jobs::{ProvisionTenant, UpdateTenant, provision_request, update_request};
 use super::model::{TenantDto, TenantStatus};
 use super::validation::{MAX_ID_LEN, bool_field, check_name, is_email, is_slug, string_field};
-use super::{admin_password, isolated, repo};
+use super::{admin_password, isolated, outlook, repo};
 use crate::auth::extract::RootCaller;
 use crate::auth::{ROOT_TENANT, password};
 use crate::config::DatabaseTarget;
@@ -47,7 +47,12 @@ pub async fn list(
     let rows = repo::list_page(&state.db, request.offset(), request.limit()).await?;
     let page = PageInfo::new(request, total);
     let link = page.link_header("/api/tenants");
-    let body = TenantPage { envelope: Envelope::ok(rows.into_iter().map(TenantDto::from).collect(), vec![]), page };
+    let mut tenants = Vec::with_capacity(rows.len());
+    for row in rows {
+        let shown = outlook::shown_for(&state.jobs, &row, state.settings.tenant_job_attempts).await;
+        tenants.push(TenantDto::new(row, &shown));
+    }
+    let body = TenantPage { envelope: Envelope::ok(tenants, vec![]), page };
     let mut response = Json(body).into_response();
     if let Some(link) = link.and_then(|l| axum::http::HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(axum::http::header::LINK, link);
@@ -55,14 +60,17 @@ pub async fn list(
     Ok(response)
 }
 
-/// `GET /api/tenants/{id}`.
+/// `GET /api/tenants/{id}`: the tenant, with its `outlook` (what its status means).
 pub async fn get(
     State(state): State<AppState>,
     _caller: RootCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<TenantDto>>, ApiError> {
     match repo::get(&state.db, &id).await? {
-        Some(row) => Ok(Json(Envelope::ok(row.into(), vec![]))),
+        Some(row) => {
+            let shown = outlook::shown_for(&state.jobs, &row, state.settings.tenant_job_attempts).await;
+            Ok(Json(Envelope::ok(TenantDto::new(row, &shown), vec![])))
+        }
         None => Err(ApiError::not_found(format!("Tenant '{id}' was not found."))),
     }
 }

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use jobs::{JobContext, JobError, JobHandler, NewJob, handler_fn};
+use jobs::{JobContext, JobError, JobHandler, NewJob, RetryPolicy, handler_fn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -117,6 +117,17 @@ pub struct JobDeps {
     /// Announces a tenant's deactivation (its users' sessions end on every node); `None`: the
     /// database changes alone, which every node sees within its check cache time.
     pub revocations: Option<crate::auth::revocation::Revocations>,
+    /// How often and how far apart a failed tenant job runs again ([`retry_policy`]).
+    pub retry: RetryPolicy,
+}
+
+/// The retry policy of the tenant jobs: `attempts` executions in all, `delay` apart, or with
+/// Hangfire's back-off when `delay` is `None` (`Jobs:TenantRetry:Attempts`, `Jobs:TenantRetry:Delay`).
+pub fn retry_policy(attempts: u32, delay: Option<std::time::Duration>) -> RetryPolicy {
+    match delay {
+        Some(d) => RetryPolicy::fixed(attempts, d),
+        None => RetryPolicy::hangfire().with_max_attempts(attempts),
+    }
 }
 
 async fn complete_in(ctx: &JobContext, tx: &mut Tx) -> Result<(), JobError> {
@@ -203,18 +214,22 @@ fn failure_key(ctx: &JobContext, request_id: Option<&str>) -> Option<String> {
 
 /// The `ProvisionTenant` handler.
 pub fn provision_handler(deps: JobDeps) -> impl JobHandler {
+    let retry = deps.retry.clone();
     handler_fn(PROVISION_TENANT, move |ctx: JobContext, p: ProvisionTenant| {
         let deps = deps.clone();
         async move { provision(&deps, &ctx, &p).await }
     })
+    .retry(retry)
 }
 
 /// The `UpdateTenant` handler.
 pub fn update_handler(deps: JobDeps) -> impl JobHandler {
+    let retry = deps.retry.clone();
     handler_fn(UPDATE_TENANT, move |ctx: JobContext, p: UpdateTenant| {
         let deps = deps.clone();
         async move { update(&deps, &ctx, &p).await }
     })
+    .retry(retry)
 }
 
 fn db_error(e: sqlx::Error) -> JobError {

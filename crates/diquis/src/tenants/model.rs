@@ -102,11 +102,16 @@ pub struct TenantDto {
     pub updated_on: DateTime<Utc>,
     /// Last provisioning attempt.
     pub last_provisioning_attempt: Option<DateTime<Utc>>,
+    /// What the status means, as the tenant page shows it: Inactive, Retrying (attempt, of how
+    /// many, when) or Failed for good (see [`super::outlook`]).
+    pub outlook: super::outlook::OutlookDto,
 }
 
-impl From<TenantRow> for TenantDto {
-    fn from(r: TenantRow) -> Self {
+impl TenantDto {
+    /// The API's view of `r`, with what its status means (`shown`).
+    pub fn new(r: TenantRow, shown: &super::outlook::Shown) -> Self {
         TenantDto {
+            outlook: shown.into(),
             id: r.id,
             name: r.name,
             is_active: r.is_active,

@@ -3,7 +3,8 @@
 //! (no attempt left). The job storage knows which; the tenant row names the job.
 
 use chrono::{DateTime, Utc};
-use jobs::{JobRecord, JobState, JobStore, RetryPolicy};
+use jobs::{JobRecord, JobState, JobStore};
+use serde::Serialize;
 
 use super::model::{TenantRow, TenantStatus};
 
@@ -51,14 +52,43 @@ impl Shown {
     }
 }
 
-/// What to show for `tenant`, given its failed job (`None`: unknown or gone).
-pub fn shown(tenant: &TenantRow, failed_job: Option<&JobRecord>) -> Shown {
+/// [`Shown`] as the API answers it (`outlook` of a tenant): `state` is the badge's word;
+/// `attempt`, `maxAttempts` and `nextAttemptAt` are set while it is Retrying (`nextAttemptAt`
+/// `null` when the attempt is queued or running now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlookDto {
+    /// `Pending`, `Provisioning`, `Active`, `Updating`, `Inactive`, `Retrying` or `Failed`.
+    pub state: &'static str,
+    /// The coming attempt's number (Retrying only).
+    pub attempt: Option<i32>,
+    /// Attempts in all (Retrying only).
+    pub max_attempts: Option<i32>,
+    /// When the coming attempt is due (Retrying only; `null`: now).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The line the page shows under the badge, if any.
+    pub detail: Option<String>,
+}
+
+impl From<&Shown> for OutlookDto {
+    fn from(s: &Shown) -> Self {
+        let (attempt, max_attempts, next_attempt_at) = match s {
+            Shown::Retrying { attempt, max_attempts, at } => (Some(*attempt), Some(*max_attempts), *at),
+            _ => (None, None, None),
+        };
+        OutlookDto { state: s.label(), attempt, max_attempts, next_attempt_at, detail: s.detail() }
+    }
+}
+
+/// What to show for `tenant`, given its failed job (`None`: unknown or gone) and the configured
+/// attempts of tenant jobs (`Jobs:TenantRetry:Attempts`, for a job that does not name its own).
+pub fn shown(tenant: &TenantRow, failed_job: Option<&JobRecord>, default_attempts: u32) -> Shown {
     let status = TenantStatus::parse(&tenant.status).unwrap_or(TenantStatus::Failed);
     match status {
         TenantStatus::Active if !tenant.is_active => Shown::Inactive,
         TenantStatus::Failed => match failed_job {
             Some(job) => {
-                let max_attempts = job.max_attempts.unwrap_or_else(|| RetryPolicy::default().max_attempts() as i32);
+                let max_attempts = job.max_attempts.unwrap_or(default_attempts as i32);
                 match job.state {
                     JobState::Scheduled => Shown::Retrying { attempt: job.attempt + 1, max_attempts, at: Some(job.run_at) },
                     JobState::Enqueued | JobState::Processing => Shown::Retrying { attempt: job.attempt.max(1), max_attempts, at: None },
@@ -72,12 +102,12 @@ pub fn shown(tenant: &TenantRow, failed_job: Option<&JobRecord>) -> Shown {
 }
 
 /// [`shown`] for `tenant`, reading its failed job from `jobs` (a storage error shows it Failed).
-pub async fn shown_for(jobs: &JobStore, tenant: &TenantRow) -> Shown {
+pub async fn shown_for(jobs: &JobStore, tenant: &TenantRow, default_attempts: u32) -> Shown {
     let job = match (TenantStatus::parse(&tenant.status), tenant.failed_job_id) {
         (Some(TenantStatus::Failed), Some(id)) => jobs.get(id).await.ok().flatten(),
         _ => None,
     };
-    shown(tenant, job.as_ref())
+    shown(tenant, job.as_ref(), default_attempts)
 }
 
 #[cfg(test)]
@@ -134,13 +164,25 @@ mod tests {
 
     #[test]
     fn what_each_state_shows() {
-        assert_eq!(shown(&tenant("Active", false), None), Shown::Inactive);
-        assert_eq!(shown(&tenant("Active", true), None), Shown::Status(TenantStatus::Active));
-        let retrying = shown(&tenant("Failed", true), Some(&job(JobState::Scheduled, 2)));
+        assert_eq!(shown(&tenant("Active", false), None, 11), Shown::Inactive);
+        assert_eq!(shown(&tenant("Active", true), None, 11), Shown::Status(TenantStatus::Active));
+        let retrying = shown(&tenant("Failed", true), Some(&job(JobState::Scheduled, 2)), 11);
         assert_eq!(retrying.label(), "Retrying");
         assert_eq!(retrying.detail().unwrap(), "attempt 3 of 11 at 2026-12-05 10:00:00 UTC");
-        assert_eq!(shown(&tenant("Failed", true), Some(&job(JobState::Processing, 3))).detail().unwrap(), "attempt 3 of 11 now");
-        assert_eq!(shown(&tenant("Failed", true), Some(&job(JobState::Failed, 11))), Shown::GaveUp);
-        assert_eq!(shown(&tenant("Failed", true), None).label(), "Failed");
+        assert_eq!(shown(&tenant("Failed", true), Some(&job(JobState::Processing, 3)), 11).detail().unwrap(), "attempt 3 of 11 now");
+        assert_eq!(shown(&tenant("Failed", true), Some(&job(JobState::Failed, 11)), 11), Shown::GaveUp);
+        assert_eq!(shown(&tenant("Failed", true), None, 11).label(), "Failed");
+        assert_eq!(
+            shown(&tenant("Failed", true), Some(&job(JobState::Scheduled, 1)), 3).detail().unwrap(),
+            "attempt 2 of 3 at 2026-12-05 10:00:00 UTC"
+        );
+        let dto = OutlookDto::from(&retrying);
+        assert_eq!((dto.state, dto.attempt, dto.max_attempts), ("Retrying", Some(3), Some(11)));
+        assert_eq!(serde_json::to_value(&dto).unwrap()["nextAttemptAt"], "2026-12-05T10:00:00Z");
+        let dto = OutlookDto::from(&Shown::Inactive);
+        assert_eq!(
+            serde_json::to_value(&dto).unwrap(),
+            serde_json::json!({"state": "Inactive", "attempt": null, "maxAttempts": null, "nextAttemptAt": null, "detail": null})
+        );
     }
 }

@@ -185,7 +185,7 @@ pub fn tenant_row(t: &TenantRow, shown: &Shown) -> String {
 async fn tenant_rows(state: &AppState, tenants: &[TenantRow]) -> String {
     let mut html = String::new();
     for t in tenants {
-        html.push_str(&tenant_row(t, &outlook::shown_for(&state.jobs, t).await));
+        html.push_str(&tenant_row(t, &outlook::shown_for(&state.jobs, t, state.settings.tenant_job_attempts).await));
     }
     html
 }
@@ -295,7 +295,7 @@ pub async fn tenants(
 /// `GET /tenants/{id}/row`: one row's HTML.
 pub async fn tenant_row_fragment(State(state): State<AppState>, RootPageCaller(_): RootPageCaller, Path(id): Path<String>) -> Response {
     match repo::get(&state.db, &id).await {
-        Ok(Some(t)) => Html(tenant_row(&t, &outlook::shown_for(&state.jobs, &t).await)).into_response(),
+        Ok(Some(t)) => Html(tenant_row(&t, &outlook::shown_for(&state.jobs, &t, state.settings.tenant_job_attempts).await)).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "no such tenant").into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
