@@ -167,7 +167,18 @@ pub fn check_rewrite(protocol: &dyn HubProtocol, message: &HubMessage) {
     let mut buf = BytesMut::from(&out[..]);
     let parsed = protocol.parse_message(&mut buf, usize::MAX).expect("a written message parses").expect("a written message is whole");
     assert!(buf.is_empty(), "{} left bytes after one written message", protocol.name());
-    assert_messages_eq(message, &parsed);
+    assert_messages_eq(&carried_by(protocol, message), &parsed);
+}
+
+/// `message` as `protocol` carries it: the JSON protocol writes no empty completion error (as
+/// .NET's `JsonHubProtocol` writes none), so such a completion reads back as one without result.
+pub fn carried_by(protocol: &dyn HubProtocol, message: &HubMessage) -> HubMessage {
+    match message {
+        HubMessage::Completion(completion) if protocol.name() == "json" && completion.result == CompletionResult::Error(String::new()) => {
+            HubMessage::Completion(CompletionMessage { result: CompletionResult::Void, ..completion.clone() })
+        }
+        other => other.clone(),
+    }
 }
 
 /// Compares two messages, floats by bits (NaN equals NaN) since MessagePack carries NaN.

@@ -289,14 +289,19 @@ pub fn redact(value: &str) -> String {
         }
         return out;
     }
-    split_unquoted(value)
-        .iter()
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if is_password_key(k) => format!("{k}=***"),
-            _ => p.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(";")
+    let hide = |parts: &mut dyn Iterator<Item = &str>| {
+        parts
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if is_password_key(k) => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    // Split as the parser splits (a quoted password may hold `;`), then once more at every `;`,
+    // so that a stray quote that swallowed the rest of the string hides no password either.
+    let by_parser = hide(&mut split_unquoted(value).iter().map(String::as_str));
+    hide(&mut by_parser.split(';'))
 }
 
 /// `Password`, `Pwd` (any case, spaces ignored, as keywords are read).
@@ -370,6 +375,8 @@ mod tests {
         let found = "Host=localhost;Port=5ase=diquis://u:e=is;Username=p=skgres;Password=secrt;eSSL Mode=Require";
         assert!(!redact(found).contains("secrt"), "{}", redact(found));
         assert_eq!(redact("Host=h;Password='a;b';Database=d"), "Host=h;Password=***;Database=d");
+        let stray_quote = "Host=loca\"host;Port=5432;Dassl=truese=is;Username=poskgres;Password=secrt;eSSL Mode=Require";
+        assert!(!redact(stray_quote).contains("secrt"), "{}", redact(stray_quote));
         assert_eq!(redact("Host=h; pwd = x"), "Host=h; pwd =***");
         assert_eq!(redact("postgres://u:p@ss@h/d"), "postgres://u:***@h/d");
         assert_eq!(redact("postgres://h/d?sslmode=disable&password=s"), "postgres://h/d?sslmode=disable&password=***");
