@@ -38,6 +38,8 @@ mod context;
 pub mod dashboard;
 mod db;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod model;
 mod retry;

@@ -62,6 +62,8 @@
 
 mod cors;
 mod dispatch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 pub mod listener;
 mod longpolling;

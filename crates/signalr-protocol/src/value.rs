@@ -212,9 +212,35 @@ pub fn decode_msgpack_value(input: &mut &[u8]) -> Result<rmpv::Value, ProtocolEr
 }
 
 /// Appends a MessagePack value, integers and lengths in their shortest form.
+///
+/// A string that is not UTF-8 (MessagePack-CSharp and rmpv read one without complaint) is
+/// written back as the string it was, with its bytes unchanged; rmpv's own writer would turn it
+/// into `bin`, so a relayed argument would change type.
 pub fn write_msgpack_value(value: &rmpv::Value, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    let _ = rmpv::encode::write_value(out, value);
+    // Writing into a Vec cannot fail, hence the ignored results.
+    match value {
+        rmpv::Value::String(text) if text.as_str().is_none() => {
+            let bytes = text.as_bytes();
+            let _ = rmp::encode::write_str_len(out, bytes.len() as u32);
+            out.extend_from_slice(bytes);
+        }
+        rmpv::Value::Array(items) => {
+            let _ = rmp::encode::write_array_len(out, items.len() as u32);
+            for item in items {
+                write_msgpack_value(item, out);
+            }
+        }
+        rmpv::Value::Map(entries) => {
+            let _ = rmp::encode::write_map_len(out, entries.len() as u32);
+            for (key, item) in entries {
+                write_msgpack_value(key, out);
+                write_msgpack_value(item, out);
+            }
+        }
+        other => {
+            let _ = rmpv::encode::write_value(out, other);
+        }
+    }
 }
 
 /// Appends a JSON value as MessagePack without building an intermediate `rmpv::Value`

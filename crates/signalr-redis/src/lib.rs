@@ -30,6 +30,8 @@
 
 pub mod channels;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod link;
 pub mod manager;
 pub mod protocol;

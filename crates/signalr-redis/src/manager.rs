@@ -655,7 +655,7 @@ fn completion_outcome(connection_id: &str, completion: CompletionMessage) -> Res
 
 /// Parses a forwarded completion frame. Also accepts frames without their framing (no JSON
 /// record separator, no MessagePack length prefix), as in .NET's own test vectors.
-fn parse_completion(protocol_name: &str, frame: &Bytes, max: usize) -> Result<CompletionMessage, String> {
+pub(crate) fn parse_completion(protocol_name: &str, frame: &Bytes, max: usize) -> Result<CompletionMessage, String> {
     let message = match protocol_name {
         "json" => {
             let mut buf = BytesMut::from(&frame[..]);

@@ -231,22 +231,58 @@ fn normalize_ssl_mode(v: &str) -> Result<String, String> {
 }
 
 /// The value with any `Password=` or URL password hidden, for messages.
+///
+/// A URL is a value that starts with a scheme (`postgres://`, …); its user info's password is
+/// hidden up to the last `@`, and `password=` query values too. Anything else is read as
+/// `Keyword=Value` pairs split as [`parse_database`] splits them (quoted values may hold `;`).
 pub fn redact(value: &str) -> String {
-    if let Some((scheme, rest)) = value.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            let user = userinfo.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}:***@{host}");
+    if let Some((scheme, rest)) = value.split_once("://")
+        && !scheme.is_empty()
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let mut out = match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => format!("{scheme}://{rest}"),
+        };
+        if let Some(query) = query {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_password_key(k) => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            out.push('?');
+            out.push_str(&pairs.join("&"));
         }
-        return value.to_string();
+        return out;
     }
-    value
-        .split(';')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) if matches!(k.trim().to_ascii_lowercase().as_str(), "password" | "pwd") => format!("{k}=***"),
-            _ => p.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(";")
+    let hide = |parts: &mut dyn Iterator<Item = &str>| {
+        parts
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if is_password_key(k) => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    // Split as the parser splits (a quoted password may hold `;`), then once more at every `;`,
+    // so that a stray quote that swallowed the rest of the string hides no password either.
+    let by_parser = hide(&mut split_unquoted(value).iter().map(String::as_str));
+    hide(&mut by_parser.split(';'))
+}
+
+/// `Password`, `Pwd` (any case, spaces ignored, as keywords are read).
+fn is_password_key(key: &str) -> bool {
+    let key: String = key.trim().to_ascii_lowercase().chars().filter(|c| *c != ' ').collect();
+    matches!(key.as_str(), "password" | "pwd")
 }
 
 #[cfg(test)]
@@ -304,5 +340,29 @@ mod tests {
     fn redaction_hides_passwords() {
         assert_eq!(redact("Host=h;Password=secret"), "Host=h;Password=***");
         assert_eq!(redact("postgres://u:secret@h/d"), "postgres://u:***@h/d");
+    }
+
+    /// Found by the connection_strings fuzz target: a `://` inside a keyword string made it
+    /// read as a URL and come back whole, password and all; a quoted password holding `;` kept
+    /// its second half; a password with `@` kept its end.
+    #[test]
+    fn redaction_hides_passwords_of_every_shape() {
+        let found = "Host=localhost;Port=5ase=diquis://u:e=is;Username=p=skgres;Password=secrt;eSSL Mode=Require";
+        assert!(!redact(found).contains("secrt"), "{}", redact(found));
+        assert_eq!(redact("Host=h;Password='a;b';Database=d"), "Host=h;Password=***;Database=d");
+        let stray_quote = "Host=loca\"host;Port=5432;Dassl=truese=is;Username=poskgres;Password=secrt;eSSL Mode=Require";
+        assert!(!redact(stray_quote).contains("secrt"), "{}", redact(stray_quote));
+        assert_eq!(redact("Host=h; pwd = x"), "Host=h; pwd =***");
+        assert_eq!(redact("postgres://u:p@ss@h/d"), "postgres://u:***@h/d");
+        assert_eq!(redact("postgres://h/d?sslmode=disable&password=s"), "postgres://h/d?sslmode=disable&password=***");
+    }
+
+    /// Found while fixing the above: `%` followed by a non-ASCII character in a URL password
+    /// sliced the text inside the character (a panic); `%+1` was read as a byte.
+    #[test]
+    fn url_passwords_decode_without_panicking() {
+        assert_eq!(percent_decode("%a\u{e9}x"), "%a\u{e9}x");
+        assert_eq!(percent_decode("%+1"), "%+1");
+        assert_eq!(percent_decode("p%40ss%2"), "p@ss%2");
     }
 }

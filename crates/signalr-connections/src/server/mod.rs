@@ -20,7 +20,7 @@
 //! rules, answers for refused heads), `head` (the checks themselves).
 
 mod guard;
-mod head;
+pub(crate) mod head;
 mod service;
 mod shared;
 

@@ -8,7 +8,7 @@
 //! concatenated, as .NET's transport does with its pipe buffer) in one vectored write of the
 //! queued `Bytes` themselves, so a burst costs one `write` per connection per batch and no copy.
 
-mod frame;
+pub(crate) mod frame;
 mod handshake;
 mod socket;
 
