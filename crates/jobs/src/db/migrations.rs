@@ -88,6 +88,14 @@ CREATE TABLE bg_recurring (
         "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers BIGINT NOT NULL, \
      started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);",
     ),
+    (
+        4,
+        // The dashboard: recurring jobs can be disabled; the graphs count state changes by time;
+        // the Retries page lists scheduled jobs that already ran.
+        "ALTER TABLE bg_recurring ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE; \
+     CREATE INDEX bg_job_states_state_at ON bg_job_states (state, at); \
+     CREATE INDEX bg_jobs_retries ON bg_jobs (id) WHERE state = 'Scheduled' AND attempt > 0;",
+    ),
 ];
 
 /// SQLite migrations, in order.
@@ -172,6 +180,14 @@ CREATE TABLE bg_recurring (
         // The job servers (worker processes) and their heartbeats, for the dashboard and health.
         "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers INTEGER NOT NULL, \
      started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);",
+    ),
+    (
+        4,
+        // The dashboard: recurring jobs can be disabled; the graphs count state changes by time;
+        // the Retries page lists scheduled jobs that already ran.
+        "ALTER TABLE bg_recurring ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE; \
+     CREATE INDEX bg_job_states_state_at ON bg_job_states (state, at); \
+     CREATE INDEX bg_jobs_retries ON bg_jobs (id) WHERE state = 'Scheduled' AND attempt > 0;",
     ),
 ];
 
