@@ -2,6 +2,8 @@
 // the #theme-toggle button; the choice is kept in localStorage and applied before paint.
 (function () {
   "use strict";
+  if (window.diquisTheme) return; // loaded twice (the app's layout and the dashboard)
+  window.diquisTheme = true;
   const key = "diquis.theme";
   const root = document.documentElement;
   let chosen = null;
