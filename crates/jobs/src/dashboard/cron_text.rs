@@ -66,7 +66,7 @@ pub fn describe(expression: &str) -> Option<String> {
     }
     let any = |f: &str| f == "*" || f == "?";
     let time = match (number(sec), number(min), number(hour)) {
-        (Some(s), Some(m), Some(h)) if s == 0 => format!("At {h:02}:{m:02}"),
+        (Some(0), Some(m), Some(h)) => format!("At {h:02}:{m:02}"),
         (Some(s), Some(m), Some(h)) => format!("At {h:02}:{m:02}:{s:02}"),
         (Some(0), Some(m), None) if any(hour) => {
             if m == 0 {
