@@ -492,6 +492,32 @@ impl JobStore {
         Ok(out)
     }
 
+    /// Jobs that succeeded and failed per hour over the last `hours` hours (at most 8 days),
+    /// one entry per hour (zeros included), oldest first. From counters kept as jobs change
+    /// state, so this costs the same with a million jobs; jobs purged later still count.
+    pub async fn finished_per_hour(&self, hours: i64) -> Result<Vec<crate::model::Throughput>, JobError> {
+        const HOUR_US: i64 = 3_600_000_000;
+        let last = now_us() / HOUR_US;
+        let first = last - hours.clamp(1, 8 * 24) + 1;
+        let rows = with_backend!(self, Db, pool => <Db as Ops>::finished_per_hour(pool, first).await?);
+        let mut out: Vec<crate::model::Throughput> =
+            (first..=last).map(|h| crate::model::Throughput { at: to_datetime(h * HOUR_US), succeeded: 0, failed: 0 }).collect();
+        for (h, succeeded, failed) in rows {
+            if let Some(slot) = usize::try_from(h - first).ok().and_then(|i| out.get_mut(i)) {
+                slot.succeeded += succeeded;
+                slot.failed += failed;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Folds the counter rows behind [`JobStore::counts`] and [`JobStore::finished_per_hour`]
+    /// (workers do this in their maintenance loop).
+    pub async fn fold_counts(&self) -> Result<(), JobError> {
+        let keep_from_hour = now_us() / 3_600_000_000 - 8 * 24;
+        with_backend!(self, Db, pool => <Db as Ops>::fold_counts(pool, keep_from_hour).await)
+    }
+
     /// Disables (or enables again) the recurring job `id`: a disabled one does not fire.
     pub async fn set_recurring_disabled(&self, id: &str, disabled: bool) -> Result<(), JobError> {
         let found = with_backend!(self, Db, pool => <Db as Ops>::set_recurring_disabled(pool, id, disabled).await?);

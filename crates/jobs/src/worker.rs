@@ -672,6 +672,7 @@ async fn run_listener(rt: Arc<Runtime>, mut listener: sqlx::postgres::PgListener
 
 async fn run_maintenance(rt: Arc<Runtime>) {
     let mut last_purge: Option<Instant> = None;
+    let mut last_fold: Option<Instant> = None;
     loop {
         let now = now_us();
         let promoted = with_backend!(rt.store, Db, pool => <Db as Ops>::promote_scheduled(pool, now, &rt.worker_id).await);
@@ -693,6 +694,12 @@ async fn run_maintenance(rt: Arc<Runtime>) {
         }
         if let Err(e) = rt.store.fire_due_recurring().await {
             tracing::warn!(error = %e, "firing recurring jobs failed");
+        }
+        if last_fold.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            last_fold = Some(Instant::now());
+            if let Err(e) = rt.store.fold_counts().await {
+                tracing::warn!(error = %e, "folding the job counters failed");
+            }
         }
         if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             last_purge = Some(Instant::now());

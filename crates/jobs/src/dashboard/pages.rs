@@ -155,7 +155,7 @@ pub(crate) async fn overview(
     }
     body.push_str("</section>");
     let realtime = dash.store.throughput(Duration::from_secs(300), Duration::from_secs(1)).await?;
-    let history = dash.store.throughput(Duration::from_secs(7 * 24 * 3600), Duration::from_secs(3600)).await?;
+    let history = dash.store.finished_per_hour(7 * 24).await?;
     body.push_str("<section class=\"card\">");
     body.push_str(&graph::line_graph("graph-realtime", "Realtime: jobs per second, last 5 minutes", &realtime, |p| {
         p.at.format("%H:%M:%S").to_string()

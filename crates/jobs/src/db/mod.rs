@@ -191,6 +191,12 @@ pub(crate) mod private {
         async fn queue_stats(pool: &Pool<Self>) -> Result<Vec<crate::model::QueueStats>, JobError>;
         /// `(bucket, succeeded, failed)` per `bucket_us` since `since`, oldest first.
         async fn throughput(pool: &Pool<Self>, since: i64, bucket_us: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
+        /// `(hour, succeeded, failed)` per hour since `since_hour` (hours since the epoch), from
+        /// the counter rows.
+        async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
+        /// Folds the counter rows: one row per state (and per hour of the last 8 days for the
+        /// history) instead of one per change; hours before `keep_from_hour` fold into hour 0.
+        async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError>;
         /// Disables or enables a recurring job; false when it does not exist.
         async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError>;
         async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError>;

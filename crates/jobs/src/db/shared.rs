@@ -380,7 +380,8 @@ macro_rules! shared_ops {
 
         async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError> {
             use sqlx::Row as _;
-            let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM bg_jobs GROUP BY state").fetch_all(pool).await?;
+            // The delta rows kept by the triggers of migration 5, not the jobs themselves.
+            let rows = sqlx::query("SELECT state, CAST(SUM(n) AS BIGINT) AS n FROM bg_state_counts GROUP BY state").fetch_all(pool).await?;
             let mut out: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
             for row in rows {
                 let state: String = row.try_get("state")?;
@@ -390,6 +391,37 @@ macro_rules! shared_ops {
                     slot.1 += n;
                 }
             }
+            Ok(out)
+        }
+
+        async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                "SELECT hour, state, CAST(SUM(n) AS BIGINT) AS n FROM bg_state_counts \
+                 WHERE n > 0 AND hour >= $1 AND state IN ('Succeeded', 'Failed') GROUP BY hour, state",
+            )
+            .bind(since_hour)
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<(i64, i64, i64)> = Vec::new();
+            for row in rows {
+                let hour: i64 = row.try_get("hour")?;
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                let i = match out.iter().position(|x| x.0 == hour) {
+                    Some(i) => i,
+                    None => {
+                        out.push((hour, 0, 0));
+                        out.len() - 1
+                    }
+                };
+                if state == "Succeeded" {
+                    out[i].1 += n;
+                } else {
+                    out[i].2 += n;
+                }
+            }
+            out.sort_unstable();
             Ok(out)
         }
 

@@ -285,9 +285,20 @@ both_backends!(retries_recurring_servers_queues_and_graphs, |db: TestDb| async m
     let realtime = store.throughput(std::time::Duration::from_secs(300), std::time::Duration::from_secs(1)).await.unwrap();
     assert_eq!(realtime.len(), 300);
     assert_eq!((realtime.iter().map(|p| p.succeeded).sum::<i64>(), realtime.iter().map(|p| p.failed).sum::<i64>()), (1, 1));
+    let history = store.finished_per_hour(7 * 24).await.unwrap();
+    assert_eq!(history.len(), 168);
+    assert_eq!((history.iter().map(|p| p.succeeded).sum::<i64>(), history.iter().map(|p| p.failed).sum::<i64>()), (1, 1));
     let (_, overview) = get(&app, "/jobs").await;
     assert!(overview.contains("succeeded <b class=\"sum-succeeded\">1</b>"), "{overview}");
     assert!(overview.contains("failed <b class=\"sum-failed\">1</b>"), "{overview}");
+
+    // The counters agree with the jobs, before and after folding.
+    let counted = store.counts().await.unwrap();
+    store.fold_counts().await.unwrap();
+    assert_eq!(store.counts().await.unwrap(), counted);
+    assert_eq!(store.finished_per_hour(7 * 24).await.unwrap(), history);
+    let truth = store.list(JobState::Succeeded, 0, 1000).await.unwrap().len() as i64;
+    assert_eq!(counted.iter().find(|(s, _)| *s == JobState::Succeeded).unwrap().1, truth);
 
     // Servers and queues.
     let (_, servers) = get(&app, "/jobs/servers").await;
