@@ -271,6 +271,8 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         tasks.push(tokio::spawn(publisher.run(shutdown.clone())));
     }
 
+    // Every process signals its job changes to the dashboards (through the backplane if any).
+    tasks.push(tokio::spawn(web::dashboard::publish_job_changes(job_store.clone(), lifetime.clone(), shutdown.clone())));
     let app = web::router(state.clone(), hub_router);
     let addrs_wanted = settings.urls.clone().unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), role.default_port())]);
     let mut addrs = Vec::new();

@@ -51,7 +51,8 @@ pub use db::JobDatabase;
 pub use error::JobError;
 pub use handler::{FnHandler, HandlerFuture, JobHandler, handler_fn};
 pub use model::{
-    CancelOutcome, DEFAULT_QUEUE, JobId, JobRecord, JobState, Lease, LogLine, NewJob, RecurringJob, ServerRecord, StateChange, UnknownState,
+    CancelOutcome, DEFAULT_QUEUE, JobFilter, JobId, JobRecord, JobState, Lease, LogLine, NewJob, QueueStats, RecurringJob, ServerRecord,
+    StateChange, Throughput, UnknownState,
 };
 pub use retry::{RetryPolicy, hangfire_delay};
 pub use store::{JobStore, StoreOptions};

@@ -291,6 +291,48 @@ pub struct RecurringJob {
     pub last_run_at: Option<DateTime<Utc>>,
     /// The last job it created.
     pub last_job_id: Option<JobId>,
+    /// Whether it is disabled (it does not fire until enabled; "Trigger now" still works).
+    pub disabled: bool,
+}
+
+/// Which jobs a dashboard list shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFilter {
+    /// The state.
+    pub state: JobState,
+    /// Only jobs that already ran at least once (with `Scheduled`: Hangfire's Retries page).
+    pub retries_only: bool,
+    /// A job id (`42` or `#42`), or text the job's name contains (case-insensitive).
+    pub search: Option<String>,
+}
+
+impl JobFilter {
+    /// Every job in `state`.
+    pub fn state(state: JobState) -> Self {
+        JobFilter { state, retries_only: false, search: None }
+    }
+}
+
+/// A queue's length and how many of its jobs run now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// The queue's name.
+    pub name: String,
+    /// Jobs waiting in it.
+    pub enqueued: i64,
+    /// Its jobs being processed.
+    pub processing: i64,
+}
+
+/// Jobs that finished in one time bucket (a second or an hour), for the dashboard's graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Throughput {
+    /// The start of the bucket.
+    pub at: DateTime<Utc>,
+    /// Jobs that succeeded in it.
+    pub succeeded: i64,
+    /// Jobs that failed in it (for good: retries are not counted).
+    pub failed: i64,
 }
 
 /// The fencing lease a worker holds on a processing job: the job id and the token the claim

@@ -44,6 +44,8 @@ pub(crate) struct StoreInner {
     pub(crate) wake: Notify,
     /// Cancellation requests seen by this process (local `cancel` calls, NOTIFY on PostgreSQL).
     pub(crate) cancels: broadcast::Sender<JobId>,
+    /// Job changes made by this process (see [`JobStore::subscribe_changes`]).
+    pub(crate) changes: broadcast::Sender<()>,
 }
 
 /// The job store: enqueue, schedule, recurring definitions, continuations, cancellation and the
@@ -192,7 +194,8 @@ impl JobStore {
 
     fn new(backend: Backend) -> JobStore {
         let (cancels, _) = broadcast::channel(1024);
-        JobStore { inner: Arc::new(StoreInner { backend, wake: Notify::new(), cancels }) }
+        let (changes, _) = broadcast::channel(16);
+        JobStore { inner: Arc::new(StoreInner { backend, wake: Notify::new(), cancels, changes }) }
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -224,6 +227,20 @@ impl JobStore {
     /// SQLite (PostgreSQL is woken by NOTIFY at commit).
     pub fn wake(&self) {
         self.inner.wake.notify_waiters();
+        self.changed();
+    }
+
+    /// A signal each time this process changed jobs (enqueued, claimed, finished, retried,
+    /// requeued, deleted, promoted or reaped them); for live dashboards. Changes made by other
+    /// processes are signalled there: publish the signal to every node (e.g. through a hub
+    /// backplane) to see them all. Signals may be coalesced; a lagging receiver just missed some.
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<()> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Signals a change to [`JobStore::subscribe_changes`] receivers.
+    pub(crate) fn changed(&self) {
+        let _ = self.inner.changes.send(());
     }
 
     /// Enqueues a job (fire-and-forget, or `Scheduled` if it has a delay). Returns its id, or,
@@ -355,7 +372,7 @@ impl JobStore {
         let now = Utc::now();
         let mut fired = 0;
         for rec in self.recurring_jobs().await? {
-            if rec.next_run_at > now {
+            if rec.disabled || rec.next_run_at > now {
                 continue;
             }
             let next = match next_fire(&rec.cron, &rec.timezone, now) {
@@ -387,6 +404,7 @@ impl JobStore {
         if outcome == CancelOutcome::Signalled {
             let _ = self.inner.cancels.send(id);
         }
+        self.changed();
         Ok(outcome)
     }
 
@@ -402,6 +420,7 @@ impl JobStore {
     pub async fn delete(&self, id: JobId) -> Result<(), JobError> {
         with_backend!(self, Db, pool => <Db as Ops>::delete(pool, id, now_us(), "Deleted").await?);
         let _ = self.inner.cancels.send(id);
+        self.changed();
         Ok(())
     }
 
@@ -428,6 +447,81 @@ impl JobStore {
     /// Jobs in `state`, newest first, `offset`/`limit` paging.
     pub async fn list(&self, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError> {
         with_backend!(self, Db, pool => <Db as Ops>::list(pool, state, offset.max(0), limit.clamp(1, 1000)).await)
+    }
+
+    /// Jobs matching `filter` (state, retries only, id or name search), newest first,
+    /// `offset`/`limit` paging.
+    pub async fn list_filtered(&self, filter: &crate::model::JobFilter, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::list_filtered(pool, filter, offset.max(0), limit.clamp(1, 1000)).await)
+    }
+
+    /// The continuations of job `parent` (at most 100), oldest first.
+    pub async fn continuations(&self, parent: JobId) -> Result<Vec<JobRecord>, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::continuations(pool, parent).await)
+    }
+
+    /// How many `Scheduled` jobs already ran (waiting for a retry).
+    pub async fn count_retries(&self) -> Result<i64, JobError> {
+        with_backend!(self, Db, pool => <Db as Ops>::count_retries(pool).await)
+    }
+
+    /// Every queue with enqueued or processing jobs, by name.
+    pub async fn queues(&self) -> Result<Vec<crate::model::QueueStats>, JobError> {
+        let mut queues = with_backend!(self, Db, pool => <Db as Ops>::queue_stats(pool).await?);
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(queues)
+    }
+
+    /// Jobs that succeeded and failed per `bucket` over the last `span`, one entry per bucket
+    /// (zeros included), oldest first. From the state history, so purged jobs no longer count.
+    pub async fn throughput(&self, span: Duration, bucket: Duration) -> Result<Vec<crate::model::Throughput>, JobError> {
+        let bucket_us = crate::time::dur_us(bucket).max(1);
+        let now = now_us();
+        let last = now / bucket_us;
+        let buckets = (crate::time::dur_us(span) / bucket_us).clamp(1, 10_000);
+        let first = last - buckets + 1;
+        let rows = with_backend!(self, Db, pool => <Db as Ops>::throughput(pool, first * bucket_us, bucket_us).await?);
+        let mut out: Vec<crate::model::Throughput> =
+            (first..=last).map(|b| crate::model::Throughput { at: to_datetime(b * bucket_us), succeeded: 0, failed: 0 }).collect();
+        for (b, succeeded, failed) in rows {
+            if let Some(slot) = usize::try_from(b - first).ok().and_then(|i| out.get_mut(i)) {
+                slot.succeeded += succeeded;
+                slot.failed += failed;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Jobs that succeeded and failed per hour over the last `hours` hours (at most 8 days),
+    /// one entry per hour (zeros included), oldest first. From counters kept as jobs change
+    /// state, so this costs the same with a million jobs; jobs purged later still count.
+    pub async fn finished_per_hour(&self, hours: i64) -> Result<Vec<crate::model::Throughput>, JobError> {
+        const HOUR_US: i64 = 3_600_000_000;
+        let last = now_us() / HOUR_US;
+        let first = last - hours.clamp(1, 8 * 24) + 1;
+        let rows = with_backend!(self, Db, pool => <Db as Ops>::finished_per_hour(pool, first).await?);
+        let mut out: Vec<crate::model::Throughput> =
+            (first..=last).map(|h| crate::model::Throughput { at: to_datetime(h * HOUR_US), succeeded: 0, failed: 0 }).collect();
+        for (h, succeeded, failed) in rows {
+            if let Some(slot) = usize::try_from(h - first).ok().and_then(|i| out.get_mut(i)) {
+                slot.succeeded += succeeded;
+                slot.failed += failed;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Folds the counter rows behind [`JobStore::counts`] and [`JobStore::finished_per_hour`]
+    /// (workers do this in their maintenance loop).
+    pub async fn fold_counts(&self) -> Result<(), JobError> {
+        let keep_from_hour = now_us() / 3_600_000_000 - 8 * 24;
+        with_backend!(self, Db, pool => <Db as Ops>::fold_counts(pool, keep_from_hour).await)
+    }
+
+    /// Disables (or enables again) the recurring job `id`: a disabled one does not fire.
+    pub async fn set_recurring_disabled(&self, id: &str, disabled: bool) -> Result<(), JobError> {
+        let found = with_backend!(self, Db, pool => <Db as Ops>::set_recurring_disabled(pool, id, disabled).await?);
+        if found { Ok(()) } else { Err(JobError::RecurringNotFound(id.to_owned())) }
     }
 
     /// Every registered job server (running worker), with its last heartbeat. A server that

@@ -384,6 +384,8 @@ async fn finish_failed(store: &JobStore, lease: Lease, outcome: &FailOutcome, wo
     });
     if written && outcome.state == JobState::Enqueued {
         store.wake();
+    } else if written {
+        store.changed();
     }
     Ok(written)
 }
@@ -434,6 +436,7 @@ async fn run_dispatcher(rt: Arc<Runtime>, queue: String, workers: usize) {
             }
             continue;
         }
+        rt.store.changed();
         let mut permits = permits.into_iter();
         for job in claimed {
             let Some(permit) = permits.next() else { break };
@@ -507,6 +510,7 @@ async fn execute(rt: Arc<Runtime>, job: ClaimedJob, permit: OwnedSemaphorePermit
                 // The completer is gone (shutdown raced us): complete directly.
                 let done = with_backend!(rt.store, Db, pool =>
                     <Db as Ops>::complete_batch(pool, &[lease], &rt.worker_id, now_us()).await);
+                rt.store.changed();
                 if let Err(e) = done {
                     tracing::warn!(job = job.id, error = %e, "could not record success; the job will run again after its lease");
                 }
@@ -561,6 +565,7 @@ async fn run_completer(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Lease>)
         }
         let result = with_backend!(rt.store, Db, pool =>
             <Db as Ops>::complete_batch(pool, &batch, &rt.worker_id, now_us()).await);
+        rt.store.changed();
         if let Err(e) = result {
             tracing::warn!(jobs = batch.len(), error = %e, "could not record successes; the jobs will run again after their leases");
         }
@@ -667,6 +672,7 @@ async fn run_listener(rt: Arc<Runtime>, mut listener: sqlx::postgres::PgListener
 
 async fn run_maintenance(rt: Arc<Runtime>) {
     let mut last_purge: Option<Instant> = None;
+    let mut last_fold: Option<Instant> = None;
     loop {
         let now = now_us();
         let promoted = with_backend!(rt.store, Db, pool => <Db as Ops>::promote_scheduled(pool, now, &rt.worker_id).await);
@@ -688,6 +694,12 @@ async fn run_maintenance(rt: Arc<Runtime>) {
         }
         if let Err(e) = rt.store.fire_due_recurring().await {
             tracing::warn!(error = %e, "firing recurring jobs failed");
+        }
+        if last_fold.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            last_fold = Some(Instant::now());
+            if let Err(e) = rt.store.fold_counts().await {
+                tracing::warn!(error = %e, "folding the job counters failed");
+            }
         }
         if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             last_purge = Some(Instant::now());

@@ -37,6 +37,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/lib/jquery/jquery.min.js", get(|| async { serve(JQUERY_JS, JS) }))
         .route("/js/diquis.js", get(|| async { serve(DIQUIS_JS, JS) }))
         .route(TOASTR_ESCAPE_PATH, get(|| async { serve(TOASTR_ESCAPE_JS, JS) }))
+        .route("/js/theme.js", get(|| async { serve(jobs::dashboard::assets::THEME_JS, JS) }))
         .route("/css/diquis.css", get(|| async { serve(DIQUIS_CSS, CSS) }))
         .route("/favicon.ico", get(|| async { ([(CONTENT_TYPE, "image/x-icon"), (CACHE_CONTROL, "public, max-age=86400")], FAVICON) }))
 }

@@ -33,13 +33,21 @@ pub fn is_local_path(target: &str) -> bool {
 
 /// A full page. `head` goes into `<head>`, `scripts` at the end of `<body>`.
 pub fn page(title: &str, user: Option<&Identity>, head: &str, body: &str, scripts: &str) -> String {
+    page_on(title, user, head, body, scripts, true)
+}
+
+/// [`page`] on a node that serves the web pages (`web`) or not (a jobs node: its header has no
+/// links to the tenant and user pages, which only web nodes serve).
+pub fn page_on(title: &str, user: Option<&Identity>, head: &str, body: &str, scripts: &str, web: bool) -> String {
     let nav = match user {
         Some(u) => format!(
-            r#"<a href="/tenants">Tenants</a>{jobs}{users}<a href="/account/password">Password</a><span class="spacer"></span><span id="hub-status"></span>
+            r#"{tenants}{jobs}{users}<a href="/account/password">Password</a><span class="spacer"></span><span id="hub-status"></span>
+<button type="button" id="theme-toggle" hidden>Theme</button>
 <span class="muted">{email} ({tenant})</span>
 <form method="post" action="/logout"><input type="hidden" name="_csrf" value="{csrf}"><button class="secondary" type="submit">Sign out</button></form>"#,
+            tenants = if web { r#"<a href="/tenants">Tenants</a>"# } else { "" },
             jobs = if u.is_root_admin() { r#" <a href="/jobs">Jobs</a>"# } else { "" },
-            users = if !u.is_root_admin() && crate::auth::users_api::is_tenant_admin(u) {
+            users = if web && !u.is_root_admin() && crate::auth::users_api::is_tenant_admin(u) {
                 r#" <a href="/users" id="users-link">Users</a> "#
             } else {
                 " "
@@ -48,7 +56,7 @@ pub fn page(title: &str, user: Option<&Identity>, head: &str, body: &str, script
             tenant = escape(&u.tenant),
             csrf = escape(u.csrf.as_deref().unwrap_or("")),
         ),
-        None => String::from(r#"<span class="spacer"></span>"#),
+        None => String::from(r#"<span class="spacer"></span><button type="button" id="theme-toggle" hidden>Theme</button>"#),
     };
     format!(
         r#"<!DOCTYPE html>
@@ -59,6 +67,7 @@ pub fn page(title: &str, user: Option<&Identity>, head: &str, body: &str, script
 <title>{title} · Diquis</title>
 <link rel="stylesheet" href="/lib/toastr/toastr.min.css">
 <link rel="stylesheet" href="/css/diquis.css">
+<script src="/js/theme.js"></script>
 {head}
 </head>
 <body>

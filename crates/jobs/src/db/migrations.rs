@@ -88,6 +88,38 @@ CREATE TABLE bg_recurring (
         "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers BIGINT NOT NULL, \
      started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL);",
     ),
+    (
+        4,
+        // The dashboard: recurring jobs can be disabled; the graphs count state changes by time;
+        // the Retries page lists scheduled jobs that already ran.
+        "ALTER TABLE bg_recurring ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE; \
+     CREATE INDEX bg_job_states_state_at ON bg_job_states (state, at); \
+     CREATE INDEX bg_jobs_retries ON bg_jobs (id) WHERE state = 'Scheduled' AND attempt > 0;",
+    ),
+    (
+        5,
+        // Counts per state and finished jobs per hour for the dashboard, without counting a
+        // million rows: each state change appends a delta row (no row is updated, so workers do
+        // not contend), and maintenance folds them (see `fold_counts`). `hour` is the hour of
+        // entering the state for +1 rows (the history graph), 0 for -1 rows and folded history.
+        r#"
+CREATE TABLE bg_state_counts (id BIGSERIAL PRIMARY KEY, state TEXT NOT NULL, hour BIGINT NOT NULL, n BIGINT NOT NULL);
+CREATE FUNCTION bg_jobs_count() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO bg_state_counts (state, hour, n) VALUES (NEW.state, NEW.updated_at / 3600000000, 1);
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO bg_state_counts (state, hour, n) VALUES (OLD.state, 0, -1);
+  ELSIF NEW.state IS DISTINCT FROM OLD.state THEN
+    INSERT INTO bg_state_counts (state, hour, n) VALUES (OLD.state, 0, -1), (NEW.state, NEW.updated_at / 3600000000, 1);
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER bg_jobs_count AFTER INSERT OR DELETE OR UPDATE OF state ON bg_jobs FOR EACH ROW EXECUTE FUNCTION bg_jobs_count();
+INSERT INTO bg_state_counts (state, hour, n) SELECT state, 0, COUNT(*) FROM bg_jobs GROUP BY state;
+"#,
+    ),
 ];
 
 /// SQLite migrations, in order.
@@ -172,6 +204,32 @@ CREATE TABLE bg_recurring (
         // The job servers (worker processes) and their heartbeats, for the dashboard and health.
         "CREATE TABLE bg_servers (id TEXT PRIMARY KEY, queues TEXT NOT NULL, workers INTEGER NOT NULL, \
      started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);",
+    ),
+    (
+        4,
+        // The dashboard: recurring jobs can be disabled; the graphs count state changes by time;
+        // the Retries page lists scheduled jobs that already ran.
+        "ALTER TABLE bg_recurring ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT FALSE; \
+     CREATE INDEX bg_job_states_state_at ON bg_job_states (state, at); \
+     CREATE INDEX bg_jobs_retries ON bg_jobs (id) WHERE state = 'Scheduled' AND attempt > 0;",
+    ),
+    (
+        5,
+        // See the PostgreSQL migration 5.
+        r#"
+CREATE TABLE bg_state_counts (id INTEGER PRIMARY KEY AUTOINCREMENT, state TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL);
+CREATE TRIGGER bg_jobs_count_insert AFTER INSERT ON bg_jobs BEGIN
+  INSERT INTO bg_state_counts (state, hour, n) VALUES (NEW.state, NEW.updated_at / 3600000000, 1);
+END;
+CREATE TRIGGER bg_jobs_count_delete AFTER DELETE ON bg_jobs BEGIN
+  INSERT INTO bg_state_counts (state, hour, n) VALUES (OLD.state, 0, -1);
+END;
+CREATE TRIGGER bg_jobs_count_update AFTER UPDATE OF state ON bg_jobs WHEN NEW.state IS NOT OLD.state BEGIN
+  INSERT INTO bg_state_counts (state, hour, n) VALUES (OLD.state, 0, -1);
+  INSERT INTO bg_state_counts (state, hour, n) VALUES (NEW.state, NEW.updated_at / 3600000000, 1);
+END;
+INSERT INTO bg_state_counts (state, hour, n) SELECT state, 0, COUNT(*) FROM bg_jobs GROUP BY state;
+"#,
     ),
 ];
 

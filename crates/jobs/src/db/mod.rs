@@ -176,6 +176,29 @@ pub(crate) mod private {
         async fn purge_finished(pool: &Pool<Self>, finished_before: i64, limit: i64) -> Result<u64, JobError>;
         async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError>;
         async fn list(pool: &Pool<Self>, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError>;
+        /// Jobs matching a dashboard filter, newest first.
+        async fn list_filtered(
+            pool: &Pool<Self>,
+            filter: &crate::model::JobFilter,
+            offset: i64,
+            limit: i64,
+        ) -> Result<Vec<JobRecord>, JobError>;
+        /// The continuations of a job (at most 100).
+        async fn continuations(pool: &Pool<Self>, parent: JobId) -> Result<Vec<JobRecord>, JobError>;
+        /// Scheduled jobs that already ran (waiting for a retry).
+        async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError>;
+        /// Enqueued and processing jobs per queue.
+        async fn queue_stats(pool: &Pool<Self>) -> Result<Vec<crate::model::QueueStats>, JobError>;
+        /// `(bucket, succeeded, failed)` per `bucket_us` since `since`, oldest first.
+        async fn throughput(pool: &Pool<Self>, since: i64, bucket_us: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
+        /// `(hour, succeeded, failed)` per hour since `since_hour` (hours since the epoch), from
+        /// the counter rows.
+        async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
+        /// Folds the counter rows: one row per state (and per hour of the last 8 days for the
+        /// history) instead of one per change; hours before `keep_from_hour` fold into hour 0.
+        async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError>;
+        /// Disables or enables a recurring job; false when it does not exist.
+        async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError>;
         async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError>;
         async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError>;
         async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError>;

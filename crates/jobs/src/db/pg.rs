@@ -289,4 +289,19 @@ impl Ops for Postgres {
     }
 
     shared_ops!();
+
+    async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError> {
+        // One statement, one snapshot: every row deleted is summed; rows committed meanwhile
+        // stay for the next fold.
+        sqlx::query(
+            "WITH gone AS (DELETE FROM bg_state_counts RETURNING state, hour, n) \
+             INSERT INTO bg_state_counts (state, hour, n) \
+             SELECT state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END, SUM(n) FROM gone \
+             GROUP BY state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END, n > 0 HAVING SUM(n) <> 0",
+        )
+        .bind(keep_from_hour)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
 }

@@ -11,7 +11,7 @@ macro_rules! job_columns {
 
 macro_rules! recurring_columns {
     () => {
-        "id, cron, timezone, name, queue, priority, payload, max_attempts, next_run_at, last_run_at, last_job_id"
+        "id, cron, timezone, name, queue, priority, payload, max_attempts, next_run_at, last_run_at, last_job_id, disabled"
     };
 }
 
@@ -63,6 +63,7 @@ macro_rules! decode_recurring {
             next_run_at: $crate::time::to_datetime(row.try_get("next_run_at")?),
             last_run_at: row.try_get::<Option<i64>, _>("last_run_at")?.map($crate::time::to_datetime),
             last_job_id: row.try_get("last_job_id")?,
+            disabled: row.try_get("disabled")?,
         }
     }};
 }
@@ -379,7 +380,8 @@ macro_rules! shared_ops {
 
         async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError> {
             use sqlx::Row as _;
-            let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM bg_jobs GROUP BY state").fetch_all(pool).await?;
+            // The delta rows kept by the triggers of migration 5, not the jobs themselves.
+            let rows = sqlx::query("SELECT state, CAST(SUM(n) AS BIGINT) AS n FROM bg_state_counts GROUP BY state").fetch_all(pool).await?;
             let mut out: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
             for row in rows {
                 let state: String = row.try_get("state")?;
@@ -389,6 +391,37 @@ macro_rules! shared_ops {
                     slot.1 += n;
                 }
             }
+            Ok(out)
+        }
+
+        async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                "SELECT hour, state, CAST(SUM(n) AS BIGINT) AS n FROM bg_state_counts \
+                 WHERE n > 0 AND hour >= $1 AND state IN ('Succeeded', 'Failed') GROUP BY hour, state",
+            )
+            .bind(since_hour)
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<(i64, i64, i64)> = Vec::new();
+            for row in rows {
+                let hour: i64 = row.try_get("hour")?;
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                let i = match out.iter().position(|x| x.0 == hour) {
+                    Some(i) => i,
+                    None => {
+                        out.push((hour, 0, 0));
+                        out.len() - 1
+                    }
+                };
+                if state == "Succeeded" {
+                    out[i].1 += n;
+                } else {
+                    out[i].2 += n;
+                }
+            }
+            out.sort_unstable();
             Ok(out)
         }
 
@@ -408,6 +441,133 @@ macro_rules! shared_ops {
                 out.push(decode_record!(row));
             }
             Ok(out)
+        }
+
+        async fn list_filtered(
+            pool: &Pool<Self>,
+            filter: &$crate::model::JobFilter,
+            offset: i64,
+            limit: i64,
+        ) -> Result<Vec<JobRecord>, JobError> {
+            const COLS: &str = concat!("SELECT ", job_columns!(), " FROM bg_jobs WHERE state = $1");
+            let retries = if filter.retries_only { " AND attempt > 0" } else { "" };
+            let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+            let id = search.and_then(|s| s.trim_start_matches('#').parse::<i64>().ok());
+            let rows = match (id, search) {
+                (Some(id), _) => {
+                    let sql = format!("{COLS}{retries} AND id = $2 ORDER BY id DESC LIMIT $3 OFFSET $4");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(filter.state.as_str())
+                        .bind(id)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(pool)
+                        .await?
+                }
+                (None, Some(text)) => {
+                    let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                    let sql = format!("{COLS}{retries} AND LOWER(name) LIKE $2 ESCAPE '\\' ORDER BY id DESC LIMIT $3 OFFSET $4");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(filter.state.as_str())
+                        .bind(pattern)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(pool)
+                        .await?
+                }
+                (None, None) => {
+                    let sql = format!("{COLS}{retries} ORDER BY id DESC LIMIT $2 OFFSET $3");
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(filter.state.as_str()).bind(limit).bind(offset).fetch_all(pool).await?
+                }
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(decode_record!(row));
+            }
+            Ok(out)
+        }
+
+        async fn continuations(pool: &Pool<Self>, parent: JobId) -> Result<Vec<JobRecord>, JobError> {
+            let rows = sqlx::query(concat!("SELECT ", job_columns!(), " FROM bg_jobs WHERE parent_id = $1 ORDER BY id LIMIT 100"))
+                .bind(parent)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(decode_record!(row));
+            }
+            Ok(out)
+        }
+
+        async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError> {
+            use sqlx::Row as _;
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM bg_jobs WHERE state = 'Scheduled' AND attempt > 0").fetch_one(pool).await?;
+            Ok(row.try_get("n")?)
+        }
+
+        async fn queue_stats(pool: &Pool<Self>) -> Result<Vec<$crate::model::QueueStats>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                "SELECT queue, state, COUNT(*) AS n FROM bg_jobs WHERE state IN ('Enqueued', 'Processing') GROUP BY queue, state",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<$crate::model::QueueStats> = Vec::new();
+            for row in rows {
+                let queue: String = row.try_get("queue")?;
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                let i = match out.iter().position(|q| q.name == queue) {
+                    Some(i) => i,
+                    None => {
+                        out.push($crate::model::QueueStats { name: queue, enqueued: 0, processing: 0 });
+                        out.len() - 1
+                    }
+                };
+                if state == "Enqueued" {
+                    out[i].enqueued += n;
+                } else {
+                    out[i].processing += n;
+                }
+            }
+            Ok(out)
+        }
+
+        async fn throughput(pool: &Pool<Self>, since: i64, bucket_us: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                "SELECT at / $2 AS b, state, COUNT(*) AS n FROM bg_job_states \
+                 WHERE state IN ('Succeeded', 'Failed') AND at >= $1 GROUP BY at / $2, state",
+            )
+            .bind(since)
+            .bind(bucket_us)
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<(i64, i64, i64)> = Vec::new();
+            for row in rows {
+                let b: i64 = row.try_get("b")?;
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                let i = match out.iter().position(|x| x.0 == b) {
+                    Some(i) => i,
+                    None => {
+                        out.push((b, 0, 0));
+                        out.len() - 1
+                    }
+                };
+                if state == "Succeeded" {
+                    out[i].1 += n;
+                } else {
+                    out[i].2 += n;
+                }
+            }
+            out.sort_unstable();
+            Ok(out)
+        }
+
+        async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError> {
+            let r = sqlx::query("UPDATE bg_recurring SET disabled = $2 WHERE id = $1").bind(id).bind(disabled).execute(pool).await?;
+            Ok(r.rows_affected() == 1)
         }
 
         async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError> {

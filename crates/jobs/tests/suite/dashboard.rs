@@ -98,9 +98,12 @@ both_backends!(dashboard_pages_and_actions, |db: TestDb| async move {
 
     let (status, html) = get(&app, "/jobs").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("<td class=\"count-Enqueued\">3</td>"), "{html}");
-    assert!(html.contains("<td class=\"count-Scheduled\">1</td>"), "{html}");
+    assert!(html.contains("<span class=\"count count-Enqueued\">3</span>"), "{html}");
+    assert!(html.contains("<span class=\"count count-Scheduled\">1</span>"), "{html}");
+    assert!(html.contains("id=\"graph-realtime\"") && html.contains("id=\"graph-history\""), "{html}");
+    let (_, html) = get(&app, "/jobs/recurring").await;
     assert!(html.contains("nightly") && html.contains("action=\"/jobs/recurring/nightly/trigger\""), "{html}");
+    assert!(html.contains("At 03:00"), "cron in words: {html}");
 
     // Paging: 3 enqueued jobs, 2 per page.
     let (_, page1) = get(&app, "/jobs/state/Enqueued").await;
@@ -187,4 +190,166 @@ both_backends!(csrf_guard_and_origin_checks_protect_actions, |db: TestDb| async 
     assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Enqueued);
     assert_eq!(send("csrf_token=s3cret-token", "https://app.example").await, StatusCode::SEE_OTHER);
     assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Deleted);
+});
+
+async fn post_form(app: &Router, path: &str, body: String) -> (StatusCode, Option<String>) {
+    let req = Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "same-origin")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    (resp.status(), location)
+}
+
+both_backends!(paging_search_and_bulk_actions, |db: TestDb| async move {
+    let store = db.store().await;
+    let app = app(&store, DashboardOptions { page_size: 10, ..DashboardOptions::default() });
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let name = if i % 5 == 0 { "Report@1" } else { "mail@1" };
+        ids.push(store.enqueue(NewJob::new(name, i)).await.unwrap());
+    }
+    // Newest first, 10 per page, three pages.
+    let (_, p1) = get(&app, "/jobs/state/Enqueued").await;
+    let first_row = p1.find("<tr id=\"job-").unwrap();
+    assert!(p1[first_row..].starts_with(&format!("<tr id=\"job-{}\"", ids[24])), "newest first");
+    assert_eq!(p1.matches("name=\"ids\"").count(), 10);
+    assert!(p1.contains("href=\"/jobs/state/Enqueued?page=2\""), "{p1}");
+    let (_, p3) = get(&app, "/jobs/state/Enqueued?page=3").await;
+    assert_eq!(p3.matches("name=\"ids\"").count(), 5);
+    assert!(p3.contains(&format!("id=\"job-{}\"", ids[0])) && !p3.contains("rel=\"next\""));
+    let (status, _) = get(&app, "/jobs/state/Enqueued?page=oops").await;
+    assert_eq!(status, StatusCode::OK, "a bad page number shows page 1");
+
+    // Search by name (case-insensitive, a part of it) and by id.
+    let (_, found) = get(&app, "/jobs/state/Enqueued?q=report").await;
+    assert_eq!(found.matches("name=\"ids\"").count(), 5, "{found}");
+    let (_, found) = get(&app, &format!("/jobs/state/Enqueued?q=%23{}", ids[3])).await;
+    assert_eq!(found.matches("name=\"ids\"").count(), 1);
+    assert!(found.contains(&format!("id=\"job-{}\"", ids[3])));
+    let (_, none) = get(&app, "/jobs/state/Enqueued?q=%25_").await;
+    assert_eq!(none.matches("name=\"ids\"").count(), 0, "LIKE wildcards are taken literally");
+
+    // Bulk delete, then bulk requeue, back to the list.
+    let chosen = [ids[1], ids[2], ids[3]];
+    let body = format!("action=delete&return=%2Fjobs%2Fstate%2FEnqueued%3Fpage%3D1&{}", chosen.map(|i| format!("ids={i}")).join("&"));
+    let (status, location) = post_form(&app, "/jobs/bulk", body).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/jobs/state/Enqueued?page=1"));
+    for id in chosen {
+        assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Deleted);
+    }
+    let (_, deleted) = get(&app, "/jobs/state/Deleted").await;
+    assert_eq!(deleted.matches("name=\"ids\"").count(), 3);
+    let body = format!("action=requeue&return=https%3A%2F%2Fevil.example%2F&{}", chosen.map(|i| format!("ids={i}")).join("&"));
+    let (status, location) = post_form(&app, "/jobs/bulk", body).await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/jobs/")), "no redirect off the dashboard");
+    for id in chosen {
+        assert_eq!(store.get(id).await.unwrap().unwrap().state, JobState::Enqueued);
+    }
+    let (status, _) = post_form(&app, "/jobs/bulk", "action=explode&ids=1".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post_form(&app, "/jobs/bulk", "action=delete&ids=abc".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(&app, "/jobs/bulk", "cross-site").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+});
+
+both_backends!(retries_recurring_servers_queues_and_graphs, |db: TestDb| async move {
+    let store = db.store().await;
+    let app = app(&store, DashboardOptions::default());
+    let worker = Worker::builder(store.clone())
+        .config(fast_config("dash-worker"))
+        .queue("mail", 2)
+        .register(handler_fn("ok@1", |_c: JobContext, _p: ()| async move { Ok(()) }))
+        .register(handler_fn("flaky@1", |_c: JobContext, _p: ()| async move { Err::<(), JobError>(JobError::failed("smtp down")) }))
+        .start()
+        .await
+        .unwrap();
+    let ok = store.enqueue(NewJob::new("ok@1", ()).queue("mail")).await.unwrap();
+    let flaky = store.enqueue(NewJob::new("flaky@1", ()).queue("mail").max_attempts(3)).await.unwrap();
+    let failed = store.enqueue(NewJob::new("flaky@1", ()).queue("mail").max_attempts(1)).await.unwrap();
+    wait_state(&store, ok, JobState::Succeeded).await;
+    wait_state(&store, failed, JobState::Failed).await;
+    crate::common::wait_job(&store, flaky, "a retry is scheduled", |j| j.state == JobState::Scheduled && j.attempt == 1).await;
+
+    let (_, html) = get(&app, "/jobs/retries").await;
+    assert!(html.contains(&format!("id=\"job-{flaky}\"")) && !html.contains(&format!("id=\"job-{ok}\"")), "{html}");
+    assert!(html.contains("smtp down"), "{html}");
+    let (_, detail) = get(&app, &format!("/jobs/job/{failed}")).await;
+    assert!(detail.contains("<h2>Error</h2>") && detail.contains("smtp down"), "{detail}");
+
+    // The graphs count the succeeded and the failed job.
+    let realtime = store.throughput(std::time::Duration::from_secs(300), std::time::Duration::from_secs(1)).await.unwrap();
+    assert_eq!(realtime.len(), 300);
+    assert_eq!((realtime.iter().map(|p| p.succeeded).sum::<i64>(), realtime.iter().map(|p| p.failed).sum::<i64>()), (1, 1));
+    let history = store.finished_per_hour(7 * 24).await.unwrap();
+    assert_eq!(history.len(), 168);
+    assert_eq!((history.iter().map(|p| p.succeeded).sum::<i64>(), history.iter().map(|p| p.failed).sum::<i64>()), (1, 1));
+    let (_, overview) = get(&app, "/jobs").await;
+    assert!(overview.contains("succeeded <b class=\"sum-succeeded\">1</b>"), "{overview}");
+    assert!(overview.contains("failed <b class=\"sum-failed\">1</b>"), "{overview}");
+
+    // The counters agree with the jobs, before and after folding.
+    let counted = store.counts().await.unwrap();
+    store.fold_counts().await.unwrap();
+    assert_eq!(store.counts().await.unwrap(), counted);
+    assert_eq!(store.finished_per_hour(7 * 24).await.unwrap(), history);
+    let truth = store.list(JobState::Succeeded, 0, 1000).await.unwrap().len() as i64;
+    assert_eq!(counted.iter().find(|(s, _)| *s == JobState::Succeeded).unwrap().1, truth);
+
+    // Servers and queues.
+    let (_, servers) = get(&app, "/jobs/servers").await;
+    assert!(servers.contains("dash-worker") && servers.contains("mail"), "{servers}");
+    store.enqueue(NewJob::new("nobody@1", ()).queue("idle-queue")).await.unwrap();
+    let (_, queues) = get(&app, "/jobs/queues").await;
+    assert!(queues.contains("<td>idle-queue</td><td class=\"queue-length\">1</td>"), "{queues}");
+
+    // Recurring: disable, enable, delete.
+    store.add_recurring("digest", "*/5 * * * *", "Europe/Paris", NewJob::new("ok@1", ())).await.unwrap();
+    let (_, page) = get(&app, "/jobs/recurring").await;
+    assert!(page.contains("Every 5 minutes") && page.contains("Europe/Paris"), "{page}");
+    let (status, location) = post(&app, "/jobs/recurring/digest/disable", "same-origin").await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/jobs/recurring#recurring-digest")));
+    assert!(store.recurring_jobs().await.unwrap()[0].disabled);
+    let (_, page) = get(&app, "/jobs/recurring").await;
+    assert!(page.contains("Disabled") && page.contains("action=\"/jobs/recurring/digest/enable\""), "{page}");
+    post(&app, "/jobs/recurring/digest/enable", "same-origin").await;
+    assert!(!store.recurring_jobs().await.unwrap()[0].disabled);
+    let (status, _) = post(&app, "/jobs/recurring/digest/delete", "same-origin").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(store.recurring_jobs().await.unwrap().is_empty());
+    let (status, _) = post(&app, "/jobs/recurring/digest/delete", "same-origin").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = post(&app, "/jobs/recurring/digest/explode", "same-origin").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Assets are embedded.
+    for (path, kind) in
+        [("/jobs/dashboard.css", "text/css"), ("/jobs/dashboard.js", "text/javascript"), ("/jobs/theme.js", "text/javascript")]
+    {
+        let resp = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+    }
+    worker.shutdown().await.unwrap();
+});
+
+both_backends!(no_secret_is_shown_on_any_page, |db: TestDb| async move {
+    let store = db.store().await;
+    let app = app(&store, DashboardOptions::default());
+    let id = store
+        .enqueue(NewJob::new(
+            "provision@1",
+            serde_json::json!({"tenant": "acme", "adminPasswordHash": "$argon2id$v=19$m=19456$abc", "notes": ["$argon2id$x"]}),
+        ))
+        .await
+        .unwrap();
+    for path in ["/jobs".to_owned(), "/jobs/state/Enqueued".to_owned(), format!("/jobs/job/{id}"), "/jobs/queues".to_owned()] {
+        let (status, html) = get(&app, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!html.contains("$argon2"), "{path}: {html}");
+    }
 });
