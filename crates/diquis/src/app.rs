@@ -47,9 +47,9 @@ pub enum StartError {
     /// The generated JWT signing key could not be read or stored.
     #[error(transparent)]
     SigningKey(#[from] crate::auth::signing_key::SigningKeyError),
-    /// The Redis backplane could not be created.
-    #[error("Redis backplane: {0}")]
-    Backplane(String),
+    /// The Redis backplane could not be created (a wrong connection string, or no runtime).
+    #[error("Redis backplane (configuration key 'ConnectionStrings:RedisConnection'): {0}")]
+    Backplane(#[from] signalr_redis::ConnectError),
     /// A listener could not be bound.
     #[error("cannot listen on http://{addr} (configuration key 'Urls'): {source}")]
     Bind {
@@ -215,9 +215,9 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         None => (Arc::new(signalr::DefaultHubLifetimeManager::new()), Backplane::InProcess),
         Some(cs) => {
             let options = signalr_redis::RedisBackplaneOptions::from_connection_string(cs, HUB_NAME)
-                .map_err(|e| StartError::Backplane(e.to_string()))?
+                .map_err(signalr_redis::ConnectError::from)?
                 .with_channel_prefix(settings.channel_prefix.clone());
-            let manager = Arc::new(signalr_redis::RedisHubLifetimeManager::new(options).map_err(|e| StartError::Backplane(e.to_string()))?);
+            let manager = Arc::new(signalr_redis::RedisHubLifetimeManager::new(options).map_err(signalr_redis::ConnectError::from)?);
             (manager.clone() as Arc<dyn HubLifetimeManager>, Backplane::Redis(manager))
         }
     };

@@ -39,6 +39,6 @@ pub mod publisher;
 
 pub use channels::RedisChannels;
 pub use config::{ConfigError, Endpoint, RedisConfig};
-pub use link::{BackplaneCounters, BackplaneStatus, Health, LinkOptions};
+pub use link::{BackplaneCounters, BackplaneFailure, BackplaneStatus, Health, LinkOptions};
 pub use manager::{BackplaneError, ConnectError, Recipients, RedisBackplaneOptions, RedisHubLifetimeManager, serialize_invocation};
 pub use publisher::{RedisPublisher, invocation};

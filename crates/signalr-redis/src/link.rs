@@ -155,8 +155,43 @@ pub(crate) struct Received {
     pub payload: Bytes,
 }
 
+/// Why the backplane could not carry a message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackplaneFailure {
+    /// Redis is not reachable now (the node reports itself unhealthy).
+    #[error("Redis is unavailable")]
+    Unavailable,
+    /// The backplane was shut down.
+    #[error("the backplane stopped")]
+    Stopped,
+    /// The publish queue was full and this message, the oldest, was dropped.
+    #[error("dropped: the publish queue was full")]
+    QueueFull,
+    /// Redis answered the PUBLISH with an error (e.g. NOPERM for an ACL user).
+    #[error("Redis refused the PUBLISH")]
+    Refused(#[source] redis::RedisError),
+    /// No configured hub protocol could encode the message.
+    #[error("the message could not be encoded in any configured protocol")]
+    Unencodable,
+    /// A connection of this node could not take the message.
+    #[error("cannot send to connection '{connection_id}'")]
+    Connection {
+        /// The connection.
+        connection_id: String,
+        /// Why it could not take it.
+        #[source]
+        source: signalr::hub::lifetime::SendError,
+    },
+}
+
+impl From<BackplaneFailure> for signalr::hub::lifetime::LifetimeError {
+    fn from(failure: BackplaneFailure) -> Self {
+        Self::Backplane(Box::new(failure))
+    }
+}
+
 /// The number of subscribers that got a PUBLISH, or why it failed.
-pub(crate) type PublishReply = Result<i64, String>;
+pub(crate) type PublishReply = Result<i64, BackplaneFailure>;
 
 struct Outgoing {
     channel: Bytes,
@@ -228,7 +263,7 @@ impl Shared {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("backplane publish queue full ({}); dropped the oldest message", self.capacity);
             if let Some(reply) = dropped.reply {
-                let _ = reply.send(Err("dropped: the publish queue was full".into()));
+                let _ = reply.send(Err(BackplaneFailure::QueueFull));
             }
         }
         self.queue_notify.notify_one();
@@ -252,7 +287,7 @@ impl Shared {
             if let Some(dropped) = queue.pop_front() {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 if let Some(reply) = dropped.reply {
-                    let _ = reply.send(Err("dropped: the publish queue was full".into()));
+                    let _ = reply.send(Err(BackplaneFailure::QueueFull));
                 }
             }
         }
@@ -694,7 +729,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                     shared.counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for outgoing in batch {
                         if let Some(reply) = outgoing.reply {
-                            let _ = reply.send(Err(error.to_string()));
+                            let _ = reply.send(Err(BackplaneFailure::Refused(error.clone())));
                         }
                     }
                 }
@@ -1114,6 +1149,18 @@ mod tests {
             }
             assert!(shared.status.borrow().is_healthy(), "a stale status was published last: {:?}", *shared.status.borrow());
         }
+    }
+
+    #[test]
+    fn a_refused_publish_keeps_redis_error_as_its_cause() {
+        use std::error::Error as _;
+        let refusal =
+            redis::RedisError::from((redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm), "no permission", "PUBLISH".into()));
+        let error = signalr::hub::lifetime::LifetimeError::from(BackplaneFailure::Refused(refusal));
+        let failure = error.source().and_then(|cause| cause.downcast_ref::<BackplaneFailure>()).expect("the backplane's failure");
+        assert!(matches!(failure, BackplaneFailure::Refused(_)));
+        let redis_error = failure.source().and_then(|cause| cause.downcast_ref::<redis::RedisError>()).expect("Redis's own error");
+        assert!(redis_error.to_string().contains("no permission"), "{redis_error}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::channels::{ChannelKind, RedisChannels};
 use crate::config::{ConfigError, RedisConfig};
-use crate::link::{BackplaneCounters, BackplaneStatus, LinkOptions, Received, RedisLink};
+use crate::link::{BackplaneCounters, BackplaneFailure, BackplaneStatus, LinkOptions, Received, RedisLink};
 use crate::protocol::{self, GroupAction, GroupCommand};
 
 /// The error text .NET sends when a connection goes away before answering a client result.
@@ -287,7 +287,7 @@ impl RedisHubLifetimeManager {
     ) -> Result<u64, LifetimeError> {
         let inner = &self.inner;
         if !inner.link.is_healthy() {
-            return Err(LifetimeError::Backplane("Redis is unavailable".into()));
+            return Err(BackplaneFailure::Unavailable.into());
         }
         let channel = match audience {
             Recipients::All => inner.all_channel.clone(),
@@ -298,8 +298,8 @@ impl RedisHubLifetimeManager {
         let reply = inner.link.publish_with_reply(channel, payload);
         match tokio::time::timeout(timeout, reply).await {
             Ok(Ok(Ok(receivers))) => Ok(receivers.max(0) as u64),
-            Ok(Ok(Err(error))) => Err(LifetimeError::Backplane(error)),
-            Ok(Err(_)) => Err(LifetimeError::Backplane("the backplane stopped".into())),
+            Ok(Ok(Err(error))) => Err(error.into()),
+            Ok(Err(_)) => Err(BackplaneFailure::Stopped.into()),
             Err(_) => Err(LifetimeError::Timeout("Redis to acknowledge the PUBLISH")),
         }
     }
@@ -364,7 +364,7 @@ pub fn serialize_invocation(
     let entries: Vec<(&'static str, Bytes)> =
         protocols.iter().filter_map(|protocol| message.encoded(protocol.as_ref()).map(|frame| (protocol.name(), frame))).collect();
     if entries.is_empty() {
-        return Err(LifetimeError::Backplane("the message could not be encoded in any configured protocol".into()));
+        return Err(BackplaneFailure::Unencodable.into());
     }
     let borrowed: Vec<(&str, &[u8])> = entries.iter().map(|(name, frame)| (*name, frame.as_ref())).collect();
     Ok(protocol::write_invocation(excluded, &borrowed, client_result))
@@ -496,7 +496,7 @@ impl Inner {
         self.acks.lock().remove(&id);
         match outcome {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(LifetimeError::Backplane("the backplane stopped".into())),
+            Ok(Err(_)) => Err(BackplaneFailure::Stopped.into()),
             Err(_) => Err(LifetimeError::Timeout("the group acknowledgement")),
         }
     }
@@ -871,18 +871,18 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
         if let Some(connection) = inner.local_connection(connection_id) {
             connection
                 .send(&message)
-                .map_err(|error| LifetimeError::Backplane(format!("cannot send to connection '{connection_id}': {error}")))?;
+                .map_err(|source| BackplaneFailure::Connection { connection_id: connection_id.to_string(), source })?;
         } else {
             let payload = inner.invocation_payload(&message, &[], Some((&invocation_id, &inner.return_channel_unprefixed)))?;
             let receivers = inner.link.publish_with_reply(Bytes::from(inner.channels.connection(connection_id)), payload);
             match receivers.await {
                 Ok(Ok(0)) => return Err(LifetimeError::UnknownConnection(connection_id.to_string())),
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(LifetimeError::Backplane(error)),
-                Err(_) => return Err(LifetimeError::Backplane("the backplane stopped".into())),
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => return Err(BackplaneFailure::Stopped.into()),
             }
         }
-        result.await.unwrap_or_else(|_| Err(LifetimeError::Backplane("the backplane stopped".into())))
+        result.await.unwrap_or_else(|_| Err(BackplaneFailure::Stopped.into()))
     }
 
     async fn set_connection_result(&self, connection_id: &str, completion: CompletionMessage) -> bool {

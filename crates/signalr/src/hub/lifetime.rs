@@ -107,9 +107,10 @@ pub enum LifetimeError {
     /// A cross-node operation got no answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
-    /// The backplane could not carry the message.
+    /// The backplane could not carry the message; the boxed error says why (for the Redis
+    /// backplane, a `signalr_redis::BackplaneFailure` keeping Redis's own error as its source).
     #[error("backplane: {0}")]
-    Backplane(String),
+    Backplane(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// A connection as the lifetime manager sees it: an id, an optional user, a protocol, and a
