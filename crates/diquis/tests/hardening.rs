@@ -148,25 +148,6 @@ fn a_directory_as_the_database_is_a_configuration_error() {
     assert!(!dir.path().join("diquis.db").exists(), "nothing was opened");
 }
 
-macro_rules! both_storages {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = super::TestDb::sqlite();
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let db = super::TestDb::postgres();
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-        }
-    };
-}
-
 both_storages!(isolated_database_named_like_the_job_storage_is_refused);
 both_storages!(an_existing_database_is_never_provisioned_into);
 both_storages!(requeue_of_a_succeeded_job_adds_no_second_event);

@@ -9,25 +9,6 @@ use diquis::ProcessRole;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-macro_rules! both_storages {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = super::TestDb::sqlite();
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let db = super::TestDb::postgres();
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-        }
-    };
-}
-
 both_storages!(lifecycle_with_live_events);
 both_storages!(every_bad_input_is_named);
 both_storages!(half_finished_provisioning_is_retried);

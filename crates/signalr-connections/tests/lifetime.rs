@@ -38,13 +38,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = u16>,
 {
-    for _ in 0..100 {
-        if probe().await == status {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never answered {status}");
+    let what = format!("the answer {status}");
+    test_support::wait_for(&what, || {
+        let answer = probe();
+        async move { (answer.await == status).then_some(()) }
+    })
+    .await
 }
 
 #[tokio::test]

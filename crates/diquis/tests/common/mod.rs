@@ -29,6 +29,28 @@ pub fn postgres_url(name: &str) -> String {
     format!("{}/{name}", postgres_server())
 }
 
+/// `both_storages!(name)` runs the test `async fn name(db: &TestDb)` of the calling file twice, on
+/// a fresh SQLite file and on a fresh PostgreSQL database (the file must have `TestDb` in scope).
+#[macro_export]
+macro_rules! both_storages {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = super::TestDb::sqlite();
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let db = super::TestDb::postgres();
+                super::$name(&db).await;
+                db.cleanup().await;
+            }
+        }
+    };
+}
+
 /// A database for one test.
 pub enum TestDb {
     /// An SQLite file in a temp dir.
@@ -138,21 +160,7 @@ pub async fn api(method: reqwest::Method, url: &str, token: Option<&str>, body: 
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, failing after 60 s with `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use test_support::wait_for;
 
 /// Polls `GET /api/tenants/{id}` until its status is `want` (the jobs run asynchronously; the
 /// hub events are the primary synchronisation, this is for tests without a hub client).

@@ -1,6 +1,5 @@
 //! Test databases and helpers shared by the suites.
 
-use std::future::Future;
 use std::time::Duration;
 
 use jobs::{JobId, JobRecord, JobState, JobStore, WorkerConfig};
@@ -99,21 +98,7 @@ pub async fn wait_state(store: &JobStore, id: JobId, state: JobState) -> JobReco
     wait_job(store, id, &format!("job {id} to be {state}"), |j| j.state == state).await
 }
 
-/// Polls `check` every 20 ms for up to 30 s; panics naming `what` on timeout.
-pub async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use test_support::wait_for as wait_until;
 
 /// Defines `mod $name { postgres, sqlite }` tests running `$body(db: TestDb)`.
 #[macro_export]

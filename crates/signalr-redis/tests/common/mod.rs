@@ -209,11 +209,5 @@ fn connection_with(id: &str, user: Option<&str>, protocol: Arc<dyn HubProtocol>)
     (Arc::new(connection), Inbox { id: id.into(), rx })
 }
 
-/// Polls `condition` until it holds, failing after [`DEADLINE`].
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+#[allow(unused_imports)] // not every test binary polls
+pub use test_support::eventually;
