@@ -302,7 +302,8 @@ pub struct JobFilter {
     pub state: JobState,
     /// Only jobs that already ran at least once (with `Scheduled`: Hangfire's Retries page).
     pub retries_only: bool,
-    /// A job id (`42` or `#42`), or text the job's name contains (case-insensitive).
+    /// A job id (`42` or `#42`), or text the job's name, concurrency key or unique key contains
+    /// (case-insensitive; e.g. `tenant:acme` finds a tenant's jobs in Diquis).
     pub search: Option<String>,
 }
 

@@ -217,7 +217,7 @@ async fn job_list(dash: &Dash, ctx: &Ctx, filter: &JobFilter, path: &str, q: &Li
     let here = format!("{}{path}?page={page_no}{query_suffix}", ctx.base);
     let mut body = format!(
         "<form method=\"get\" action=\"{b}{path}\" class=\"search\" role=\"search\"><input type=\"search\" name=\"q\" value=\"{}\" \
-placeholder=\"Job id or name\" aria-label=\"Search by job id or name\"><button type=\"submit\" class=\"secondary\">Search</button></form>",
+placeholder=\"Job id, name or key (tenant:acme)\" aria-label=\"Search by job id, name or key\"><button type=\"submit\" class=\"secondary\">Search</button></form>",
         esc(search)
     );
     let _ = write!(

@@ -466,7 +466,10 @@ macro_rules! shared_ops {
                 }
                 (None, Some(text)) => {
                     let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-                    let sql = format!("{COLS}{retries} AND LOWER(name) LIKE $2 ESCAPE '\\' ORDER BY id DESC LIMIT $3 OFFSET $4");
+                    let sql = format!(
+                        "{COLS}{retries} AND (LOWER(name) LIKE $2 ESCAPE '\\' OR LOWER(concurrency_key) LIKE $2 ESCAPE '\\' \
+                         OR LOWER(unique_key) LIKE $2 ESCAPE '\\') ORDER BY id DESC LIMIT $3 OFFSET $4"
+                    );
                     sqlx::query(sqlx::AssertSqlSafe(sql))
                         .bind(filter.state.as_str())
                         .bind(pattern)

@@ -209,7 +209,7 @@ both_backends!(paging_search_and_bulk_actions, |db: TestDb| async move {
     let mut ids = Vec::new();
     for i in 0..25 {
         let name = if i % 5 == 0 { "Report@1" } else { "mail@1" };
-        ids.push(store.enqueue(NewJob::new(name, i)).await.unwrap());
+        ids.push(store.enqueue(NewJob::new(name, i).concurrency_key(format!("tenant:t{}", i % 3))).await.unwrap());
     }
     // Newest first, 10 per page, three pages.
     let (_, p1) = get(&app, "/jobs/state/Enqueued").await;
@@ -229,6 +229,8 @@ both_backends!(paging_search_and_bulk_actions, |db: TestDb| async move {
     let (_, found) = get(&app, &format!("/jobs/state/Enqueued?q=%23{}", ids[3])).await;
     assert_eq!(found.matches("name=\"ids\"").count(), 1);
     assert!(found.contains(&format!("id=\"job-{}\"", ids[3])));
+    let (_, by_key) = get(&app, "/jobs/state/Enqueued?q=TENANT%3At2").await;
+    assert_eq!(by_key.matches("name=\"ids\"").count(), 8, "a tenant's jobs by their concurrency key: {by_key}");
     let (_, none) = get(&app, "/jobs/state/Enqueued?q=%25_").await;
     assert_eq!(none.matches("name=\"ids\"").count(), 0, "LIKE wildcards are taken literally");
 
