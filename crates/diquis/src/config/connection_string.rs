@@ -389,5 +389,8 @@ mod tests {
         assert_eq!(percent_decode("%a\u{e9}x"), "%a\u{e9}x");
         assert_eq!(percent_decode("%+1"), "%+1");
         assert_eq!(percent_decode("p%40ss%2"), "p@ss%2");
+        if let Ok(DatabaseTarget::Postgres(p)) = parse_database("postgres://u:%a\u{e9}@h/db") {
+            assert_eq!(p.password.as_deref(), Some("%a\u{e9}"));
+        }
     }
 }
