@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Short coverage-guided fuzz pass (cargo-fuzz, libFuzzer) over every target in fuzz/: builds
 # them all with the nightly toolchain, then runs each for FUZZ_SECONDS (default 20) over its
-# committed seeds, with libFuzzer's default memory (2 GiB) and time (1200 s) limits. Fails on any
+# committed seeds, FUZZ_JOBS (default 2) at a time, with libFuzzer's default memory (2 GiB) and
+# time (1200 s) limits. Fails on any
 # crash, timeout or out-of-memory; the input that failed is copied to fuzz/artifacts/<target>/.
 # docs/fuzzing.md has the targets and the long runs.
 #
@@ -45,29 +46,55 @@ dict_of() {
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-summary=()
-failed=()
-for target in $(cargo +nightly fuzz list); do
+
+# Runs one target; leaves "ok <summary>" or "FAILED" in $work/<target>.result.
+run_target() {
+    local target="$1"
     mkdir -p "$work/corpus/$target" "artifacts/$target"
-    args=(-max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="artifacts/$target/")
+    local args=(-max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="artifacts/$target/")
+    local dict
     dict="$(dict_of "$target")"
     [ -n "$dict" ] && args+=(-dict="$dict")
-    log="$work/$target.log"
-    echo "--- fuzz: $target (${seconds} s)"
+    local log="$work/$target.log"
     if cargo +nightly fuzz run "${flags[@]}" "$target" "$work/corpus/$target" "seeds/$target" -- "${args[@]}" >"$log" 2>&1; then
+        local runs cov
         runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"
         cov="$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1 || true)"
-        summary+=("$(printf '%-22s %10s runs  %s' "$target" "$runs" "$cov")")
+        printf 'ok %-22s %10s runs  %s\n' "$target" "$runs" "$cov" >"$work/$target.result"
+    else
+        echo "FAILED" >"$work/$target.result"
+    fi
+}
+
+# FUZZ_JOBS targets at a time (default 2, one per core of the project's machines).
+jobs_max="${FUZZ_JOBS:-2}"
+targets=($(cargo +nightly fuzz list))
+echo "fuzz: running ${#targets[@]} targets, ${seconds} s each, ${jobs_max} at a time"
+for target in "${targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+        wait -n || true
+    done
+    echo "--- fuzz: $target"
+    run_target "$target" &
+done
+wait
+
+failed=()
+echo "fuzz: summary (${seconds} s per target)"
+for target in "${targets[@]}"; do
+    result="$(cat "$work/$target.result" 2>/dev/null || echo FAILED)"
+    if [ "${result%% *}" = ok ]; then
+        echo "  ${result#ok }"
     else
         echo "fuzz: $target FAILED; its log:" >&2
-        tail -60 "$log" >&2
+        tail -60 "$work/$target.log" >&2 || true
         failed+=("$target")
     fi
 done
-echo "fuzz: summary (${seconds} s per target)"
-printf '  %s\n' "${summary[@]}"
+echo "fuzz: done in $((SECONDS - started)) s (build included)"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: failed targets: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+    echo "fuzz: $((${#targets[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
     exit 1
 fi
-echo "fuzz: ${#summary[@]} passed, 0 failed"
+echo "fuzz: ${#targets[@]} passed, 0 failed"
