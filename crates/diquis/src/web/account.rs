@@ -9,7 +9,7 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::html::{escape, page};
+use super::html::{escape, page, page_on};
 use crate::auth::extract::PageCaller;
 use crate::auth::password_reset::{self, ResetError};
 use crate::auth::session::{AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE, cookie, is_https, secrets_equal, set_cookie};
@@ -97,7 +97,8 @@ pub async fn reset(State(state): State<AppState>, headers: HeaderMap, Form(f): F
 
 // ---------- own password ----------
 
-fn password_page(identity: &crate::auth::Identity, problems: &[String], done: bool) -> String {
+/// The page on this node: a jobs node's header has no links to the pages only web nodes serve.
+fn password_page(identity: &crate::auth::Identity, problems: &[String], done: bool, web: bool) -> String {
     let notice = if done {
         r#"<div class="notice" id="password-changed">Your password has been changed; your other sessions have ended.</div>"#
     } else {
@@ -118,12 +119,16 @@ fn password_page(identity: &crate::auth::Identity, problems: &[String], done: bo
         problems = problems_html(problems),
         csrf = escape(identity.csrf.as_deref().unwrap_or("")),
     );
-    page("Change password", Some(identity), "", &body, "")
+    page_on("Change password", Some(identity), "", &body, "", web)
 }
 
 /// `GET /account/password`.
-pub async fn password_form(PageCaller(identity): PageCaller, Query(q): Query<HashMap<String, String>>) -> Response {
-    Html(password_page(&identity, &[], q.contains_key("changed"))).into_response()
+pub async fn password_form(
+    State(state): State<AppState>,
+    PageCaller(identity): PageCaller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    Html(password_page(&identity, &[], q.contains_key("changed"), state.role.serves_web())).into_response()
 }
 
 /// `POST /account/password`: the API's password change; the browser gets the new session's
@@ -162,7 +167,7 @@ pub async fn change_password(
                 .iter()
                 .map(|m| m.replace("'newPassword'", "The new password").replace("'password'", "The current password"))
                 .collect();
-            (e.status, Html(password_page(&identity, &messages, false))).into_response()
+            (e.status, Html(password_page(&identity, &messages, false, state.role.serves_web()))).into_response()
         }
     }
 }
