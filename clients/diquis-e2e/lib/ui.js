@@ -68,4 +68,21 @@ async function crawl(page, starts, { limit = 80 } = {}) {
     return { visited, from };
 }
 
-module.exports = { UI_WAIT_MS, signIn, waitLive, clickAndLoad, localLinks, crawl };
+/**
+ * Runs `fn` with the cluster's process logs, and the last console lines of each of `browsers`
+ * (given as a function: they may be launched after this is set up), added to any failure.
+ */
+function withBrowserLogs(cluster, browsers, fn) {
+    return cluster.withLogs(async () => {
+        try {
+            await fn();
+        } catch (e) {
+            for (const br of browsers().filter(Boolean)) {
+                e.message += `\n--- console of ${br.name} ---\n${br.console.slice(-30).join("\n")}`;
+            }
+            throw e;
+        }
+    });
+}
+
+module.exports = { UI_WAIT_MS, signIn, waitLive, clickAndLoad, localLinks, crawl, withBrowserLogs };

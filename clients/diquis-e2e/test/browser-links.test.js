@@ -16,7 +16,7 @@ const { Cluster, DiquisProcess, ROOT_EMAIL, ROOT_PASSWORD } = require("../lib/di
 const api = require("../lib/api");
 const { launchBrowser } = require("../lib/chromium");
 const { randomSuffix } = require("../lib/wait");
-const { signIn, crawl } = require("../lib/ui");
+const { signIn, crawl, withBrowserLogs: withUiLogs } = require("../lib/ui");
 
 const TEST_TIMEOUT = 240_000;
 
@@ -69,16 +69,7 @@ describe("browser: every link of the UI answers, on a web node, on the jobs node
         if (cluster) await cluster.stop();
     });
 
-    function withBrowserLogs(fn) {
-        return cluster.withLogs(async () => {
-            try {
-                await fn();
-            } catch (e) {
-                e.message += `\n--- console ---\n${browser.console.slice(-30).join("\n")}`;
-                throw e;
-            }
-        });
-    }
+    const withBrowserLogs = (fn) => withUiLogs(cluster, () => [browser], fn);
 
     test("diquis web: header, tenant list, users, password and the dashboard's own links; the favicon", { timeout: TEST_TIMEOUT }, async () => {
         await withBrowserLogs(async () => {

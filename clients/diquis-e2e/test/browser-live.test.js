@@ -15,6 +15,7 @@ const assert = require("node:assert/strict");
 const { Cluster, ROOT_EMAIL, ROOT_PASSWORD } = require("../lib/diquis");
 const api = require("../lib/api");
 const { launchBrowser } = require("../lib/chromium");
+const { withBrowserLogs: withUiLogs } = require("../lib/ui");
 const { randomSuffix } = require("../lib/wait");
 
 const TEST_TIMEOUT = 240_000;
@@ -97,18 +98,7 @@ describe("browser: live tenant page on two web nodes, two browsers", () => {
         if (cluster) await cluster.stop();
     });
 
-    function withBrowserLogs(fn) {
-        return cluster.withLogs(async () => {
-            try {
-                await fn();
-            } catch (e) {
-                for (const br of [a, b]) {
-                    if (br) e.message += `\n--- console of ${br.name} ---\n${br.console.slice(-30).join("\n")}`;
-                }
-                throw e;
-            }
-        });
-    }
+    const withBrowserLogs = (fn) => withUiLogs(cluster, () => [a, b], fn);
 
     function assertNoPageErrors(br) {
         const errors = br.console.filter((l) => l.startsWith("pageerror:") || l.includes("hub connection failed"));

@@ -22,7 +22,7 @@ const api = require("../lib/api");
 const pg = require("../lib/postgres");
 const { launchBrowser } = require("../lib/chromium");
 const { randomSuffix } = require("../lib/wait");
-const { UI_WAIT_MS, signIn, waitLive, clickAndLoad } = require("../lib/ui");
+const { UI_WAIT_MS, signIn, waitLive, clickAndLoad, withBrowserLogs: withUiLogs } = require("../lib/ui");
 
 const TEST_TIMEOUT = 240_000;
 
@@ -70,16 +70,7 @@ describe("browser: tenant forms and what a tenant's status says", () => {
         if (cluster) await cluster.stop();
     });
 
-    function withBrowserLogs(fn) {
-        return cluster.withLogs(async () => {
-            try {
-                await fn();
-            } catch (e) {
-                e.message += `\n--- console ---\n${browser.console.slice(-30).join("\n")}`;
-                throw e;
-            }
-        });
-    }
+    const withBrowserLogs = (fn) => withUiLogs(cluster, () => [browser], fn);
 
     test("create form: problems next to their fields in words, our slug rule, cleared on the next submit", { timeout: TEST_TIMEOUT }, async () => {
         await withBrowserLogs(async () => {

@@ -18,7 +18,7 @@ const { Cluster, diquisBinary, ROOT_EMAIL, ROOT_PASSWORD } = require("../lib/diq
 const api = require("../lib/api");
 const { launchBrowser } = require("../lib/chromium");
 const { randomSuffix } = require("../lib/wait");
-const { UI_WAIT_MS, signIn, clickAndLoad } = require("../lib/ui");
+const { UI_WAIT_MS, signIn, clickAndLoad, withBrowserLogs: withUiLogs } = require("../lib/ui");
 
 const TEST_TIMEOUT = 240_000;
 const OWNER_PASSWORD = "Owner-Passw0rd!";
@@ -68,16 +68,7 @@ describe("browser: users of a tenant, own password, reset link", () => {
         return b;
     }
 
-    function withBrowserLogs(fn) {
-        return cluster.withLogs(async () => {
-            try {
-                await fn();
-            } catch (e) {
-                for (const b of browsers) e.message += `\n--- console of ${b.name} ---\n${b.console.slice(-30).join("\n")}`;
-                throw e;
-            }
-        });
-    }
+    const withBrowserLogs = (fn) => withUiLogs(cluster, () => browsers, fn);
 
     test("root: a tenant's Users page; add a user with a role, disable it, remove it", { timeout: TEST_TIMEOUT }, async () => {
         await withBrowserLogs(async () => {

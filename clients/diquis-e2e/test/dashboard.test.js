@@ -15,6 +15,7 @@ const path = require("node:path");
 const { Cluster, ROOT_EMAIL, ROOT_PASSWORD } = require("../lib/diquis");
 const api = require("../lib/api");
 const { launchBrowser } = require("../lib/chromium");
+const { withBrowserLogs: withUiLogs } = require("../lib/ui");
 const { randomSuffix } = require("../lib/wait");
 
 const TEST_TIMEOUT = 240_000;
@@ -57,16 +58,7 @@ describe("jobs dashboard in the browser", () => {
         if (cluster) await cluster.stop();
     });
 
-    function withBrowserLogs(fn) {
-        return cluster.withLogs(async () => {
-            try {
-                await fn();
-            } catch (e) {
-                e.message += `\n--- console of ${root.name} ---\n${root.console.slice(-30).join("\n")}`;
-                throw e;
-            }
-        });
-    }
+    const withBrowserLogs = (fn) => withUiLogs(cluster, () => [root], fn);
 
     test("anonymous: to the login page and back to /jobs/; the variants of the path all answer", { timeout: TEST_TIMEOUT }, async () => {
         await withBrowserLogs(async () => {
