@@ -196,6 +196,44 @@ describe("jobs dashboard in the browser", () => {
         });
     });
 
+    test("Trigger now on the Recurring page runs the housekeeping job; its page turns Succeeded live with its log", { timeout: TEST_TIMEOUT }, async () => {
+        await withBrowserLogs(async () => {
+            const [web1] = cluster.web;
+            const { page } = root;
+            await page.goto(`${web1.url}/jobs/recurring`);
+            const row = page.locator("#recurring-housekeeping");
+            assert.match(await row.innerText(), /diquis\.housekeeping@1/, "the app's recurring job is listed");
+            await Promise.all([page.waitForURL(/\/jobs\/job\/\d+$/, { timeout: UI_WAIT_MS }), row.locator("button:has-text('Trigger now')").click()]);
+            await waitHub(page);
+            const mark = await markDocument(page);
+            await page.waitForFunction(() => document.querySelector(".state-cell")?.textContent.trim() === "Succeeded", null, { timeout: UI_WAIT_MS });
+            await assertSameDocument(page, mark);
+            assert.match(await page.locator("#job-detail").innerText(), /removed \d+ expired refresh tokens/, "the run's log line");
+            // The Recurring page names the run as its last one.
+            const jobPath = new URL(page.url()).pathname;
+            await page.goto(`${web1.url}/jobs/recurring`);
+            assert.equal(await page.locator(`#recurring-housekeeping a[href='${jobPath}']`).count(), 1, "last run links to the job");
+        });
+    });
+
+    test("a tenant's row links to its jobs, and the jobs back to the tenant", { timeout: TEST_TIMEOUT }, async () => {
+        await withBrowserLogs(async () => {
+            const [web1] = cluster.web;
+            const { page } = root;
+            const id = `keyed-${randomSuffix(6)}`;
+            await api.createTenant(web1.url, cluster.rootToken, { id, name: `Keyed ${id}`, adminEmail: `owner@${id}.test`, password: "Owner-Passw0rd!" });
+            await api.waitForTenant(web1.url, cluster.rootToken, id, (t) => t.status === "Active", "Active");
+            await page.goto(`${web1.url}/tenants?id=${id}`);
+            await Promise.all([page.waitForURL(/\/jobs\/key\//, { timeout: UI_WAIT_MS }), page.click(`#tenant-${id} a:has-text('Jobs')`)]);
+            const rows = page.locator("#job-rows tr[id^='job-']");
+            assert.equal(await rows.count(), 1, "the tenant's one provisioning job");
+            assert.match(await rows.first().innerText(), /Succeeded.*provision-tenant/s);
+            await Promise.all([page.waitForURL(new RegExp(`/tenants\\?id=${id}$`), { timeout: UI_WAIT_MS }), page.click("a.app-link")]);
+            assert.equal(await page.locator("#tenant-rows tr").count(), 1, "the tenant's row alone");
+            assert.equal(await page.locator(`#tenant-${id}`).count(), 1);
+        });
+    });
+
     test("a tenant's administrator gets 403", { timeout: TEST_TIMEOUT }, async () => {
         await withBrowserLogs(async () => {
             const [web1] = cluster.web;

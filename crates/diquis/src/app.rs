@@ -263,9 +263,13 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
                 .lease_duration(Duration::from_secs(settings.job_lease_seconds))
                 .register(provision_handler(deps.clone()))
                 .register(update_handler(deps))
+                .queue(crate::ops::housekeeping::QUEUE, 1)
+                .register(crate::ops::housekeeping::handler(db.clone(), chrono::Duration::minutes(settings.jwt.expiry_minutes)))
                 .start()
                 .await?,
         );
+        use crate::ops::housekeeping::{CRON, RECURRING_ID, recurring_job};
+        job_store.add_recurring(RECURRING_ID, CRON, "UTC", recurring_job()).await?;
         let audience = if settings.broadcast_to_all { Audience::Everyone } else { Audience::RootAndRequester };
         let publisher = Publisher::new(db.clone(), lifetime.clone(), audience, outbox_wake, backplane);
         tasks.push(tokio::spawn(publisher.run(shutdown.clone())));

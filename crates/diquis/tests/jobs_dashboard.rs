@@ -67,6 +67,20 @@ async fn dashboard_in_the_app(db: TestDb) {
     let succeeded = browser.get(format!("{url}/jobs/state/Succeeded")).send().await.unwrap().text().await.unwrap();
     assert!(succeeded.contains(&format!("<tr id=\"job-{}\"", job.id)), "{succeeded}");
 
+    // Tenant-aware: the tenant's row links to its jobs, the jobs link back to its row alone.
+    let tenants = browser.get(format!("{url}/tenants")).send().await.unwrap().text().await.unwrap();
+    assert!(tenants.contains("href=\"/jobs/key/tenant%3Aacme\">Jobs</a>"), "{tenants}");
+    let acme_jobs = browser.get(format!("{url}/jobs/key/tenant%3Aacme")).send().await.unwrap().text().await.unwrap();
+    assert!(acme_jobs.contains(&format!("<tr id=\"job-{}\"", job.id)), "{acme_jobs}");
+    assert!(acme_jobs.contains("<a href=\"/tenants?id=acme\" class=\"app-link\">Tenant acme</a>"), "{acme_jobs}");
+    let root_jobs = browser.get(format!("{url}/jobs/key/tenant%3Aroot")).send().await.unwrap().text().await.unwrap();
+    assert!(!root_jobs.contains(&format!("<tr id=\"job-{}\"", job.id)), "another tenant's list: {root_jobs}");
+    let one = browser.get(format!("{url}/tenants?id=acme")).send().await.unwrap().text().await.unwrap();
+    assert!(one.contains("<tr id=\"tenant-acme\"") && !one.contains("<tr id=\"tenant-root\""), "{one}");
+    assert!(one.contains("id=\"all-tenants\" href=\"/tenants\""), "{one}");
+    let missing = browser.get(format!("{url}/tenants?id=nobody")).send().await.unwrap().text().await.unwrap();
+    assert!(missing.contains("No tenant nobody.") && !missing.contains("<tr id=\"tenant-"), "{missing}");
+
     // Actions need the session's CSRF token (a Bearer token carries none for forms).
     let detail = browser.get(format!("{url}/jobs/job/{}", job.id)).send().await.unwrap().text().await.unwrap();
     let csrf = csrf_token_of(&detail);

@@ -296,21 +296,29 @@ pub struct RecurringJob {
 }
 
 /// Which jobs a dashboard list shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobFilter {
-    /// The state.
-    pub state: JobState,
+    /// The state; `None` lists jobs in every state.
+    pub state: Option<JobState>,
     /// Only jobs that already ran at least once (with `Scheduled`: Hangfire's Retries page).
     pub retries_only: bool,
+    /// Only jobs with exactly this concurrency key (e.g. `tenant:acme`: one tenant's jobs in
+    /// Diquis); read through the concurrency-key index.
+    pub key: Option<String>,
     /// A job id (`42` or `#42`), or text the job's name, concurrency key or unique key contains
-    /// (case-insensitive; e.g. `tenant:acme` finds a tenant's jobs in Diquis).
+    /// (case-insensitive).
     pub search: Option<String>,
 }
 
 impl JobFilter {
     /// Every job in `state`.
     pub fn state(state: JobState) -> Self {
-        JobFilter { state, retries_only: false, search: None }
+        JobFilter { state: Some(state), ..JobFilter::default() }
+    }
+
+    /// Every job with the concurrency key `key`, in any state.
+    pub fn key(key: impl Into<String>) -> Self {
+        JobFilter { key: Some(key.into()), ..JobFilter::default() }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Operations: health checks ([`health`]), Prometheus metrics ([`metrics`]), logging
-//! ([`logging`]), CORS ([`cors`]), graceful shutdown ([`shutdown`]) and start-up checks ([`startup`]).
+//! ([`logging`]), CORS ([`cors`]), the hourly clean-up job ([`housekeeping`]), graceful shutdown ([`shutdown`]) and start-up checks ([`startup`]).
 
 pub mod cors;
 pub mod health;
+pub mod housekeeping;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;

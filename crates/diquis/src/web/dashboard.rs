@@ -70,6 +70,12 @@ pub fn guarded(state: AppState) -> Router<AppState> {
             scripts: vec![SIGNALR_PATH.to_owned()],
         }),
         base_path: Some("/jobs".to_owned()),
+        // A tenant's jobs link back to its row on the tenants page, which only web nodes serve.
+        key_links: if state.role.serves_web() {
+            vec![jobs::dashboard::KeyLink { prefix: "tenant:".to_owned(), label: "Tenant".to_owned(), href: "/tenants?id={}".to_owned() }]
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     let dashboard = jobs::dashboard::router_with(state.jobs.clone(), options);

@@ -2,29 +2,12 @@
 
 use crate::auth::Identity;
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML content and attribute values (one implementation with the jobs
+/// dashboard's pages).
+pub use jobs::dashboard::esc as escape;
 
 /// Percent-encodes everything but unreserved characters.
-pub fn url_encode(s: &str) -> String {
-    /// RFC 3986's unreserved characters stay as they are.
-    const NOT_UNRESERVED: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
-}
+pub use jobs::dashboard::urlencode as url_encode;
 
 /// Whether `target` is a local path safe to redirect to after sign-in (no open redirect).
 pub fn is_local_path(target: &str) -> bool {

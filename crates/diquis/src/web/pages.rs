@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::assets::{SIGNALR_PATH, TOASTR_ESCAPE_PATH};
-use super::html::{escape, is_local_path, page};
+use super::html::{escape, is_local_path, page, url_encode};
 use crate::auth::extract::{PageCaller, RootPageCaller};
 use crate::auth::session::{AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE, cookie, is_https, secrets_equal, set_cookie};
 use crate::auth::{Identity, ROOT_TENANT, tokens};
@@ -169,7 +169,10 @@ pub fn tenant_row(t: &TenantRow, shown: &Shown) -> String {
     } else {
         format!(r#"<a class="button secondary" href="/tenants/{id}/edit">Edit</a>"#, id = escape(&t.id))
     };
-    let edit = format!(r#"{edit} <a class="button secondary" href="/users?tenant={id}">Users</a>"#, id = escape(&t.id));
+    let edit = format!(
+        r#"{edit} <a class="button secondary" href="/users?tenant={id}">Users</a> <a class="button secondary" href="/jobs/key/tenant%3A{id}">Jobs</a>"#,
+        id = escape(&url_encode(&t.id))
+    );
     format!(
         r#"<tr id="tenant-{id}" data-status="{status}" data-shown="{label}"><td><code>{id}</code></td><td class="name">{name}{error}</td><td><span class="badge badge-{label}">{spinner}{label}</span>{detail}</td><td>{active}</td><td>{db}</td><td>{edit}</td></tr>"#,
         id = escape(&t.id),
@@ -243,16 +246,40 @@ fn pager(path: &str, info: &PageInfo) -> String {
     )
 }
 
-async fn tenants_page(state: &AppState, identity: &Identity, paging: PageRequest, form: String, status: StatusCode) -> Response {
-    let rows = match repo::list_page(&state.db, paging.offset(), paging.limit()).await {
-        Ok(r) => r,
-        Err(e) => return ApiError::from(e).into_response(),
+/// Which tenants the page lists: a page of all, or one tenant (`?id=`, where the jobs
+/// dashboard links a tenant's jobs back to).
+enum Listing {
+    Page(PageRequest),
+    One(String),
+}
+
+async fn tenants_page(state: &AppState, identity: &Identity, listing: Listing, form: String, status: StatusCode) -> Response {
+    let (rows, pager) = match listing {
+        Listing::Page(paging) => {
+            let rows = match repo::list_page(&state.db, paging.offset(), paging.limit()).await {
+                Ok(r) => r,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            let total = match repo::count(&state.db).await {
+                Ok(n) => n,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            (rows, pager("/tenants", &PageInfo::new(paging, total)))
+        }
+        Listing::One(id) => {
+            let rows = match repo::get(&state.db, &id).await {
+                Ok(r) => r.into_iter().collect::<Vec<_>>(),
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            let note = if rows.is_empty() { format!("No tenant {}. ", escape(&id)) } else { String::new() };
+            (
+                rows,
+                format!(
+                    r#"<nav class="pager" aria-label="pages"><span class="muted">{note}</span><a class="button secondary" id="all-tenants" href="/tenants">All tenants</a></nav>"#
+                ),
+            )
+        }
     };
-    let total = match repo::count(&state.db).await {
-        Ok(n) => n,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let pager = pager("/tenants", &PageInfo::new(paging, total));
     let last = outbox::latest_id(&state.db).await.unwrap_or(0);
     let rows_html = tenant_rows(state, &rows).await;
     let body = format!(
@@ -276,7 +303,8 @@ async fn tenants_page(state: &AppState, identity: &Identity, paging: PageRequest
     (status, Html(page("Tenants", Some(identity), &head, &body, &scripts))).into_response()
 }
 
-/// `GET /tenants?page=1&pageSize=20`: one page of the list (paged like `GET /api/tenants`).
+/// `GET /tenants?page=1&pageSize=20`: one page of the list (paged like `GET /api/tenants`);
+/// `GET /tenants?id=acme`: that tenant's row alone.
 pub async fn tenants(
     State(state): State<AppState>,
     RootPageCaller(identity): RootPageCaller,
@@ -289,7 +317,11 @@ pub async fn tenants(
         }
     };
     let form = create_form(identity.csrf.as_deref().unwrap_or(""), &HashMap::new(), &[]);
-    tenants_page(&state, &identity, paging, form, StatusCode::OK).await
+    let listing = match q.iter().find(|(k, _)| k.eq_ignore_ascii_case("id")).map(|(_, v)| v.trim()).filter(|v| !v.is_empty()) {
+        Some(id) => Listing::One(id.to_owned()),
+        None => Listing::Page(paging),
+    };
+    tenants_page(&state, &identity, listing, form, StatusCode::OK).await
 }
 
 /// `GET /tenants/{id}/row`: one row's HTML.
@@ -315,15 +347,21 @@ pub async fn create(State(state): State<AppState>, RootPageCaller(identity): Roo
     let request = match validate_create(&serde_json::Value::Object(json), &state.settings.database) {
         Ok(r) => r,
         Err(problems) => {
-            return tenants_page(&state, &identity, PageRequest::default(), create_form(&csrf, &f, &problems), StatusCode::BAD_REQUEST)
-                .await;
+            return tenants_page(
+                &state,
+                &identity,
+                Listing::Page(PageRequest::default()),
+                create_form(&csrf, &f, &problems),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
         }
     };
     match create_tenant(&state, request, &identity.user_name).await {
         Ok(_) => Redirect::to("/tenants").into_response(),
         Err(e) => {
             let status = e.status;
-            tenants_page(&state, &identity, PageRequest::default(), create_form(&csrf, &f, &e.messages), status).await
+            tenants_page(&state, &identity, Listing::Page(PageRequest::default()), create_form(&csrf, &f, &e.messages), status).await
         }
     }
 }

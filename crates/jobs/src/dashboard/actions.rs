@@ -43,45 +43,25 @@ fn parse_id(id: &str) -> Result<JobId, PageError> {
     id.parse().map_err(|_| PageError(StatusCode::NOT_FOUND, format!("no job {id:?}")))
 }
 
-pub(crate) async fn retry_job(
+/// `retry` (requeue), `delete` or `cancel` one job, then back to its page.
+pub(crate) async fn job_action(
     State(dash): State<Dash>,
     OriginalUri(original): OriginalUri,
     uri: Uri,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     Form(form): Fields,
 ) -> Result<Redirect, PageError> {
     check_action(&dash, &headers, &form)?;
     let id = parse_id(&id)?;
-    dash.store.requeue(id).await?;
-    Ok(Redirect::to(&format!("{}/job/{id}", base_path(&dash.options, &original, &uri))))
-}
-
-pub(crate) async fn delete_job(
-    State(dash): State<Dash>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Fields,
-) -> Result<Redirect, PageError> {
-    check_action(&dash, &headers, &form)?;
-    let id = parse_id(&id)?;
-    dash.store.delete(id).await?;
-    Ok(Redirect::to(&format!("{}/job/{id}", base_path(&dash.options, &original, &uri))))
-}
-
-pub(crate) async fn cancel_job(
-    State(dash): State<Dash>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Fields,
-) -> Result<Redirect, PageError> {
-    check_action(&dash, &headers, &form)?;
-    let id = parse_id(&id)?;
-    dash.store.cancel(id).await?;
+    match action.to_ascii_lowercase().as_str() {
+        "retry" => dash.store.requeue(id).await?,
+        "delete" => dash.store.delete(id).await?,
+        "cancel" => {
+            dash.store.cancel(id).await?;
+        }
+        other => return Err(PageError(StatusCode::NOT_FOUND, format!("unknown action {other:?}"))),
+    }
     Ok(Redirect::to(&format!("{}/job/{id}", base_path(&dash.options, &original, &uri))))
 }
 

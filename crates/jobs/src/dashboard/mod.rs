@@ -96,11 +96,27 @@ pub struct DashboardOptions {
     pub live: Option<LiveOptions>,
     /// The path the dashboard is mounted at (e.g. `/jobs`); found from the request when unset.
     pub base_path: Option<String>,
+    /// Links from a job's concurrency key to the application's page for it (tenant-aware
+    /// dashboards: `tenant:acme` → the tenant's page).
+    pub key_links: Vec<KeyLink>,
+}
+
+/// A link from concurrency keys with a prefix to an application page: the key's `tenant:acme`
+/// with prefix `tenant:`, label `Tenant` and href `/tenants?id={}` shows "Tenant acme" linking
+/// to `/tenants?id=acme`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLink {
+    /// The key's prefix, e.g. `tenant:`.
+    pub prefix: String,
+    /// The word shown before the rest of the key, e.g. `Tenant`.
+    pub label: String,
+    /// The page's URL, `{}` replaced by the rest of the key (percent-encoded).
+    pub href: String,
 }
 
 impl Default for DashboardOptions {
     fn default() -> Self {
-        DashboardOptions { csrf: None, page_size: 50, layout: None, live: None, base_path: None }
+        DashboardOptions { csrf: None, page_size: 50, layout: None, live: None, base_path: None, key_links: Vec::new() }
     }
 }
 
@@ -121,13 +137,12 @@ pub fn router_with(store: JobStore, options: DashboardOptions) -> Router {
         .route("/", get(pages::overview))
         .route("/state/{state}", get(pages::list_state))
         .route("/retries", get(pages::retries))
+        .route("/key/{key}", get(pages::by_key))
         .route("/recurring", get(pages::recurring))
         .route("/servers", get(pages::servers))
         .route("/queues", get(pages::queues))
         .route("/job/{id}", get(pages::job_detail))
-        .route("/job/{id}/retry", post(actions::retry_job))
-        .route("/job/{id}/delete", post(actions::delete_job))
-        .route("/job/{id}/cancel", post(actions::cancel_job))
+        .route("/job/{id}/{action}", post(actions::job_action))
         .route("/bulk", post(actions::bulk))
         .route("/recurring/{id}/trigger", post(actions::trigger_recurring))
         .route("/recurring/{id}/{action}", post(actions::recurring_action))
@@ -237,18 +252,12 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// Percent-encodes a path segment or query value.
-pub(crate) fn urlencode(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+/// Percent-encodes a path segment or query value: everything but RFC 3986's unreserved
+/// characters.
+pub fn urlencode(s: &str) -> String {
+    const NOT_UNRESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 /// All the states with their list pages, in navigation order (Hangfire's).

@@ -185,7 +185,7 @@ pub(crate) async fn list_state(
 ) -> Result<Html<String>, PageError> {
     let ctx = Ctx::new(&dash, &original, &uri, headers, extensions);
     let state: JobState = state.parse().map_err(|e: crate::model::UnknownState| PageError(StatusCode::NOT_FOUND, e.to_string()))?;
-    let filter = JobFilter { state, retries_only: false, search: q.q.clone() };
+    let filter = JobFilter { state: Some(state), search: q.q.clone(), ..JobFilter::default() };
     let body = job_list(&dash, &ctx, &filter, &format!("/state/{}", state.as_str()), &q).await?;
     render(&dash, &ctx, &format!("{state} jobs"), state.as_str(), &body).await
 }
@@ -199,10 +199,40 @@ pub(crate) async fn retries(
     Query(q): Query<ListQuery>,
 ) -> Result<Html<String>, PageError> {
     let ctx = Ctx::new(&dash, &original, &uri, headers, extensions);
-    let filter = JobFilter { state: JobState::Scheduled, retries_only: true, search: q.q.clone() };
+    let filter = JobFilter { state: Some(JobState::Scheduled), retries_only: true, search: q.q.clone(), ..JobFilter::default() };
     let mut body = String::from("<p class=\"muted\">Jobs that failed and wait for their next attempt.</p>");
     body.push_str(&job_list(&dash, &ctx, &filter, "/retries", &q).await?);
     render(&dash, &ctx, "Retries", "retries", &body).await
+}
+
+/// `GET /key/{key}`: every job with one concurrency key, in any state (in Diquis,
+/// `tenant:<id>` is one tenant's jobs), with a link to the application's page for the key.
+pub(crate) async fn by_key(
+    State(dash): State<Dash>,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+    headers: HeaderMap,
+    extensions: Extensions,
+    Path(key): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Html<String>, PageError> {
+    let ctx = Ctx::new(&dash, &original, &uri, headers, extensions);
+    let filter = JobFilter { key: Some(key.clone()), search: q.q.clone(), ..JobFilter::default() };
+    let mut body = String::new();
+    if let Some(link) = key_link(&dash, &key) {
+        let _ = write!(body, "<p class=\"key-link\">{link}</p>");
+    }
+    body.push_str(&job_list(&dash, &ctx, &filter, &format!("/key/{}", urlencode(&key)), &q).await?);
+    render(&dash, &ctx, &format!("Jobs of {key}"), "", &body).await
+}
+
+/// The application's link for a concurrency key (see [`super::KeyLink`]), if one matches.
+fn key_link(dash: &Dash, key: &str) -> Option<String> {
+    dash.options.key_links.iter().find_map(|l| {
+        key.strip_prefix(l.prefix.as_str()).filter(|rest| !rest.is_empty()).map(|rest| {
+            format!("<a href=\"{}\" class=\"app-link\">{} {}</a>", esc(&l.href.replace("{}", &urlencode(rest))), esc(&l.label), esc(rest))
+        })
+    })
 }
 
 /// A page of jobs with search, paging and bulk actions.
@@ -232,13 +262,13 @@ placeholder=\"Job id, name or key (tenant:acme)\" aria-label=\"Search by job id,
         body,
         "<table class=\"jobs-table\"><thead><tr><th class=\"check\"><input type=\"checkbox\" id=\"select-all\" aria-label=\"Select all\" hidden></th>\
 <th>Id</th><th>Job</th><th>Queue</th><th>Attempt</th><th>{}</th><th>Updated</th><th>Last error</th></tr></thead><tbody id=\"job-rows\" data-live>",
-        if filter.state == JobState::Scheduled { "Runs" } else { "Created" }
+        if filter.state == Some(JobState::Scheduled) { "Runs" } else { "Created" }
     );
     if jobs.is_empty() {
         body.push_str("<tr><td colspan=\"8\" class=\"muted\">No jobs.</td></tr>");
     }
     for j in jobs.iter().take(size as usize) {
-        body.push_str(&row(ctx, j, filter.state));
+        body.push_str(&row(ctx, j, filter.state.is_none(), filter.state == Some(JobState::Scheduled)));
     }
     body.push_str("</tbody></table></form><p class=\"pager\">");
     if page_no > 1 {
@@ -252,13 +282,16 @@ placeholder=\"Job id, name or key (tenant:acme)\" aria-label=\"Search by job id,
     Ok(body)
 }
 
-fn row(ctx: &Ctx, j: &JobRecord, state: JobState) -> String {
+/// A job's row; `with_state` adds its state's badge (lists over every state), `scheduled` shows
+/// when it runs instead of when it was created.
+fn row(ctx: &Ctx, j: &JobRecord, with_state: bool, scheduled: bool) -> String {
     let err: String = j.last_error.as_deref().unwrap_or("").chars().take(160).collect();
-    let when = if state == JobState::Scheduled { relative(j.run_at) } else { relative(j.created_at) };
+    let when = if scheduled { relative(j.run_at) } else { relative(j.created_at) };
+    let state = if with_state { format!("{} ", badge(j.state)) } else { String::new() };
     let progress = j.progress.map(|p| format!(" <progress max=\"100\" value=\"{p}\">{p}%</progress>")).unwrap_or_default();
     format!(
         "<tr id=\"job-{id}\"><td class=\"check\"><input type=\"checkbox\" name=\"ids\" value=\"{id}\" aria-label=\"Select job {id}\"></td>\
-<td><a href=\"{b}/job/{id}\">#{id}</a></td><td>{}{progress}</td><td>{}</td><td>{}</td><td>{when}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+<td><a href=\"{b}/job/{id}\">#{id}</a></td><td>{state}{}{progress}</td><td>{}</td><td>{}</td><td>{when}</td><td>{}</td><td class=\"error\">{}</td></tr>",
         esc(&j.name),
         esc(&j.queue),
         j.attempt,
@@ -436,7 +469,8 @@ pub(crate) async fn job_detail(
         let _ = write!(body, "<tr><th>Unique key</th><td>{}</td></tr>", esc(k));
     }
     if let Some(k) = &job.concurrency_key {
-        let _ = write!(body, "<tr><th>Concurrency key</th><td>{}</td></tr>", esc(k));
+        let app = key_link(&dash, k).map(|l| format!(" &middot; {l}")).unwrap_or_default();
+        let _ = write!(body, "<tr><th>Concurrency key</th><td><a href=\"{b}/key/{}\">{}</a>{app}</td></tr>", urlencode(k), esc(k));
     }
     body.push_str("</table><p class=\"actions\">");
     if job.state != JobState::Processing {

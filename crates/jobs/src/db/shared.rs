@@ -449,40 +449,55 @@ macro_rules! shared_ops {
             offset: i64,
             limit: i64,
         ) -> Result<Vec<JobRecord>, JobError> {
-            const COLS: &str = concat!("SELECT ", job_columns!(), " FROM bg_jobs WHERE state = $1");
-            let retries = if filter.retries_only { " AND attempt > 0" } else { "" };
+            // Each condition binds at most one value; `$n` numbers follow the binds' order.
+            enum Bind {
+                Text(String),
+                Id(i64),
+            }
+            let mut conditions: Vec<String> = Vec::new();
+            let mut binds: Vec<Bind> = Vec::new();
+            if let Some(state) = filter.state {
+                binds.push(Bind::Text(state.as_str().to_owned()));
+                conditions.push(format!("state = ${}", binds.len()));
+            }
+            if filter.retries_only {
+                conditions.push("attempt > 0".to_owned());
+            }
+            if let Some(key) = &filter.key {
+                binds.push(Bind::Text(key.clone()));
+                conditions.push(format!("concurrency_key = ${}", binds.len()));
+            }
             let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
-            let id = search.and_then(|s| s.trim_start_matches('#').parse::<i64>().ok());
-            let rows = match (id, search) {
+            match (search.and_then(|s| s.trim_start_matches('#').parse::<i64>().ok()), search) {
                 (Some(id), _) => {
-                    let sql = format!("{COLS}{retries} AND id = $2 ORDER BY id DESC LIMIT $3 OFFSET $4");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(filter.state.as_str())
-                        .bind(id)
-                        .bind(limit)
-                        .bind(offset)
-                        .fetch_all(pool)
-                        .await?
+                    binds.push(Bind::Id(id));
+                    conditions.push(format!("id = ${}", binds.len()));
                 }
                 (None, Some(text)) => {
                     let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-                    let sql = format!(
-                        "{COLS}{retries} AND (LOWER(name) LIKE $2 ESCAPE '\\' OR LOWER(concurrency_key) LIKE $2 ESCAPE '\\' \
-                         OR LOWER(unique_key) LIKE $2 ESCAPE '\\') ORDER BY id DESC LIMIT $3 OFFSET $4"
-                    );
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(filter.state.as_str())
-                        .bind(pattern)
-                        .bind(limit)
-                        .bind(offset)
-                        .fetch_all(pool)
-                        .await?
+                    binds.push(Bind::Text(pattern));
+                    let n = binds.len();
+                    conditions.push(format!(
+                        "(LOWER(name) LIKE ${n} ESCAPE '\\' OR LOWER(concurrency_key) LIKE ${n} ESCAPE '\\' OR LOWER(unique_key) LIKE ${n} ESCAPE '\\')"
+                    ));
                 }
-                (None, None) => {
-                    let sql = format!("{COLS}{retries} ORDER BY id DESC LIMIT $2 OFFSET $3");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(filter.state.as_str()).bind(limit).bind(offset).fetch_all(pool).await?
-                }
-            };
+                (None, None) => {}
+            }
+            let filter_sql = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+            let sql = format!(
+                "SELECT {} FROM bg_jobs{filter_sql} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+                job_columns!(),
+                binds.len() + 1,
+                binds.len() + 2
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for bind in binds {
+                query = match bind {
+                    Bind::Text(t) => query.bind(t),
+                    Bind::Id(i) => query.bind(i),
+                };
+            }
+            let rows = query.bind(limit).bind(offset).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 out.push(decode_record!(row));

@@ -355,3 +355,52 @@ both_backends!(no_secret_is_shown_on_any_page, |db: TestDb| async move {
         assert!(!html.contains("$argon2"), "{path}: {html}");
     }
 });
+
+both_backends!(a_keys_jobs_in_every_state_with_the_applications_link, |db: TestDb| async move {
+    let store = db.store().await;
+    let options = DashboardOptions {
+        key_links: vec![dashboard::KeyLink { prefix: "tenant:".into(), label: "Tenant".into(), href: "/tenants?id={}".into() }],
+        ..DashboardOptions::default()
+    };
+    let app = app(&store, options);
+    let acme: Vec<_> = enqueue_with_key(&store, "tenant:acme", 3).await;
+    let other = enqueue_with_key(&store, "tenant:acme-two", 2).await;
+    store.delete(acme[0]).await.unwrap();
+
+    // Every state, this key only (not the key it is a prefix of), newest first, with each state's badge.
+    let (status, html) = get(&app, "/jobs/key/tenant%3Aacme").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("name=\"ids\"").count(), 3, "{html}");
+    for id in &acme {
+        assert!(html.contains(&format!("id=\"job-{id}\"")), "{html}");
+    }
+    assert!(!other.iter().any(|id| html.contains(&format!("id=\"job-{id}\""))), "exact key, not a prefix: {html}");
+    assert!(html.contains("state state-Deleted") && html.contains("state state-Enqueued"), "{html}");
+    assert!(html.contains("<a href=\"/tenants?id=acme\" class=\"app-link\">Tenant acme</a>"), "{html}");
+
+    // The job's page links to its key's list and to the application's page.
+    let (_, detail) = get(&app, &format!("/jobs/job/{}", acme[1])).await;
+    assert!(detail.contains("<a href=\"/jobs/key/tenant%3Aacme\">tenant:acme</a>"), "{detail}");
+    assert!(detail.contains("href=\"/tenants?id=acme\""), "{detail}");
+
+    // Search within a key's jobs; a key without jobs is an empty list.
+    let (_, found) = get(&app, &format!("/jobs/key/tenant%3Aacme?q=%23{}", acme[2])).await;
+    assert_eq!(found.matches("name=\"ids\"").count(), 1);
+    let (status, empty) = get(&app, "/jobs/key/tenant%3Anobody").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(empty.contains("No jobs."), "{empty}");
+
+    // An unknown single-job action changes nothing.
+    let (status, _) = post(&app, &format!("/jobs/job/{}/explode", acme[1]), "same-origin").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(store.get(acme[1]).await.unwrap().unwrap().state, JobState::Enqueued);
+});
+
+/// Enqueues `n` jobs with the concurrency key `key`.
+async fn enqueue_with_key(store: &JobStore, key: &str, n: usize) -> Vec<jobs::JobId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(store.enqueue(NewJob::new("nobody@1", i).concurrency_key(key)).await.unwrap());
+    }
+    ids
+}
