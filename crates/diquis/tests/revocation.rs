@@ -236,18 +236,19 @@ async fn a_revoked_token_is_refused_at_negotiate_however_it_is_spelled() {
     .await;
     assert_eq!(s, 200, "{b}");
     let negotiate = format!("{url}/hubs/notifications/negotiate?negotiateVersion=1");
-    let spellings: Vec<(&str, String, Vec<(&str, String)>)> = vec![
-        ("Bearer", negotiate.clone(), vec![("authorization", format!("Bearer {token}"))]),
-        ("BEARER", negotiate.clone(), vec![("authorization", format!("BEARER {token}"))]),
-        ("access_token", format!("{negotiate}&access_token={token}"), vec![]),
-        ("ACCESS_TOKEN", format!("{negotiate}&ACCESS_TOKEN={token}"), vec![]),
-        ("a quoted cookie", negotiate.clone(), vec![("cookie", format!("diquis_auth=\"{token}\""))]),
-        ("a cookie with a space", negotiate.clone(), vec![("cookie", format!("diquis_auth ={token}"))]),
+    // (what, added to the query, header name, header value)
+    let spellings = [
+        ("Bearer", String::new(), "authorization", format!("Bearer {token}")),
+        ("BEARER", String::new(), "authorization", format!("BEARER {token}")),
+        ("access_token", format!("&access_token={token}"), "", String::new()),
+        ("ACCESS_TOKEN", format!("&ACCESS_TOKEN={token}"), "", String::new()),
+        ("a quoted cookie", String::new(), "cookie", format!("diquis_auth=\"{token}\"")),
+        ("a cookie with a space", String::new(), "cookie", format!("diquis_auth ={token}")),
     ];
-    for (what, target, headers) in spellings {
-        let mut request = client().post(&target);
-        for (k, v) in headers {
-            request = request.header(k, v);
+    for (what, query, header, value) in spellings {
+        let mut request = client().post(format!("{negotiate}{query}"));
+        if !header.is_empty() {
+            request = request.header(header, value);
         }
         assert_eq!(request.send().await.unwrap().status(), 401, "{what}");
     }
