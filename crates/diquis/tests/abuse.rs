@@ -78,6 +78,46 @@ async fn a_flood_of_wrong_passwords_is_bounded_and_liveness_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_changes_verify_on_the_bounded_pool() {
+    // A signed-in user's password change checks the current password: on the same bounded pool
+    // as sign-ins, so a flood of them is refused with 503 instead of hashing without bound.
+    let db = TestDb::sqlite();
+    let settings = with(NO_LIMITS, &[("Security:PasswordHashing:MaxConcurrency", "1"), ("Security:PasswordHashing:QueueLimit", "0")]);
+    let app = start(&db, ProcessRole::All, &settings).await;
+    let url = app.url();
+    let token = login(&url, ADMIN_EMAIL, ADMIN_PASSWORD, "root").await;
+    let flood: Vec<_> = (0..32)
+        .map(|_| {
+            let (url, token) = (url.clone(), token.clone());
+            tokio::spawn(async move {
+                let r = client()
+                    .put(format!("{url}/api/personal/change-password"))
+                    .bearer_auth(token)
+                    .json(&json!({"password": "Wrong-passw0rd", "newPassword": "Newer1Passw0rd"}))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.headers().get(RETRY_AFTER).map(|v| v.to_str().unwrap().to_string()))
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    for f in flood {
+        match f.await.unwrap() {
+            (400, _) => {}
+            (503, retry) => {
+                busy += 1;
+                assert_eq!(retry.as_deref(), Some("1"), "503 carries Retry-After");
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(busy >= 1, "past one running check, password changes are refused at once");
+    assert_eq!(app.state.security.passwords.peak_running(), 1, "the checks ran on the pool, one at a time");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_lock_the_account_until_the_lockout_ends() {
     let db = TestDb::sqlite();
     let settings =

@@ -218,6 +218,43 @@ async fn a_reused_refresh_token_ends_its_whole_session() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_at_negotiate_however_it_is_spelled() {
+    // The connection layer takes the scheme and `access_token` in any letter case and a cookie
+    // value in quotes; each spelling of a revoked token must meet the revocation check.
+    let db = TestDb::sqlite();
+    let app = start(&db, ProcessRole::All, &[]).await;
+    let url = app.url();
+    let token = root_token(&url).await;
+    let other = root_token(&url).await;
+    let (s, b) = api(
+        Method::PUT,
+        &format!("{url}/api/personal/change-password"),
+        Some(&other),
+        Some(json!({"password": ADMIN_PASSWORD, "newPassword": "Changed1Passw0rd"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let negotiate = format!("{url}/hubs/notifications/negotiate?negotiateVersion=1");
+    // (what, added to the query, header name, header value)
+    let spellings = [
+        ("Bearer", String::new(), "authorization", format!("Bearer {token}")),
+        ("BEARER", String::new(), "authorization", format!("BEARER {token}")),
+        ("access_token", format!("&access_token={token}"), "", String::new()),
+        ("ACCESS_TOKEN", format!("&ACCESS_TOKEN={token}"), "", String::new()),
+        ("a quoted cookie", String::new(), "cookie", format!("diquis_auth=\"{token}\"")),
+        ("a cookie with a space", String::new(), "cookie", format!("diquis_auth ={token}")),
+    ];
+    for (what, query, header, value) in spellings {
+        let mut request = client().post(format!("{negotiate}{query}"));
+        if !header.is_empty() {
+            request = request.header(header, value);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{what}");
+    }
+    app.stop().await;
+}
+
 /// Signs in through the login form; returns the `Cookie` header of the session and its CSRF token.
 async fn browser_sign_in(url: &str) -> (String, String) {
     let browser = client();

@@ -13,7 +13,8 @@ pub fn hash(password: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `password` matches the PHC string `hash`. CPU-heavy: call from a blocking task.
+/// Whether `password` matches the PHC string `hash`. CPU-heavy: requests verify on the bounded
+/// pool instead (`crate::security::hashing::PasswordPool`).
 pub fn verify(hash: &str, password: &str) -> bool {
     match PasswordHash::new(hash) {
         Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
@@ -24,11 +25,6 @@ pub fn verify(hash: &str, password: &str) -> bool {
 /// Hashes on the blocking pool.
 pub async fn hash_async(password: String) -> String {
     tokio::task::spawn_blocking(move || hash(&password)).await.unwrap_or_default()
-}
-
-/// Verifies on the blocking pool.
-pub async fn verify_async(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || verify(&hash, &password)).await.unwrap_or(false)
 }
 
 /// Why a password is too weak, or `None` if it is acceptable: at least 8 characters, with a

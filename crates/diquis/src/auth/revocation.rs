@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Identity;
 use super::jwt::TokenError;
-use super::session::{AUTH_COOKIE, cookie};
+use super::session::AUTH_COOKIE;
 use super::tokens::tenant_is_usable;
 use super::users::new_security_stamp;
 use crate::db::{Db, Tx};
@@ -334,26 +334,15 @@ pub async fn revoke_tenant_in(tx: &mut Tx, tenant_id: &str) -> Result<(), sqlx::
     Ok(())
 }
 
-/// Middleware of the hub endpoint: the token a hub request authenticates with (Bearer header,
-/// `access_token` query, else the session cookie) must not be revoked. The hub's authenticator
-/// checks signature and lifetime; this adds the database check, which it cannot make (it is
-/// synchronous).
+/// Middleware of the hub endpoint: no token a hub request carries (Bearer header, `access_token`
+/// query, session cookie) may be revoked. The hub's authenticator checks signature and lifetime;
+/// this adds the database check, which it cannot make (it is synchronous). Every candidate is
+/// read as the connection layer reads it (the scheme and the query key in any letter case, the
+/// query key percent-decoded, a cookie value in quotes or with spaces around `=`), so no spelling
+/// of a revoked token reaches the layer unchecked.
 pub async fn hub_gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(|t| t.trim().to_string());
-    let query_token = || {
-        request.uri().query().and_then(|q| {
-            q.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == "access_token").map(|(_, v)| percent_decode(v))
-        })
-    };
-    let token = bearer.or_else(query_token).or_else(|| cookie(headers, AUTH_COOKIE));
-    if let Some(token) = token
-        && let Ok(identity) = state.jwt.validate(&token)
-    {
+    for token in hub_tokens(&request) {
+        let Ok(identity) = state.jwt.validate(&token) else { continue };
         match state.revocations.check(&identity).await {
             Ok(()) => {}
             Err(TokenError::Unavailable) => {
@@ -363,6 +352,36 @@ pub async fn hub_gate(State(state): State<AppState>, request: Request, next: Nex
         }
     }
     next.run(request).await
+}
+
+/// Every token a hub request carries, wherever the connection layer could take it from.
+fn hub_tokens(request: &Request) -> Vec<String> {
+    let headers = request.headers();
+    let mut tokens = Vec::new();
+    for value in headers.get_all(axum::http::header::AUTHORIZATION).iter().filter_map(|v| v.to_str().ok()) {
+        if let Some((scheme, token)) = value.trim().split_once(' ')
+            && scheme.eq_ignore_ascii_case("bearer")
+            && !token.trim().is_empty()
+        {
+            tokens.push(token.trim().to_string());
+        }
+    }
+    if let Some(query) = request.uri().query() {
+        for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            if percent_decode(key).eq_ignore_ascii_case("access_token") {
+                tokens.push(percent_decode(value));
+            }
+        }
+    }
+    for pair in headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')) {
+        if let Some((name, value)) = pair.trim().split_once('=')
+            && name.trim() == AUTH_COOKIE
+        {
+            let value = value.trim();
+            tokens.push(value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value).to_string());
+        }
+    }
+    tokens
 }
 
 /// A query value as a browser encodes it (`+` is a space).
@@ -522,6 +541,20 @@ mod tests {
         assert_eq!(text, r#"{"kind":"session","userId":"u","sessionId":"s"}"#);
         assert_eq!(serde_json::from_str::<Revocation>(&text).unwrap(), r);
         assert!(serde_json::from_str::<Revocation>(r#"{"kind":"other"}"#).is_err());
+    }
+
+    #[test]
+    fn hub_tokens_are_read_as_the_connection_layer_reads_them() {
+        let request = Request::builder()
+            .uri("/hubs/notifications?id=x&ACCESS%5FTOKEN=q1&access_token=q%2E2")
+            .header("authorization", "BEARER  h1 ")
+            .header("cookie", "a=1; diquis_auth =\"c1\"; diquis_auth=c2")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(hub_tokens(&request), ["h1", "q1", "q.2", "c1", "c2"]);
+        let none =
+            Request::builder().uri("/hubs/notifications").header("authorization", "Basic x").body(axum::body::Body::empty()).unwrap();
+        assert!(hub_tokens(&none).is_empty());
     }
 
     #[test]

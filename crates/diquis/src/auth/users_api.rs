@@ -233,7 +233,10 @@ pub async fn change_own_password(
     }
     let user =
         users::find_by_id(&state.db, &identity.user_id).await?.ok_or_else(|| ApiError::unauthorized("The token has been revoked."))?;
-    if !password::verify_async(user.password_hash.clone(), current).await {
+    // On the bounded hashing pool, like sign-ins: a flood of password changes is refused (503)
+    // rather than run one Argon2 work area per request.
+    let matches = state.security.passwords.verify(user.password_hash.clone(), current).await.map_err(|_| ApiError::busy())?;
+    if !matches {
         return Err(ApiError::validation(vec!["'password' is not the current password.".into()]));
     }
     set_password(state, &user.id, new).await?;

@@ -167,7 +167,11 @@ pub async fn change_password(
                 .iter()
                 .map(|m| m.replace("'newPassword'", "The new password").replace("'password'", "The current password"))
                 .collect();
-            (e.status, Html(password_page(&identity, &messages, false, state.role.serves_web()))).into_response()
+            let mut r = (e.status, Html(password_page(&identity, &messages, false, state.role.serves_web()))).into_response();
+            if e.status == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            }
+            r
         }
     }
 }
