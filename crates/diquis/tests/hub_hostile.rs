@@ -1,7 +1,8 @@
 //! The notification hub against hostile clients, with raw clients (reqwest, tokio-tungstenite):
 //! a tenant user holding root's connection token gets 403 on every transport and changes
 //! nothing; POSTs to a never-started connection are bounded and dropped with it; connections
-//! per user are limited; 600 pipelined calls are all answered (`SignalR:*` keys configure it).
+//! per user are limited; 600 pipelined calls are all answered over WebSockets, long polling and
+//! SSE (`SignalR:*` keys configure it).
 
 mod common;
 
@@ -181,6 +182,78 @@ async fn six_hundred_pipelined_calls_are_all_answered() {
         }
     }
     assert!(reply_bytes > 64 * 1024, "the replies ({reply_bytes} bytes) must pass the send buffer");
+    app.stop().await;
+}
+
+/// The same 600 calls in one POST, over long polling and over Server-Sent Events: the hub takes
+/// them as the client drains the replies (which pass the 64 KiB outbound buffer), every one is
+/// answered, and the POST gets 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_hundred_pipelined_calls_in_one_post_are_all_answered() {
+    let db = TestDb::sqlite();
+    let app = start(&db, ProcessRole::All, &[]).await;
+    let url = app.url();
+    let root = root_token(&url).await;
+    let http = client();
+    let mut frame = String::new();
+    for i in 0..600 {
+        frame.push_str(
+            &json!({"type":1,"invocationId":i.to_string(),"target":"NoSuchMethodPaddedName","arguments":["0123456789"]}).to_string(),
+        );
+        frame.push('\u{1e}');
+    }
+    assert!(frame.len() > 50_000 && frame.len() < 64 * 1024, "{}", frame.len());
+    for sse in [false, true] {
+        let target = format!("{url}{HUB}?id={}", negotiate(&url, &root).await);
+        let mut stream = None;
+        if sse {
+            let response = http.get(&target).bearer_auth(&root).header("accept", "text/event-stream").send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            stream = Some(response);
+        } else {
+            assert_eq!(http.get(&target).bearer_auth(&root).send().await.unwrap().status(), 200);
+        }
+        let handshake = http.post(&target).bearer_auth(&root).body("{\"protocol\":\"json\",\"version\":1}\u{1e}").send().await.unwrap();
+        assert_eq!(handshake.status(), 200);
+        let post = tokio::spawn({
+            let (http, target, root, frame) = (http.clone(), target.clone(), root.clone(), frame.clone());
+            async move { http.post(&target).bearer_auth(&root).body(frame).send().await.unwrap().status() }
+        });
+        let mut answered = HashSet::new();
+        let mut reply_bytes = 0;
+        let mut raw = String::new();
+        while answered.len() < 600 {
+            // Long polling: each poll's body is whole messages. SSE: events carry `data: ` lines.
+            let payload = match stream.as_mut() {
+                None => {
+                    let poll = http.get(&target).bearer_auth(&root).send().await.unwrap();
+                    assert_eq!(poll.status(), 200);
+                    poll.text().await.unwrap()
+                }
+                Some(stream) => {
+                    let chunk = tokio::time::timeout(Duration::from_secs(30), stream.chunk()).await.unwrap().unwrap().expect("stream open");
+                    raw.push_str(&String::from_utf8_lossy(&chunk));
+                    let mut events = String::new();
+                    while let Some(end) = raw.find("\r\n\r\n") {
+                        let lines: Vec<&str> = raw[..end].split("\r\n").filter_map(|l| l.strip_prefix("data: ")).collect();
+                        events.push_str(&lines.join("\n"));
+                        raw.drain(..end + 4);
+                    }
+                    events
+                }
+            };
+            for part in payload.split('\u{1e}').filter(|p| !p.is_empty()) {
+                let value: Value = serde_json::from_str(part).unwrap();
+                if value["type"] == 3 {
+                    reply_bytes += part.len() + 1;
+                    assert!(value["error"].is_string(), "{value}");
+                    assert!(answered.insert(value["invocationId"].as_str().unwrap().to_string()), "{value}");
+                }
+            }
+        }
+        assert!(reply_bytes > 64 * 1024, "the replies ({reply_bytes} bytes) must pass the send buffer");
+        assert_eq!(tokio::time::timeout(Duration::from_secs(30), post).await.unwrap().unwrap(), 200);
+    }
     app.stop().await;
 }
 

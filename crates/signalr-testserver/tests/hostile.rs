@@ -1,6 +1,7 @@
 //! Hostile clients against the functional-test server, with raw clients: a connection token of
-//! `testuser` is useless to anyone else (long polling, SSE, WebSockets, stateful reconnect), and
-//! 600 pipelined calls in one frame are all answered.
+//! `testuser` is useless to anyone else (long polling, SSE, WebSockets, stateful reconnect);
+//! 600 pipelined calls in one frame or POST are all answered (WebSockets, long polling, SSE);
+//! POSTs to a never-started connection and connections per user are bounded.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -142,22 +143,133 @@ async fn long_polling_and_sse_tokens_are_useless_to_another_caller() {
     }
 }
 
-/// 600 calls in one 53 KB frame: every one answered, the connection stays.
+/// 600 calls in one frame of about 61 KB whose replies (error completions with the detailed
+/// message, about 96 KB) pass the 64 KiB outbound buffer: the finding dropped the connection
+/// without a close frame once they did.
+fn pipelined_calls() -> String {
+    let mut frame = String::new();
+    for i in 0..600 {
+        frame.push_str(&json!({"type":1,"invocationId":i.to_string(),"target":"ThrowException","arguments":["m".repeat(20)]}).to_string());
+        frame.push('\u{1e}');
+    }
+    assert!(frame.len() > 50_000 && frame.len() < 64 * 1024, "{}", frame.len());
+    frame
+}
+
+/// Collects the completions among `messages` into `answered`; returns their bytes.
+fn completions(messages: &[Value], answered: &mut HashSet<String>) -> usize {
+    let mut bytes = 0;
+    for message in messages.iter().filter(|m| m["type"] == 3) {
+        assert!(message["error"].as_str().is_some_and(|e| e.contains("mmmm")), "{message}");
+        assert!(answered.insert(message["invocationId"].as_str().unwrap().to_owned()), "{message}");
+        bytes += message.to_string().len() + 1;
+    }
+    bytes
+}
+
+/// 600 calls in one WebSocket frame: every one answered, the connection stays.
 #[tokio::test]
 async fn six_hundred_pipelined_calls_are_all_answered() {
     let addr = start().await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/testhub")).await.unwrap();
     ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\x1e")).await.unwrap();
-    let mut frame = String::new();
-    let text = "y".repeat(24);
-    for i in 0..600 {
-        frame.push_str(&json!({"type":1,"invocationId":i.to_string(),"target":"Echo","arguments":[text]}).to_string());
-        frame.push('\u{1e}');
-    }
-    assert!(frame.len() > 50_000 && frame.len() < 64 * 1024);
-    ws.send(Message::text(frame)).await.unwrap();
+    ws.send(Message::text(pipelined_calls())).await.unwrap();
     let mut messages = Vec::new();
     read_messages(&mut ws, &mut messages, 601).await;
-    let answered: HashSet<_> = messages.iter().filter(|m| m["type"] == 3).map(|m| m["invocationId"].as_str().unwrap().to_owned()).collect();
+    let mut answered = HashSet::new();
+    let bytes = completions(&messages, &mut answered);
     assert_eq!(answered.len(), 600);
+    assert!(bytes > 64 * 1024, "the replies ({bytes} bytes) must pass the outbound buffer");
+    // Still connected: one more call is answered.
+    ws.send(Message::text(format!("{}\x1e", json!({"type":1,"invocationId":"last","target":"Echo","arguments":["more"]})))).await.unwrap();
+    let mut more = Vec::new();
+    while !more.iter().any(|m: &Value| m["invocationId"] == "last") {
+        let wanted = more.len() + 1;
+        read_messages(&mut ws, &mut more, wanted).await;
+    }
+}
+
+/// The same 600 calls in one POST over long polling and over Server-Sent Events: the hub takes
+/// them as the client drains the replies, every one is answered, and the POST gets 200.
+#[tokio::test]
+async fn six_hundred_pipelined_calls_in_one_post_are_all_answered() {
+    let addr = start().await;
+    let http = reqwest::Client::new();
+    for sse in [false, true] {
+        let negotiated = negotiate(addr, None, "").await;
+        let url = format!("http://{addr}/testhub?id={}", negotiated["connectionToken"].as_str().unwrap());
+        let mut stream = None;
+        if sse {
+            let response = http.get(&url).header("accept", "text/event-stream").send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            stream = Some(response);
+        } else {
+            assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+        }
+        let handshake = http.post(&url).body("{\"protocol\":\"json\",\"version\":1}\x1e").send().await.unwrap();
+        assert_eq!(handshake.status(), 200);
+        let post = tokio::spawn({
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.post(&url).body(pipelined_calls()).send().await.unwrap().status() }
+        });
+        let mut answered = HashSet::new();
+        let mut bytes = 0;
+        let mut raw = String::new();
+        while answered.len() < 600 {
+            // Long polling: each poll's body is whole messages. SSE: events carry `data: ` lines.
+            let payload = match stream.as_mut() {
+                None => {
+                    let poll = http.get(&url).send().await.unwrap();
+                    assert_eq!(poll.status(), 200);
+                    poll.text().await.unwrap()
+                }
+                Some(stream) => {
+                    let chunk = tokio::time::timeout(HANG_GUARD, stream.chunk()).await.unwrap().unwrap().expect("stream open");
+                    raw.push_str(&String::from_utf8_lossy(&chunk));
+                    let mut events = String::new();
+                    while let Some(end) = raw.find("\r\n\r\n") {
+                        let lines: Vec<&str> = raw[..end].split("\r\n").filter_map(|l| l.strip_prefix("data: ")).collect();
+                        events.push_str(&lines.join("\n"));
+                        raw.drain(..end + 4);
+                    }
+                    events
+                }
+            };
+            let messages: Vec<Value> =
+                payload.split('\u{1e}').filter(|p| !p.is_empty()).map(|p| serde_json::from_str(p).unwrap()).collect();
+            bytes += completions(&messages, &mut answered);
+        }
+        assert!(bytes > 64 * 1024, "the replies ({bytes} bytes) must pass the outbound buffer");
+        assert_eq!(tokio::time::timeout(HANG_GUARD, post).await.unwrap().unwrap(), 200);
+    }
+}
+
+/// The finding: 8,000 POSTs of 65,000 bytes to a never-started connection were all accepted.
+/// Now the connection holds one (`ApplicationMaxBufferSize`, 64 KiB) and refuses the rest with
+/// 429; and `testuser` holds at most 100 connections (`max_connections_per_user`), on
+/// negotiate and on a WebSocket without negotiate.
+#[tokio::test]
+async fn never_started_posts_and_connections_per_user_are_bounded() {
+    let addr = start().await;
+    let http = reqwest::Client::new();
+    let negotiated = negotiate(addr, None, "").await;
+    let url = format!("http://{addr}/testhub?id={}", negotiated["connectionToken"].as_str().unwrap());
+    let body = vec![b'x'; 65_000];
+    assert_eq!(http.post(&url).body(body.clone()).send().await.unwrap().status(), 200);
+    for _ in 0..20 {
+        assert_eq!(http.post(&url).body(body.clone()).send().await.unwrap().status(), 429);
+    }
+    // Over the 64 KiB inbound limit: refused outright.
+    assert_eq!(http.post(&url).body(vec![b'x'; 70_000]).send().await.unwrap().status(), 413);
+
+    let token = jwt(addr).await;
+    for _ in 0..100 {
+        negotiate(addr, Some(&token), "").await;
+    }
+    let refused = http.post(format!("http://{addr}/testhub/negotiate?negotiateVersion=1")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.text().await.unwrap(), "Too many connections for this user.");
+    assert_eq!(ws_status(&format!("ws://{addr}/testhub?access_token={token}")).await, 429);
+    // Anonymous callers count only against the node's limit.
+    assert_eq!(ws_status(&format!("ws://{addr}/testhub")).await, 101);
 }
