@@ -69,12 +69,20 @@ function jsonFrame(msg) {
     return `${JSON.stringify({ type: 1, target: "Message", arguments: [msg] })}\x1e`;
 }
 
+/** Subscribers of `channel` on one cluster node: `PUBSUB NUMSUB` (classic, that node's own
+ * subscribers) or `PUBSUB SHARDNUMSUB` (sharded). */
+async function subscribersOn(node, channel, sharded) {
+    const out = (await node.cli(["PUBSUB", sharded ? "SHARDNUMSUB" : "NUMSUB", channel])).trim().split("\n");
+    return Number.parseInt(out[1], 10);
+}
+
 /** The Redis setups the multi-node tests run on: one server, and a 3-primary cluster (each
  * primary with a replica) in classic and in sharded Pub/Sub mode. */
 const SETUPS = [
     { nodeCount: 2, label: "2 nodes" },
     { nodeCount: 3, label: "3 nodes" },
     { nodeCount: 2, label: "2 nodes on a 3-primary Redis Cluster (classic Pub/Sub)", cluster: true },
+    { nodeCount: 2, label: "2 nodes on a 3-primary Redis Cluster (sharded Pub/Sub)", cluster: true, sharded: true },
 ];
 
 for (const { nodeCount, label, cluster, sharded } of SETUPS) {
@@ -246,6 +254,32 @@ for (const { nodeCount, label, cluster, sharded } of SETUPS) {
             assert.ok(!/^-?\d+$/.test(missing.text.trim()), `an error text, got ${JSON.stringify(missing.text)}`);
         });
 
+        if (sharded) {
+            it("PUBSUB SHARDNUMSUB shows every channel on its own shard only, under .NET's channel names", TEST_TIMEOUT, async () => {
+                await openPeers();
+                await peers[0].invoke("JoinGroup", "sharded-team");
+                await peers[3].invoke("JoinGroup", "sharded-team");
+                const base = `${prefix}${TEST_HUB_WIRE_NAME}`;
+                const expected = [
+                    [`${base}:all`, nodeCount],
+                    [`${base}:group:sharded-team`, 2],
+                    ...peers.map((p) => [`${base}:connection:${p.id}`, 1]),
+                ];
+                const primaries = await redis.primaries();
+                const shardsUsed = new Set();
+                for (const [channel, count] of expected) {
+                    const owner = await redis.primaryFor(channel);
+                    shardsUsed.add(owner.port);
+                    assert.equal(await subscribersOn(owner, channel, true), count, `${channel} on its shard`);
+                    assert.equal(await subscribersOn(owner, channel, false), 0, `${channel}: no classic subscription`);
+                    for (const other of primaries.filter((n) => n !== owner)) {
+                        assert.equal(await subscribersOn(other, channel, true), 0, `${channel} is not on ${other.port}`);
+                    }
+                }
+                assert.ok(shardsUsed.size > 1, "the channels are spread over several shards");
+            });
+        }
+
         it("the publisher-only process reaches clients on every node (all, group, user)", TEST_TIMEOUT, async () => {
             await openPeers();
             const common = ["--redis", redis.connectionString, "--channel-prefix", prefix,
@@ -376,14 +410,7 @@ describe("Redis backplane: Sentinel, primary killed (SIGKILL) under traffic", ()
     });
 });
 
-/** Subscribers of `channel` on one cluster node: `PUBSUB NUMSUB` (classic, that node's own
- * subscribers) or `PUBSUB SHARDNUMSUB` (sharded). */
-async function subscribersOn(node, channel, sharded) {
-    const out = (await node.cli(["PUBSUB", sharded ? "SHARDNUMSUB" : "NUMSUB", channel])).trim().split("\n");
-    return Number.parseInt(out[1], 10);
-}
-
-for (const sharded of [false]) {
+for (const sharded of [false, true]) {
     describe(`Redis backplane: Redis Cluster (${sharded ? "sharded" : "classic"} Pub/Sub), a shard's primary killed (SIGKILL) under traffic`, () => {
         let cluster;
         let nodes = [];

@@ -126,6 +126,10 @@ pub struct LinkOptions {
     /// The channel every node subscribes to (the hub's `all` channel); its subscriber count
     /// tells when the fleet is back after an outage. Set by the lifetime manager.
     pub presence_channel: Option<String>,
+    /// Sharded Pub/Sub (Redis 7+, `SSUBSCRIBE`/`SPUBLISH`, RESP3 subscriber connections): on a
+    /// cluster, a message is handled only by the shard that owns its channel. Every node of the
+    /// fleet must use it (a .NET node or a classic node does not see sharded messages).
+    pub sharded: bool,
 }
 
 impl LinkOptions {
@@ -144,6 +148,7 @@ impl LinkOptions {
             hung_connection_limit: Duration::from_secs(30),
             resubscribe_grace: Duration::from_secs(5),
             presence_channel: None,
+            sharded: false,
         }
     }
 }
@@ -1125,7 +1130,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
             };
             let mut pipe = redis::pipe();
             for outgoing in &batch {
-                pipe.cmd("PUBLISH").arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
+                pipe.cmd(if options.sharded { "SPUBLISH" } else { "PUBLISH" }).arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
             }
             match pipe.query_async::<Vec<i64>>(&mut connection).await {
                 Ok(counts) => {
@@ -1139,7 +1144,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                         }
                     }
                 }
-                Err(error) if is_server_refusal(&error) => {
+                Err(error) if is_server_refusal(&error) && error.redirect_node().is_none() => {
                     tracing::error!(%error, count = batch.len(), "backplane: Redis refused PUBLISH; messages dropped");
                     shared.counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for outgoing in batch {
@@ -1259,11 +1264,74 @@ async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection,
     }
 }
 
-async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Result<redis::aio::PubSub, String> {
+/// The subscribing side of a subscriber connection: classic (RESP2 `SUBSCRIBE`) or sharded
+/// (RESP3 `SSUBSCRIBE`, one command per channel so that each is answered by one confirmation).
+enum SubSink {
+    Classic(PubSubSink),
+    Sharded(MultiplexedConnection),
+}
+
+/// The receiving side of a subscriber connection.
+enum SubStream {
+    Classic(redis::aio::PubSubStream),
+    Sharded(mpsc::UnboundedReceiver<redis::PushInfo>),
+}
+
+impl SubSink {
+    async fn subscribe(&mut self, channels: &[&str]) -> Result<(), redis::RedisError> {
+        match self {
+            Self::Classic(sink) => sink.subscribe(channels).await,
+            Self::Sharded(connection) => Self::sharded(connection, "SSUBSCRIBE", channels).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channels: &[&str]) -> Result<(), redis::RedisError> {
+        match self {
+            Self::Classic(sink) => sink.unsubscribe(channels).await,
+            Self::Sharded(connection) => Self::sharded(connection, "SUNSUBSCRIBE", channels).await,
+        }
+    }
+
+    async fn sharded(connection: &mut MultiplexedConnection, command: &str, channels: &[&str]) -> Result<(), redis::RedisError> {
+        let mut pipe = redis::pipe();
+        for channel in channels {
+            pipe.cmd(command).arg(*channel);
+        }
+        let _: Vec<redis::Value> = pipe.query_async(connection).await?;
+        Ok(())
+    }
+
+    async fn ping(&mut self) -> Result<redis::Value, redis::RedisError> {
+        match self {
+            Self::Classic(sink) => sink.ping().await,
+            Self::Sharded(connection) => redis::cmd("PING").query_async(connection).await,
+        }
+    }
+}
+
+async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Result<(SubSink, SubStream), String> {
     let mut last = String::from("no endpoint configured");
     for client in topology.servers(options).await.map_err(|error| format!("subscriber: {error}"))? {
+        if options.sharded {
+            let info = client.get_connection_info().clone();
+            let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+            let resp3 = Client::open(info.set_redis_settings(settings)).map_err(|error| format!("subscriber: {}", describe(&error)))?;
+            let (push_tx, push_rx) = mpsc::unbounded_channel();
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(options.config.connect_timeout))
+                .set_response_timeout(None)
+                .set_push_sender(push_tx);
+            match resp3.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(connection) => return Ok((SubSink::Sharded(connection), SubStream::Sharded(push_rx))),
+                Err(error) => last = format!("subscriber: {}", describe(&error)),
+            }
+            continue;
+        }
         match tokio::time::timeout(options.config.connect_timeout, client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => return Ok(pubsub),
+            Ok(Ok(pubsub)) => {
+                let (sink, stream) = pubsub.split();
+                return Ok((SubSink::Classic(sink), SubStream::Classic(stream)));
+            }
             Ok(Err(error)) => last = format!("subscriber: {}", describe(&error)),
             Err(_) => last = "subscriber: connect timed out".to_string(),
         }
@@ -1296,7 +1364,7 @@ async fn run_subscriber(
             result = connect_subscriber(&topology, &options) => result,
         };
         let (mut sink, stream) = match pubsub {
-            Ok(pubsub) => pubsub.split(),
+            Ok(pubsub) => pubsub,
             Err(error) => {
                 tracing::warn!(%error, "backplane: cannot connect the subscriber to Redis; retrying");
                 shared.set_state(None, Some(false), Some(error));
@@ -1322,7 +1390,7 @@ async fn run_subscriber(
             }
         };
         // Re-issue every subscription before reporting the connection healthy.
-        let all: Vec<&String> = desired.iter().collect();
+        let all: Vec<&str> = desired.iter().map(String::as_str).collect();
         let mut failed = None;
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {
             let result = tokio::time::timeout(options.config.command_timeout, sink.subscribe(chunk)).await;
@@ -1378,7 +1446,7 @@ async fn run_subscriber(
 async fn serve_subscriptions(
     shared: &Shared,
     options: &LinkOptions,
-    sink: &mut PubSubSink,
+    sink: &mut SubSink,
     commands: &mut mpsc::UnboundedReceiver<SubCommand>,
     desired: &mut HashSet<String>,
     closed: &mut oneshot::Receiver<()>,
@@ -1417,11 +1485,11 @@ async fn serve_subscriptions(
             while end < batch.len() && matches!(batch[end], SubCommand::Subscribe(..)) == subscribing {
                 end += 1;
             }
-            let changed: Vec<String> = batch[start..end]
+            let changed: Vec<&str> = batch[start..end]
                 .iter()
                 .filter(|command| apply(desired, command))
                 .map(|command| match command {
-                    SubCommand::Subscribe(channel, _) | SubCommand::Unsubscribe(channel) => channel.clone(),
+                    SubCommand::Subscribe(channel, _) | SubCommand::Unsubscribe(channel) => channel.as_str(),
                 })
                 .collect();
             if !changed.is_empty() {
@@ -1463,12 +1531,12 @@ async fn serve_subscriptions(
 async fn keepalive(
     shared: &Shared,
     options: &LinkOptions,
-    sink: &mut PubSubSink,
+    sink: &mut SubSink,
     closed: &mut oneshot::Receiver<()>,
 ) -> Result<(), Option<String>> {
     let timeout = options.config.command_timeout;
     // A subscribed RESP2 connection answers PING with `["pong", ""]`.
-    let ping = sink.ping::<redis::Value>();
+    let ping = sink.ping();
     tokio::pin!(ping);
     let mut hung = false;
     let give_up = tokio::time::sleep(timeout.max(options.hung_connection_limit));
@@ -1506,16 +1574,32 @@ async fn keepalive(
 }
 
 /// Only reads and hands off: never decodes, never waits on the hub.
-async fn read_messages(
-    shared: Arc<Shared>,
-    mut stream: redis::aio::PubSubStream,
-    received: mpsc::Sender<Received>,
-    closed: oneshot::Sender<()>,
-) {
-    while let Some(message) = stream.next().await {
+async fn read_messages(shared: Arc<Shared>, mut stream: SubStream, received: mpsc::Sender<Received>, closed: oneshot::Sender<()>) {
+    loop {
+        let item = match &mut stream {
+            SubStream::Classic(stream) => match stream.next().await {
+                Some(message) => Received {
+                    channel: message.get_channel_name().to_owned(),
+                    payload: Bytes::copy_from_slice(message.get_payload_bytes()),
+                },
+                None => break,
+            },
+            SubStream::Sharded(pushes) => match pushes.recv().await {
+                None => break,
+                Some(push) if push.kind == redis::PushKind::Disconnection => break,
+                Some(push) if push.kind == redis::PushKind::SMessage || push.kind == redis::PushKind::Message => {
+                    let mut data = push.data.into_iter();
+                    let (Some(redis::Value::BulkString(channel)), Some(redis::Value::BulkString(payload))) = (data.next(), data.next())
+                    else {
+                        continue;
+                    };
+                    Received { channel: String::from_utf8_lossy(&channel).into_owned(), payload: Bytes::from(payload) }
+                }
+                // Confirmations of our own (un)subscriptions.
+                Some(_) => continue,
+            },
+        };
         shared.counters.received.fetch_add(1, Ordering::Relaxed);
-        let item =
-            Received { channel: message.get_channel_name().to_owned(), payload: Bytes::copy_from_slice(message.get_payload_bytes()) };
         if let Err(mpsc::error::TrySendError::Full(_)) = received.try_send(item) {
             let dropped = shared.counters.receive_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
