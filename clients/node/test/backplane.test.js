@@ -8,6 +8,8 @@
 // * a client result across nodes (`/clientresult/{id}` on another node than the connection);
 // * the publisher-only process (crates/signalr-redis/examples/publish.rs) reaching every node;
 // * Sentinel: the primary killed (SIGKILL) under traffic, the nodes follow the failover;
+// * a 3-primary Redis Cluster with replicas, classic and sharded Pub/Sub: the multi-node tests
+//   above, PUBSUB SHARDNUMSUB per shard, and a shard's primary killed under traffic;
 // * Redis killed (SIGKILL) and restarted under traffic; Redis absent at start; garbage and
 //   truncated envelopes published straight onto the subscribed channels.
 //

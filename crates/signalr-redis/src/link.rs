@@ -12,6 +12,11 @@
 //!   which also re-issues every SUBSCRIBE after a reconnect.
 //!
 //! Both reconnect with capped, jittered exponential backoff. Construction never waits for Redis.
+//!
+//! On a Redis Cluster (found with `INFO cluster` before the first message goes out) there is one
+//! such pair per shard (`ServerLink`), each channel going to the shard owning its hash slot
+//! (see [`crate::cluster`]); with sharded Pub/Sub the subscriber speaks RESP3 and uses
+//! `SSUBSCRIBE`, the publisher `SPUBLISH`.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
