@@ -22,10 +22,13 @@ function uniquePrefix(label) {
     return `bp-${label}-${crypto.randomBytes(4).toString("hex")}-`;
 }
 
-/** Starts a testserver node on `redis` (a RedisServer or a connection string) with `prefix`. */
-function startNode(redis, prefix) {
+/**
+ * Starts a testserver node on `redis` (a RedisServer, a RedisCluster or a connection string) with
+ * `prefix`; `sharded`: sharded Pub/Sub on a cluster (`--redis-sharded`).
+ */
+function startNode(redis, prefix, { sharded = false } = {}) {
     const connectionString = typeof redis === "string" ? redis : redis.connectionString;
-    return startTestServer(["--redis", connectionString, "--channel-prefix", prefix]);
+    return startTestServer(["--redis", connectionString, "--channel-prefix", prefix, ...(sharded ? ["--redis-sharded"] : [])]);
 }
 
 /** Path of the publisher-only example binary (`cargo build --release -p signalr-redis --example publish`). */

@@ -248,4 +248,84 @@ class RedisSentinelGroup {
     }
 }
 
-module.exports = { RedisSentinelGroup, RedisServer, freePort, redisCli, until };
+/**
+ * A Redis Cluster on free ports: `primaries` shards, each with `replicasPerPrimary` replicas
+ * (`redis-cli --cluster create`), a node declared failed after 1 s (`cluster-node-timeout`).
+ * `connectionString` lists every node, as a .NET application would write it.
+ */
+class RedisCluster {
+    constructor(nodes) {
+        this.nodes = nodes;
+    }
+
+    static async start({ primaries = 3, replicasPerPrimary = 1 } = {}) {
+        const nodes = [];
+        const count = primaries * (1 + replicasPerPrimary);
+        try {
+            for (let i = 0; i < count; i++) {
+                const node = await RedisServer.create({ args: [
+                    "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+                    // A replica takes over however long it was out of touch with its primary.
+                    "--cluster-replica-validity-factor", "0",
+                ] });
+                node.args.push("--cluster-config-file", path.join(node.dir, `nodes-${node.port}.conf`));
+                await node.start();
+                nodes.push(node);
+            }
+            await redisCli(nodes[0].port, ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`),
+                "--cluster-replicas", String(replicasPerPrimary), "--cluster-yes"]);
+            const cluster = new RedisCluster(nodes);
+            await until(async () => {
+                for (const node of cluster.running()) {
+                    const info = await node.cli(["CLUSTER", "INFO"]);
+                    if (!/cluster_state:ok/.test(info) || !/cluster_slots_ok:16384/.test(info)) {
+                        return false;
+                    }
+                }
+                const slots = await cluster.slots();
+                return new Set(slots.map((r) => r.primaryPort)).size === primaries
+                    && slots.every((r) => r.replicaPorts.length === replicasPerPrimary);
+            }, "the cluster serves every slot, every primary with its replicas");
+            return cluster;
+        } catch (err) {
+            await Promise.allSettled(nodes.map((n) => n.stop()));
+            throw err;
+        }
+    }
+
+    get connectionString() {
+        return this.nodes.map((n) => `127.0.0.1:${n.port}`).join(",");
+    }
+
+    /** The nodes whose process is running. */
+    running() {
+        return this.nodes.filter((n) => n.child);
+    }
+
+    /** `CLUSTER SLOTS` as [{ start, end, primaryPort, replicaPorts }], from a running node. */
+    async slots() {
+        const out = (await this.running()[0].cli(["--json", "CLUSTER", "SLOTS"])).trim();
+        return JSON.parse(out).map((range) => ({
+            start: range[0], end: range[1], primaryPort: range[2][1], replicaPorts: range.slice(3).map((r) => r[1]),
+        }));
+    }
+
+    /** The running primaries (RedisServer), as the cluster reports them. */
+    async primaries() {
+        const ports = new Set((await this.slots()).map((r) => r.primaryPort));
+        return this.nodes.filter((n) => ports.has(n.port));
+    }
+
+    /** The node (RedisServer) that is primary for `key`'s slot. */
+    async primaryFor(key) {
+        const slot = Number.parseInt((await this.running()[0].cli(["CLUSTER", "KEYSLOT", key])).trim(), 10);
+        const range = (await this.slots()).find((r) => r.start <= slot && slot <= r.end);
+        return this.nodes.find((n) => n.port === range.primaryPort);
+    }
+
+    async stop() {
+        await Promise.allSettled(this.nodes.map((n) => n.stop()));
+    }
+}
+
+module.exports = { RedisCluster, RedisSentinelGroup, RedisServer, freePort, redisCli, until };

@@ -8,6 +8,8 @@
 // * a client result across nodes (`/clientresult/{id}` on another node than the connection);
 // * the publisher-only process (crates/signalr-redis/examples/publish.rs) reaching every node;
 // * Sentinel: the primary killed (SIGKILL) under traffic, the nodes follow the failover;
+// * a 3-primary Redis Cluster with replicas, classic and sharded Pub/Sub: the multi-node tests
+//   above, PUBSUB SHARDNUMSUB per shard, and a shard's primary killed under traffic;
 // * Redis killed (SIGKILL) and restarted under traffic; Redis absent at start; garbage and
 //   truncated envelopes published straight onto the subscribed channels.
 //
@@ -18,7 +20,7 @@ const { describe, it, before, after, afterEach } = require("node:test");
 const assert = require("node:assert/strict");
 
 const { ConnectionScope, httpGet, within } = require("../lib/client");
-const { RedisSentinelGroup, RedisServer, until } = require("../lib/redis");
+const { RedisCluster, RedisSentinelGroup, RedisServer, until } = require("../lib/redis");
 const {
     RECOVERY_MS,
     TEST_HUB_WIRE_NAME,
@@ -69,8 +71,24 @@ function jsonFrame(msg) {
     return `${JSON.stringify({ type: 1, target: "Message", arguments: [msg] })}\x1e`;
 }
 
-for (const nodeCount of [2, 3]) {
-    describe(`Redis backplane: ${nodeCount} nodes, official client`, () => {
+/** Subscribers of `channel` on one cluster node: `PUBSUB NUMSUB` (classic, that node's own
+ * subscribers) or `PUBSUB SHARDNUMSUB` (sharded). */
+async function subscribersOn(node, channel, sharded) {
+    const out = (await node.cli(["PUBSUB", sharded ? "SHARDNUMSUB" : "NUMSUB", channel])).trim().split("\n");
+    return Number.parseInt(out[1], 10);
+}
+
+/** The Redis setups the multi-node tests run on: one server, and a 3-primary cluster (each
+ * primary with a replica) in classic and in sharded Pub/Sub mode. */
+const SETUPS = [
+    { nodeCount: 2, label: "2 nodes" },
+    { nodeCount: 3, label: "3 nodes" },
+    { nodeCount: 2, label: "2 nodes on a 3-primary Redis Cluster (classic Pub/Sub)", cluster: true },
+    { nodeCount: 2, label: "2 nodes on a 3-primary Redis Cluster (sharded Pub/Sub)", cluster: true, sharded: true },
+];
+
+for (const { nodeCount, label, cluster, sharded } of SETUPS) {
+    describe(`Redis backplane: ${label}, official client`, () => {
         let redis;
         let nodes = [];
         let prefix;
@@ -79,10 +97,14 @@ for (const nodeCount of [2, 3]) {
         let peers;
 
         before(async () => {
-            redis = await RedisServer.create();
-            await redis.start();
-            prefix = uniquePrefix(`n${nodeCount}`);
-            nodes = await Promise.all(Array.from({ length: nodeCount }, () => startNode(redis, prefix)));
+            if (cluster) {
+                redis = await RedisCluster.start();
+            } else {
+                redis = await RedisServer.create();
+                await redis.start();
+            }
+            prefix = uniquePrefix(`n${nodeCount}${cluster ? "c" : ""}${sharded ? "s" : ""}`);
+            nodes = await Promise.all(Array.from({ length: nodeCount }, () => startNode(redis, prefix, { sharded })));
         });
         after(async () => {
             await stopAll(nodes, redis);
@@ -234,10 +256,36 @@ for (const nodeCount of [2, 3]) {
             assert.ok(!/^-?\d+$/.test(missing.text.trim()), `an error text, got ${JSON.stringify(missing.text)}`);
         });
 
+        if (sharded) {
+            it("PUBSUB SHARDNUMSUB shows every channel on its own shard only, under .NET's channel names", TEST_TIMEOUT, async () => {
+                await openPeers();
+                await peers[0].invoke("JoinGroup", "sharded-team");
+                await peers[3].invoke("JoinGroup", "sharded-team");
+                const base = `${prefix}${TEST_HUB_WIRE_NAME}`;
+                const expected = [
+                    [`${base}:all`, nodeCount],
+                    [`${base}:group:sharded-team`, 2],
+                    ...peers.map((p) => [`${base}:connection:${p.id}`, 1]),
+                ];
+                const primaries = await redis.primaries();
+                const shardsUsed = new Set();
+                for (const [channel, count] of expected) {
+                    const owner = await redis.primaryFor(channel);
+                    shardsUsed.add(owner.port);
+                    assert.equal(await subscribersOn(owner, channel, true), count, `${channel} on its shard`);
+                    assert.equal(await subscribersOn(owner, channel, false), 0, `${channel}: no classic subscription`);
+                    for (const other of primaries.filter((n) => n !== owner)) {
+                        assert.equal(await subscribersOn(other, channel, true), 0, `${channel} is not on ${other.port}`);
+                    }
+                }
+                assert.ok(shardsUsed.size > 1, "the channels are spread over several shards");
+            });
+        }
+
         it("the publisher-only process reaches clients on every node (all, group, user)", TEST_TIMEOUT, async () => {
             await openPeers();
             const common = ["--redis", redis.connectionString, "--channel-prefix", prefix,
-                "--hub", TEST_HUB_WIRE_NAME, "--target", "Message"];
+                "--hub", TEST_HUB_WIRE_NAME, "--target", "Message", ...(sharded ? ["--sharded"] : [])];
             const out = await runPublish([...common, "--arg", "hello from the jobs process"]);
             assert.match(out, /published/);
             await Promise.all(peers.map((p) => p.received("hello from the jobs process")));
@@ -363,6 +411,52 @@ describe("Redis backplane: Sentinel, primary killed (SIGKILL) under traffic", ()
         assert.equal(await newPrimary.numsub(allChannel), 0, "no node is left subscribed on the demoted primary");
     });
 });
+
+for (const sharded of [false, true]) {
+    describe(`Redis backplane: Redis Cluster (${sharded ? "sharded" : "classic"} Pub/Sub), a shard's primary killed (SIGKILL) under traffic`, () => {
+        let cluster;
+        let nodes = [];
+        const scope = new ConnectionScope();
+        let allChannel;
+
+        before(async () => {
+            cluster = await RedisCluster.start();
+            const prefix = uniquePrefix(sharded ? "cluster-sharded" : "cluster");
+            allChannel = `${prefix}${TEST_HUB_WIRE_NAME}:all`;
+            nodes = await Promise.all([startNode(cluster, prefix, { sharded }), startNode(cluster, prefix, { sharded })]);
+        });
+        after(async () => {
+            await scope.dispose();
+            await Promise.allSettled(nodes.map((n) => n.stop()));
+            if (cluster) {
+                await cluster.stop();
+            }
+        });
+
+        it("the nodes follow the failover to the replica; every message arrives, no client disconnects", TEST_TIMEOUT, async () => {
+            const peers = await twoByTwo(scope, nodes);
+            const primary = await cluster.primaryFor(allChannel);
+            assert.equal(await subscribersOn(primary, allChannel, sharded), 2, "both nodes subscribe on the primary of the channel's slot");
+            let promoted;
+            await nothingLostThrough(async () => {
+                await primary.kill();
+                await until(async () => {
+                    promoted = await cluster.primaryFor(allChannel);
+                    return promoted !== primary;
+                }, "the cluster promotes the replica", RECOVERY_MS);
+            }, peers);
+            assert.equal(await subscribersOn(promoted, allChannel, sharded), 2, "both nodes subscribe on the promoted replica");
+
+            // Every kind of send still crosses nodes, and so does a client result.
+            const [a1, , b1] = peers.everyone;
+            await b1.invoke("SendToConnection", a1.id, "direct after failover");
+            await a1.received("direct after failover");
+            a1.connection.on("Result", () => 7);
+            const response = await within(httpGet(`${nodes[1].url}/clientresult/${a1.id}`), "/clientresult");
+            assert.equal(response.text, "7");
+        });
+    });
+}
 
 describe("Redis backplane: Redis killed (SIGKILL) and restarted under traffic", () => {
     let redis;

@@ -216,7 +216,8 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         Some(cs) => {
             let options = signalr_redis::RedisBackplaneOptions::from_connection_string(cs, HUB_NAME)
                 .map_err(signalr_redis::ConnectError::from)?
-                .with_channel_prefix(settings.channel_prefix.clone());
+                .with_channel_prefix(settings.channel_prefix.clone())
+                .with_sharded_pub_sub(settings.redis_sharded);
             let manager = Arc::new(signalr_redis::RedisHubLifetimeManager::new(options).map_err(signalr_redis::ConnectError::from)?);
             (manager.clone() as Arc<dyn HubLifetimeManager>, Backplane::Redis(manager))
         }

@@ -3,7 +3,13 @@
 //! `cargo bench -p signalr-redis --bench backplane` starts its own redis-server on a free port,
 //! two backplane nodes (A publishes, B holds one JSON connection), and measures:
 //! 1. latency A.send_all → B's connection, paced at 1,000 messages/s (p50, p99, max);
-//! 2. the largest publish rate: N broadcasts sent as fast as A accepts them, until B got all.
+//! 2. the largest publish rate: N broadcasts sent as fast as A accepts them, until B got all;
+//! 3. the same spread over 64 channels (sends to 64 connections of B), which a Redis Cluster
+//!    spreads over its shards.
+//!
+//! `BACKPLANE_BENCH_REDIS=<connection string>` uses that Redis (e.g. a cluster) instead of
+//! starting one; `BACKPLANE_BENCH_SHARDED=1` turns on sharded Pub/Sub
+//! (clients/node/bench/cluster-backplane.js runs all three setups).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -18,13 +24,14 @@ use signalr_redis::{RedisBackplaneOptions, RedisConfig, RedisHubLifetimeManager,
 use tokio::sync::mpsc;
 
 struct Probe {
+    id: String,
     protocol: JsonHubProtocol,
     frames: mpsc::UnboundedSender<(Instant, Bytes)>,
 }
 
 impl HubConnection for Probe {
     fn connection_id(&self) -> &str {
-        "probe"
+        &self.id
     }
     fn user_identifier(&self) -> Option<&str> {
         None
@@ -38,11 +45,15 @@ impl HubConnection for Probe {
     fn abort(&self) {}
 }
 
-fn manager(port: u16) -> Arc<RedisHubLifetimeManager> {
-    let config = RedisConfig::parse(&format!("127.0.0.1:{port},channelPrefix=Bench")).unwrap();
-    let options = RedisBackplaneOptions::new(config, "Bench.Hub")
+fn manager(redis: &str) -> Arc<RedisHubLifetimeManager> {
+    let config = RedisConfig::parse(&format!("{redis},channelPrefix=Bench")).unwrap();
+    let sharded = std::env::var("BACKPLANE_BENCH_SHARDED").is_ok_and(|v| v == "1");
+    let mut options = RedisBackplaneOptions::new(config, "Bench.Hub")
         .with_protocols(vec![Arc::new(JsonHubProtocol)])
-        .with_publish_queue_capacity(1_000_000);
+        .with_publish_queue_capacity(1_000_000)
+        .with_sharded_pub_sub(sharded);
+    // Room for every message of a run: a cluster delivers faster than one processing task reads.
+    options.link.receive_queue_capacity = 1_000_000;
     Arc::new(RedisHubLifetimeManager::new(options).unwrap())
 }
 
@@ -54,19 +65,21 @@ async fn main() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("signalr-redis-bench-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut redis = Command::new("redis-server")
+    let external = std::env::var("BACKPLANE_BENCH_REDIS").ok();
+    let mut redis = Command::new(if external.is_some() { "true" } else { "redis-server" })
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server");
-    let a = manager(port);
-    let b = manager(port);
+    let target = external.unwrap_or_else(|| format!("127.0.0.1:{port}"));
+    let a = manager(&target);
+    let b = manager(&target);
     assert!(a.wait_until_healthy(Duration::from_secs(20)).await);
     assert!(b.wait_until_healthy(Duration::from_secs(20)).await);
     let (tx, mut rx) = mpsc::unbounded_channel();
-    b.on_connected(Arc::new(Probe { protocol: JsonHubProtocol, frames: tx })).await.unwrap();
+    b.on_connected(Arc::new(Probe { id: "probe".into(), protocol: JsonHubProtocol, frames: tx.clone() })).await.unwrap();
     let origin = Instant::now();
 
     // 1. Latency, paced.
@@ -125,6 +138,35 @@ async fn main() {
         a.counters().published - before,
         a.counters().dropped,
         b.counters().receive_dropped
+    );
+
+    // 3. The same, spread over 64 channels: one per connection of B.
+    let ids: Vec<String> = (0..64).map(|i| format!("spread-{i}")).collect();
+    for id in &ids {
+        b.on_connected(Arc::new(Probe { id: id.clone(), protocol: JsonHubProtocol, frames: tx.clone() })).await.unwrap();
+    }
+    let start = Instant::now();
+    for n in 0..total {
+        a.send_connection(&ids[(n % 64) as usize], message.clone()).await.unwrap();
+    }
+    let mut got = 0;
+    while got < total {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(received) => {
+                received.unwrap();
+                got += 1;
+            }
+            Err(_) => {
+                println!("stalled at {got} of {total}: sender {:?}, receiver {:?}", a.counters(), b.counters());
+                println!("receiver status {:?}", b.status());
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "publish rate over 64 channels: {total} sends to 64 connections of the other node delivered in {:.2} s: {:.0} messages/s end to end",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
     );
     let _ = redis.kill();
     let _ = redis.wait();

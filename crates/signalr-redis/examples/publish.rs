@@ -25,6 +25,7 @@ enum Audience {
 struct Args {
     redis: String,
     channel_prefix: Option<String>,
+    sharded: bool,
     hub: String,
     target: String,
     arguments: Vec<String>,
@@ -32,12 +33,13 @@ struct Args {
     wait: Duration,
 }
 
-const USAGE: &str = "usage: publish --redis <connection string> [--channel-prefix <p>] --hub <wire name> \
+const USAGE: &str = "usage: publish --redis <connection string> [--channel-prefix <p>] [--sharded] --hub <wire name> \
 --target <method> [--arg <string>]... [--group <g> | --user <u> | --connection <id>] [--wait-ms <ms>]";
 
 fn parse_args() -> Result<Args, String> {
     let mut redis = None;
     let mut channel_prefix = None;
+    let mut sharded = false;
     let mut hub = None;
     let mut target = None;
     let mut arguments = Vec::new();
@@ -45,6 +47,10 @@ fn parse_args() -> Result<Args, String> {
     let mut wait = Duration::from_secs(10);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--sharded" {
+            sharded = true;
+            continue;
+        }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
             "--redis" => redis = Some(value()?),
@@ -66,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         redis: redis.ok_or_else(|| format!("--redis is required\n{USAGE}"))?,
         channel_prefix,
+        sharded,
         hub: hub.ok_or_else(|| format!("--hub is required\n{USAGE}"))?,
         target: target.ok_or_else(|| format!("--target is required\n{USAGE}"))?,
         arguments,
@@ -79,6 +86,7 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(prefix) = args.channel_prefix {
         options = options.with_channel_prefix(prefix);
     }
+    options = options.with_sharded_pub_sub(args.sharded);
     let publisher = RedisPublisher::new(options).map_err(|e| e.to_string())?;
     if !publisher.manager().wait_until_healthy(args.wait).await {
         return Err(format!("Redis not reachable: {:?}", publisher.status().last_error));

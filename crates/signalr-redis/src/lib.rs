@@ -29,6 +29,7 @@
 //! ```
 
 pub mod channels;
+pub mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

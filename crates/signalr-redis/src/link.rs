@@ -12,6 +12,11 @@
 //!   which also re-issues every SUBSCRIBE after a reconnect.
 //!
 //! Both reconnect with capped, jittered exponential backoff. Construction never waits for Redis.
+//!
+//! On a Redis Cluster (found with `INFO cluster` before the first message goes out) there is one
+//! such pair per shard (`ServerLink`), each channel going to the shard owning its hash slot
+//! (see [`crate::cluster`]); with sharded Pub/Sub the subscriber speaks RESP3 and uses
+//! `SSUBSCRIBE`, the publisher `SPUBLISH`.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -126,6 +131,10 @@ pub struct LinkOptions {
     /// The channel every node subscribes to (the hub's `all` channel); its subscriber count
     /// tells when the fleet is back after an outage. Set by the lifetime manager.
     pub presence_channel: Option<String>,
+    /// Sharded Pub/Sub (Redis 7+, `SSUBSCRIBE`/`SPUBLISH`, RESP3 subscriber connections): on a
+    /// cluster, a message is handled only by the shard that owns its channel. Every node of the
+    /// fleet must use it (a .NET node or a classic node does not see sharded messages).
+    pub sharded: bool,
 }
 
 impl LinkOptions {
@@ -144,6 +153,7 @@ impl LinkOptions {
             hung_connection_limit: Duration::from_secs(30),
             resubscribe_grace: Duration::from_secs(5),
             presence_channel: None,
+            sharded: false,
         }
     }
 }
@@ -294,18 +304,17 @@ impl Shared {
     }
 }
 
-/// The node's Redis connections: a pipelined publisher and a subscriber with re-subscription.
-pub(crate) struct RedisLink {
+/// The connections to one Redis server (one server, the primary the sentinels name, or one
+/// cluster shard's primary): a pipelined publisher and a subscriber with re-subscription.
+pub(crate) struct ServerLink {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<SubCommand>,
 }
 
-impl RedisLink {
+impl ServerLink {
     /// Starts both connection tasks; returns at once, whether Redis is reachable or not.
-    /// Received messages go to the returned receiver.
-    pub fn start(options: LinkOptions) -> Result<(Self, mpsc::Receiver<Received>), redis::RedisError> {
-        install_crypto_provider();
-        let topology = Topology::new(&options)?;
+    /// Received messages go to `received_tx`.
+    fn start(options: LinkOptions, topology: Topology, received_tx: mpsc::Sender<Received>) -> Self {
         let (status, _) = watch::channel(BackplaneStatus::starting());
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -320,42 +329,13 @@ impl RedisLink {
             presence_peak: AtomicU64::new(0),
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let (received_tx, received_rx) = mpsc::channel(options.receive_queue_capacity.max(1));
         let (switches, _) = watch::channel(0u64);
         if let Topology::Sentinel { sentinels, service } = &topology {
             tokio::spawn(watch_failovers(shared.clone(), sentinels.clone(), service.clone(), options.clone(), switches.clone()));
         }
         tokio::spawn(run_publisher(shared.clone(), topology.clone(), options.clone(), switches.subscribe()));
         tokio::spawn(run_subscriber(shared.clone(), topology, options, command_rx, received_tx, switches.subscribe()));
-        Ok((Self { shared, commands }, received_rx))
-    }
-
-    /// Queues a PUBLISH; returns at once.
-    pub fn publish(&self, channel: Bytes, payload: Bytes) {
-        self.shared.enqueue(Outgoing { channel, payload, reply: None });
-    }
-
-    /// Queues a PUBLISH and resolves with the number of receivers once Redis answered.
-    pub fn publish_with_reply(&self, channel: Bytes, payload: Bytes) -> oneshot::Receiver<PublishReply> {
-        let (tx, rx) = oneshot::channel();
-        self.shared.enqueue(Outgoing { channel, payload, reply: Some(tx) });
-        rx
-    }
-
-    /// Records a subscription; the returned receiver fires once Redis confirmed it, or at once
-    /// when Redis is away (the subscription is then made on reconnect).
-    ///
-    /// Commands are applied in the order they are given, so callers issue them while holding
-    /// the lock that decided them and await outside it.
-    pub fn subscribe(&self, channel: String) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.commands.send(SubCommand::Subscribe(channel, Some(tx)));
-        rx
-    }
-
-    /// Drops a subscription (in order with [`RedisLink::subscribe`]).
-    pub fn unsubscribe(&self, channel: String) {
-        let _ = self.commands.send(SubCommand::Unsubscribe(channel));
+        Self { shared, commands }
     }
 
     /// Whether both connections are up now (cheap: two atomic loads, for the send path).
@@ -387,27 +367,415 @@ impl RedisLink {
         }
     }
 
-    /// Counts a received message that could not be read.
-    pub fn count_invalid(&self) {
-        self.shared.counters.invalid.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Stops both connections.
     pub fn shutdown(&self) {
         self.shared.cancel.cancel();
     }
 }
 
-impl Drop for RedisLink {
+impl Drop for ServerLink {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
     }
 }
 
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Another thread may win the race; either provider is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// The node's Redis connections, whatever Redis is: one server or a Sentinel group (one
+/// [`ServerLink`]), or a Redis Cluster (one [`ServerLink`] per shard, each channel sent to the
+/// shard that owns its hash slot, as StackExchange.Redis does). A configuration without
+/// `serviceName` is checked for a cluster (`INFO cluster`) before anything is sent; until then,
+/// publishes and subscriptions wait here in order (publishes bounded like the publish queue).
+pub(crate) struct RedisLink {
+    facade: Arc<Facade>,
+}
+
+struct Facade {
+    mode: std::sync::OnceLock<Mode>,
+    /// Operations waiting for the kind of Redis to be known; `None` once it is.
+    pending: Mutex<Option<Pending>>,
+    status: watch::Sender<BackplaneStatus>,
+    cancel: CancellationToken,
+    capacity: usize,
+    dropped: AtomicU64,
+    invalid: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    ops: VecDeque<Op>,
+    publishes: usize,
+}
+
+enum Op {
+    Publish(Outgoing),
+    Subscribe(String, Option<oneshot::Sender<()>>),
+    Unsubscribe(String),
+}
+
+enum Mode {
+    Single(ServerLink),
+    Cluster {
+        /// One link per shard.
+        shards: Vec<ServerLink>,
+        /// Slot → index in `shards`.
+        table: Vec<u8>,
+    },
+}
+
+impl Mode {
+    fn link_for(&self, channel: &[u8]) -> &ServerLink {
+        match self {
+            Self::Single(link) => link,
+            Self::Cluster { shards, table } => &shards[usize::from(table[usize::from(crate::cluster::slot(channel))])],
+        }
+    }
+
+    fn links(&self) -> &[ServerLink] {
+        match self {
+            Self::Single(link) => std::slice::from_ref(link),
+            Self::Cluster { shards, .. } => shards,
+        }
+    }
+
+    fn apply(&self, op: Op) {
+        match op {
+            Op::Publish(outgoing) => self.link_for(&outgoing.channel).shared.enqueue(outgoing),
+            Op::Subscribe(channel, done) => {
+                let _ = self.link_for(channel.as_bytes()).commands.send(SubCommand::Subscribe(channel, done));
+            }
+            Op::Unsubscribe(channel) => {
+                let _ = self.link_for(channel.as_bytes()).commands.send(SubCommand::Unsubscribe(channel));
+            }
+        }
+    }
+
+    /// The status of all links together: healthy when every shard is.
+    fn status(&self) -> BackplaneStatus {
+        let statuses: Vec<BackplaneStatus> = self.links().iter().map(ServerLink::status).collect();
+        if let [only] = &statuses[..] {
+            return only.clone();
+        }
+        let publisher_connected = statuses.iter().all(|s| s.publisher_connected);
+        let subscriber_connected = statuses.iter().all(|s| s.subscriber_connected);
+        let last_error = statuses
+            .iter()
+            .find(|s| !s.is_healthy() && s.last_error.is_some())
+            .or_else(|| statuses.iter().find(|s| s.last_error.is_some()))
+            .and_then(|s| s.last_error.clone());
+        BackplaneStatus {
+            health: if publisher_connected && subscriber_connected { Health::Healthy } else { Health::Unhealthy },
+            publisher_connected,
+            subscriber_connected,
+            last_error,
+        }
+    }
+}
+
+impl Facade {
+    fn submit(&self, op: Op) {
+        if let Some(mode) = self.mode.get() {
+            return mode.apply(op);
+        }
+        let mut pending = self.pending.lock();
+        let Some(waiting) = pending.as_mut() else {
+            drop(pending);
+            return self.mode.get().expect("set before pending is cleared").apply(op);
+        };
+        if matches!(op, Op::Publish(_)) {
+            if waiting.publishes >= self.capacity
+                && let Some(index) = waiting.ops.iter().position(|op| matches!(op, Op::Publish(_)))
+                && let Some(Op::Publish(dropped)) = waiting.ops.remove(index)
+            {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Some(reply) = dropped.reply {
+                    let _ = reply.send(Err(BackplaneFailure::QueueFull));
+                }
+                waiting.publishes -= 1;
+            }
+            waiting.publishes += 1;
+        }
+        waiting.ops.push_back(op);
+    }
+
+    /// The kind of Redis is known: everything waiting goes to `mode`, in order, and from now on
+    /// everything goes there directly.
+    fn settle(self: &Arc<Self>, mode: Mode) {
+        let mut pending = self.pending.lock();
+        if let Some(waiting) = pending.take() {
+            for op in waiting.ops {
+                mode.apply(op);
+            }
+        }
+        let receivers: Vec<watch::Receiver<BackplaneStatus>> = mode.links().iter().map(ServerLink::watch_status).collect();
+        if self.mode.set(mode).is_err() {
+            return;
+        }
+        drop(pending);
+        if self.cancel.is_cancelled() {
+            self.mode.get().into_iter().flat_map(Mode::links).for_each(ServerLink::shutdown);
+            return;
+        }
+        tokio::spawn(forward_status(self.clone(), receivers));
+    }
+
+    /// Redis could not be reached yet: subscribers stop waiting (the subscriptions are made
+    /// once it is), and the status says why.
+    fn not_reachable(&self, error: String) {
+        if let Some(waiting) = self.pending.lock().as_mut() {
+            for op in &mut waiting.ops {
+                if let Op::Subscribe(_, done) = op
+                    && let Some(done) = done.take()
+                {
+                    let _ = done.send(());
+                }
+            }
+        }
+        self.status.send_replace(BackplaneStatus {
+            health: Health::Unhealthy,
+            publisher_connected: false,
+            subscriber_connected: false,
+            last_error: Some(error),
+        });
+    }
+}
+
+/// Keeps the node's status equal to its links' combined status.
+async fn forward_status(facade: Arc<Facade>, mut receivers: Vec<watch::Receiver<BackplaneStatus>>) {
+    loop {
+        if let Some(mode) = facade.mode.get() {
+            let status = mode.status();
+            facade.status.send_if_modified(|current| {
+                if *current != status {
+                    *current = status;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        let changes: Vec<_> = receivers.iter_mut().map(|receiver| Box::pin(receiver.changed())).collect();
+        tokio::select! {
+            _ = facade.cancel.cancelled() => return,
+            (result, _, _) = futures_util::future::select_all(changes) => if result.is_err() { return },
+        }
+    }
+}
+
+/// Finds out whether the configured servers are a cluster, then starts the links.
+async fn detect(facade: Arc<Facade>, clients: Vec<Client>, options: LinkOptions, received_tx: mpsc::Sender<Received>) {
+    let mut backoff = Backoff::new(options.reconnect_min_delay, options.reconnect_max_delay);
+    loop {
+        let probe = tokio::select! {
+            _ = facade.cancel.cancelled() => return,
+            probe = is_cluster(&clients, &options) => probe,
+        };
+        let error = match probe {
+            Ok(false) => {
+                let link = ServerLink::start(options, Topology::Direct(clients), received_tx);
+                facade.settle(Mode::Single(link));
+                return;
+            }
+            Ok(true) => {
+                let nodes = Arc::new(Mutex::new(options.config.endpoints.clone()));
+                match ask_for_slots(&nodes, &options).await {
+                    Ok(map) => match shard_table(&map) {
+                        Some((shards, table)) => {
+                            tracing::info!(
+                                shards = shards.len(),
+                                "backplane: Redis is a cluster; routing each channel to its slot's primary"
+                            );
+                            let links = shards
+                                .into_iter()
+                                .map(|slot| {
+                                    let topology = Topology::ClusterShard { nodes: nodes.clone(), slot };
+                                    ServerLink::start(options.clone(), topology, received_tx.clone())
+                                })
+                                .collect();
+                            facade.settle(Mode::Cluster { shards: links, table });
+                            return;
+                        }
+                        None => "cluster: not every slot is served yet".to_string(),
+                    },
+                    Err(error) => format!("cluster: {error}"),
+                }
+            }
+            Err(error) => error,
+        };
+        tracing::warn!(%error, "backplane: cannot reach Redis yet; retrying");
+        facade.not_reachable(error);
+        tokio::select! {
+            _ = facade.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// The shards (each named by its first slot) and the slot → shard table, when every slot is
+/// served.
+fn shard_table(map: &crate::cluster::SlotMap) -> Option<(Vec<u16>, Vec<u8>)> {
+    let shards = map.shards();
+    if shards.len() > usize::from(u8::MAX) {
+        return None;
+    }
+    let mut table = vec![u8::MAX; usize::from(crate::cluster::SLOTS)];
+    for range in &map.ranges {
+        let index = shards.iter().position(|(_, primary)| *primary == range.primary)? as u8;
+        table[usize::from(range.start)..=usize::from(range.end.min(crate::cluster::SLOTS - 1))].fill(index);
+    }
+    if table.contains(&u8::MAX) {
+        return None;
+    }
+    Some((shards.into_iter().map(|(slot, _)| slot).collect(), table))
+}
+
+/// Whether the first server that answers runs in cluster mode (`cluster_enabled:1`). A server
+/// that refuses `INFO` (an ACL) is taken for a single server.
+async fn is_cluster(clients: &[Client], options: &LinkOptions) -> Result<bool, String> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(options.config.connect_timeout))
+        .set_response_timeout(Some(options.config.command_timeout));
+    let mut last = String::from("no endpoint configured");
+    for client in clients {
+        let address = client.get_connection_info().addr().to_string();
+        let mut connection = match client.get_multiplexed_async_connection_with_config(&config).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                last = format!("{address}: {}", describe(&error));
+                continue;
+            }
+        };
+        match redis::cmd("INFO").arg("cluster").query_async::<String>(&mut connection).await {
+            Ok(info) => return Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1")),
+            Err(error) if is_server_refusal(&error) => return Ok(false),
+            Err(error) => last = format!("{address}: {}", describe(&error)),
+        }
+    }
+    Err(last)
+}
+
+impl RedisLink {
+    /// Starts the connections; returns at once, whether Redis is reachable or not. Received
+    /// messages go to the returned receiver.
+    pub fn start(options: LinkOptions) -> Result<(Self, mpsc::Receiver<Received>), redis::RedisError> {
+        install_crypto_provider();
+        let topology = Topology::new(&options)?;
+        let (received_tx, received_rx) = mpsc::channel(options.receive_queue_capacity.max(1));
+        let (status, _) = watch::channel(BackplaneStatus::starting());
+        let facade = Arc::new(Facade {
+            mode: std::sync::OnceLock::new(),
+            pending: Mutex::new(Some(Pending::default())),
+            status,
+            cancel: CancellationToken::new(),
+            capacity: options.publish_queue_capacity.max(1),
+            dropped: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+        });
+        match topology {
+            Topology::Direct(clients) => {
+                tokio::spawn(detect(facade.clone(), clients, options, received_tx));
+            }
+            topology => {
+                let link = ServerLink::start(options, topology, received_tx);
+                facade.settle(Mode::Single(link));
+            }
+        }
+        Ok((Self { facade }, received_rx))
+    }
+
+    /// Queues a PUBLISH; returns at once.
+    pub fn publish(&self, channel: Bytes, payload: Bytes) {
+        self.facade.submit(Op::Publish(Outgoing { channel, payload, reply: None }));
+    }
+
+    /// Queues a PUBLISH and resolves with the number of receivers once Redis answered.
+    pub fn publish_with_reply(&self, channel: Bytes, payload: Bytes) -> oneshot::Receiver<PublishReply> {
+        let (tx, rx) = oneshot::channel();
+        self.facade.submit(Op::Publish(Outgoing { channel, payload, reply: Some(tx) }));
+        rx
+    }
+
+    /// Records a subscription; the returned receiver fires once Redis confirmed it, or at once
+    /// when Redis is away (the subscription is then made on reconnect).
+    ///
+    /// Commands are applied in the order they are given, so callers issue them while holding
+    /// the lock that decided them and await outside it.
+    pub fn subscribe(&self, channel: String) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.facade.submit(Op::Subscribe(channel, Some(tx)));
+        rx
+    }
+
+    /// Drops a subscription (in order with [`RedisLink::subscribe`]).
+    pub fn unsubscribe(&self, channel: String) {
+        self.facade.submit(Op::Unsubscribe(channel));
+    }
+
+    /// Whether every connection is up now (cheap: a few atomic loads, for the send path).
+    pub fn is_healthy(&self) -> bool {
+        self.facade.mode.get().is_some_and(|mode| mode.links().iter().all(ServerLink::is_healthy))
+    }
+
+    /// The current status.
+    pub fn status(&self) -> BackplaneStatus {
+        match self.facade.mode.get() {
+            Some(mode) => mode.status(),
+            None => self.facade.status.borrow().clone(),
+        }
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<BackplaneStatus> {
+        self.facade.status.subscribe()
+    }
+
+    /// The counters, summed over the shards of a cluster.
+    pub fn counters(&self) -> BackplaneCounters {
+        let mut total = BackplaneCounters {
+            dropped: self.facade.dropped.load(Ordering::Relaxed),
+            invalid: self.facade.invalid.load(Ordering::Relaxed),
+            ..BackplaneCounters::default()
+        };
+        match self.facade.mode.get() {
+            Some(mode) => {
+                for counters in mode.links().iter().map(ServerLink::counters) {
+                    total.published += counters.published;
+                    total.received += counters.received;
+                    total.reconnects += counters.reconnects;
+                    total.queued += counters.queued;
+                    total.dropped += counters.dropped;
+                    total.receive_dropped += counters.receive_dropped;
+                }
+            }
+            None => total.queued = self.facade.pending.lock().as_ref().map_or(0, |waiting| waiting.publishes as u64),
+        }
+        total
+    }
+
+    /// Counts a received message that could not be read.
+    pub fn count_invalid(&self) {
+        self.facade.invalid.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stops every connection.
+    pub fn shutdown(&self) {
+        self.facade.cancel.cancel();
+        if let Some(mode) = self.facade.mode.get() {
+            for link in mode.links() {
+                link.shutdown();
+            }
+        }
+    }
+}
+
+impl Drop for RedisLink {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -423,6 +791,14 @@ enum Topology {
         /// The monitored service (`serviceName=`).
         service: String,
     },
+    /// One shard of a Redis Cluster, named by a slot it owns: every connect asks the known
+    /// nodes (`CLUSTER SLOTS`) which primary owns that slot now, so a failover is followed.
+    ClusterShard {
+        /// Nodes to ask, the configured ones first; grows with what the cluster reports.
+        nodes: Arc<Mutex<Vec<crate::config::Endpoint>>>,
+        /// A slot of the shard.
+        slot: u16,
+    },
 }
 
 impl Topology {
@@ -437,8 +813,13 @@ impl Topology {
         }
     }
 
-    fn is_sentinel(&self) -> bool {
-        matches!(self, Self::Sentinel { .. })
+    /// Whether the server may stop being the primary under us (checked with `ROLE`).
+    fn checks_role(&self) -> bool {
+        matches!(self, Self::Sentinel { .. } | Self::ClusterShard { .. })
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self, Self::ClusterShard { .. })
     }
 
     /// The servers to connect to now, in order: the fixed list, or the primary the first
@@ -447,6 +828,12 @@ impl Topology {
         let (sentinels, service) = match self {
             Self::Direct(clients) => return Ok(clients.clone()),
             Self::Sentinel { sentinels, service } => (sentinels, service),
+            Self::ClusterShard { nodes, slot } => {
+                let map = ask_for_slots(nodes, options).await?;
+                let Some(range) = map.range_of(*slot) else { return Err(format!("the cluster assigns slot {slot} to no node")) };
+                let primary = build_client(options, &range.primary, false).map_err(|error| describe(&error))?;
+                return Ok(vec![primary]);
+            }
         };
         let mut last = String::from("no sentinel configured");
         for sentinel in sentinels {
@@ -464,6 +851,44 @@ impl Topology {
         }
         Err(last)
     }
+}
+
+/// The cluster's slot map, from the first known node that answers `CLUSTER SLOTS`; the nodes it
+/// names are remembered for the next time.
+pub(crate) async fn ask_for_slots(
+    nodes: &Mutex<Vec<crate::config::Endpoint>>,
+    options: &LinkOptions,
+) -> Result<crate::cluster::SlotMap, String> {
+    let known = nodes.lock().clone();
+    let mut last = String::from("no cluster node configured");
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(options.config.connect_timeout))
+        .set_response_timeout(Some(options.config.command_timeout));
+    for endpoint in &known {
+        let address = format!("{}:{}", endpoint.host, endpoint.port);
+        let client = build_client(options, endpoint, false).map_err(|error| describe(&error))?;
+        let reply: Result<redis::Value, redis::RedisError> = async {
+            let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+            redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut connection).await
+        }
+        .await;
+        match reply {
+            Ok(reply) => match crate::cluster::SlotMap::from_cluster_slots(&reply, endpoint) {
+                Some(map) if !map.ranges.is_empty() => {
+                    let mut nodes = nodes.lock();
+                    for node in map.nodes() {
+                        if !nodes.contains(&node) {
+                            nodes.push(node);
+                        }
+                    }
+                    return Ok(map);
+                }
+                _ => last = format!("cluster node {address}: no slot map"),
+            },
+            Err(error) => last = format!("cluster node {address}: {}", describe(&error)),
+        }
+    }
+    Err(last)
 }
 
 /// `SENTINEL GET-MASTER-ADDR-BY-NAME service`: the primary's address, or `None` when the
@@ -484,7 +909,7 @@ async fn is_primary(connection: &mut MultiplexedConnection) -> Result<bool, redi
     Ok(matches!(role.first(), Some(redis::Value::BulkString(name)) if name == b"master"))
 }
 
-fn build_client(options: &LinkOptions, endpoint: &crate::config::Endpoint, sentinel: bool) -> Result<Client, redis::RedisError> {
+pub(crate) fn build_client(options: &LinkOptions, endpoint: &crate::config::Endpoint, sentinel: bool) -> Result<Client, redis::RedisError> {
     let config = &options.config;
     let mut settings = RedisConnectionInfo::default();
     let (user, password) = if sentinel { (&config.sentinel_user, &config.sentinel_password) } else { (&config.user, &config.password) };
@@ -592,7 +1017,7 @@ async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result
     for client in topology.servers(options).await.map_err(|error| format!("publisher: {error}"))? {
         match client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(mut connection) => {
-                if topology.is_sentinel() {
+                if topology.checks_role() {
                     match is_primary(&mut connection).await {
                         Ok(true) => {}
                         Ok(false) => {
@@ -649,8 +1074,8 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
             // application that held its messages back until the backplane was healthy again
             // (an outbox) would otherwise publish before the other nodes have re-subscribed.
             if reconnected {
-                wait_for_fleet(&shared, &mut connection, presence, options.resubscribe_grace).await;
-            } else if let Some(count) = numsub(&mut connection, presence).await {
+                wait_for_fleet(&shared, &mut connection, presence, topology.is_cluster(), options.resubscribe_grace).await;
+            } else if let Some(count) = presence_count(&mut connection, presence, topology.is_cluster()).await {
                 shared.presence_peak.fetch_max(count, Ordering::Relaxed);
             }
         }
@@ -680,7 +1105,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                         continue 'connect;
                     }
                     _ = health_check.tick() => {
-                        let probe = health_probe(&mut connection, options.presence_channel.as_deref(), topology.is_sentinel());
+                        let probe = health_probe(&mut connection, options.presence_channel.as_deref(), topology.checks_role(), topology.is_cluster());
                         let failure = match tokio::time::timeout(options.config.command_timeout, probe).await {
                             Ok(Ok(Some(count))) => {
                                 shared.presence_peak.fetch_max(count, Ordering::Relaxed);
@@ -710,7 +1135,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
             };
             let mut pipe = redis::pipe();
             for outgoing in &batch {
-                pipe.cmd("PUBLISH").arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
+                pipe.cmd(if options.sharded { "SPUBLISH" } else { "PUBLISH" }).arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
             }
             match pipe.query_async::<Vec<i64>>(&mut connection).await {
                 Ok(counts) => {
@@ -724,7 +1149,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                         }
                     }
                 }
-                Err(error) if is_server_refusal(&error) => {
+                Err(error) if is_server_refusal(&error) && error.redirect_node().is_none() => {
                     tracing::error!(%error, count = batch.len(), "backplane: Redis refused PUBLISH; messages dropped");
                     shared.counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for outgoing in batch {
@@ -761,11 +1186,13 @@ async fn health_probe(
     connection: &mut MultiplexedConnection,
     presence: Option<&str>,
     check_role: bool,
+    cluster: bool,
 ) -> Result<Option<u64>, ProbeFailure> {
     if check_role && !is_primary(connection).await? {
         return Err(ProbeFailure::NotPrimary);
     }
     match presence {
+        Some(_) if cluster => Ok(Some(subscribed_clients(connection).await?)),
         Some(channel) => {
             let (_, count): (String, u64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await?;
             Ok(Some(count))
@@ -791,9 +1218,31 @@ impl From<redis::RedisError> for ProbeFailure {
     }
 }
 
-async fn numsub(connection: &mut MultiplexedConnection, channel: &str) -> Option<u64> {
+/// How many nodes are subscribed: on one server, the subscribers of the presence channel
+/// (every node subscribes to it); on a cluster shard, which sees only the channels whose slots
+/// it owns, the clients subscribed to at least one channel there.
+async fn presence_count(connection: &mut MultiplexedConnection, channel: &str, cluster: bool) -> Option<u64> {
+    if cluster {
+        return subscribed_clients(connection).await.ok();
+    }
     let reply: Result<(String, u64), _> = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await;
     reply.ok().map(|(_, count)| count)
+}
+
+/// `CLIENT LIST TYPE pubsub`: the connections subscribed to at least one channel or shard
+/// channel of this server.
+async fn subscribed_clients(connection: &mut MultiplexedConnection) -> Result<u64, redis::RedisError> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("pubsub").query_async(connection).await?;
+    Ok(count_subscribed_clients(&list))
+}
+
+fn count_subscribed_clients(list: &str) -> u64 {
+    list.lines()
+        .filter(|line| {
+            line.split(' ')
+                .any(|field| matches!(field.split_once('='), Some(("sub" | "ssub", count)) if count.parse::<u64>().is_ok_and(|n| n > 0)))
+        })
+        .count() as u64
 }
 
 /// How often an idle publisher checks Redis (and samples the number of nodes subscribed to the
@@ -802,11 +1251,11 @@ const PRESENCE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Holds the backlog until as many nodes are subscribed again as before the outage, or until
 /// `grace` passes (a node that left for good must not hold the backlog forever).
-async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection, presence: &str, grace: Duration) {
+async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection, presence: &str, cluster: bool, grace: Duration) {
     let wanted = shared.presence_peak.load(Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + grace;
     loop {
-        let count = numsub(connection, presence).await.unwrap_or(0);
+        let count = presence_count(connection, presence, cluster).await.unwrap_or(0);
         if count >= wanted || tokio::time::Instant::now() >= deadline {
             if count < wanted {
                 tracing::warn!(count, wanted, "backplane: sending the backlog before every node is back");
@@ -820,11 +1269,74 @@ async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection,
     }
 }
 
-async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Result<redis::aio::PubSub, String> {
+/// The subscribing side of a subscriber connection: classic (RESP2 `SUBSCRIBE`) or sharded
+/// (RESP3 `SSUBSCRIBE`, one command per channel so that each is answered by one confirmation).
+enum SubSink {
+    Classic(PubSubSink),
+    Sharded(MultiplexedConnection),
+}
+
+/// The receiving side of a subscriber connection.
+enum SubStream {
+    Classic(redis::aio::PubSubStream),
+    Sharded(mpsc::UnboundedReceiver<redis::PushInfo>),
+}
+
+impl SubSink {
+    async fn subscribe(&mut self, channels: &[&str]) -> Result<(), redis::RedisError> {
+        match self {
+            Self::Classic(sink) => sink.subscribe(channels).await,
+            Self::Sharded(connection) => Self::sharded(connection, "SSUBSCRIBE", channels).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channels: &[&str]) -> Result<(), redis::RedisError> {
+        match self {
+            Self::Classic(sink) => sink.unsubscribe(channels).await,
+            Self::Sharded(connection) => Self::sharded(connection, "SUNSUBSCRIBE", channels).await,
+        }
+    }
+
+    async fn sharded(connection: &mut MultiplexedConnection, command: &str, channels: &[&str]) -> Result<(), redis::RedisError> {
+        let mut pipe = redis::pipe();
+        for channel in channels {
+            pipe.cmd(command).arg(*channel);
+        }
+        let _: Vec<redis::Value> = pipe.query_async(connection).await?;
+        Ok(())
+    }
+
+    async fn ping(&mut self) -> Result<redis::Value, redis::RedisError> {
+        match self {
+            Self::Classic(sink) => sink.ping().await,
+            Self::Sharded(connection) => redis::cmd("PING").query_async(connection).await,
+        }
+    }
+}
+
+async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Result<(SubSink, SubStream), String> {
     let mut last = String::from("no endpoint configured");
     for client in topology.servers(options).await.map_err(|error| format!("subscriber: {error}"))? {
+        if options.sharded {
+            let info = client.get_connection_info().clone();
+            let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+            let resp3 = Client::open(info.set_redis_settings(settings)).map_err(|error| format!("subscriber: {}", describe(&error)))?;
+            let (push_tx, push_rx) = mpsc::unbounded_channel();
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(options.config.connect_timeout))
+                .set_response_timeout(None)
+                .set_push_sender(push_tx);
+            match resp3.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(connection) => return Ok((SubSink::Sharded(connection), SubStream::Sharded(push_rx))),
+                Err(error) => last = format!("subscriber: {}", describe(&error)),
+            }
+            continue;
+        }
         match tokio::time::timeout(options.config.connect_timeout, client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => return Ok(pubsub),
+            Ok(Ok(pubsub)) => {
+                let (sink, stream) = pubsub.split();
+                return Ok((SubSink::Classic(sink), SubStream::Classic(stream)));
+            }
             Ok(Err(error)) => last = format!("subscriber: {}", describe(&error)),
             Err(_) => last = "subscriber: connect timed out".to_string(),
         }
@@ -857,7 +1369,7 @@ async fn run_subscriber(
             result = connect_subscriber(&topology, &options) => result,
         };
         let (mut sink, stream) = match pubsub {
-            Ok(pubsub) => pubsub.split(),
+            Ok(pubsub) => pubsub,
             Err(error) => {
                 tracing::warn!(%error, "backplane: cannot connect the subscriber to Redis; retrying");
                 shared.set_state(None, Some(false), Some(error));
@@ -883,7 +1395,7 @@ async fn run_subscriber(
             }
         };
         // Re-issue every subscription before reporting the connection healthy.
-        let all: Vec<&String> = desired.iter().collect();
+        let all: Vec<&str> = desired.iter().map(String::as_str).collect();
         let mut failed = None;
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {
             let result = tokio::time::timeout(options.config.command_timeout, sink.subscribe(chunk)).await;
@@ -939,7 +1451,7 @@ async fn run_subscriber(
 async fn serve_subscriptions(
     shared: &Shared,
     options: &LinkOptions,
-    sink: &mut PubSubSink,
+    sink: &mut SubSink,
     commands: &mut mpsc::UnboundedReceiver<SubCommand>,
     desired: &mut HashSet<String>,
     closed: &mut oneshot::Receiver<()>,
@@ -978,11 +1490,11 @@ async fn serve_subscriptions(
             while end < batch.len() && matches!(batch[end], SubCommand::Subscribe(..)) == subscribing {
                 end += 1;
             }
-            let changed: Vec<String> = batch[start..end]
+            let changed: Vec<&str> = batch[start..end]
                 .iter()
                 .filter(|command| apply(desired, command))
                 .map(|command| match command {
-                    SubCommand::Subscribe(channel, _) | SubCommand::Unsubscribe(channel) => channel.clone(),
+                    SubCommand::Subscribe(channel, _) | SubCommand::Unsubscribe(channel) => channel.as_str(),
                 })
                 .collect();
             if !changed.is_empty() {
@@ -1024,12 +1536,12 @@ async fn serve_subscriptions(
 async fn keepalive(
     shared: &Shared,
     options: &LinkOptions,
-    sink: &mut PubSubSink,
+    sink: &mut SubSink,
     closed: &mut oneshot::Receiver<()>,
 ) -> Result<(), Option<String>> {
     let timeout = options.config.command_timeout;
     // A subscribed RESP2 connection answers PING with `["pong", ""]`.
-    let ping = sink.ping::<redis::Value>();
+    let ping = sink.ping();
     tokio::pin!(ping);
     let mut hung = false;
     let give_up = tokio::time::sleep(timeout.max(options.hung_connection_limit));
@@ -1067,16 +1579,32 @@ async fn keepalive(
 }
 
 /// Only reads and hands off: never decodes, never waits on the hub.
-async fn read_messages(
-    shared: Arc<Shared>,
-    mut stream: redis::aio::PubSubStream,
-    received: mpsc::Sender<Received>,
-    closed: oneshot::Sender<()>,
-) {
-    while let Some(message) = stream.next().await {
+async fn read_messages(shared: Arc<Shared>, mut stream: SubStream, received: mpsc::Sender<Received>, closed: oneshot::Sender<()>) {
+    loop {
+        let item = match &mut stream {
+            SubStream::Classic(stream) => match stream.next().await {
+                Some(message) => Received {
+                    channel: message.get_channel_name().to_owned(),
+                    payload: Bytes::copy_from_slice(message.get_payload_bytes()),
+                },
+                None => break,
+            },
+            SubStream::Sharded(pushes) => match pushes.recv().await {
+                None => break,
+                Some(push) if push.kind == redis::PushKind::Disconnection => break,
+                Some(push) if push.kind == redis::PushKind::SMessage || push.kind == redis::PushKind::Message => {
+                    let mut data = push.data.into_iter();
+                    let (Some(redis::Value::BulkString(channel)), Some(redis::Value::BulkString(payload))) = (data.next(), data.next())
+                    else {
+                        continue;
+                    };
+                    Received { channel: String::from_utf8_lossy(&channel).into_owned(), payload: Bytes::from(payload) }
+                }
+                // Confirmations of our own (un)subscriptions.
+                Some(_) => continue,
+            },
+        };
         shared.counters.received.fetch_add(1, Ordering::Relaxed);
-        let item =
-            Received { channel: message.get_channel_name().to_owned(), payload: Bytes::copy_from_slice(message.get_payload_bytes()) };
         if let Err(mpsc::error::TrySendError::Full(_)) = received.try_send(item) {
             let dropped = shared.counters.receive_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
@@ -1099,6 +1627,29 @@ mod tests {
         for client in &clients {
             assert!(client.get_connection_info().tcp_settings().nodelay(), "Nagle would delay publishes");
         }
+    }
+
+    #[test]
+    fn subscribed_clients_are_counted_from_client_list() {
+        let list = "id=3 addr=127.0.0.1:5 name= db=0 sub=12 psub=0 ssub=0 multi=-1 cmd=subscribe\n\
+                    id=4 addr=127.0.0.1:6 name= db=0 sub=0 psub=0 ssub=3 multi=-1 cmd=ssubscribe\n\
+                    id=5 addr=127.0.0.1:7 name= db=0 sub=0 psub=0 ssub=0 multi=-1 cmd=unsubscribe\n";
+        assert_eq!(count_subscribed_clients(list), 2, "a connection with no channel left is not a node");
+        assert_eq!(count_subscribed_clients(""), 0);
+    }
+
+    #[test]
+    fn every_slot_goes_to_the_shard_that_owns_it() {
+        use crate::cluster::{SlotMap, SlotRange, slot};
+        let endpoint = |port| crate::config::Endpoint { host: "127.0.0.1".into(), port };
+        let range = |start, end, port| SlotRange { start, end, primary: endpoint(port), replicas: vec![] };
+        let map = SlotMap { ranges: vec![range(0, 99, 7000), range(100, 10922, 7001), range(10923, 16383, 7000)] };
+        let (shards, table) = shard_table(&map).unwrap();
+        assert_eq!(shards, vec![0, 100], "one shard per primary, named by its lowest slot");
+        assert_eq!(table[usize::from(slot(b"foo"))], 0, "slot 12182 is served by 7000");
+        assert_eq!(table[5000], 1);
+        let gap = SlotMap { ranges: vec![range(0, 99, 7000), range(101, 16383, 7001)] };
+        assert!(shard_table(&gap).is_none(), "a slot that no node serves: not ready");
     }
 
     #[test]

@@ -93,6 +93,14 @@ impl RedisBackplaneOptions {
         self
     }
 
+    /// Sharded Pub/Sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7+): on a Redis Cluster each message is
+    /// handled by the shard owning its channel only. The channel names stay .NET's, but every
+    /// node of the fleet must use it (the .NET backplane cannot).
+    pub fn with_sharded_pub_sub(mut self, sharded: bool) -> Self {
+        self.link.sharded = sharded;
+        self
+    }
+
     /// Trusts these PEM root certificates for TLS instead of the system's.
     pub fn with_tls_root_certificates(mut self, pem: Vec<u8>) -> Self {
         self.link.tls_root_certificates = Some(pem);

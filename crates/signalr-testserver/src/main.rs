@@ -29,6 +29,9 @@ struct Args {
     /// The backplane channel prefix.
     #[arg(long = "channel-prefix")]
     channel_prefix: Option<String>,
+    /// Sharded Pub/Sub on the backplane (`SSUBSCRIBE`/`SPUBLISH`, Redis 7+).
+    #[arg(long = "redis-sharded")]
+    redis_sharded: bool,
     /// Kestrel's `RequestHeadersTimeout` in seconds (fractions allowed; default 30).
     #[arg(long = "request-headers-timeout", value_parser = seconds)]
     request_headers_timeout: Option<std::time::Duration>,
@@ -84,6 +87,7 @@ async fn lifetime_manager(args: &Args, hub_name: &str) -> Result<Option<Arc<dyn 
     if let Some(prefix) = &args.channel_prefix {
         options = options.with_channel_prefix(prefix.clone());
     }
+    options = options.with_sharded_pub_sub(args.redis_sharded);
     let manager = signalr_redis::RedisHubLifetimeManager::new(options).map_err(|e| format!("--redis: {e}"))?;
     // Redis may still be away: the server starts anyway and the backplane reconnects.
     if !manager.wait_until_healthy(std::time::Duration::from_secs(5)).await {

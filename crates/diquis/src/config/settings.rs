@@ -87,6 +87,9 @@ pub struct Settings {
     pub redis: Option<String>,
     /// `SignalR:ChannelPrefix` (default `Diquis`).
     pub channel_prefix: String,
+    /// `SignalR:Redis:ShardedPubSub` (default false): sharded Pub/Sub on a Redis 7 cluster
+    /// (`SSUBSCRIBE`/`SPUBLISH`); every node must set it, and no .NET node can share the fleet.
+    pub redis_sharded: bool,
     /// `Cors:AllowedOrigins`.
     pub cors_origins: Vec<String>,
     /// `Jwt:*`.
@@ -205,6 +208,7 @@ impl Settings {
             Some(v) => Some(parse_urls(v).map_err(|p| ConfigError::new("Urls", p))?),
         };
         let broadcast_to_all = parse_bool(c, "Notifications:BroadcastToAll", false)?;
+        let redis_sharded = parse_bool(c, "SignalR:Redis:ShardedPubSub", false)?;
         let admin_email = c.get("Seed:AdminEmail").unwrap_or("admin@diquis.local").trim().to_string();
         if !crate::tenants::validation::is_email(&admin_email) {
             return Err(ConfigError::new("Seed:AdminEmail", format!("'{admin_email}' is not an email address")));
@@ -262,6 +266,7 @@ impl Settings {
             job_storage,
             redis,
             channel_prefix,
+            redis_sharded,
             cors_origins,
             jwt,
             urls,
