@@ -372,3 +372,111 @@ async fn tenant_administrators_manage_their_own_tenant_only() {
     assert_eq!(member.get(format!("{url}/users")).send().await.unwrap().status(), 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn user_lists_are_paged() {
+    user_paging(&TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn user_lists_are_paged_on_postgres() {
+    let db = TestDb::postgres();
+    user_paging(&db).await;
+    db.cleanup().await;
+}
+
+/// `GET /api/users` and `/users?tenant=` in pages, like the tenant list, on `db`.
+async fn user_paging(db: &TestDb) {
+    let app = start(db, ProcessRole::Web, &[]).await;
+    let url = app.url();
+    let token = root_token(&url).await;
+    // 24 more users of root: 25 with the administrator (a stored hash; nobody signs in as them).
+    let mut tx = app.state.db.begin().await.unwrap();
+    for i in 0..24 {
+        let email = format!("user{i:02}@paged.test");
+        let user = diquis::auth::users::NewUser { tenant_id: "root", email: &email, password_hash: "x", roles: &[] };
+        assert!(diquis::auth::users::ensure_user(&mut tx, &user).await.unwrap().1);
+    }
+    tx.commit().await.unwrap();
+
+    let get = |query: &'static str| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            let r = client().get(format!("{url}/api/users{query}")).bearer_auth(token).send().await.unwrap();
+            let link = r.headers().get("link").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), link, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (s, link, b) = get("?page=2&pageSize=10").await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["succeeded"], true);
+    assert_eq!(b["data"].as_array().unwrap().len(), 10);
+    assert_eq!((b["currentPage"].as_i64(), b["pageSize"].as_i64()), (Some(2), Some(10)));
+    assert_eq!((b["totalCount"].as_i64(), b["totalPages"].as_i64()), (Some(25), Some(3)));
+    assert_eq!((b["hasPreviousPage"].as_bool(), b["hasNextPage"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(link.as_deref(), Some("</api/users?page=1&pageSize=10>; rel=\"prev\", </api/users?page=3&pageSize=10>; rel=\"next\""));
+    // Pages do not overlap and together hold every user; the last holds the rest.
+    let mut names = std::collections::BTreeSet::new();
+    for page in 1..=3 {
+        let r = client().get(format!("{url}/api/users?page={page}&pageSize=10")).bearer_auth(&token).send().await.unwrap();
+        let b: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(b["data"].as_array().unwrap().len(), if page == 3 { 5 } else { 10 }, "{b}");
+        for u in b["data"].as_array().unwrap() {
+            assert!(names.insert(u["userName"].as_str().unwrap().to_string()), "{u} on two pages");
+        }
+    }
+    assert_eq!(names.len(), 25);
+    // A tenant's list: its links keep the tenant.
+    let (s, link, b) = get("?tenant=root&pageSize=10").await;
+    assert_eq!((s, b["totalCount"].as_i64(), b["data"].as_array().unwrap().len()), (200, Some(25), 10), "{b}");
+    assert_eq!(link.as_deref(), Some("</api/users?tenant=root&page=2&pageSize=10>; rel=\"next\""));
+    let (_, _, b) = get("?tenant=nobody").await;
+    assert_eq!((b["totalCount"].as_i64(), b["totalPages"].as_i64(), b["data"].as_array().unwrap().len()), (Some(0), Some(1), 0));
+    // Without parameters: the first page of the default size; too large a size is capped.
+    let (_, link, b) = get("").await;
+    assert_eq!((b["pageSize"].as_i64(), b["data"].as_array().unwrap().len()), (Some(20), 20));
+    assert_eq!(link.as_deref(), Some("</api/users?page=2&pageSize=20>; rel=\"next\""));
+    let (s, link, b) = get("?pageSize=100000").await;
+    assert_eq!((s, b["pageSize"].as_i64(), b["data"].as_array().unwrap().len()), (200, Some(100), 25));
+    assert!(link.is_none(), "one page holds every user");
+    let (s, _, b) = get("?page=0&pageSize=x").await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["messages"].as_array().unwrap().len(), 2, "{b}");
+    let (s, _, b) = get("?page=-1").await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["messages"][0].as_str().unwrap().starts_with("'page'"), "{b}");
+
+    // The Users page: a pager whose links keep the tenant, and page 2.
+    let browser = root_browser(&url).await;
+    let html = browser.get(format!("{url}/users?tenant=root&pageSize=10")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(html.matches("<tr id=\"user-").count(), 10, "{html}");
+    assert!(html.contains("Page 1 of 3 (25 users)"), "{html}");
+    assert!(html.contains("href=\"/users?tenant=root&amp;page=2&amp;pageSize=10\""), "{html}");
+    assert!(!html.contains("rel=\"prev\""), "the first page has no previous link");
+    let html = browser.get(format!("{url}/users?tenant=root&page=2&pageSize=10")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(html.matches("<tr id=\"user-").count(), 10, "{html}");
+    assert!(html.contains("Page 2 of 3 (25 users)"), "{html}");
+    assert!(html.contains("href=\"/users?tenant=root&amp;page=1&amp;pageSize=10\""), "{html}");
+    assert!(html.contains("href=\"/users?tenant=root&amp;page=3&amp;pageSize=10\""), "{html}");
+    // Page 2 holds other users than page 1 (by user name: admin@… first, then user00…).
+    assert!(!html.contains(&format!("data-email=\"{ADMIN_EMAIL}\"")), "{html}");
+    assert!(html.contains("data-email=\"user09@paged.test\""), "{html}");
+    // An action on page 2 comes back to page 2.
+    let csrf = csrf_of(&html);
+    let id = id_of(&html, "user10@paged.test");
+    let r = browser
+        .post(format!("{url}/users/{id}/disable"))
+        .form(&[("_csrf", csrf.as_str()), ("tenant", "root"), ("page", "2"), ("pageSize", "10")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/users?tenant=root&page=2&pageSize=10");
+    // The default: 20 rows; a bad page value: 400 with the problem named.
+    let html = browser.get(format!("{url}/users?tenant=root")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(html.matches("<tr id=\"user-").count(), 20, "{html}");
+    let r = browser.get(format!("{url}/users?tenant=root&page=zero")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("must be a whole number of at least 1; &#39;zero&#39;"), "the problem is named");
+    app.stop().await;
+}

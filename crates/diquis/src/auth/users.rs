@@ -125,15 +125,26 @@ pub async fn count_in_tenant(db: &Db, tenant: &str) -> Result<i64, sqlx::Error> 
     with_db!(db, |p| { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE tenant_id = $1").bind(tenant).fetch_one(p).await })
 }
 
-/// The users of a tenant, by user name.
-pub async fn in_tenant(db: &Db, tenant: &str) -> Result<Vec<UserRow>, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_as::<_, UserRow>(
-            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users \
-             WHERE tenant_id = $1 ORDER BY user_name",
-        )
-        .bind(tenant)
-        .fetch_all(p)
-        .await
+/// One page of the users of `tenant` (every tenant's with `None`), by user name (unique, so
+/// pages neither overlap nor skip a user).
+pub async fn list_page(db: &Db, tenant: Option<&str>, offset: i64, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+    const COLUMNS: &str = "id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp";
+    with_db!(db, |p| match tenant {
+        Some(t) => {
+            let sql = format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY user_name, id LIMIT $2 OFFSET $3");
+            sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(t).bind(limit).bind(offset).fetch_all(p).await
+        }
+        None => {
+            let sql = format!("SELECT {COLUMNS} FROM users ORDER BY user_name, id LIMIT $1 OFFSET $2");
+            sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(limit).bind(offset).fetch_all(p).await
+        }
     })
+}
+
+/// How many users `tenant` has (every tenant with `None`).
+pub async fn count(db: &Db, tenant: Option<&str>) -> Result<i64, sqlx::Error> {
+    match tenant {
+        Some(t) => count_in_tenant(db, t).await,
+        None => with_db!(db, |p| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(p).await),
+    }
 }

@@ -1,7 +1,7 @@
 //! The minimal user administration API, enough for revocation to be used and tested; user pages
 //! build on it.
 //!
-//! * `GET /api/users[?tenant=id]`: the users a caller may manage.
+//! * `GET /api/users[?tenant=id][&page=1&pageSize=20]`: a page of the users a caller may manage.
 //! * `POST /api/users` `{email, password, role, tenant?}`: adds a user ([`super::user_admin`]).
 //! * `POST /api/users/{id}/disable`, `POST /api/users/{id}/enable`, `DELETE /api/users/{id}`.
 //! * `PUT /api/personal/change-password` `{password, newPassword}`: the caller's own password.
@@ -10,12 +10,16 @@
 //! `academy_admin`) the users of their tenant. Nobody disables or deletes themselves. Disabling,
 //! deleting and a password change end every session of the user at once ([`super::revocation`]).
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::extract::Caller;
 use super::revocation::{Revocation, revoke_user_in};
@@ -25,7 +29,9 @@ use super::{Identity, TENANT_OWNER_ROLE, password};
 use crate::state::AppState;
 use crate::tenants::validation::string_field;
 use crate::web::envelope::{ApiError, Envelope};
-use crate::{with_db, with_tx};
+use crate::web::html::url_encode;
+use crate::web::paging::{PageInfo, PageRequest};
+use crate::with_tx;
 
 /// The role of a tenant's other administrators.
 pub const TENANT_ADMIN_ROLE: &str = "academy_admin";
@@ -89,39 +95,49 @@ async fn managed_user(state: &AppState, caller: &Identity, id: &str) -> Result<U
     }
 }
 
-/// Query of `GET /api/users`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// Only this tenant's users (root administrators; others see their own tenant).
-    pub tenant: Option<String>,
+/// The answer of `GET /api/users`: the envelope (`data` is this page's users) with where the
+/// page sits in the whole list, as `GET /api/tenants` answers.
+#[derive(Debug, Serialize)]
+pub struct UserPage {
+    /// The envelope.
+    #[serde(flatten)]
+    pub envelope: Envelope<Vec<UserDto>>,
+    /// Page number, size, totals and whether previous and next pages exist.
+    #[serde(flatten)]
+    pub page: PageInfo,
 }
 
-/// `GET /api/users`.
+/// `GET /api/users[?tenant=id]&page=1&pageSize=20`: one page of the users a caller may manage,
+/// by user name (`pageSize` at most [`crate::web::paging::MAX_PAGE_SIZE`]), with a `Link` header
+/// to the previous and next pages. `tenant` narrows a root administrator's list to one tenant;
+/// a tenant's administrators always get their own tenant's users.
 pub async fn list(
     State(state): State<AppState>,
     Caller { identity, .. }: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Envelope<Vec<UserDto>>>, ApiError> {
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     let tenant = if identity.is_root_admin() {
-        q.tenant
+        query.iter().find(|(k, _)| k.eq_ignore_ascii_case("tenant")).map(|(_, v)| v.trim().to_owned()).filter(|t| !t.is_empty())
     } else if is_tenant_admin(&identity) {
         Some(identity.tenant.clone())
     } else {
         return Err(ApiError::forbidden("This requires the root role or a tenant administrator's role."));
     };
-    const COLUMNS: &str = "id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp";
-    let rows: Vec<UserRow> = with_db!(&state.db, |p| {
-        match &tenant {
-            Some(t) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY user_name")))
-                    .bind(t)
-                    .fetch_all(p)
-                    .await?
-            }
-            None => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users ORDER BY user_name"))).fetch_all(p).await?,
-        }
-    });
-    Ok(Json(Envelope::ok(rows.into_iter().map(UserDto::from).collect(), vec![])))
+    let request = PageRequest::from_query(&query).map_err(ApiError::validation)?;
+    let total = users::count(&state.db, tenant.as_deref()).await?;
+    let rows = users::list_page(&state.db, tenant.as_deref(), request.offset(), request.limit()).await?;
+    let page = PageInfo::new(request, total);
+    // The links keep the `tenant` the caller named (a tenant administrator's needs none).
+    let path = match query.iter().find(|(k, _)| k.eq_ignore_ascii_case("tenant")).map(|(_, v)| v.trim()).filter(|t| !t.is_empty()) {
+        Some(t) if identity.is_root_admin() => format!("/api/users?tenant={}", url_encode(t)),
+        _ => "/api/users".to_owned(),
+    };
+    let body = UserPage { envelope: Envelope::ok(rows.into_iter().map(UserDto::from).collect(), vec![]), page };
+    let mut response = Json(body).into_response();
+    if let Some(link) = page.link_header(&path).and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
 }
 
 /// Disables or enables a user the caller manages (the API's and the Users page's).

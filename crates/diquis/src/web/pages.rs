@@ -229,19 +229,16 @@ fn create_form(csrf: &str, values: &HashMap<String, String>, problems: &[String]
 /// What a tenant id may be, in words (the browser shows it for a pattern mismatch too).
 const SLUG_RULE: &str = "Lower-case letters and digits; words separated by single hyphens, like my-academy.";
 
-/// The links under a paged list: previous, position, next.
-fn pager(path: &str, info: &PageInfo) -> String {
+/// The links under a paged list of `noun` (`tenants`, `users`): previous, position, next.
+/// `path` may carry a query of its own (already URL-encoded), which the links keep.
+pub(crate) fn pager(path: &str, noun: &str, info: &PageInfo) -> String {
     let link = |page: u32, rel: &str, text: &str| {
-        format!(r#"<a class="button secondary" rel="{rel}" id="page-{rel}" href="{path}?{}">{text}</a>"#, escape(&info.query_for(page)))
+        format!(r#"<a class="button secondary" rel="{rel}" id="page-{rel}" href="{}">{text}</a>"#, escape(&info.href(path, page)))
     };
-    let prev = if info.has_previous_page {
-        link(info.current_page.min(info.total_pages + 1) - 1, "prev", "&larr; Previous")
-    } else {
-        String::new()
-    };
+    let prev = info.previous_page().map(|p| link(p, "prev", "&larr; Previous")).unwrap_or_default();
     let next = if info.has_next_page { link(info.current_page + 1, "next", "Next &rarr;") } else { String::new() };
     format!(
-        r#"<nav class="pager" aria-label="pages">{prev} <span class="muted">Page {} of {} ({} tenants)</span> {next}</nav>"#,
+        r#"<nav class="pager" aria-label="pages">{prev} <span class="muted">Page {} of {} ({} {noun})</span> {next}</nav>"#,
         info.current_page, info.total_pages, info.total_count
     )
 }
@@ -264,7 +261,7 @@ async fn tenants_page(state: &AppState, identity: &Identity, listing: Listing, f
                 Ok(n) => n,
                 Err(e) => return ApiError::from(e).into_response(),
             };
-            (rows, pager("/tenants", &PageInfo::new(paging, total)))
+            (rows, pager("/tenants", "tenants", &PageInfo::new(paging, total)))
         }
         Listing::One(id) => {
             let rows = match repo::get(&state.db, &id).await {

@@ -94,14 +94,27 @@ impl PageInfo {
         format!("page={page}&pageSize={}", self.page_size)
     }
 
-    /// An RFC 8288 `Link` header value with the `prev` and `next` pages of `path`, if any.
+    /// The address of another page of `path`, which may carry a query of its own
+    /// (`/users?tenant=acme` gives `/users?tenant=acme&page=2&pageSize=20`).
+    pub fn href(&self, path: &str, page: u32) -> String {
+        let joint = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{joint}{}", self.query_for(page))
+    }
+
+    /// The previous page's number, if any (past the end: the last page).
+    pub fn previous_page(&self) -> Option<u32> {
+        self.has_previous_page.then(|| self.current_page.min(self.total_pages + 1) - 1)
+    }
+
+    /// An RFC 8288 `Link` header value with the `prev` and `next` pages of `path` (which may
+    /// carry a query of its own), if any.
     pub fn link_header(&self, path: &str) -> Option<String> {
         let mut links = Vec::new();
-        if self.has_previous_page {
-            links.push(format!("<{path}?{}>; rel=\"prev\"", self.query_for(self.current_page.min(self.total_pages + 1) - 1)));
+        if let Some(prev) = self.previous_page() {
+            links.push(format!("<{}>; rel=\"prev\"", self.href(path, prev)));
         }
         if self.has_next_page {
-            links.push(format!("<{path}?{}>; rel=\"next\"", self.query_for(self.current_page + 1)));
+            links.push(format!("<{}>; rel=\"next\"", self.href(path, self.current_page + 1)));
         }
         (!links.is_empty()).then(|| links.join(", "))
     }
@@ -139,5 +152,10 @@ mod tests {
         // Past the end: the previous link leads back to the last page.
         let past = PageInfo::new(PageRequest { page: 9, page_size: 10 }, 25);
         assert!(past.link_header("/x").unwrap().contains("page=3&pageSize=10>; rel=\"prev\""));
+        // A path with a query of its own keeps it.
+        assert_eq!(
+            info.link_header("/api/users?tenant=acme").unwrap(),
+            "</api/users?tenant=acme&page=1&pageSize=10>; rel=\"prev\", </api/users?tenant=acme&page=3&pageSize=10>; rel=\"next\""
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The Users page of a tenant (`/users?tenant=ID`): the list with Disable/Enable and Remove
+//! The Users page of a tenant (`/users?tenant=ID`, paged like the tenant list): the list with Disable/Enable and Remove
 //! buttons, and a form adding a user. Root administrators see any tenant, a tenant's
 //! administrators their own. Every action calls what the API's routes call
 //! ([`crate::auth::users_api`], [`crate::auth::user_admin`]).
@@ -17,7 +17,9 @@ use crate::auth::users_api::{may_manage, remove_user, set_active};
 use crate::auth::{Identity, users};
 use crate::state::AppState;
 use crate::web::envelope::ApiError;
-use crate::web::forms::{Fields, csrf_ok, field, forbidden_csrf};
+use crate::web::forms::{Fields, csrf_ok, field, forbidden_csrf, problems_html};
+use crate::web::pages::pager;
+use crate::web::paging::{PageInfo, PageRequest};
 
 /// The tenant a request is about: the `tenant` given, else the caller's own.
 fn tenant_of<'a>(identity: &'a Identity, given: Option<&'a str>) -> &'a str {
@@ -28,12 +30,28 @@ fn users_url(tenant: &str) -> String {
     format!("/users?tenant={}", url_encode(tenant))
 }
 
-fn action_form(csrf: &str, tenant: &str, user_id: &str, action: &str, label: &str, class: &str) -> String {
+/// The list's address at the page a request was on (the first page: no paging parameters).
+fn users_url_at(tenant: &str, paging: PageRequest) -> String {
+    if paging == PageRequest::default() {
+        users_url(tenant)
+    } else {
+        format!("{}&page={}&pageSize={}", users_url(tenant), paging.page, paging.page_size)
+    }
+}
+
+/// The page the form was posted from (its hidden `page`, `pageSize`); the first when absent or bad.
+fn paging_of(f: &HashMap<String, String>) -> PageRequest {
+    PageRequest::from_query(f).unwrap_or_default()
+}
+
+fn action_form(csrf: &str, tenant: &str, paging: PageRequest, user_id: &str, action: &str, label: &str, class: &str) -> String {
     format!(
-        r#"<form method="post" action="/users/{id}/{action}" class="inline"><input type="hidden" name="_csrf" value="{csrf}"><input type="hidden" name="tenant" value="{tenant}"><button type="submit" class="{class}" id="{action}-{id}">{label}</button></form>"#,
+        r#"<form method="post" action="/users/{id}/{action}" class="inline"><input type="hidden" name="_csrf" value="{csrf}"><input type="hidden" name="tenant" value="{tenant}"><input type="hidden" name="page" value="{page}"><input type="hidden" name="pageSize" value="{page_size}"><button type="submit" class="{class}" id="{action}-{id}">{label}</button></form>"#,
         id = escape(user_id),
         csrf = escape(csrf),
         tenant = escape(tenant),
+        page = paging.page,
+        page_size = paging.page_size,
     )
 }
 
@@ -41,6 +59,7 @@ async fn users_page(
     state: &AppState,
     identity: &Identity,
     tenant: &str,
+    paging: PageRequest,
     values: &HashMap<String, String>,
     problems: &[String],
     status: StatusCode,
@@ -58,10 +77,15 @@ async fn users_page(
         )
             .into_response();
     }
-    let list = match users::in_tenant(&state.db, tenant).await {
+    let total = match users::count(&state.db, Some(tenant)).await {
+        Ok(n) => n,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let list = match users::list_page(&state.db, Some(tenant), paging.offset(), paging.limit()).await {
         Ok(l) => l,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let pager = pager(&users_url(tenant), "users", &PageInfo::new(paging, total));
     let csrf = identity.csrf.as_deref().unwrap_or("");
     let mut rows = String::new();
     for u in &list {
@@ -73,11 +97,11 @@ async fn users_page(
             r#"<span class="muted">you</span>"#.to_string()
         } else {
             let toggle = if u.is_active {
-                action_form(csrf, tenant, &u.id, "disable", "Disable", "secondary")
+                action_form(csrf, tenant, paging, &u.id, "disable", "Disable", "secondary")
             } else {
-                action_form(csrf, tenant, &u.id, "enable", "Enable", "secondary")
+                action_form(csrf, tenant, paging, &u.id, "enable", "Enable", "secondary")
             };
-            format!("{toggle} {}", action_form(csrf, tenant, &u.id, "remove", "Remove", "danger"))
+            format!("{toggle} {}", action_form(csrf, tenant, paging, &u.id, "remove", "Remove", "danger"))
         };
         rows.push_str(&format!(
             r#"<tr id="user-{id}" data-email="{email}" data-active="{active}"><td>{email}</td><td>{roles}</td><td>{active_text}</td><td>{actions}</td></tr>"#,
@@ -88,12 +112,7 @@ async fn users_page(
             active_text = if u.is_active { "Yes" } else { "No" },
         ));
     }
-    let problems_html = if problems.is_empty() {
-        String::new()
-    } else {
-        let items: String = problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
-        format!(r#"<div class="problems" role="alert"><ul>{items}</ul></div>"#)
-    };
+    let problems_html = problems_html(problems);
     let role_options: String = roles_for_tenant(tenant)
         .iter()
         .map(|r| format!(r#"<option value="{r}"{sel}>{r}</option>"#, sel = if field(values, "role") == *r { " selected" } else { "" }))
@@ -101,7 +120,7 @@ async fn users_page(
     let body = format!(
         r#"<h1>Users of <code>{tenant}</code></h1>{problems_html}
 <div class="card"><table><thead><tr><th>Email</th><th>Roles</th><th>Active</th><th></th></tr></thead>
-<tbody id="user-rows">{rows}</tbody></table></div>
+<tbody id="user-rows">{rows}</tbody></table>{pager}</div>
 <div class="card" id="add-user"><h2>Add user</h2>
 <form method="post" action="/users" novalidate>
 <input type="hidden" name="_csrf" value="{csrf}">
@@ -119,10 +138,17 @@ async fn users_page(
     (status, Html(page("Users", Some(identity), "", &body, ""))).into_response()
 }
 
-/// `GET /users?tenant=ID` (default: the caller's tenant).
+/// `GET /users?tenant=ID&page=1&pageSize=20` (default: the caller's tenant, the first page;
+/// paged like `GET /api/users`).
 pub async fn list(State(state): State<AppState>, PageCaller(identity): PageCaller, Query(q): Query<HashMap<String, String>>) -> Response {
+    let paging = match PageRequest::from_query(&q) {
+        Ok(p) => p,
+        Err(problems) => {
+            return (StatusCode::BAD_REQUEST, Html(page("Users", Some(&identity), "", &problems_html(&problems), ""))).into_response();
+        }
+    };
     let tenant = tenant_of(&identity, q.get("tenant").map(String::as_str)).to_string();
-    users_page(&state, &identity, &tenant, &HashMap::new(), &[], StatusCode::OK).await
+    users_page(&state, &identity, &tenant, paging, &HashMap::new(), &[], StatusCode::OK).await
 }
 
 /// `POST /users`: adds a user (the form's fields: tenant, email, password, role).
@@ -139,7 +165,7 @@ pub async fn add(State(state): State<AppState>, PageCaller(identity): PageCaller
     };
     match add_user(&state, &identity, new).await {
         Ok(_) => Redirect::to(&users_url(&tenant)).into_response(),
-        Err(e) => users_page(&state, &identity, &tenant, &f, &e.messages, e.status).await,
+        Err(e) => users_page(&state, &identity, &tenant, PageRequest::default(), &f, &e.messages, e.status).await,
     }
 }
 
@@ -154,6 +180,7 @@ pub async fn act(
         return forbidden_csrf();
     }
     let tenant = tenant_of(&identity, f.get("tenant").map(String::as_str)).to_string();
+    let paging = paging_of(&f);
     let result = match action.as_str() {
         "disable" => set_active(&state, &identity, &id, false).await.map(|_| ()),
         "enable" => set_active(&state, &identity, &id, true).await.map(|_| ()),
@@ -161,7 +188,7 @@ pub async fn act(
         _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
     };
     match result {
-        Ok(()) => Redirect::to(&users_url(&tenant)).into_response(),
-        Err(e) => users_page(&state, &identity, &tenant, &HashMap::new(), &e.messages, e.status).await,
+        Ok(()) => Redirect::to(&users_url_at(&tenant, paging)).into_response(),
+        Err(e) => users_page(&state, &identity, &tenant, paging, &HashMap::new(), &e.messages, e.status).await,
     }
 }
