@@ -85,7 +85,7 @@ impl Args {
             max_request_headers_total_size: self.max_request_headers_total_size.unwrap_or(defaults.max_request_headers_total_size),
             max_concurrent_connections: self.max_concurrent_connections,
             min_request_body_data_rate: match self.min_request_body_data_rate {
-                Some(rate) if rate == 0.0 => None,
+                Some(0.0) => None,
                 rate => {
                     let default = MinDataRate::REQUEST_BODY_DEFAULT;
                     Some(MinDataRate {
