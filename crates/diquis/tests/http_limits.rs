@@ -93,3 +93,39 @@ async fn size_limits_come_from_configuration() {
     assert_eq!(status_codes(&exchange(addr, padded.as_bytes()).await.unwrap()), [431]);
     app.stop().await;
 }
+
+/// The sign-in request of the finding: 1,000 bytes announced, `body` sent.
+fn sign_in_head(length: usize) -> String {
+    format!(
+        "POST /api/tokens HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_gets_408_and_a_normal_one_is_served() {
+    let db = TestDb::sqlite();
+    let app = start(&db, ProcessRole::All, &[("Kestrel:Limits:MinRequestBodyDataRate:GracePeriod", "00:00:00.3")]).await;
+    let addr = app.addrs[0];
+    // The finding: the body never arrives past `{"email":`.
+    let stalled = format!("{}{{\"email\":", sign_in_head(1000));
+    let response = exchange(addr, stalled.as_bytes()).await.expect("the stalled body is still held");
+    assert_eq!(status_codes(&response), [408], "{response}");
+    assert!(response.to_ascii_lowercase().contains("connection: close"), "{response}");
+    // A sign-in sent whole but in pieces for longer than the grace period, at five times
+    // 240 bytes/s: answered by the application (wrong password), not cut.
+    let body = format!(r#"{{"email":"{ADMIN_EMAIL}","password":"{}","tenant":"root"}}"#, "p".repeat(520));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(sign_in_head(body.len()).as_bytes()).await.unwrap();
+    for piece in body.as_bytes().chunks(60) {
+        // Pacing the client, not synchronising with the server.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(piece).await.unwrap();
+    }
+    let mut response = Vec::new();
+    tokio::time::timeout(HANG_GUARD, stream.read_to_end(&mut response)).await.expect("answered").unwrap();
+    let response = String::from_utf8_lossy(&response);
+    let codes = status_codes(&response);
+    assert_eq!(codes.len(), 1, "{response}");
+    assert!(codes[0] == 400 || codes[0] == 401, "{response}");
+    app.stop().await;
+}

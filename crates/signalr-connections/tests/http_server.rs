@@ -1,5 +1,6 @@
 //! `signalr_connections::server::serve` with a raw TCP client: Kestrel's limits, strict
-//! HTTP/1.1, pipelining, chunked bodies, WebSocket upgrades and shutdown.
+//! HTTP/1.1, pipelining, chunked bodies, the minimum body data rate, WebSocket upgrades and
+//! shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use axum::extract::ConnectInfo;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
-use signalr_connections::server::{HttpLimits, serve};
+use signalr_connections::server::{HttpLimits, MinDataRate, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
@@ -22,6 +23,20 @@ fn app(release: Arc<Notify>) -> Router {
         .route("/", get(|| async { "root" }))
         .route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
         .route("/length", post(|body: axum::body::Bytes| async move { body.len().to_string() }))
+        .route("/held-length", {
+            let release = release.clone();
+            // Waits for the test before it reads the body: time the body is not timed.
+            post(move |request: axum::extract::Request| {
+                let release = release.clone();
+                async move {
+                    release.notified().await;
+                    match axum::body::to_bytes(request.into_body(), usize::MAX).await {
+                        Ok(body) => body.len().to_string(),
+                        Err(error) => error.to_string(),
+                    }
+                }
+            })
+        })
         .route(
             "/held",
             get(move || {
@@ -170,6 +185,81 @@ async fn slow_heads_time_out_with_408_and_silent_sockets_are_closed() {
     tokio::time::timeout(HANG_GUARD, trickle).await.expect("closed while trickling");
     let response = read.await.unwrap();
     assert_eq!(statuses(&response), [408], "{response}");
+}
+
+/// Kestrel's minimum body rate with a short grace period, the head timers left long.
+fn short_body_grace(bytes_per_second: f64) -> HttpLimits {
+    HttpLimits {
+        min_request_body_data_rate: Some(MinDataRate { bytes_per_second, grace_period: Duration::from_millis(200) }),
+        ..HttpLimits::default()
+    }
+}
+
+#[tokio::test]
+async fn stalled_request_bodies_get_408_and_the_connection_closes() {
+    let server = start(short_body_grace(240.0)).await;
+    // The finding: 1,000 bytes announced, nine sent.
+    let stalled: [(&str, &[u8]); 3] = [
+        (
+            "a Content-Length body",
+            b"POST /length HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"email\":",
+        ),
+        ("a chunked body", b"POST /length HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+        ("a head with no body byte", b"POST /length HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"),
+    ];
+    for (name, request) in stalled {
+        let response = exchange(server.addr, request).await.unwrap_or_else(|| panic!("{name}: connection left open"));
+        assert_eq!(statuses(&response), [408], "{name}: {response}");
+        assert!(response.to_ascii_lowercase().contains("connection: close"), "{name}: {response}");
+    }
+    // A request pipelined behind the stalled body is never served.
+    let response =
+        exchange(server.addr, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /length HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+            .await
+            .expect("connection left open");
+    assert_eq!(statuses(&response), [200, 408], "{response}");
+}
+
+#[tokio::test]
+async fn request_bodies_in_pieces_at_a_normal_rate_are_served() {
+    // 1,000 bytes/s required after 0.2 s; the client sends ten times that, for about a second.
+    let server = start(short_body_grace(1000.0)).await;
+    for chunked in [false, true] {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let framing = if chunked { "Transfer-Encoding: chunked" } else { "Content-Length: 10000" };
+        stream.write_all(format!("POST /length HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{framing}\r\n\r\n").as_bytes()).await.unwrap();
+        for _ in 0..10 {
+            // Pacing the client, not synchronising with the server.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let piece = "x".repeat(1000);
+            let piece = if chunked { format!("3e8\r\n{piece}\r\n") } else { piece };
+            stream.write_all(piece.as_bytes()).await.unwrap();
+        }
+        if chunked {
+            stream.write_all(b"0\r\n\r\n").await.unwrap();
+        }
+        let response = read_to_close(&mut stream).await.expect("answered");
+        assert_eq!(statuses(&response), [200], "chunked {chunked}: {response}");
+        assert!(response.ends_with("\r\n\r\n10000"), "chunked {chunked}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn time_before_the_application_reads_the_body_is_not_counted() {
+    let server = start(short_body_grace(240.0)).await;
+    // A handler that waits (as a SignalR POST waits for room) before reading a partial body.
+    let mut held = TcpStream::connect(server.addr).await.unwrap();
+    held.write_all(b"POST /held-length HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 10\r\n\r\nabc").await.unwrap();
+    // A body stalled since after that one's start is cut: the held request has waited longer
+    // than the grace period by the time this answer arrives.
+    let response = exchange(server.addr, b"POST /length HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc").await.expect("answered");
+    assert_eq!(statuses(&response), [408], "{response}");
+    // The held handler now reads, and the rest of its body comes at once: served.
+    server.release.notify_one();
+    held.write_all(b"defghij").await.unwrap();
+    let response = read_to_close(&mut held).await.expect("answered");
+    assert_eq!(statuses(&response), [200], "{response}");
+    assert!(response.ends_with("\r\n\r\n10"), "{response}");
 }
 
 #[tokio::test]

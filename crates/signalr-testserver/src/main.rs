@@ -4,6 +4,7 @@
 //! signalr-testserver --urls http://127.0.0.1:0 [--redis <connection string>] [--channel-prefix <prefix>]
 //!     [--request-headers-timeout <s>] [--keep-alive-timeout <s>] [--max-request-line-size <bytes>]
 //!     [--max-request-headers-total-size <bytes>] [--max-concurrent-connections <n>]
+//!     [--min-request-body-data-rate <bytes/s>] [--min-request-body-grace-period <s>]
 //! ```
 //! The limits are Kestrel's (`Kestrel:Limits:*` in Diquis), with its defaults.
 //! Prints `Now listening on: http://127.0.0.1:<port>` once it accepts connections.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use signalr::HubLifetimeManager;
-use signalr_connections::server::HttpLimits;
+use signalr_connections::server::{HttpLimits, MinDataRate};
 use signalr_testserver::AppArgs;
 
 /// Command-line arguments.
@@ -47,6 +48,20 @@ struct Args {
     /// Kestrel's `MaxConcurrentConnections` (default: no limit).
     #[arg(long = "max-concurrent-connections")]
     max_concurrent_connections: Option<usize>,
+    /// Kestrel's `MinRequestBodyDataRate` in bytes per second (default 240; 0 turns it off).
+    #[arg(long = "min-request-body-data-rate", value_parser = bytes_per_second)]
+    min_request_body_data_rate: Option<f64>,
+    /// The grace period of `MinRequestBodyDataRate` in seconds (fractions allowed; default 5).
+    #[arg(long = "min-request-body-grace-period", value_parser = seconds)]
+    min_request_body_grace_period: Option<std::time::Duration>,
+}
+
+/// A finite rate of at least 0 bytes per second.
+fn bytes_per_second(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate >= 0.0)
+        .ok_or_else(|| format!("'{text}' is not a number of bytes per second of at least 0"))
 }
 
 /// A positive number of seconds, e.g. `30` or `0.5`.
@@ -69,6 +84,16 @@ impl Args {
             max_request_line_size: self.max_request_line_size.unwrap_or(defaults.max_request_line_size),
             max_request_headers_total_size: self.max_request_headers_total_size.unwrap_or(defaults.max_request_headers_total_size),
             max_concurrent_connections: self.max_concurrent_connections,
+            min_request_body_data_rate: match self.min_request_body_data_rate {
+                Some(0.0) => None,
+                rate => {
+                    let default = MinDataRate::REQUEST_BODY_DEFAULT;
+                    Some(MinDataRate {
+                        bytes_per_second: rate.unwrap_or(default.bytes_per_second),
+                        grace_period: self.min_request_body_grace_period.unwrap_or(default.grace_period),
+                    })
+                }
+            },
         };
         limits.validate().map_err(|e| e.to_string())?;
         Ok(limits)

@@ -108,6 +108,8 @@ async fn unusable_limit_flags_are_refused() {
         &["--keep-alive-timeout", "soon"],
         &["--max-request-line-size", "4"],
         &["--max-concurrent-connections", "0"],
+        &["--min-request-body-data-rate", "-1"],
+        &["--min-request-body-grace-period", "0"],
     ] {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
             .args(["--urls", "http://127.0.0.1:0"])
@@ -119,4 +121,52 @@ async fn unusable_limit_flags_are_refused() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
     }
+}
+
+/// A raw request on a new connection, answered and closed (`Connection: close`); `None`: still
+/// open after the hang guard.
+async fn request(addr: SocketAddr, head: &str, body: &[u8]) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    // A reset after the server closed with unread bytes still counts as closed.
+    let _ = tokio::time::timeout(HANG_GUARD, stream.read_to_end(&mut out)).await.ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn post_head(target: &str, length: usize) -> String {
+    format!("POST {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {length}\r\n\r\n")
+}
+
+#[tokio::test]
+async fn stalled_hub_post_bodies_get_408_and_normal_ones_are_served() {
+    let (mut child, addr) = spawn_binary(&["--min-request-body-data-rate", "240", "--min-request-body-grace-period", "0.3"]).await;
+    // A negotiate never reads its body: one that never arrives is answered, and the
+    // connection closed rather than held for the rest of it.
+    let response = request(addr, &post_head("/echo/negotiate?negotiateVersion=1", 1000), b"{\"x\":").await;
+    let response = response.expect("the negotiate with a stalled body is still held");
+    assert_eq!(status_codes(&response), [200], "{response}");
+    // A hub POST on a negotiated connection: the stalled body is cut, a whole one is served.
+    let negotiated = request(addr, &post_head("/echo/negotiate?negotiateVersion=1", 0), b"").await.expect("negotiated");
+    assert_eq!(status_codes(&negotiated), [200], "{negotiated}");
+    let json: serde_json::Value = serde_json::from_str(negotiated.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let token = json["connectionToken"].as_str().expect("connectionToken");
+    let target = format!("/echo?id={token}");
+    let response = request(addr, &post_head(&target, 1000), b"hello").await.expect("the stalled hub POST is still held");
+    assert_eq!(status_codes(&response), [408], "{response}");
+    assert!(response.to_ascii_lowercase().contains("connection: close"), "{response}");
+    // 1,200 bytes in pieces for longer than the grace period, at about five times the rate.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(post_head(&target, 1200).as_bytes()).await.unwrap();
+    for _ in 0..10 {
+        // Pacing the client, not synchronising with the server.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(&[b'x'; 120]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(HANG_GUARD, stream.read_to_end(&mut out)).await.expect("answered").unwrap();
+    let response = String::from_utf8_lossy(&out);
+    assert_eq!(status_codes(&response), [200], "{response}");
+    child.kill().await.unwrap();
 }

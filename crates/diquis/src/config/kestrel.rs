@@ -1,7 +1,7 @@
 //! `Kestrel:Limits:*`: the HTTP server's limits, under the keys and in the formats of ASP.NET
 //! Core's `KestrelServerLimits` (timeouts are .NET `TimeSpan`s such as `00:00:30`).
 
-use signalr_connections::server::HttpLimits;
+use signalr_connections::server::{HttpLimits, LimitsError, MinDataRate};
 
 use super::settings::ConfigError;
 use super::source::Configuration;
@@ -16,6 +16,12 @@ pub const MAX_REQUEST_LINE_SIZE: &str = "Kestrel:Limits:MaxRequestLineSize";
 pub const MAX_REQUEST_HEADERS_TOTAL_SIZE: &str = "Kestrel:Limits:MaxRequestHeadersTotalSize";
 /// `Kestrel:Limits:MaxConcurrentConnections`.
 pub const MAX_CONCURRENT_CONNECTIONS: &str = "Kestrel:Limits:MaxConcurrentConnections";
+/// `Kestrel:Limits:MinRequestBodyDataRate`: empty (JSON `null`) turns the minimum off.
+pub const MIN_REQUEST_BODY_DATA_RATE: &str = "Kestrel:Limits:MinRequestBodyDataRate";
+/// `Kestrel:Limits:MinRequestBodyDataRate:BytesPerSecond`.
+pub const MIN_REQUEST_BODY_BYTES_PER_SECOND: &str = "Kestrel:Limits:MinRequestBodyDataRate:BytesPerSecond";
+/// `Kestrel:Limits:MinRequestBodyDataRate:GracePeriod`.
+pub const MIN_REQUEST_BODY_GRACE_PERIOD: &str = "Kestrel:Limits:MinRequestBodyDataRate:GracePeriod";
 
 /// Reads the limits; absent keys keep Kestrel's defaults.
 pub fn http_limits(c: &Configuration) -> Result<HttpLimits, ConfigError> {
@@ -27,18 +33,43 @@ pub fn http_limits(c: &Configuration) -> Result<HttpLimits, ConfigError> {
         max_request_headers_total_size: size(c, MAX_REQUEST_HEADERS_TOTAL_SIZE)?.unwrap_or(defaults.max_request_headers_total_size),
         // Like Kestrel, an empty value (JSON null) means no limit.
         max_concurrent_connections: size(c, MAX_CONCURRENT_CONNECTIONS)?,
+        min_request_body_data_rate: min_request_body_data_rate(c)?,
     };
     limits.validate().map_err(|error| {
         let key = match error {
-            signalr_connections::server::LimitsError::ZeroTimeout("KeepAliveTimeout") => KEEP_ALIVE_TIMEOUT,
-            signalr_connections::server::LimitsError::ZeroTimeout(_) => REQUEST_HEADERS_TIMEOUT,
-            signalr_connections::server::LimitsError::TooSmall { name: "MaxRequestLineSize", .. } => MAX_REQUEST_LINE_SIZE,
-            signalr_connections::server::LimitsError::TooSmall { .. } => MAX_REQUEST_HEADERS_TOTAL_SIZE,
-            signalr_connections::server::LimitsError::NoConnections => MAX_CONCURRENT_CONNECTIONS,
+            LimitsError::ZeroTimeout("KeepAliveTimeout") => KEEP_ALIVE_TIMEOUT,
+            LimitsError::ZeroTimeout(_) => REQUEST_HEADERS_TIMEOUT,
+            LimitsError::TooSmall { name: "MaxRequestLineSize", .. } => MAX_REQUEST_LINE_SIZE,
+            LimitsError::TooSmall { .. } => MAX_REQUEST_HEADERS_TOTAL_SIZE,
+            LimitsError::NoConnections => MAX_CONCURRENT_CONNECTIONS,
+            LimitsError::BadDataRate => MIN_REQUEST_BODY_BYTES_PER_SECOND,
+            LimitsError::NoGracePeriod => MIN_REQUEST_BODY_GRACE_PERIOD,
         };
         ConfigError { key: key.to_string(), problem: format!("is not usable: {error}") }
     })?;
     Ok(limits)
+}
+
+/// Kestrel's `MinDataRate` under its property names; the section set to `null` (an empty value
+/// with neither property) turns the minimum off, as `MinRequestBodyDataRate = null` does.
+fn min_request_body_data_rate(c: &Configuration) -> Result<Option<MinDataRate>, ConfigError> {
+    let bytes_per_second = match c.get(MIN_REQUEST_BODY_BYTES_PER_SECOND).map(str::trim) {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<f64>().ok().filter(|rate| rate.is_finite() && *rate >= 0.0).ok_or_else(|| ConfigError {
+            key: MIN_REQUEST_BODY_BYTES_PER_SECOND.to_string(),
+            problem: format!("is '{v}', not a number of bytes per second of at least 0"),
+        })?),
+    };
+    let grace_period = super::time_span::read_optional(c, MIN_REQUEST_BODY_GRACE_PERIOD)?;
+    let section_null = c.get(MIN_REQUEST_BODY_DATA_RATE).is_some_and(|v| v.trim().is_empty());
+    if section_null && bytes_per_second.is_none() && grace_period.is_none() {
+        return Ok(None);
+    }
+    let default = MinDataRate::REQUEST_BODY_DEFAULT;
+    Ok(Some(MinDataRate {
+        bytes_per_second: bytes_per_second.unwrap_or(default.bytes_per_second),
+        grace_period: grace_period.unwrap_or(default.grace_period),
+    }))
 }
 
 fn size(c: &Configuration, key: &str) -> Result<Option<usize>, ConfigError> {
@@ -79,6 +110,18 @@ mod tests {
         assert_eq!(set.keep_alive_timeout, Duration::from_secs(60));
         assert_eq!((set.max_request_line_size, set.max_request_headers_total_size), (4096, 16384));
         assert_eq!(set.max_concurrent_connections, Some(5000));
+        assert_eq!(set.min_request_body_data_rate, Some(MinDataRate::REQUEST_BODY_DEFAULT));
+    }
+
+    #[test]
+    fn the_minimum_body_data_rate_is_kestrels_and_null_turns_it_off() {
+        let default = limits(&[]).unwrap().min_request_body_data_rate.unwrap();
+        assert_eq!((default.bytes_per_second, default.grace_period), (240.0, Duration::from_secs(5)));
+        let set = limits(&[(MIN_REQUEST_BODY_BYTES_PER_SECOND, "100.5"), (MIN_REQUEST_BODY_GRACE_PERIOD, "00:00:00.25")]).unwrap();
+        assert_eq!(set.min_request_body_data_rate, Some(MinDataRate { bytes_per_second: 100.5, grace_period: Duration::from_millis(250) }));
+        let one = limits(&[(MIN_REQUEST_BODY_GRACE_PERIOD, "00:00:10")]).unwrap();
+        assert_eq!(one.min_request_body_data_rate, Some(MinDataRate { bytes_per_second: 240.0, grace_period: Duration::from_secs(10) }));
+        assert_eq!(limits(&[(MIN_REQUEST_BODY_DATA_RATE, "")]).unwrap().min_request_body_data_rate, None);
     }
 
     #[test]
@@ -90,6 +133,10 @@ mod tests {
             (MAX_REQUEST_LINE_SIZE, "8"),
             (MAX_REQUEST_HEADERS_TOTAL_SIZE, "-1"),
             (MAX_CONCURRENT_CONNECTIONS, "0"),
+            (MIN_REQUEST_BODY_BYTES_PER_SECOND, "-1"),
+            (MIN_REQUEST_BODY_BYTES_PER_SECOND, "fast"),
+            (MIN_REQUEST_BODY_GRACE_PERIOD, "5"),
+            (MIN_REQUEST_BODY_GRACE_PERIOD, "00:00:00"),
         ] {
             let error = limits(&[(key, value)]).unwrap_err();
             assert_eq!(error.key, key, "{key}={value}: {error}");

@@ -13,16 +13,20 @@
 //! | [`HttpLimits::max_request_line_size`] | 8 KB | 414 |
 //! | [`HttpLimits::max_request_headers_total_size`] | 32 KB | 431 |
 //! | [`HttpLimits::max_concurrent_connections`] | none | new connections closed at accept |
+//! | [`HttpLimits::min_request_body_data_rate`] | 240 B/s after 5 s | 408, connection closed |
 //!
 //! and refuses with 400 a bare LF (or bare CR) in a head, a missing `Host` on HTTP/1.1, two
 //! `Host` headers, an invalid `Host` value, or an absolute-form target whose authority differs
 //! from `Host`. How it works: `guard` (head checks and timers under hyper), `service` (Host
 //! rules, answers for refused heads), `head` (the checks themselves).
 
+mod body;
 mod guard;
 pub(crate) mod head;
 mod service;
 mod shared;
+
+pub use body::RequestBodyTimeout;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,7 +44,7 @@ use service::ConnectionService;
 use shared::ConnectionShared;
 
 /// The limits an operator can set, named and defaulted as Kestrel's `KestrelServerLimits`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpLimits {
     /// `RequestHeadersTimeout`: the time a request head may take from its first byte (for a
     /// new connection: from the accept) to its last; then 408 and the connection is closed.
@@ -54,6 +58,35 @@ pub struct HttpLimits {
     /// `MaxConcurrentConnections`: open TCP connections (upgraded ones included) the node
     /// accepts; more are closed at once. `None`: no limit.
     pub max_concurrent_connections: Option<usize>,
+    /// `MinRequestBodyDataRate`: the slowest a request body may arrive while the application
+    /// reads it; slower is 408 and the connection is closed. `None`: no minimum.
+    pub min_request_body_data_rate: Option<MinDataRate>,
+}
+
+/// Kestrel's `MinDataRate`: a rate enforced once a grace period has passed.
+///
+/// For a request body only the time the application spends waiting for body bytes counts (as
+/// in Kestrel): a handler that has not started reading, or that is busy with what it read (a
+/// SignalR POST waiting for room in its connection), is not timed. Once that waiting time
+/// passes `grace_period`, the body's bytes so far divided by it must stay at least
+/// `bytes_per_second`; the check runs at the exact moment it would fail, not on a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MinDataRate {
+    /// `BytesPerSecond`: the minimum rate; 0 enforces nothing.
+    pub bytes_per_second: f64,
+    /// `GracePeriod`: the waiting time before the rate is enforced.
+    pub grace_period: Duration,
+}
+
+impl MinDataRate {
+    /// Kestrel's default for request bodies: 240 bytes/s after a 5 s grace period.
+    pub const REQUEST_BODY_DEFAULT: MinDataRate = MinDataRate { bytes_per_second: 240.0, grace_period: Duration::from_secs(5) };
+
+    /// The waiting time after which a body of `bytes` so far is too slow.
+    pub(crate) fn allowed_wait(&self, bytes: u64) -> Duration {
+        let at_rate = Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_second).unwrap_or(Duration::MAX);
+        self.grace_period.max(at_rate)
+    }
 }
 
 impl Default for HttpLimits {
@@ -64,6 +97,7 @@ impl Default for HttpLimits {
             max_request_line_size: 8 * 1024,
             max_request_headers_total_size: 32 * 1024,
             max_concurrent_connections: None,
+            min_request_body_data_rate: Some(MinDataRate::REQUEST_BODY_DEFAULT),
         }
     }
 }
@@ -87,6 +121,12 @@ pub enum LimitsError {
     /// `MaxConcurrentConnections` of zero would refuse every connection.
     #[error("MaxConcurrentConnections must be at least 1 (leave it unset for no limit)")]
     NoConnections,
+    /// `MinRequestBodyDataRate` with a negative or non-finite rate.
+    #[error("MinRequestBodyDataRate:BytesPerSecond must be a finite number of at least 0")]
+    BadDataRate,
+    /// `MinRequestBodyDataRate` with a zero grace period would refuse every body that waits.
+    #[error("MinRequestBodyDataRate:GracePeriod must be greater than zero (unset the rate for no minimum)")]
+    NoGracePeriod,
 }
 
 impl HttpLimits {
@@ -111,6 +151,14 @@ impl HttpLimits {
         }
         if self.max_concurrent_connections == Some(0) {
             return Err(LimitsError::NoConnections);
+        }
+        if let Some(rate) = &self.min_request_body_data_rate {
+            if !rate.bytes_per_second.is_finite() || rate.bytes_per_second < 0.0 {
+                return Err(LimitsError::BadDataRate);
+            }
+            if rate.grace_period.is_zero() {
+                return Err(LimitsError::NoGracePeriod);
+            }
         }
         Ok(())
     }
@@ -166,7 +214,7 @@ where
         }
         let shared = Arc::new(ConnectionShared::new());
         let io = GuardedStream::new(stream, limits.clone(), shared.clone(), permit);
-        let service = ConnectionService::new(router.clone(), shared, remote);
+        let service = ConnectionService::new(router.clone(), shared, remote, limits.min_request_body_data_rate);
         let builder = builder.clone();
         let stopping = stopping.clone();
         tracker.spawn(async move {

@@ -18,6 +18,8 @@ use http::{Method, Request, Response, StatusCode, Version, header};
 use hyper::body::{Frame, Incoming, SizeHint};
 use tower::ServiceExt;
 
+use super::MinDataRate;
+use super::body::TimedBody;
 use super::shared::{ConnectionShared, InFlight};
 
 /// Calls the application's router for each request of one connection.
@@ -26,13 +28,16 @@ pub struct ConnectionService {
     router: Router,
     shared: Arc<ConnectionShared>,
     remote: SocketAddr,
+    /// `MinRequestBodyDataRate`; `None` (or a zero rate): bodies are not timed.
+    min_body_rate: Option<MinDataRate>,
     requests: AtomicU64,
 }
 
 impl ConnectionService {
     /// The service of a connection from `remote`.
-    pub fn new(router: Router, shared: Arc<ConnectionShared>, remote: SocketAddr) -> Self {
-        ConnectionService { router, shared, remote, requests: AtomicU64::new(0) }
+    pub fn new(router: Router, shared: Arc<ConnectionShared>, remote: SocketAddr, min_body_rate: Option<MinDataRate>) -> Self {
+        let min_body_rate = min_body_rate.filter(|rate| rate.bytes_per_second > 0.0);
+        ConnectionService { router, shared, remote, min_body_rate, requests: AtomicU64::new(0) }
     }
 }
 
@@ -69,8 +74,21 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         request.extensions_mut().insert(ConnectInfo(self.remote));
         let is_connect = request.method() == Method::CONNECT;
         let router = self.router.clone();
+        let request = match self.min_body_rate {
+            // A body already known to be empty needs no timing.
+            Some(rate) if !hyper::body::Body::is_end_stream(request.body()) => {
+                let shared = self.shared.clone();
+                request.map(|body| Body::new(TimedBody::new(body, rate, shared, number)))
+            }
+            _ => request.map(Body::new),
+        };
         Box::pin(async move {
-            let Ok(response) = router.oneshot(request.map(Body::new)).await;
+            let Ok(mut response) = router.oneshot(request).await;
+            if shared.is_body_timed_out(number) {
+                // Whatever the application made of the body's error: Kestrel's 408, and the
+                // rest of the body is never read.
+                response = refusal(StatusCode::REQUEST_TIMEOUT);
+            }
             let status = response.status();
             let switched = status == StatusCode::SWITCHING_PROTOCOLS || (is_connect && status.is_success());
             shared.response_decided(number, switched);

@@ -22,6 +22,8 @@ struct Inner {
     rejection: Option<(u64, StatusCode)>,
     /// The latest request whose response is known: its number and whether it switched protocols.
     decided: Option<(u64, bool)>,
+    /// The latest request whose body arrived slower than `MinRequestBodyDataRate`.
+    body_timeout: Option<u64>,
     /// The guard's reader, woken when the service learns something the guard waits for.
     reader: Option<Waker>,
 }
@@ -30,7 +32,14 @@ impl ConnectionShared {
     /// State for a connection accepted now.
     pub fn new() -> Self {
         ConnectionShared {
-            inner: Mutex::new(Inner { in_flight: 0, idle_since: Instant::now(), rejection: None, decided: None, reader: None }),
+            inner: Mutex::new(Inner {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                rejection: None,
+                decided: None,
+                body_timeout: None,
+                reader: None,
+            }),
         }
     }
 
@@ -63,6 +72,16 @@ impl ConnectionShared {
     /// The status to answer request `number` with, if the guard refused its head.
     pub fn rejection_for(&self, number: u64) -> Option<StatusCode> {
         self.inner.lock().rejection.filter(|(n, _)| *n == number).map(|(_, status)| status)
+    }
+
+    /// Request `number`'s body arrived too slowly: it is answered 408.
+    pub fn body_timed_out(&self, number: u64) {
+        self.inner.lock().body_timeout = Some(number);
+    }
+
+    /// Whether request `number`'s body arrived too slowly.
+    pub fn is_body_timed_out(&self, number: u64) -> bool {
+        self.inner.lock().body_timeout == Some(number)
     }
 
     /// Whether request `number` switched protocols, once its response is known.
