@@ -2,7 +2,8 @@
 //! deactivation and sign-out end access tokens, cookie sessions and open hub connections at once
 //! (on the other web node too, through Redis); a reused refresh token ends its whole session;
 //! forged tokens for missing users or tenants, or from the future, are refused; the generated
-//! signing key and the SQLite database are private files.
+//! signing key and the SQLite database are private files. On a Redis Cluster, the announcements
+//! reach the other web node after the primary serving their channel was killed.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::hub::{self, ConnectError};
-use common::processes::{Node, RedisServer, mode, with_suffix};
+use common::processes::{Node, RedisCluster, RedisServer, mode, with_suffix};
 use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
@@ -391,6 +392,50 @@ async fn wait_for_listeners(redis: &RedisServer, n: i64) {
         (count >= n).then_some(())
     })
     .await;
+}
+
+/// On a Redis Cluster the revocations channel is on its slot's primary, and follows that
+/// shard's failover: the primary SIGKILLed, both web nodes subscribe again on the promoted
+/// replica, and a sign-out on one node still closes the session's connection on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_announcements_follow_a_failover_of_their_shard() {
+    let mut cluster = RedisCluster::start().await;
+    let channel = format!("Diquis{}", diquis::auth::revocation::CHANNEL_SUFFIX);
+    let db = TestDb::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("--ConnectionStrings:DefaultConnection={}", db.connection_string());
+    let backplane = format!("--ConnectionStrings:RedisConnection={}", cluster.connection_string());
+    let args = [
+        "web".to_string(),
+        database,
+        backplane,
+        format!("--Seed:AdminEmail={ADMIN_EMAIL}"),
+        format!("--Seed:AdminPassword={ADMIN_PASSWORD}"),
+        format!("--Jwt:Key={TEST_KEY}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = Node::start(dir.path(), &args);
+    let b = Node::start(dir.path(), &args);
+    let old = cluster.primary_for(&channel).await.expect("the channel's slot is served");
+    wait_for_listeners(&cluster.nodes[old], 2).await;
+
+    cluster.nodes[old].kill();
+    let promoted = wait_for("a replica to take the channel's slot over", || async {
+        cluster.primary_for(&channel).await.filter(|&index| index != old)
+    })
+    .await;
+    wait_for_listeners(&cluster.nodes[promoted], 2).await;
+
+    let (cookie, csrf) = browser_sign_in(&a.url).await;
+    let mut on_b = hub::connect_with(&b.url, None, &[("cookie", &cookie)]).await.unwrap();
+    on_b.next("Connected").await;
+    let r = with_cookies(Method::POST, &format!("{}/logout", a.url), &cookie).form(&[("_csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(on_b.closed_within(CLOSE_WINDOW).await, "node B closed the signed-out session's connection");
+
+    a.stop();
+    b.stop();
+    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

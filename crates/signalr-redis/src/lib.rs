@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod app_channel;
 pub mod channels;
 pub mod cluster;
 pub mod config;
@@ -38,6 +39,7 @@ pub mod manager;
 pub mod protocol;
 pub mod publisher;
 
+pub use app_channel::AppChannel;
 pub use channels::RedisChannels;
 pub use config::{ConfigError, Endpoint, RedisConfig};
 pub use link::{BackplaneCounters, BackplaneFailure, BackplaneStatus, Health, LinkOptions};

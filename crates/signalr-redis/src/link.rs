@@ -1222,11 +1222,16 @@ impl From<redis::RedisError> for ProbeFailure {
 /// (every node subscribes to it); on a cluster shard, which sees only the channels whose slots
 /// it owns, the clients subscribed to at least one channel there.
 async fn presence_count(connection: &mut MultiplexedConnection, channel: &str, cluster: bool) -> Option<u64> {
+    count_presence(connection, channel, cluster).await.ok()
+}
+
+/// [`presence_count`], with Redis's error (an ACL refusing `CLIENT LIST` or `PUBSUB`).
+async fn count_presence(connection: &mut MultiplexedConnection, channel: &str, cluster: bool) -> Result<u64, redis::RedisError> {
     if cluster {
-        return subscribed_clients(connection).await.ok();
+        return subscribed_clients(connection).await;
     }
-    let reply: Result<(String, u64), _> = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await;
-    reply.ok().map(|(_, count)| count)
+    let (_, count): (String, u64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(connection).await?;
+    Ok(count)
 }
 
 /// `CLIENT LIST TYPE pubsub`: the connections subscribed to at least one channel or shard
@@ -1249,13 +1254,41 @@ fn count_subscribed_clients(list: &str) -> u64 {
 /// presence channel).
 const PRESENCE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the backlog is held after an outage when Redis refuses to count the subscribers.
+pub(crate) const FIXED_HOLD: Duration = Duration::from_secs(1);
+
+/// Whether the refusal to count subscribers was logged (once per process).
+static COUNT_REFUSAL_WARNED: AtomicBool = AtomicBool::new(false);
+
 /// Holds the backlog until as many nodes are subscribed again as before the outage, or until
 /// `grace` passes (a node that left for good must not hold the backlog forever).
+///
+/// When Redis refuses to count the subscribers (an ACL without `CLIENT LIST`, or without
+/// `PUBSUB` on one server), the node cannot know when the others are back: it warns once per
+/// process and holds the backlog for [`FIXED_HOLD`] (or `grace` if shorter) instead.
 async fn wait_for_fleet(shared: &Shared, connection: &mut MultiplexedConnection, presence: &str, cluster: bool, grace: Duration) {
     let wanted = shared.presence_peak.load(Ordering::Relaxed);
-    let deadline = tokio::time::Instant::now() + grace;
+    let start = tokio::time::Instant::now();
+    let deadline = start + grace;
     loop {
-        let count = presence_count(connection, presence, cluster).await.unwrap_or(0);
+        let count = match count_presence(connection, presence, cluster).await {
+            Ok(count) => count,
+            Err(error) if is_server_refusal(&error) => {
+                if !COUNT_REFUSAL_WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        %error,
+                        hold_ms = FIXED_HOLD.min(grace).as_millis() as u64,
+                        "backplane: Redis refuses to count the subscribed nodes (grant CLIENT LIST and PUBSUB); after an outage the backlog is held for a fixed time instead"
+                    );
+                }
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => {}
+                    _ = tokio::time::sleep_until(start + FIXED_HOLD.min(grace)) => {}
+                }
+                return;
+            }
+            Err(_) => 0,
+        };
         if count >= wanted || tokio::time::Instant::now() >= deadline {
             if count < wanted {
                 tracing::warn!(count, wanted, "backplane: sending the backlog before every node is back");
@@ -1678,6 +1711,50 @@ mod tests {
             cancel: CancellationToken::new(),
             presence_peak: AtomicU64::new(0),
         }
+    }
+
+    /// An ACL that refuses `CLIENT LIST`: the hold after an outage warns and ends after the
+    /// fixed hold instead of waiting for a count that never comes (or skipping the hold).
+    #[tokio::test]
+    async fn a_refused_subscriber_count_falls_back_to_the_fixed_hold() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("signalr-redis-acl-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        struct Server(std::process::Child);
+        impl Drop for Server {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _server = Server(
+            std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--dir"])
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH"),
+        );
+        let client = Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut connection = loop {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok()
+            {
+                break connection;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _: String = redis::cmd("ACL").arg("SETUSER").arg("default").arg("-client").query_async(&mut connection).await.unwrap();
+        let refused = subscribed_clients(&mut connection).await.expect_err("CLIENT LIST refused by the ACL");
+        assert!(is_server_refusal(&refused), "{refused:?}");
+
+        let shared = shared_with_capacity(10);
+        shared.presence_peak.store(3, Ordering::Relaxed);
+        // A grace far longer than the test's guard: only the fixed hold can end the wait.
+        let wait = wait_for_fleet(&shared, &mut connection, "presence", true, Duration::from_secs(3600));
+        tokio::time::timeout(Duration::from_secs(60), wait).await.expect("the hold ends after the fixed hold");
+        assert!(COUNT_REFUSAL_WARNED.load(Ordering::Relaxed), "the refusal is reported");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

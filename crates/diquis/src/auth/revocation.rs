@@ -6,7 +6,9 @@
 //! A revocation ([`Revocation`]: a user, a session, or a whole tenant) is applied at once on
 //! this node (its cached verdicts dropped, its open hub connections closed) and announced to the
 //! other nodes on an application channel of the Redis server, `{SignalR:ChannelPrefix}Diquis:revocations`,
-//! outside the hub's channels (a .NET node sharing the Redis never reads it). Nodes that miss
+//! outside the hub's channels (a .NET node sharing the Redis never reads it), through the
+//! backplane's own connections ([`signalr_redis::AppChannel`]), so it follows a Sentinel or
+//! Redis Cluster failover as the hub's channels do (classic Pub/Sub). Nodes that miss
 //! the announcement (Redis away) still refuse the revoked tokens once their cached verdicts
 //! expire; only their already open hub connections then stay until the client reconnects.
 
@@ -19,7 +21,6 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use signalr::HubCallerContext;
@@ -149,20 +150,20 @@ impl Revocations {
         let mut outgoing = None;
         let mut bus = None;
         if let Some((connection_string, prefix)) = redis {
-            match client_for(connection_string) {
-                Ok(client) => {
+            match channel_for(connection_string, format!("{prefix}{CHANNEL_SUFFIX}")) {
+                Ok(channel) => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     outgoing = Some(tx);
-                    bus = Some((client, format!("{prefix}{CHANNEL_SUFFIX}"), rx));
+                    bus = Some((Arc::new(channel), rx));
                 }
                 Err(e) => tracing::error!(error = %e, "revocations: cannot use the Redis connection string"),
             }
         }
         let this =
             Self(Arc::new(Inner { db, verdicts: Mutex::new(HashMap::new()), live: Mutex::new(HashMap::new()), outgoing, subscribed }));
-        if let Some((client, channel, rx)) = bus {
-            tokio::spawn(publish_loop(client.clone(), channel.clone(), rx, shutdown.clone()));
-            tokio::spawn(subscribe_loop(client, channel, Arc::downgrade(&this.0), ready_tx, shutdown));
+        if let Some((channel, rx)) = bus {
+            tokio::spawn(publish_loop(channel.clone(), rx, shutdown.clone()));
+            tokio::spawn(subscribe_loop(channel, Arc::downgrade(&this.0), ready_tx, shutdown));
         }
         this
     }
@@ -390,121 +391,67 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
-/// A Redis client for the first endpoint of a StackExchange.Redis connection string.
-fn client_for(connection_string: &str) -> Result<redis::Client, String> {
-    use redis::IntoConnectionInfo;
+/// The revocations channel on the backplane's Redis, through the backplane's own connection
+/// machinery: one server, a Sentinel group (the primary followed across failovers) or a Redis
+/// Cluster (the channel on its slot's primary, followed across a shard's failover), as the
+/// connection string says.
+fn channel_for(connection_string: &str, channel: String) -> Result<signalr_redis::AppChannel, String> {
     let config = signalr_redis::RedisConfig::parse(connection_string).map_err(|e| e.to_string())?;
-    let endpoint = config.endpoints.first().ok_or("no endpoint")?;
-    let mut settings = redis::RedisConnectionInfo::default();
-    if let Some(password) = &config.password {
-        settings = settings.set_password(password);
-        if let Some(user) = &config.user {
-            settings = settings.set_username(user);
-        }
-    }
-    if let Some(db) = config.default_database {
-        settings = settings.set_db(db);
-    }
-    let addr = if config.ssl {
-        redis::ConnectionAddr::TcpTls { host: endpoint.host.clone(), port: endpoint.port, insecure: false, tls_params: None }
-    } else {
-        redis::ConnectionAddr::Tcp(endpoint.host.clone(), endpoint.port)
-    };
-    let info = addr.into_connection_info().map_err(|e| e.to_string())?.set_redis_settings(settings);
-    redis::Client::open(info).map_err(|e| e.to_string())
+    signalr_redis::AppChannel::start(signalr_redis::LinkOptions::new(config), channel).map_err(|e| e.to_string())
 }
 
-/// Between 100 ms and 1 s, like the backplane's reconnects.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(4)).min(1000))
-}
-
-async fn publish_loop(client: redis::Client, channel: String, mut rx: mpsc::UnboundedReceiver<Revocation>, shutdown: CancellationToken) {
-    let mut connection = None;
-    let mut attempt = 0;
+async fn publish_loop(bus: Arc<signalr_redis::AppChannel>, mut rx: mpsc::UnboundedReceiver<Revocation>, shutdown: CancellationToken) {
     loop {
         let revocation = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return bus.shutdown(),
             next = rx.recv() => match next { Some(r) => r, None => return },
         };
-        let Ok(payload) = serde_json::to_string(&revocation) else { continue };
-        // Held while Redis is away, so the other nodes still hear of it once it is back.
-        loop {
-            if connection.is_none() {
-                match client.get_multiplexed_async_connection().await {
-                    Ok(c) => connection = Some(c),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "revocations: Redis unreachable");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(backoff(attempt)) => {}
-                        }
-                        attempt += 1;
-                        continue;
-                    }
-                }
-            }
-            let Some(c) = connection.as_mut() else { continue };
-            match redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async::<i64>(c).await {
-                Ok(_) => {
-                    attempt = 0;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "revocations: publish failed; reconnecting");
-                    connection = None;
-                }
-            }
+        // Queued by the link, held while Redis is away, so the other nodes still hear of it
+        // once it is back.
+        if let Ok(payload) = serde_json::to_vec(&revocation) {
+            bus.publish(payload);
         }
     }
 }
 
 async fn subscribe_loop(
-    client: redis::Client,
-    channel: String,
+    bus: Arc<signalr_redis::AppChannel>,
     inner: std::sync::Weak<Inner>,
     ready: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
-    let mut attempt = 0;
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = subscribed => r,
-        };
-        match pubsub {
-            Ok(pubsub) => {
-                attempt = 0;
-                let _ = ready.send(true);
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        m = messages.next() => m,
-                    };
-                    let Some(message) = message else { break };
-                    let Some(inner) = inner.upgrade() else { return };
-                    match serde_json::from_slice::<Revocation>(message.get_payload_bytes()) {
-                        Ok(revocation) => inner.apply(&revocation),
-                        Err(e) => tracing::warn!(error = %e, "revocations: unreadable announcement ignored"),
-                    }
+    bus.first_subscription().await;
+    // Ready while the subscriber connection is up (it re-subscribes after every reconnect).
+    let mut status = bus.watch_status();
+    let watch_ready = async move {
+        loop {
+            let up = status.borrow_and_update().subscriber_connected;
+            if *ready.borrow() != up {
+                if !up {
+                    tracing::warn!("revocations: Redis subscription lost; reconnecting");
                 }
-                let _ = ready.send(false);
-                tracing::warn!("revocations: Redis subscription lost; reconnecting");
+                let _ = ready.send(up);
             }
-            Err(e) => tracing::warn!(error = %e, "revocations: cannot subscribe"),
+            if status.changed().await.is_err() {
+                return;
+            }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff(attempt)) => {}
+    };
+    let receive = async {
+        while let Some(payload) = bus.recv().await {
+            let Some(inner) = inner.upgrade() else { return };
+            match serde_json::from_slice::<Revocation>(&payload) {
+                Ok(revocation) => inner.apply(&revocation),
+                Err(e) => tracing::warn!(error = %e, "revocations: unreadable announcement ignored"),
+            }
         }
-        attempt += 1;
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = watch_ready => {}
+        _ = receive => {}
     }
+    bus.shutdown();
 }
 
 #[cfg(test)]

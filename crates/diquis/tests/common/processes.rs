@@ -20,12 +20,18 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`RedisServer::start`] with more redis-server arguments.
+    pub async fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -60,6 +66,106 @@ impl RedisServer {
     /// The directory the server runs in.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl RedisServer {
+    /// SIGKILLs the server (a crash).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis Cluster of three primaries with a replica each (`redis-cli --cluster create`),
+/// serving every slot; killed on drop.
+pub struct RedisCluster {
+    /// Its servers.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the six servers, creates the cluster and waits until every node serves every slot.
+    pub async fn start() -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            nodes.push(
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ])
+                .await,
+            );
+        }
+        let status = Command::new("redis-cli")
+            .args(["-p", &nodes[0].port.to_string(), "--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli must be installed");
+        assert!(status.success(), "redis-cli --cluster create");
+        let cluster = Self { nodes };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut ready = true;
+            for node in &cluster.nodes {
+                let info: String = node.query(&["CLUSTER", "INFO"]).await.unwrap_or_default();
+                ready &= info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384");
+            }
+            if ready && cluster.primary_ports().await.len() == 3 {
+                return cluster;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the cluster did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The StackExchange.Redis connection string (every node).
+    pub fn connection_string(&self) -> String {
+        self.nodes.iter().map(RedisServer::connection_string).collect::<Vec<_>>().join(",")
+    }
+
+    /// `CLUSTER SLOTS` from a running node: (first slot, last slot, primary's port).
+    pub async fn slots(&self) -> Vec<(i64, i64, u16)> {
+        for node in &self.nodes {
+            let Ok(reply) = node.query::<Vec<Vec<redis::Value>>>(&["CLUSTER", "SLOTS"]).await else { continue };
+            return reply
+                .iter()
+                .filter_map(|range| match (range.first(), range.get(1), range.get(2)) {
+                    (Some(redis::Value::Int(start)), Some(redis::Value::Int(end)), Some(redis::Value::Array(primary))) => {
+                        match primary.get(1) {
+                            Some(redis::Value::Int(port)) => Some((*start, *end, *port as u16)),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+                .collect();
+        }
+        Vec::new()
+    }
+
+    async fn primary_ports(&self) -> std::collections::HashSet<u16> {
+        self.slots().await.into_iter().map(|(_, _, port)| port).collect()
+    }
+
+    /// The index in `nodes` of the primary serving `key`'s slot now.
+    pub async fn primary_for(&self, key: &str) -> Option<usize> {
+        let mut slot = None;
+        for node in &self.nodes {
+            if let Ok(answer) = node.query::<i64>(&["CLUSTER", "KEYSLOT", key]).await {
+                slot = Some(answer);
+                break;
+            }
+        }
+        let slot = slot?;
+        let port = self.slots().await.into_iter().find(|(start, end, _)| *start <= slot && slot <= *end)?.2;
+        self.nodes.iter().position(|n| n.port == port)
     }
 }
 
