@@ -155,14 +155,7 @@ async fn six_hundred_pipelined_calls_are_all_answered() {
     let ws_url = format!("{}{HUB}?id={id}&access_token={root}", url.replacen("http", "ws", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}")).await.unwrap();
-    let mut frame = String::new();
-    for i in 0..600 {
-        frame.push_str(
-            &json!({"type":1,"invocationId":i.to_string(),"target":"NoSuchMethodPaddedName","arguments":["0123456789"]}).to_string(),
-        );
-        frame.push('\u{1e}');
-    }
-    assert!(frame.len() > 50_000 && frame.len() < 64 * 1024, "{}", frame.len());
+    let frame = pipelined_calls();
     ws.send(Message::text(frame)).await.unwrap();
     let mut answered = HashSet::new();
     let mut reply_bytes = 0;
@@ -195,14 +188,7 @@ async fn six_hundred_pipelined_calls_in_one_post_are_all_answered() {
     let url = app.url();
     let root = root_token(&url).await;
     let http = client();
-    let mut frame = String::new();
-    for i in 0..600 {
-        frame.push_str(
-            &json!({"type":1,"invocationId":i.to_string(),"target":"NoSuchMethodPaddedName","arguments":["0123456789"]}).to_string(),
-        );
-        frame.push('\u{1e}');
-    }
-    assert!(frame.len() > 50_000 && frame.len() < 64 * 1024, "{}", frame.len());
+    let frame = pipelined_calls();
     for sse in [false, true] {
         let target = format!("{url}{HUB}?id={}", negotiate(&url, &root).await);
         let mut stream = None;
@@ -233,13 +219,7 @@ async fn six_hundred_pipelined_calls_in_one_post_are_all_answered() {
                 Some(stream) => {
                     let chunk = tokio::time::timeout(Duration::from_secs(30), stream.chunk()).await.unwrap().unwrap().expect("stream open");
                     raw.push_str(&String::from_utf8_lossy(&chunk));
-                    let mut events = String::new();
-                    while let Some(end) = raw.find("\r\n\r\n") {
-                        let lines: Vec<&str> = raw[..end].split("\r\n").filter_map(|l| l.strip_prefix("data: ")).collect();
-                        events.push_str(&lines.join("\n"));
-                        raw.drain(..end + 4);
-                    }
-                    events
+                    test_support::take_sse_data(&mut raw)
                 }
             };
             for part in payload.split('\u{1e}').filter(|p| !p.is_empty()) {
@@ -294,4 +274,18 @@ async fn cookie_authenticated_connections_are_bound_to_their_user() {
         }
     }
     app.stop().await;
+}
+
+/// 600 calls of a missing method in one text frame, just under 64 KiB: each is answered with an
+/// error Completion, and the replies together pass the 64 KiB outbound buffer.
+fn pipelined_calls() -> String {
+    let mut frame = String::new();
+    for i in 0..600 {
+        frame.push_str(
+            &json!({"type":1,"invocationId":i.to_string(),"target":"NoSuchMethodPaddedName","arguments":["0123456789"]}).to_string(),
+        );
+        frame.push('\u{1e}');
+    }
+    assert!(frame.len() > 50_000 && frame.len() < 64 * 1024, "{}", frame.len());
+    frame
 }

@@ -1736,14 +1736,12 @@ mod tests {
                 .expect("redis-server on PATH"),
         );
         let client = Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-        let mut connection = loop {
-            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING").query_async::<String>(&mut connection).await.is_ok()
-            {
-                break connection;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let mut connection = test_support::wait_for("the redis-server to answer PING", || async {
+            let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING").query_async::<String>(&mut connection).await.ok()?;
+            Some(connection)
+        })
+        .await;
         let _: String = redis::cmd("ACL").arg("SETUSER").arg("default").arg("-client").query_async(&mut connection).await.unwrap();
         let refused = subscribed_clients(&mut connection).await.expect_err("CLIENT LIST refused by the ACL");
         assert!(is_server_refusal(&refused), "{refused:?}");

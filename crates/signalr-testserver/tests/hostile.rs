@@ -226,13 +226,7 @@ async fn six_hundred_pipelined_calls_in_one_post_are_all_answered() {
                 Some(stream) => {
                     let chunk = tokio::time::timeout(HANG_GUARD, stream.chunk()).await.unwrap().unwrap().expect("stream open");
                     raw.push_str(&String::from_utf8_lossy(&chunk));
-                    let mut events = String::new();
-                    while let Some(end) = raw.find("\r\n\r\n") {
-                        let lines: Vec<&str> = raw[..end].split("\r\n").filter_map(|l| l.strip_prefix("data: ")).collect();
-                        events.push_str(&lines.join("\n"));
-                        raw.drain(..end + 4);
-                    }
-                    events
+                    test_support::take_sse_data(&mut raw)
                 }
             };
             let messages: Vec<Value> =

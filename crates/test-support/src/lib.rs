@@ -37,6 +37,18 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     wait_for(what, || std::future::ready(condition().then_some(()))).await
 }
 
+/// Takes the complete Server-Sent Events at the front of `raw` (what a stream delivered so far)
+/// and returns their `data: ` lines joined by newlines; an incomplete last event stays in `raw`.
+pub fn take_sse_data(raw: &mut String) -> String {
+    let mut data = String::new();
+    while let Some(end) = raw.find("\r\n\r\n") {
+        let lines: Vec<&str> = raw[..end].split("\r\n").filter_map(|l| l.strip_prefix("data: ")).collect();
+        data.push_str(&lines.join("\n"));
+        raw.drain(..end + 4);
+    }
+    data
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

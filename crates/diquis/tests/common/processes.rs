@@ -110,19 +110,16 @@ impl RedisCluster {
             .expect("redis-cli must be installed");
         assert!(status.success(), "redis-cli --cluster create");
         let cluster = Self { nodes };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
+        test_support::wait_for("the cluster to come up", || async {
             let mut ready = true;
             for node in &cluster.nodes {
                 let info: String = node.query(&["CLUSTER", "INFO"]).await.unwrap_or_default();
                 ready &= info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384");
             }
-            if ready && cluster.primary_ports().await.len() == 3 {
-                return cluster;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the cluster did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (ready && cluster.primary_ports().await.len() == 3).then_some(())
+        })
+        .await;
+        cluster
     }
 
     /// The StackExchange.Redis connection string (every node).
