@@ -45,12 +45,39 @@ impl Ctx {
     }
 }
 
+/// The counts shown in the navigation, read once per page.
+struct NavCounts {
+    states: Vec<(JobState, i64)>,
+    retries: i64,
+    recurring: usize,
+    servers: usize,
+}
+
+impl NavCounts {
+    /// Reads the counts, the four queries at once (each on its own pooled connection).
+    async fn read(dash: &Dash) -> Result<NavCounts, JobError> {
+        let (states, retries, recurring, servers) = tokio::try_join!(
+            dash.store.counts(),
+            dash.store.count_retries(),
+            dash.store.recurring_jobs(),
+            dash.store.servers()
+        )?;
+        Ok(NavCounts { states, retries, recurring: recurring.len(), servers: servers.len() })
+    }
+
+    fn state(&self, state: JobState) -> i64 {
+        self.states.iter().find(|(s, _)| *s == state).map(|(_, n)| *n).unwrap_or(0)
+    }
+}
+
 /// Renders a page: the dashboard's navigation (with live counts) and `body`, in the app's layout.
 async fn render(dash: &Dash, ctx: &Ctx, title: &str, active: &str, body: &str) -> Result<Html<String>, PageError> {
-    let counts = dash.store.counts().await?;
-    let retries = dash.store.count_retries().await?;
-    let recurring = dash.store.recurring_jobs().await?.len();
-    let servers = dash.store.servers().await?.len();
+    let counts = NavCounts::read(dash).await?;
+    Ok(render_with(dash, ctx, &counts, title, active, body))
+}
+
+/// [`render`] with the navigation's counts already read.
+fn render_with(dash: &Dash, ctx: &Ctx, counts: &NavCounts, title: &str, active: &str, body: &str) -> Html<String> {
     let b = ctx.b();
     let link = |href: &str, key: &str, label: &str, count: Option<i64>| {
         let current = if key.eq_ignore_ascii_case(active) { " aria-current=\"page\" class=\"current\"" } else { "" };
@@ -60,12 +87,11 @@ async fn render(dash: &Dash, ctx: &Ctx, title: &str, active: &str, body: &str) -
     let mut nav = String::from("<nav class=\"jobs-nav\" id=\"jobs-nav\" data-live aria-label=\"Jobs\">");
     nav.push_str(&link("/", "overview", "Overview", None));
     for state in NAV_STATES {
-        let n = counts.iter().find(|(s, _)| *s == state).map(|(_, n)| *n).unwrap_or(0);
-        nav.push_str(&link(&format!("/state/{}", state.as_str()), state.as_str(), state.as_str(), Some(n)));
+        nav.push_str(&link(&format!("/state/{}", state.as_str()), state.as_str(), state.as_str(), Some(counts.state(state))));
     }
-    nav.push_str(&link("/retries", "retries", "Retries", Some(retries)));
-    nav.push_str(&link("/recurring", "recurring", "Recurring", Some(recurring as i64)));
-    nav.push_str(&link("/servers", "servers", "Servers", Some(servers as i64)));
+    nav.push_str(&link("/retries", "retries", "Retries", Some(counts.retries)));
+    nav.push_str(&link("/recurring", "recurring", "Recurring", Some(counts.recurring as i64)));
+    nav.push_str(&link("/servers", "servers", "Servers", Some(counts.servers as i64)));
     nav.push_str(&link("/queues", "queues", "Queues", None));
     nav.push_str("</nav>");
     let body = format!("<div class=\"jobs\">{nav}<h1>{}</h1>{body}</div>", esc(title));
@@ -86,10 +112,10 @@ async fn render(dash: &Dash, ctx: &Ctx, title: &str, active: &str, body: &str) -
     }
     let _ = write!(scripts, "<script src=\"{b}/dashboard.js\"></script>");
     let page = LayoutPage { title: &format!("{title} · Jobs"), head: &head, body: &body, scripts: &scripts };
-    Ok(Html(match &dash.options.layout {
+    Html(match &dash.options.layout {
         Some(layout) => layout.render(&ctx.headers, &ctx.extensions, page),
         None => standalone(page),
-    }))
+    })
 }
 
 /// The page without an application layout.
@@ -142,11 +168,15 @@ pub(crate) async fn overview(
     extensions: Extensions,
 ) -> Result<Html<String>, PageError> {
     let ctx = Ctx::new(&dash, &original, &uri, headers, extensions);
-    let counts = dash.store.counts().await?;
+    let (counts, realtime, history) = tokio::try_join!(
+        NavCounts::read(&dash),
+        dash.store.throughput(Duration::from_secs(300), Duration::from_secs(1)),
+        dash.store.finished_per_hour(7 * 24)
+    )?;
     let b = ctx.b();
     let mut body = String::from("<section class=\"cards\" id=\"jobs-cards\" data-live>");
     for state in NAV_STATES {
-        let n = counts.iter().find(|(s, _)| *s == state).map(|(_, n)| *n).unwrap_or(0);
+        let n = counts.state(state);
         let _ = write!(
             body,
             "<a class=\"card stat stat-{s}\" href=\"{b}/state/{s}\"><span class=\"label\">{s}</span><span class=\"value\" id=\"total-{s}\">{n}</span></a>",
@@ -154,8 +184,6 @@ pub(crate) async fn overview(
         );
     }
     body.push_str("</section>");
-    let realtime = dash.store.throughput(Duration::from_secs(300), Duration::from_secs(1)).await?;
-    let history = dash.store.finished_per_hour(7 * 24).await?;
     body.push_str("<section class=\"card\">");
     body.push_str(&graph::line_graph("graph-realtime", "Realtime: jobs per second, last 5 minutes", &realtime, |p| {
         p.at.format("%H:%M:%S").to_string()
@@ -165,7 +193,7 @@ pub(crate) async fn overview(
         p.at.format("%a %H:00").to_string()
     }));
     body.push_str("</section>");
-    render(&dash, &ctx, "Overview", "overview", &body).await
+    Ok(render_with(&dash, &ctx, &counts, "Overview", "overview", &body))
 }
 
 #[derive(Deserialize)]

@@ -120,6 +120,19 @@ CREATE TRIGGER bg_jobs_count AFTER INSERT OR DELETE OR UPDATE OF state ON bg_job
 INSERT INTO bg_state_counts (state, hour, n) SELECT state, 0, COUNT(*) FROM bg_jobs GROUP BY state;
 "#,
     ),
+    (
+        6,
+        // The folded counters move to their own table, one row per state and hour (hour 0: the
+        // net count of everything older than the graph's week). The delta table is then empty
+        // after every fold, so a burst of a million state changes leaves no live row behind the
+        // dead ones and VACUUM can give its pages back.
+        r#"
+CREATE TABLE bg_state_totals (state TEXT NOT NULL, hour BIGINT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY (state, hour));
+WITH gone AS (DELETE FROM bg_state_counts RETURNING state, hour, n)
+INSERT INTO bg_state_totals (state, hour, n)
+SELECT state, CASE WHEN n > 0 THEN hour ELSE 0 END, SUM(n) FROM gone GROUP BY 1, 2;
+"#,
+    ),
 ];
 
 /// SQLite migrations, in order.
@@ -229,6 +242,16 @@ CREATE TRIGGER bg_jobs_count_update AFTER UPDATE OF state ON bg_jobs WHEN NEW.st
   INSERT INTO bg_state_counts (state, hour, n) VALUES (NEW.state, NEW.updated_at / 3600000000, 1);
 END;
 INSERT INTO bg_state_counts (state, hour, n) SELECT state, 0, COUNT(*) FROM bg_jobs GROUP BY state;
+"#,
+    ),
+    (
+        6,
+        // See the PostgreSQL migration 6.
+        r#"
+CREATE TABLE bg_state_totals (state TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (state, hour));
+INSERT INTO bg_state_totals (state, hour, n)
+SELECT state, CASE WHEN n > 0 THEN hour ELSE 0 END AS h, SUM(n) FROM bg_state_counts WHERE true GROUP BY state, h;
+DELETE FROM bg_state_counts;
 "#,
     ),
 ];

@@ -194,8 +194,8 @@ pub(crate) mod private {
         /// `(hour, succeeded, failed)` per hour since `since_hour` (hours since the epoch), from
         /// the counter rows.
         async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
-        /// Folds the counter rows: one row per state (and per hour of the last 8 days for the
-        /// history) instead of one per change; hours before `keep_from_hour` fold into hour 0.
+        /// Folds the delta rows into `bg_state_totals` (one row per state and per hour of the
+        /// last 8 days for the history); hours before `keep_from_hour` fold into hour 0.
         async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError>;
         /// Disables or enables a recurring job; false when it does not exist.
         async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError>;

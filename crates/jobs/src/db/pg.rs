@@ -121,6 +121,12 @@ SELECT (SELECT count(*) FROM u) AS moved, (SELECT count(*) FROM n) AS notified";
 /// First half of the advisory lock key of `enqueue_once` ("bgju").
 const UNIQUE_KEY_LOCK_CLASS: i32 = 0x6267_6a75;
 
+/// Advisory lock key held while folding the state counters ("bgfold").
+const FOLD_LOCK: i64 = 0x6267_666f_6c64;
+
+/// Deleted delta rows from which a fold vacuums the delta table at once.
+const VACUUM_AFTER_ROWS: i64 = 10_000;
+
 impl Ops for Postgres {
     async fn migrate(pool: &Pool<Self>) -> Result<(), JobError> {
         super::migrations::migrate_pg(pool).await
@@ -291,17 +297,39 @@ impl Ops for Postgres {
     shared_ops!();
 
     async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError> {
-        // One statement, one snapshot: every row deleted is summed; rows committed meanwhile
-        // stay for the next fold.
-        sqlx::query(
-            "WITH gone AS (DELETE FROM bg_state_counts RETURNING state, hour, n) \
-             INSERT INTO bg_state_counts (state, hour, n) \
-             SELECT state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END, SUM(n) FROM gone \
-             GROUP BY state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END, n > 0 HAVING SUM(n) <> 0",
+        let mut tx = pool.begin().await?;
+        // One folder at a time (every worker runs maintenance); the others skip this round
+        // rather than wait or deadlock on the same total rows.
+        let folding: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(FOLD_LOCK).fetch_one(&mut *tx).await?;
+        if !folding {
+            return Ok(());
+        }
+        // One snapshot: every delta row deleted is added; rows committed meanwhile wait for
+        // the next fold.
+        let moved: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM bg_state_counts RETURNING state, hour, n), \
+             added AS (INSERT INTO bg_state_totals (state, hour, n) \
+               SELECT state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END, SUM(n) FROM gone GROUP BY 1, 2 \
+               ON CONFLICT (state, hour) DO UPDATE SET n = bg_state_totals.n + EXCLUDED.n) \
+             SELECT COUNT(*) FROM gone",
         )
         .bind(keep_from_hour)
-        .execute(pool)
+        .fetch_one(&mut *tx)
         .await?;
+        sqlx::query(
+            "WITH aged AS (DELETE FROM bg_state_totals WHERE hour > 0 AND hour < $1 RETURNING state, n) \
+             INSERT INTO bg_state_totals (state, hour, n) SELECT state, 0, SUM(n) FROM aged GROUP BY state \
+             ON CONFLICT (state, hour) DO UPDATE SET n = bg_state_totals.n + EXCLUDED.n",
+        )
+        .bind(keep_from_hour)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if moved >= VACUUM_AFTER_ROWS {
+            // The delta table is empty now: vacuuming it at once gives its pages back, so
+            // reading the counts does not scan a burst's dead rows until autovacuum comes.
+            sqlx::raw_sql("VACUUM bg_state_counts").execute(pool).await?;
+        }
         Ok(())
     }
 }

@@ -380,8 +380,14 @@ macro_rules! shared_ops {
 
         async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError> {
             use sqlx::Row as _;
-            // The delta rows kept by the triggers of migration 5, not the jobs themselves.
-            let rows = sqlx::query("SELECT state, CAST(SUM(n) AS BIGINT) AS n FROM bg_state_counts GROUP BY state").fetch_all(pool).await?;
+            // The folded totals plus the delta rows the triggers appended since the last fold
+            // (migrations 5 and 6), not the jobs themselves.
+            let rows = sqlx::query(
+                "SELECT state, CAST(SUM(n) AS BIGINT) AS n FROM \
+                 (SELECT state, n FROM bg_state_totals UNION ALL SELECT state, n FROM bg_state_counts) AS c GROUP BY state",
+            )
+            .fetch_all(pool)
+            .await?;
             let mut out: Vec<(JobState, i64)> = JobState::ALL.iter().map(|s| (*s, 0)).collect();
             for row in rows {
                 let state: String = row.try_get("state")?;
@@ -397,8 +403,11 @@ macro_rules! shared_ops {
         async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
             use sqlx::Row as _;
             let rows = sqlx::query(
-                "SELECT hour, state, CAST(SUM(n) AS BIGINT) AS n FROM bg_state_counts \
-                 WHERE n > 0 AND hour >= $1 AND state IN ('Succeeded', 'Failed') GROUP BY hour, state",
+                // Totals at an hour of the graph's range only ever hold arrivals (n > 0).
+                "SELECT hour, state, CAST(SUM(n) AS BIGINT) AS n FROM \
+                 (SELECT state, hour, n FROM bg_state_totals WHERE hour >= $1 AND state IN ('Succeeded', 'Failed') \
+                  UNION ALL SELECT state, hour, n FROM bg_state_counts WHERE n > 0 AND hour >= $1 AND state IN ('Succeeded', 'Failed')) AS c \
+                 GROUP BY hour, state",
             )
             .bind(since_hour)
             .fetch_all(pool)
@@ -526,7 +535,10 @@ macro_rules! shared_ops {
         async fn queue_stats(pool: &Pool<Self>) -> Result<Vec<$crate::model::QueueStats>, JobError> {
             use sqlx::Row as _;
             let rows = sqlx::query(
-                "SELECT queue, state, COUNT(*) AS n FROM bg_jobs WHERE state IN ('Enqueued', 'Processing') GROUP BY queue, state",
+                // Two aggregates so that the enqueued side is an index-only scan of the claim
+                // index (`queue` first, partial on Enqueued) rather than a visit to every row.
+                "SELECT queue, 'Enqueued' AS state, COUNT(*) AS n FROM bg_jobs WHERE state = 'Enqueued' GROUP BY queue \
+                 UNION ALL SELECT queue, 'Processing' AS state, COUNT(*) AS n FROM bg_jobs WHERE state = 'Processing' GROUP BY queue",
             )
             .fetch_all(pool)
             .await?;

@@ -240,19 +240,25 @@ impl Ops for Sqlite {
     async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError> {
         // The write transaction keeps every other writer (and so every trigger) out meanwhile.
         let mut tx = Self::begin_write(pool).await?;
-        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS bg_fold (state TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM temp.bg_fold").execute(&mut *tx).await?;
+        // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
         sqlx::query(
-            "INSERT INTO temp.bg_fold (state, hour, n) SELECT state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END, SUM(n) FROM bg_state_counts \
-             GROUP BY state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END, n > 0 HAVING SUM(n) <> 0",
+            "INSERT INTO bg_state_totals (state, hour, n) \
+             SELECT state, CASE WHEN n > 0 AND hour >= $1 THEN hour ELSE 0 END AS h, SUM(n) FROM bg_state_counts WHERE true GROUP BY state, h \
+             ON CONFLICT (state, hour) DO UPDATE SET n = n + excluded.n",
         )
         .bind(keep_from_hour)
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM bg_state_counts").execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO bg_state_counts (state, hour, n) SELECT state, hour, n FROM temp.bg_fold").execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO bg_state_totals (state, hour, n) \
+             SELECT state, 0, SUM(n) FROM bg_state_totals WHERE hour > 0 AND hour < $1 GROUP BY state \
+             ON CONFLICT (state, hour) DO UPDATE SET n = n + excluded.n",
+        )
+        .bind(keep_from_hour)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM bg_state_totals WHERE hour > 0 AND hour < $1").bind(keep_from_hour).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -404,3 +404,76 @@ async fn enqueue_with_key(store: &JobStore, key: &str, n: usize) -> Vec<jobs::Jo
     }
     ids
 }
+
+/// Runs `sql` (no result) on the store's own database.
+async fn exec(store: &JobStore, sql: &str) {
+    if let Some(pool) = store.pg_pool() {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.unwrap();
+    } else if let Some(pool) = store.sqlite_pool() {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(pool).await.unwrap();
+    }
+}
+
+/// One number from `sql` on the store's own database.
+async fn scalar(store: &JobStore, sql: &str) -> i64 {
+    if let Some(pool) = store.pg_pool() {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.unwrap()
+    } else {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(store.sqlite_pool().unwrap()).await.unwrap()
+    }
+}
+
+both_backends!(counters_fold_into_totals_and_age_out_of_the_graph, |db: TestDb| async move {
+    let store = db.store().await;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(store.enqueue(NewJob::new("count@1", i)).await.unwrap());
+    }
+    for id in &ids[..10] {
+        store.delete(*id).await.unwrap();
+    }
+    let truth = |store: JobStore| async move {
+        let mut out = Vec::new();
+        for state in JobState::ALL {
+            out.push((state, store.list(state, 0, 1000).await.unwrap().len() as i64));
+        }
+        out
+    };
+    let expected = truth(store.clone()).await;
+    assert_eq!(store.counts().await.unwrap(), expected, "before any fold");
+    assert!(scalar(&store, "SELECT COUNT(*) FROM bg_state_counts").await > 0);
+
+    // Folds running at once (every worker runs maintenance) add each delta exactly once, and
+    // leave no delta row behind.
+    let folds: Vec<_> = (0..4).map(|_| store.fold_counts()).collect();
+    for result in futures_util::future::join_all(folds).await {
+        result.unwrap();
+    }
+    store.fold_counts().await.unwrap();
+    assert_eq!(store.counts().await.unwrap(), expected, "after folding");
+    assert_eq!(scalar(&store, "SELECT COUNT(*) FROM bg_state_counts").await, 0);
+
+    // Changes after a fold count on top of the totals.
+    for id in &ids[10..15] {
+        store.delete(*id).await.unwrap();
+    }
+    let expected = truth(store.clone()).await;
+    assert_eq!(store.counts().await.unwrap(), expected, "totals and new deltas");
+
+    // An arrival older than the graph's week leaves the graph but stays in the count.
+    let now_hour = chrono::Utc::now().timestamp_micros() / 3_600_000_000;
+    let before = store.finished_per_hour(7 * 24).await.unwrap();
+    exec(&store, &format!("INSERT INTO bg_state_totals (state, hour, n) VALUES ('Succeeded', {}, 3)", now_hour - 9 * 24)).await;
+    exec(&store, &format!("INSERT INTO bg_state_counts (state, hour, n) VALUES ('Succeeded', {}, 2)", now_hour - 2)).await;
+    store.fold_counts().await.unwrap();
+    let succeeded = |counts: Vec<(JobState, i64)>| counts.into_iter().find(|(s, _)| *s == JobState::Succeeded).unwrap().1;
+    assert_eq!(succeeded(store.counts().await.unwrap()), 5);
+    assert_eq!(
+        scalar(&store, &format!("SELECT COUNT(*) FROM bg_state_totals WHERE hour > 0 AND hour < {}", now_hour - 8 * 24)).await,
+        0,
+        "hours before the kept range fold into hour 0"
+    );
+    let after = store.finished_per_hour(7 * 24).await.unwrap();
+    let sum = |h: &[jobs::Throughput]| h.iter().map(|p| p.succeeded).sum::<i64>();
+    assert_eq!(sum(&after), sum(&before) + 2, "the recent arrival is in the graph, the old one is not");
+});
