@@ -52,7 +52,7 @@ pub use error::JobError;
 pub use handler::{FnHandler, HandlerFuture, JobHandler, handler_fn};
 pub use model::{
     CancelOutcome, DEFAULT_QUEUE, JobFilter, JobId, JobRecord, JobState, Lease, LogLine, NewJob, QueueStats, RecurringJob, ServerRecord,
-    StateChange, Throughput, UnknownState,
+    StateChange, TEXT_SEARCH_WINDOW, Throughput, UnknownState,
 };
 pub use retry::{RetryPolicy, hangfire_delay};
 pub use store::{JobStore, StoreOptions};

@@ -306,9 +306,15 @@ pub struct JobFilter {
     /// Diquis); read through the concurrency-key index.
     pub key: Option<String>,
     /// A job id (`42` or `#42`), or text the job's name, concurrency key or unique key contains
-    /// (case-insensitive).
+    /// (case-insensitive) among the newest [`TEXT_SEARCH_WINDOW`] jobs the other conditions
+    /// select.
     pub search: Option<String>,
 }
+
+/// How many of the newest matching jobs a text search looks at. No index serves "contains"
+/// on both backends, so an unbounded search for a rare name in a large state would read
+/// every job in it; ids and keys (the key page) are exact and not bounded.
+pub const TEXT_SEARCH_WINDOW: i64 = 10_000;
 
 impl JobFilter {
     /// Every job in `state`.

@@ -56,12 +56,8 @@ struct NavCounts {
 impl NavCounts {
     /// Reads the counts, the four queries at once (each on its own pooled connection).
     async fn read(dash: &Dash) -> Result<NavCounts, JobError> {
-        let (states, retries, recurring, servers) = tokio::try_join!(
-            dash.store.counts(),
-            dash.store.count_retries(),
-            dash.store.recurring_jobs(),
-            dash.store.servers()
-        )?;
+        let (states, retries, recurring, servers) =
+            tokio::try_join!(dash.store.counts(), dash.store.count_retries(), dash.store.recurring_jobs(), dash.store.servers())?;
         Ok(NavCounts { states, retries, recurring: recurring.len(), servers: servers.len() })
     }
 
@@ -278,6 +274,13 @@ async fn job_list(dash: &Dash, ctx: &Ctx, filter: &JobFilter, path: &str, q: &Li
 placeholder=\"Job id, name or key (tenant:acme)\" aria-label=\"Search by job id, name or key\"><button type=\"submit\" class=\"secondary\">Search</button></form>",
         esc(search)
     );
+    if !search.trim().is_empty() && search.trim().trim_start_matches('#').parse::<i64>().is_err() {
+        let _ = write!(
+            body,
+            "<p class=\"muted\" id=\"search-window\">Text is searched in the newest {} jobs of this list; search an id for an older job.</p>",
+            crate::model::TEXT_SEARCH_WINDOW
+        );
+    }
     let _ = write!(
         body,
         "<form method=\"post\" action=\"{b}/bulk\" id=\"bulk-form\">{}<input type=\"hidden\" name=\"return\" value=\"{}\">\

@@ -294,6 +294,10 @@ impl Ops for Postgres {
         Ok(row.try_get::<i64, _>("moved")? as u64)
     }
 
+    async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM bg_jobs WHERE state = 'Scheduled' AND attempt > 0").fetch_one(pool).await?)
+    }
+
     shared_ops!();
 
     async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError> {

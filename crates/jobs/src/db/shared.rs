@@ -477,6 +477,7 @@ macro_rules! shared_ops {
                 conditions.push(format!("concurrency_key = ${}", binds.len()));
             }
             let search = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+            let mut text_condition = None;
             match (search.and_then(|s| s.trim_start_matches('#').parse::<i64>().ok()), search) {
                 (Some(id), _) => {
                     binds.push(Bind::Id(id));
@@ -486,15 +487,24 @@ macro_rules! shared_ops {
                     let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
                     binds.push(Bind::Text(pattern));
                     let n = binds.len();
-                    conditions.push(format!(
-                        "(LOWER(name) LIKE ${n} ESCAPE '\\' OR LOWER(concurrency_key) LIKE ${n} ESCAPE '\\' OR LOWER(unique_key) LIKE ${n} ESCAPE '\\')"
+                    text_condition = Some(format!(
+                        " WHERE (LOWER(name) LIKE ${n} ESCAPE '\\' OR LOWER(concurrency_key) LIKE ${n} ESCAPE '\\' OR LOWER(unique_key) LIKE ${n} ESCAPE '\\')"
                     ));
                 }
                 (None, None) => {}
             }
             let filter_sql = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+            // Text is matched within the newest jobs only (see `TEXT_SEARCH_WINDOW`): the inner
+            // query walks the index newest first and stops there.
+            let source = match &text_condition {
+                Some(matching) => format!(
+                    "(SELECT * FROM bg_jobs{filter_sql} ORDER BY id DESC LIMIT {}) AS recent{matching}",
+                    $crate::model::TEXT_SEARCH_WINDOW
+                ),
+                None => format!("bg_jobs{filter_sql}"),
+            };
             let sql = format!(
-                "SELECT {} FROM bg_jobs{filter_sql} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+                "SELECT {} FROM {source} ORDER BY id DESC LIMIT ${} OFFSET ${}",
                 job_columns!(),
                 binds.len() + 1,
                 binds.len() + 2
@@ -524,12 +534,6 @@ macro_rules! shared_ops {
                 out.push(decode_record!(row));
             }
             Ok(out)
-        }
-
-        async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError> {
-            use sqlx::Row as _;
-            let row = sqlx::query("SELECT COUNT(*) AS n FROM bg_jobs WHERE state = 'Scheduled' AND attempt > 0").fetch_one(pool).await?;
-            Ok(row.try_get("n")?)
         }
 
         async fn queue_stats(pool: &Pool<Self>) -> Result<Vec<$crate::model::QueueStats>, JobError> {

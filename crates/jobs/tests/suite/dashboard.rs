@@ -477,3 +477,29 @@ both_backends!(counters_fold_into_totals_and_age_out_of_the_graph, |db: TestDb| 
     let sum = |h: &[jobs::Throughput]| h.iter().map(|p| p.succeeded).sum::<i64>();
     assert_eq!(sum(&after), sum(&before) + 2, "the recent arrival is in the graph, the old one is not");
 });
+
+both_backends!(text_search_reads_a_bounded_window_of_the_newest_jobs, |db: TestDb| async move {
+    let store = db.store().await;
+    let app = app(&store, DashboardOptions::default());
+    let old = store.enqueue(NewJob::new("needle@1", ())).await.unwrap();
+    // More jobs than the window, newer than the needle, in one statement.
+    let now = chrono::Utc::now().timestamp_micros();
+    exec(
+        &store,
+        &format!(
+            "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {}) \
+             INSERT INTO bg_jobs (name, queue, payload, state, run_at, created_at, updated_at) \
+             SELECT 'hay@1', 'default', 'null', 'Enqueued', {now}, {now}, {now} FROM g",
+            jobs::TEXT_SEARCH_WINDOW
+        ),
+    )
+    .await;
+    let (_, page) = get(&app, "/jobs/state/Enqueued?q=needle").await;
+    assert!(!page.contains(&format!("id=\"job-{old}\"")), "beyond the window");
+    assert!(page.contains("id=\"search-window\""), "the page says the text search is bounded: {page}");
+    let (_, page) = get(&app, &format!("/jobs/state/Enqueued?q={old}")).await;
+    assert!(page.contains(&format!("id=\"job-{old}\"")) && !page.contains("id=\"search-window\""), "ids are not bounded");
+    let new = store.enqueue(NewJob::new("needle@1", ())).await.unwrap();
+    let (_, page) = get(&app, "/jobs/state/Enqueued?q=NEEDLE").await;
+    assert!(page.contains(&format!("id=\"job-{new}\"")) && !page.contains(&format!("id=\"job-{old}\"")), "{page}");
+});
