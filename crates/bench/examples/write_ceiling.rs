@@ -11,6 +11,11 @@
 //! paced broadcast. Prints write()s per second and, per round, the time from its first write to
 //! its last one (a lower bound for the latency of the last receiver of a broadcast).
 //!
+//! Every frame carries its due time (the round's start on the clock, µs since the Unix epoch),
+//! and the reader records, for every frame, the time from that due time to reading it: "due to
+//! received", the same statistic as `diquis-bench`'s delivery latency (send time to receipt),
+//! so a server's p99 compares with this p99 directly.
+//!
 //! With `coalesce` (needs a rate), rounds are due on the clock whether or not the last one was
 //! written, and each writer thread sweeps its connections round robin, writing every frame due
 //! for a connection in one `write` — what a server that lets queued messages share a write can
@@ -70,17 +75,16 @@ fn main() {
     let mut ready = [0u8; 1];
     child_out.read_exact(&mut ready).unwrap();
 
-    let frame = [b'x'; FRAME];
     let per_thread = connections.div_ceil(threads);
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     if coalesce {
         coalesced_rounds(&mut sockets, rounds, per_thread, Duration::from_secs_f64(1.0 / rate));
-        let mut done = [0u8; 1];
-        child_out.read_exact(&mut done).unwrap();
+        println!("{}", received_line(&mut child_out));
         let _ = child.wait();
         return;
     }
     let started = Instant::now();
+    let started_at = unix_us();
     let mut round_ms = Vec::with_capacity(rounds);
     for round in 0..rounds {
         if let Some(interval) = interval {
@@ -90,11 +94,18 @@ fn main() {
             }
         }
         let begin = Instant::now();
+        // Due at the round's start on the clock (paced: when it was scheduled).
+        let due_us = match interval {
+            Some(interval) => started_at + (interval * round as u32).as_micros() as u64,
+            None => unix_us(),
+        };
+        let frame = stamped(due_us);
+        let frame = &frame;
         std::thread::scope(|scope| {
             for chunk in sockets.chunks_mut(per_thread) {
                 scope.spawn(|| {
                     for socket in chunk {
-                        socket.write_all(&frame).unwrap();
+                        socket.write_all(frame).unwrap();
                     }
                 });
             }
@@ -102,8 +113,7 @@ fn main() {
         round_ms.push(begin.elapsed().as_secs_f64() * 1000.0);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let mut done = [0u8; 1];
-    child_out.read_exact(&mut done).unwrap();
+    let received = received_line(&mut child_out);
     let _ = child.wait();
     round_ms.sort_by(f64::total_cmp);
     let pick = |q: f64| round_ms[((round_ms.len() - 1) as f64 * q).round() as usize];
@@ -120,12 +130,44 @@ fn main() {
         pick(0.99),
         pick(1.0)
     );
+    println!("{received}");
+}
+
+/// The clock both processes share, in µs since the Unix epoch.
+fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// One frame due at `due_us`: the time in its first 8 bytes, padding after.
+fn stamped(due_us: u64) -> [u8; FRAME] {
+    let mut frame = [b'x'; FRAME];
+    frame[..8].copy_from_slice(&due_us.to_le_bytes());
+    frame
+}
+
+/// Reads the reader's report (after its "done" byte) and formats it.
+fn received_line(child_out: &mut impl Read) -> String {
+    let mut report = String::new();
+    child_out.read_to_string(&mut report).unwrap();
+    let report = report.trim_start_matches('d').trim();
+    let us: Vec<f64> = report.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    match us.as_slice() {
+        [p50, p90, p99, max] => format!(
+            "due to received ms (per delivery): p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
+            p50 / 1000.0,
+            p90 / 1000.0,
+            p99 / 1000.0,
+            max / 1000.0
+        ),
+        _ => format!("the reader's report was not understood: {report:?}"),
+    }
 }
 
 /// The `coalesce` mode: see the module comment.
 fn coalesced_rounds(sockets: &mut [std::net::TcpStream], rounds: usize, per_thread: usize, interval: Duration) {
-    let frames = vec![b'x'; FRAME * rounds];
     let started = Instant::now();
+    let started_at = unix_us();
+    let frames: Vec<u8> = (0..rounds).flat_map(|round| stamped(started_at + (interval * round as u32).as_micros() as u64)).collect();
     let due = |round: usize| started + interval * round as u32;
     let (histograms, writes): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
         let threads: Vec<_> = sockets
@@ -143,7 +185,7 @@ fn coalesced_rounds(sockets: &mut [std::net::TcpStream], rounds: usize, per_thre
                             let due_now = ((now - started).as_nanos() / interval.as_nanos()) as usize + 1;
                             let upto = due_now.min(rounds);
                             if upto > *done {
-                                socket.write_all(&frames[..(upto - *done) * FRAME]).unwrap();
+                                socket.write_all(&frames[*done * FRAME..upto * FRAME]).unwrap();
                                 let at = Instant::now();
                                 for round in *done..upto {
                                     histogram.record((at - due(round)).as_micros() as u64).unwrap();
@@ -224,21 +266,43 @@ fn reader(addr: SocketAddr, connections: usize, per_socket: usize) {
         let mut stdout = std::io::stdout();
         stdout.write_all(b"r").unwrap();
         stdout.flush().unwrap();
+        let histogram = std::sync::Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(3).unwrap()));
         let mut tasks = tokio::task::JoinSet::new();
         for mut socket in sockets {
+            let histogram = histogram.clone();
             tasks.spawn(async move {
                 use tokio::io::AsyncReadExt;
                 let mut buf = [0u8; 4096];
+                // Bytes of a frame split across reads: its stamp is in the first 8.
+                let mut partial: Vec<u8> = Vec::new();
                 let mut left = per_socket;
                 while left > 0 {
                     let n = socket.read(&mut buf).await.unwrap();
                     assert!(n > 0, "connection ended early");
                     left -= n.min(left);
+                    let now = unix_us();
+                    partial.extend_from_slice(&buf[..n]);
+                    let whole = partial.len() / FRAME * FRAME;
+                    let mut histogram = histogram.lock().unwrap();
+                    for frame in partial[..whole].chunks_exact(FRAME) {
+                        let due = u64::from_le_bytes(frame[..8].try_into().unwrap());
+                        histogram.record(now.saturating_sub(due)).unwrap();
+                    }
+                    drop(histogram);
+                    partial.drain(..whole);
                 }
             });
         }
         while tasks.join_next().await.is_some() {}
-        stdout.write_all(b"d").unwrap();
+        let histogram = histogram.lock().unwrap();
+        let report = format!(
+            "d{} {} {} {}",
+            histogram.value_at_quantile(0.5),
+            histogram.value_at_quantile(0.9),
+            histogram.value_at_quantile(0.99),
+            histogram.max()
+        );
+        stdout.write_all(report.as_bytes()).unwrap();
         stdout.flush().unwrap();
     });
 }
