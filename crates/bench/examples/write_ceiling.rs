@@ -22,6 +22,11 @@
 //! do at best when the rate is more than the machine's writes can carry one by one. Prints the
 //! time from each frame's due time to its write (p50/p99 over every delivery): the latency floor
 //! of a paced broadcast with coalescing.
+//!
+//! With `processes=K` (last argument), K writer processes each take a K-th of the connections,
+//! with a reader process each, and start their rounds at the same instant on the clock: the
+//! floor of a load spread over K server nodes (and past one process's file limit, e.g. 100,000
+//! connections over six). The per-delivery figures are merged over all of them.
 //! Not a test: a measurement for docs/benchmarks.md.
 
 use std::io::{Read, Write};
@@ -33,19 +38,94 @@ const FRAME: usize = 100;
 /// Connections per source address (ports per (source, destination) pair are limited).
 const PER_SOURCE: usize = 25_000;
 
+type Histogram = hdrhistogram::Histogram<u64>;
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("reader") {
         reader(args[2].parse().unwrap(), args[3].parse().unwrap(), args[4].parse().unwrap());
         return;
     }
+    // `writer`: one of several writer processes, started by `coordinate`.
+    let synchronised = args.get(1).map(String::as_str) == Some("writer");
+    if synchronised {
+        args.remove(1);
+    }
+    let processes: usize = match args.last().and_then(|a| a.strip_prefix("processes=")) {
+        Some(k) => {
+            let k = k.parse().expect("processes=K needs a number");
+            args.pop();
+            k
+        }
+        None => 1,
+    };
     let connections: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let rounds: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
     let threads: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
     let rate: f64 = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let coalesce = args.get(5).map(String::as_str) == Some("coalesce");
     assert!(!coalesce || rate > 0.0, "coalesce needs a rate");
+    if processes > 1 {
+        assert!(rate > 0.0, "processes=K needs a rate (the writers start rounds on the clock)");
+        coordinate(&args[1..], processes, connections);
+        return;
+    }
+    let histogram = write_rounds(connections, rounds, threads, rate, coalesce, synchronised);
+    if synchronised {
+        // The coordinator merges every writer's deliveries.
+        for value in histogram.iter_recorded() {
+            println!("H {} {}", value.value_iterated_to(), value.count_at_value());
+        }
+    } else {
+        println!("{}", received_summary(&histogram));
+    }
+}
 
+/// Starts `processes` writer processes with a K-th of the connections each, starts them at
+/// one instant, and prints what they measured, merged.
+fn coordinate(args: &[String], processes: usize, connections: usize) {
+    let mut children = Vec::new();
+    for index in 0..processes {
+        let share = connections / processes + usize::from(index < connections % processes);
+        let mut child_args = vec!["writer".to_owned(), share.to_string()];
+        child_args.extend(args[1..].iter().cloned());
+        let child =
+            Command::new(std::env::current_exe().unwrap()).args(&child_args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        children.push(child);
+    }
+    let mut outputs = Vec::new();
+    for child in &mut children {
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "a writer process failed to set up");
+        outputs.push(out);
+    }
+    let start_us = unix_us() + 300_000;
+    for child in &mut children {
+        writeln!(child.stdin.as_mut().unwrap(), "{start_us}").unwrap();
+    }
+    let mut all = Histogram::new(3).unwrap();
+    for (index, out) in outputs.into_iter().enumerate() {
+        for line in std::io::BufRead::lines(out) {
+            let line = line.unwrap();
+            match line.strip_prefix("H ").map(|rest| rest.split_once(' ')) {
+                Some(Some((value, count))) => all.record_n(value.parse().unwrap(), count.parse().unwrap()).unwrap(),
+                _ => println!("writer {index}: {line}"),
+            }
+        }
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    println!("{processes} writer processes, {connections} connections in all");
+    println!("{}", received_summary(&all));
+}
+
+/// Accepts `connections` sockets from a reader process, writes the rounds, prints the write
+/// rate, and returns the reader's due-to-received histogram. `synchronised`: say "ready" on
+/// stdout and start at the instant read from stdin (µs since the Unix epoch).
+fn write_rounds(connections: usize, rounds: usize, threads: usize, rate: f64, coalesce: bool, synchronised: bool) -> Histogram {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -74,17 +154,29 @@ fn main() {
     let mut child_out = child.stdout.take().unwrap();
     let mut ready = [0u8; 1];
     child_out.read_exact(&mut ready).unwrap();
+    let (started, started_at) = if synchronised {
+        println!("ready");
+        std::io::stdout().flush().unwrap();
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap();
+        let start_us: u64 = line.trim().parse().expect("a start time");
+        let now_us = unix_us();
+        (Instant::now() + Duration::from_micros(start_us.saturating_sub(now_us)), start_us.max(now_us))
+    } else {
+        (Instant::now(), unix_us())
+    };
+    if let Some(wait) = started.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
 
     let per_thread = connections.div_ceil(threads);
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     if coalesce {
-        coalesced_rounds(&mut sockets, rounds, per_thread, Duration::from_secs_f64(1.0 / rate));
-        println!("{}", received_line(&mut child_out));
+        coalesced_rounds(&mut sockets, rounds, per_thread, Duration::from_secs_f64(1.0 / rate), started, started_at);
+        let received = received_histogram(&mut child_out);
         let _ = child.wait();
-        return;
+        return received;
     }
-    let started = Instant::now();
-    let started_at = unix_us();
     let mut round_ms = Vec::with_capacity(rounds);
     for round in 0..rounds {
         if let Some(interval) = interval {
@@ -113,7 +205,7 @@ fn main() {
         round_ms.push(begin.elapsed().as_secs_f64() * 1000.0);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let received = received_line(&mut child_out);
+    let received = received_histogram(&mut child_out);
     let _ = child.wait();
     round_ms.sort_by(f64::total_cmp);
     let pick = |q: f64| round_ms[((round_ms.len() - 1) as f64 * q).round() as usize];
@@ -130,7 +222,7 @@ fn main() {
         pick(0.99),
         pick(1.0)
     );
-    println!("{received}");
+    received
 }
 
 /// The clock both processes share, in µs since the Unix epoch.
@@ -145,28 +237,41 @@ fn stamped(due_us: u64) -> [u8; FRAME] {
     frame
 }
 
-/// Reads the reader's report (after its "done" byte) and formats it.
-fn received_line(child_out: &mut impl Read) -> String {
+/// Reads the reader's histogram (after its "done" byte: a `value count` line per bucket).
+fn received_histogram(child_out: &mut impl Read) -> Histogram {
     let mut report = String::new();
     child_out.read_to_string(&mut report).unwrap();
-    let report = report.trim_start_matches('d').trim();
-    let us: Vec<f64> = report.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    match us.as_slice() {
-        [p50, p90, p99, max] => format!(
-            "due to received ms (per delivery): p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
-            p50 / 1000.0,
-            p90 / 1000.0,
-            p99 / 1000.0,
-            max / 1000.0
-        ),
-        _ => format!("the reader's report was not understood: {report:?}"),
+    let mut histogram = Histogram::new(3).unwrap();
+    for line in report.trim_start_matches('d').lines() {
+        if let Some((value, count)) = line.split_once(' ') {
+            histogram.record_n(value.parse().unwrap(), count.parse().unwrap()).unwrap();
+        }
     }
+    histogram
+}
+
+/// The per-delivery line: due to received.
+fn received_summary(histogram: &Histogram) -> String {
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "due to received ms (per delivery, n={}): p50 {:.1}, p90 {:.1}, p99 {:.1}, max {:.1}",
+        histogram.len(),
+        ms(histogram.value_at_quantile(0.5)),
+        ms(histogram.value_at_quantile(0.9)),
+        ms(histogram.value_at_quantile(0.99)),
+        ms(histogram.max())
+    )
 }
 
 /// The `coalesce` mode: see the module comment.
-fn coalesced_rounds(sockets: &mut [std::net::TcpStream], rounds: usize, per_thread: usize, interval: Duration) {
-    let started = Instant::now();
-    let started_at = unix_us();
+fn coalesced_rounds(
+    sockets: &mut [std::net::TcpStream],
+    rounds: usize,
+    per_thread: usize,
+    interval: Duration,
+    started: Instant,
+    started_at: u64,
+) {
     let frames: Vec<u8> = (0..rounds).flat_map(|round| stamped(started_at + (interval * round as u32).as_micros() as u64)).collect();
     let due = |round: usize| started + interval * round as u32;
     let (histograms, writes): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
@@ -295,13 +400,10 @@ fn reader(addr: SocketAddr, connections: usize, per_socket: usize) {
         }
         while tasks.join_next().await.is_some() {}
         let histogram = histogram.lock().unwrap();
-        let report = format!(
-            "d{} {} {} {}",
-            histogram.value_at_quantile(0.5),
-            histogram.value_at_quantile(0.9),
-            histogram.value_at_quantile(0.99),
-            histogram.max()
-        );
+        let mut report = String::from("d");
+        for value in histogram.iter_recorded() {
+            report.push_str(&format!("{} {}\n", value.value_iterated_to(), value.count_at_value()));
+        }
         stdout.write_all(report.as_bytes()).unwrap();
         stdout.flush().unwrap();
     });
