@@ -23,7 +23,8 @@
 //! time from each frame's due time to its write (p50/p99 over every delivery): the latency floor
 //! of a paced broadcast with coalescing.
 //!
-//! With `processes=K` (last argument), K writer processes each take a K-th of the connections,
+//! With `readers=R`, R reader processes share the connections (as `diquis-bench` spreads its
+//! sockets over worker processes). With `processes=K`, K writer processes each take a K-th of the connections,
 //! with a reader process each, and start their rounds at the same instant on the clock: the
 //! floor of a load spread over K server nodes (and past one process's file limit, e.g. 100,000
 //! connections over six). The per-delivery figures are merged over all of them.
@@ -51,14 +52,14 @@ fn main() {
     if synchronised {
         args.remove(1);
     }
-    let processes: usize = match args.last().and_then(|a| a.strip_prefix("processes=")) {
-        Some(k) => {
-            let k = k.parse().expect("processes=K needs a number");
-            args.pop();
-            k
-        }
-        None => 1,
+    // `key=value` options, after the positional arguments.
+    let option = |args: &mut Vec<String>, key: &str| -> Option<usize> {
+        let at = args.iter().position(|a| a.starts_with(key))?;
+        let value = args.remove(at)[key.len()..].parse().unwrap_or_else(|_| panic!("{key}N needs a number"));
+        Some(value)
     };
+    let processes = option(&mut args, "processes=").unwrap_or(1).max(1);
+    let readers = option(&mut args, "readers=").unwrap_or(1).max(1);
     let connections: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let rounds: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
     let threads: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
@@ -67,10 +68,10 @@ fn main() {
     assert!(!coalesce || rate > 0.0, "coalesce needs a rate");
     if processes > 1 {
         assert!(rate > 0.0, "processes=K needs a rate (the writers start rounds on the clock)");
-        coordinate(&args[1..], processes, connections);
+        coordinate(&args[1..], processes, readers, connections);
         return;
     }
-    let histogram = write_rounds(connections, rounds, threads, rate, coalesce, synchronised);
+    let histogram = write_rounds(connections, rounds, threads, rate, coalesce, readers, synchronised);
     if synchronised {
         // The coordinator merges every writer's deliveries.
         for value in histogram.iter_recorded() {
@@ -83,12 +84,13 @@ fn main() {
 
 /// Starts `processes` writer processes with a K-th of the connections each, starts them at
 /// one instant, and prints what they measured, merged.
-fn coordinate(args: &[String], processes: usize, connections: usize) {
+fn coordinate(args: &[String], processes: usize, readers: usize, connections: usize) {
     let mut children = Vec::new();
     for index in 0..processes {
         let share = connections / processes + usize::from(index < connections % processes);
         let mut child_args = vec!["writer".to_owned(), share.to_string()];
         child_args.extend(args[1..].iter().cloned());
+        child_args.push(format!("readers={readers}"));
         let child =
             Command::new(std::env::current_exe().unwrap()).args(&child_args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         children.push(child);
@@ -122,17 +124,30 @@ fn coordinate(args: &[String], processes: usize, connections: usize) {
     println!("{}", received_summary(&all));
 }
 
-/// Accepts `connections` sockets from a reader process, writes the rounds, prints the write
-/// rate, and returns the reader's due-to-received histogram. `synchronised`: say "ready" on
-/// stdout and start at the instant read from stdin (µs since the Unix epoch).
-fn write_rounds(connections: usize, rounds: usize, threads: usize, rate: f64, coalesce: bool, synchronised: bool) -> Histogram {
+/// Accepts `connections` sockets from `readers` reader processes, writes the rounds, prints
+/// the write rate, and returns the readers' due-to-received histogram. `synchronised`: say
+/// "ready" on stdout and start at the instant read from stdin (µs since the Unix epoch).
+fn write_rounds(
+    connections: usize,
+    rounds: usize,
+    threads: usize,
+    rate: f64,
+    coalesce: bool,
+    readers: usize,
+    synchronised: bool,
+) -> Histogram {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["reader", &addr.to_string(), &connections.to_string(), &(rounds * FRAME).to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut children: Vec<_> = (0..readers)
+        .map(|index| {
+            let share = connections / readers + usize::from(index < connections % readers);
+            Command::new(std::env::current_exe().unwrap())
+                .args(["reader", &addr.to_string(), &share.to_string(), &(rounds * FRAME).to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     let mut sockets = Vec::with_capacity(connections);
     listener.set_nonblocking(true).unwrap();
     while sockets.len() < connections {
@@ -143,17 +158,32 @@ fn write_rounds(connections: usize, rounds: usize, threads: usize, rate: f64, co
                 sockets.push(socket);
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Some(status) = child.try_wait().unwrap() {
-                    panic!("the reader process ended early: {status}");
+                for child in &mut children {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        panic!("a reader process ended early: {status}");
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(error) => panic!("accept failed: {error}"),
         }
     }
-    let mut child_out = child.stdout.take().unwrap();
-    let mut ready = [0u8; 1];
-    child_out.read_exact(&mut ready).unwrap();
+    let mut outs: Vec<_> = children.iter_mut().map(|child| child.stdout.take().unwrap()).collect();
+    for out in &mut outs {
+        let mut ready = [0u8; 1];
+        out.read_exact(&mut ready).unwrap();
+    }
+    // Every reader's deliveries, once they are all read.
+    let mut received = move || {
+        let mut all = Histogram::new(3).unwrap();
+        for out in &mut outs {
+            all.add(received_histogram(out)).unwrap();
+        }
+        for child in &mut children {
+            let _ = child.wait();
+        }
+        all
+    };
     let (started, started_at) = if synchronised {
         println!("ready");
         std::io::stdout().flush().unwrap();
@@ -173,9 +203,7 @@ fn write_rounds(connections: usize, rounds: usize, threads: usize, rate: f64, co
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     if coalesce {
         coalesced_rounds(&mut sockets, rounds, per_thread, Duration::from_secs_f64(1.0 / rate), started, started_at);
-        let received = received_histogram(&mut child_out);
-        let _ = child.wait();
-        return received;
+        return received();
     }
     let mut round_ms = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -205,8 +233,7 @@ fn write_rounds(connections: usize, rounds: usize, threads: usize, rate: f64, co
         round_ms.push(begin.elapsed().as_secs_f64() * 1000.0);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let received = received_histogram(&mut child_out);
-    let _ = child.wait();
+    let received = received();
     round_ms.sort_by(f64::total_cmp);
     let pick = |q: f64| round_ms[((round_ms.len() - 1) as f64 * q).round() as usize];
     let writes = (connections * rounds) as f64;
