@@ -3,6 +3,42 @@
 use std::fmt;
 use std::path::PathBuf;
 
+/// Why a database connection string was refused. The texts complete "`<key>` …" in the
+/// configuration error that names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionStringError {
+    /// Nothing but white space.
+    #[error("is empty")]
+    Empty,
+    /// `sqlite:` without a file, or an in-memory database.
+    #[error("an SQLite URL needs a file path (in-memory databases cannot be shared by the web and jobs parts)")]
+    SqliteWithoutFile,
+    /// A URL whose scheme is neither `postgres` nor `sqlite` (the value is shown redacted).
+    #[error("unsupported URL scheme in '{0}': use postgres://, sqlite: or a file path")]
+    UnsupportedScheme(String),
+    /// A `postgres://` URL that sqlx cannot read.
+    #[error("is not a valid PostgreSQL URL: {0}")]
+    InvalidPostgresUrl(#[source] sqlx::Error),
+    /// A part of a key/value string without `=`.
+    #[error("'{0}' is not of the form Keyword=Value")]
+    NotKeyValue(String),
+    /// `Port=` that is not a port number.
+    #[error("Port '{0}' is not a port number")]
+    InvalidPort(String),
+    /// An SSL mode Npgsql does not know.
+    #[error("SSL Mode '{0}' is not one of Disable, Allow, Prefer, Require, VerifyCA, VerifyFull")]
+    InvalidSslMode(String),
+    /// A keyword that is neither used nor a harmless Npgsql option.
+    #[error("unknown keyword '{0}'")]
+    UnknownKeyword(String),
+    /// `Data Source=` empty or in memory.
+    #[error("Data Source must name a file")]
+    DataSourceWithoutFile,
+    /// A PostgreSQL key/value string without one of its required parts.
+    #[error("has no {0}{hint}", hint = if *.0 == "Host" { " (expected Host=…;Database=…;Username=…;Password=…)" } else { "" })]
+    Missing(&'static str),
+}
+
 /// Where a database lives.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
@@ -74,12 +110,12 @@ impl PostgresTarget {
     }
 }
 
-/// Parses a database connection string; the error text explains what is wrong (the caller
-/// adds the key name).
-pub fn parse_database(value: &str) -> Result<DatabaseTarget, String> {
+/// Parses a database connection string; the error says what is wrong (the caller adds the key
+/// name).
+pub fn parse_database(value: &str) -> Result<DatabaseTarget, ConnectionStringError> {
     let value = value.trim();
     if value.is_empty() {
-        return Err("is empty".into());
+        return Err(ConnectionStringError::Empty);
     }
     let lower = value.to_ascii_lowercase();
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
@@ -90,7 +126,7 @@ pub fn parse_database(value: &str) -> Result<DatabaseTarget, String> {
         let path = rest.trim_start_matches("//");
         let path = path.split('?').next().unwrap_or("");
         if path.is_empty() || path == ":memory:" {
-            return Err("an SQLite URL needs a file path (in-memory databases cannot be shared by the web and jobs parts)".into());
+            return Err(ConnectionStringError::SqliteWithoutFile);
         }
         return Ok(DatabaseTarget::Sqlite { path: PathBuf::from(path) });
     }
@@ -98,13 +134,13 @@ pub fn parse_database(value: &str) -> Result<DatabaseTarget, String> {
         return parse_key_values(value);
     }
     if value.contains("://") {
-        return Err(format!("unsupported URL scheme in '{}': use postgres://, sqlite: or a file path", redact(value)));
+        return Err(ConnectionStringError::UnsupportedScheme(redact(value)));
     }
     Ok(DatabaseTarget::Sqlite { path: PathBuf::from(value) })
 }
 
-fn parse_postgres_url(value: &str) -> Result<DatabaseTarget, String> {
-    let options: sqlx::postgres::PgConnectOptions = value.parse().map_err(|e| format!("is not a valid PostgreSQL URL: {e}"))?;
+fn parse_postgres_url(value: &str) -> Result<DatabaseTarget, ConnectionStringError> {
+    let options: sqlx::postgres::PgConnectOptions = value.parse().map_err(ConnectionStringError::InvalidPostgresUrl)?;
     let database = options.get_database().map(str::to_string).unwrap_or_else(|| options.get_username().to_string());
     // Keep what we need; PgConnectOptions hides the password, so take it from the URL text.
     let password = value
@@ -123,7 +159,7 @@ fn parse_postgres_url(value: &str) -> Result<DatabaseTarget, String> {
     }))
 }
 
-fn parse_key_values(value: &str) -> Result<DatabaseTarget, String> {
+fn parse_key_values(value: &str) -> Result<DatabaseTarget, ConnectionStringError> {
     let mut pg = PostgresTarget {
         host: String::new(),
         port: 5432,
@@ -135,13 +171,13 @@ fn parse_key_values(value: &str) -> Result<DatabaseTarget, String> {
     let mut sqlite: Option<PathBuf> = None;
     for part in split_unquoted(value).iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         let Some((k, v)) = part.split_once('=') else {
-            return Err(format!("'{part}' is not of the form Keyword=Value"));
+            return Err(ConnectionStringError::NotKeyValue(part.to_owned()));
         };
         let key: String = k.trim().to_ascii_lowercase().chars().filter(|c| *c != ' ').collect();
         let v = unquote(v.trim());
         match key.as_str() {
             "host" | "server" => pg.host = v,
-            "port" => pg.port = v.parse().map_err(|_| format!("Port '{v}' is not a port number"))?,
+            "port" => pg.port = v.parse().map_err(|_| ConnectionStringError::InvalidPort(v.clone()))?,
             "database" | "initialcatalog" => pg.database = v,
             "username" | "userid" | "user" | "uid" => pg.username = v,
             "password" | "pwd" => pg.password = Some(v),
@@ -163,23 +199,23 @@ fn parse_key_values(value: &str) -> Result<DatabaseTarget, String> {
             | "searchpath"
             | "connectionidlelifetime"
             | "multiplexing" => {}
-            other => return Err(format!("unknown keyword '{}'", other)),
+            other => return Err(ConnectionStringError::UnknownKeyword(other.to_owned())),
         }
     }
     if let Some(path) = sqlite {
         if path.as_os_str().is_empty() || path.to_str() == Some(":memory:") {
-            return Err("Data Source must name a file".into());
+            return Err(ConnectionStringError::DataSourceWithoutFile);
         }
         return Ok(DatabaseTarget::Sqlite { path });
     }
     if pg.host.is_empty() {
-        return Err("has no Host (expected Host=…;Database=…;Username=…;Password=…)".into());
+        return Err(ConnectionStringError::Missing("Host"));
     }
     if pg.database.is_empty() {
-        return Err("has no Database".into());
+        return Err(ConnectionStringError::Missing("Database"));
     }
     if pg.username.is_empty() {
-        return Err("has no Username".into());
+        return Err(ConnectionStringError::Missing("Username"));
     }
     Ok(DatabaseTarget::Postgres(pg))
 }
@@ -216,7 +252,7 @@ fn unquote(v: &str) -> String {
     v.to_string()
 }
 
-fn normalize_ssl_mode(v: &str) -> Result<String, String> {
+fn normalize_ssl_mode(v: &str) -> Result<String, ConnectionStringError> {
     let m = v.to_ascii_lowercase().replace([' ', '-'], "");
     Ok(match m.as_str() {
         "disable" => "disable",
@@ -225,7 +261,7 @@ fn normalize_ssl_mode(v: &str) -> Result<String, String> {
         "require" => "require",
         "verifyca" => "verify-ca",
         "verifyfull" => "verify-full",
-        _ => return Err(format!("SSL Mode '{v}' is not one of Disable, Allow, Prefer, Require, VerifyCA, VerifyFull")),
+        _ => return Err(ConnectionStringError::InvalidSslMode(v.to_owned())),
     }
     .to_string())
 }
@@ -326,14 +362,18 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        assert!(parse_database("").unwrap_err().contains("empty"));
-        assert!(parse_database("Host=x;Database=d;Username=u;Port=abc").unwrap_err().contains("Port 'abc'"));
-        assert!(parse_database("Hots=x;Database=d").unwrap_err().contains("unknown keyword 'hots'"));
-        assert!(parse_database("Database=d;Username=u").unwrap_err().contains("no Host"));
-        assert!(parse_database("Host=h;Username=u").unwrap_err().contains("no Database"));
-        assert!(parse_database("mysql://x").unwrap_err().contains("unsupported URL scheme"));
-        assert!(parse_database("sqlite::memory:").is_err());
-        assert!(parse_database("postgres://u@h:notaport/d").unwrap_err().contains("not a valid PostgreSQL URL"));
+        assert!(parse_database("").unwrap_err().to_string().contains("empty"));
+        assert!(parse_database("Host=x;Database=d;Username=u;Port=abc").unwrap_err().to_string().contains("Port 'abc'"));
+        assert!(parse_database("Hots=x;Database=d").unwrap_err().to_string().contains("unknown keyword 'hots'"));
+        assert!(parse_database("Database=d;Username=u").unwrap_err().to_string().contains("no Host"));
+        assert!(parse_database("Host=h;Username=u").unwrap_err().to_string().contains("no Database"));
+        assert!(parse_database("mysql://x").unwrap_err().to_string().contains("unsupported URL scheme"));
+        assert!(matches!(parse_database("sqlite::memory:"), Err(ConnectionStringError::SqliteWithoutFile)));
+        assert!(
+            std::error::Error::source(&parse_database("postgres://u@h:notaport/d").unwrap_err()).is_some(),
+            "sqlx's error is kept as the source"
+        );
+        assert!(parse_database("postgres://u@h:notaport/d").unwrap_err().to_string().contains("not a valid PostgreSQL URL"));
     }
 
     #[test]

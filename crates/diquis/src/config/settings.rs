@@ -154,11 +154,11 @@ impl Settings {
         let environment = c.get("Environment").filter(|s| !s.is_empty()).unwrap_or("Production").to_string();
 
         let database = match nonempty(c, "ConnectionStrings:DefaultConnection") {
-            Some(v) => parse_database(v).map_err(|p| ConfigError::new("ConnectionStrings:DefaultConnection", p))?,
+            Some(v) => parse_database(v).map_err(|p| ConfigError::new("ConnectionStrings:DefaultConnection", p.to_string()))?,
             None => DatabaseTarget::Sqlite { path: PathBuf::from(DEFAULT_SQLITE_FILE) },
         };
         let job_storage = match nonempty(c, "ConnectionStrings:HangfireConnection") {
-            Some(v) => parse_database(v).map_err(|p| ConfigError::new("ConnectionStrings:HangfireConnection", p))?,
+            Some(v) => parse_database(v).map_err(|p| ConfigError::new("ConnectionStrings:HangfireConnection", p.to_string()))?,
             None => database.clone(),
         };
         let redis = match c.get("ConnectionStrings:RedisConnection") {

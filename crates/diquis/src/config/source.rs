@@ -20,16 +20,27 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// A settings file is not valid JSON or its root is not an object.
-    #[error("configuration file {path} is not a JSON object: {reason}")]
+    #[error("configuration file {path} is not a JSON object: {source}")]
     Json {
         /// The file.
         path: PathBuf,
-        /// What the parser said.
-        reason: String,
+        /// What is wrong with its text.
+        source: JsonTextError,
     },
     /// A command-line argument is neither `--Key=Value`, `--Key Value` nor `Key=Value`.
     #[error("command-line argument '{0}' is not of the form --Key=Value or --Key Value")]
     Argument(String),
+}
+
+/// Why JSON configuration text was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonTextError {
+    /// Not JSON (after comments are removed).
+    #[error("{0}")]
+    Syntax(#[from] serde_json::Error),
+    /// JSON whose root is not an object.
+    #[error("the root must be an object")]
+    NotAnObject,
 }
 
 /// One configured value and where it came from (shown in error messages).
@@ -97,15 +108,15 @@ impl Configuration {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(SourceError::Read { path: path.to_path_buf(), source }),
         };
-        self.add_json_str(&text, &path.display().to_string()).map_err(|reason| SourceError::Json { path: path.to_path_buf(), reason })
+        self.add_json_str(&text, &path.display().to_string()).map_err(|source| SourceError::Json { path: path.to_path_buf(), source })
     }
 
     /// Adds JSON text (an object); `source` names it in messages.
-    pub fn add_json_str(&mut self, text: &str, source: &str) -> Result<(), String> {
+    pub fn add_json_str(&mut self, text: &str, source: &str) -> Result<(), JsonTextError> {
         // appsettings.json files often carry comments and trailing commas are rejected by .NET too.
-        let value: serde_json::Value = serde_json::from_str(&strip_json_comments(text)).map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_json::from_str(&strip_json_comments(text))?;
         let serde_json::Value::Object(map) = value else {
-            return Err("the root must be an object".into());
+            return Err(JsonTextError::NotAnObject);
         };
         for (k, v) in map {
             self.flatten(&k, &v, source);
@@ -250,7 +261,7 @@ mod tests {
         c.add_json_str("{ // a comment\n \"A\": \"http://x//y\" /* b */ }", "f").unwrap();
         assert_eq!(c.get("a"), Some("http://x//y"));
         assert!(c.add_json_str("{ \"A\": ", "f").is_err());
-        assert!(c.add_json_str("[1]", "f").unwrap_err().contains("object"));
+        assert!(matches!(c.add_json_str("[1]", "f"), Err(JsonTextError::NotAnObject)));
     }
 
     #[test]
