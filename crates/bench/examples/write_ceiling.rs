@@ -71,15 +71,54 @@ fn main() {
         coordinate(&args[1..], processes, readers, connections);
         return;
     }
-    let histogram = write_rounds(connections, rounds, threads, rate, coalesce, readers, synchronised);
+    let measured = write_rounds(connections, rounds, threads, rate, coalesce, readers, synchronised);
     if synchronised {
-        // The coordinator merges every writer's deliveries.
-        for value in histogram.iter_recorded() {
+        // The coordinator merges every writer's deliveries and sums the CPU.
+        for value in measured.received.iter_recorded() {
             println!("H {} {}", value.value_iterated_to(), value.count_at_value());
         }
+        println!("C {} {} {}", measured.writer_cpu_us, measured.reader_cpu_us, measured.wall_us);
     } else {
-        println!("{}", received_summary(&histogram));
+        println!("{}", received_summary(&measured.received));
+        println!("{}", cpu_summary(measured.writer_cpu_us, measured.reader_cpu_us, measured.wall_us, measured.received.len()));
     }
+}
+
+/// What one writer process measured.
+struct Measured {
+    /// Due to received, per delivery, from every reader.
+    received: Histogram,
+    /// CPU time of the writer process while writing (user + system).
+    writer_cpu_us: u64,
+    /// CPU time of its reader processes while reading.
+    reader_cpu_us: u64,
+    /// Wall time of the writing.
+    wall_us: u64,
+}
+
+/// CPU time of this process so far (user + system), in µs.
+fn cpu_us() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
+/// The CPU line: writers' and readers' CPU per delivery and as a share of a core.
+fn cpu_summary(writer_us: u64, reader_us: u64, wall_us: u64, deliveries: u64) -> String {
+    let per = |us: u64| us as f64 / deliveries.max(1) as f64;
+    let share = |us: u64| 100.0 * us as f64 / wall_us.max(1) as f64;
+    format!(
+        "cpu: writers {:.2} µs per delivery ({:.0}% of a core), readers {:.2} µs per delivery ({:.0}% of a core)",
+        per(writer_us),
+        share(writer_us),
+        per(reader_us),
+        share(reader_us)
+    )
 }
 
 /// Starts `processes` writer processes with a K-th of the connections each, starts them at
@@ -108,9 +147,17 @@ fn coordinate(args: &[String], processes: usize, readers: usize, connections: us
         writeln!(child.stdin.as_mut().unwrap(), "{start_us}").unwrap();
     }
     let mut all = Histogram::new(3).unwrap();
+    let (mut writer_us, mut reader_us, mut wall_us) = (0, 0, 0);
     for (index, out) in outputs.into_iter().enumerate() {
         for line in std::io::BufRead::lines(out) {
             let line = line.unwrap();
+            if let Some(cpu) = line.strip_prefix("C ") {
+                let v: Vec<u64> = cpu.split(' ').map(|v| v.parse().unwrap()).collect();
+                writer_us += v[0];
+                reader_us += v[1];
+                wall_us = wall_us.max(v[2]);
+                continue;
+            }
             match line.strip_prefix("H ").map(|rest| rest.split_once(' ')) {
                 Some(Some((value, count))) => all.record_n(value.parse().unwrap(), count.parse().unwrap()).unwrap(),
                 _ => println!("writer {index}: {line}"),
@@ -122,6 +169,7 @@ fn coordinate(args: &[String], processes: usize, readers: usize, connections: us
     }
     println!("{processes} writer processes, {connections} connections in all");
     println!("{}", received_summary(&all));
+    println!("{}", cpu_summary(writer_us, reader_us, wall_us, all.len()));
 }
 
 /// Accepts `connections` sockets from `readers` reader processes, writes the rounds, prints
@@ -135,7 +183,7 @@ fn write_rounds(
     coalesce: bool,
     readers: usize,
     synchronised: bool,
-) -> Histogram {
+) -> Measured {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut children: Vec<_> = (0..readers)
@@ -176,13 +224,16 @@ fn write_rounds(
     // Every reader's deliveries, once they are all read.
     let mut received = move || {
         let mut all = Histogram::new(3).unwrap();
+        let mut cpu = 0;
         for out in &mut outs {
-            all.add(received_histogram(out)).unwrap();
+            let (histogram, reader_cpu) = received_histogram(out);
+            all.add(histogram).unwrap();
+            cpu += reader_cpu;
         }
         for child in &mut children {
             let _ = child.wait();
         }
-        all
+        (all, cpu)
     };
     let (started, started_at) = if synchronised {
         println!("ready");
@@ -198,12 +249,22 @@ fn write_rounds(
     if let Some(wait) = started.checked_duration_since(Instant::now()) {
         std::thread::sleep(wait);
     }
+    let cpu_before = cpu_us();
+    let measured = |started: Instant, (received, reader_cpu_us): (Histogram, u64)| Measured {
+        received,
+        writer_cpu_us: cpu_us() - cpu_before,
+        reader_cpu_us,
+        wall_us: started.elapsed().as_micros() as u64,
+    };
 
     let per_thread = connections.div_ceil(threads);
     let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
     if coalesce {
         coalesced_rounds(&mut sockets, rounds, per_thread, Duration::from_secs_f64(1.0 / rate), started, started_at);
-        return received();
+        let wall = started.elapsed();
+        let mut result = measured(started, received());
+        result.wall_us = wall.as_micros() as u64;
+        return result;
     }
     let mut round_ms = Vec::with_capacity(rounds);
     for round in 0..rounds {
@@ -233,7 +294,9 @@ fn write_rounds(
         round_ms.push(begin.elapsed().as_secs_f64() * 1000.0);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let received = received();
+    let wall = started.elapsed();
+    let mut result = measured(started, received());
+    result.wall_us = wall.as_micros() as u64;
     round_ms.sort_by(f64::total_cmp);
     let pick = |q: f64| round_ms[((round_ms.len() - 1) as f64 * q).round() as usize];
     let writes = (connections * rounds) as f64;
@@ -249,7 +312,7 @@ fn write_rounds(
         pick(0.99),
         pick(1.0)
     );
-    received
+    result
 }
 
 /// The clock both processes share, in µs since the Unix epoch.
@@ -265,16 +328,19 @@ fn stamped(due_us: u64) -> [u8; FRAME] {
 }
 
 /// Reads the reader's histogram (after its "done" byte: a `value count` line per bucket).
-fn received_histogram(child_out: &mut impl Read) -> Histogram {
+fn received_histogram(child_out: &mut impl Read) -> (Histogram, u64) {
     let mut report = String::new();
     child_out.read_to_string(&mut report).unwrap();
     let mut histogram = Histogram::new(3).unwrap();
+    let mut cpu = 0;
     for line in report.trim_start_matches('d').lines() {
-        if let Some((value, count)) = line.split_once(' ') {
+        if let Some(reader_cpu) = line.strip_prefix("C ") {
+            cpu = reader_cpu.parse().unwrap();
+        } else if let Some((value, count)) = line.split_once(' ') {
             histogram.record_n(value.parse().unwrap(), count.parse().unwrap()).unwrap();
         }
     }
-    histogram
+    (histogram, cpu)
 }
 
 /// The per-delivery line: due to received.
@@ -396,6 +462,7 @@ fn reader(addr: SocketAddr, connections: usize, per_socket: usize) {
             sockets.push(socket.connect(addr).await.unwrap());
         }
         let mut stdout = std::io::stdout();
+        let cpu_connected = cpu_us();
         stdout.write_all(b"r").unwrap();
         stdout.flush().unwrap();
         let histogram = std::sync::Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(3).unwrap()));
@@ -427,7 +494,7 @@ fn reader(addr: SocketAddr, connections: usize, per_socket: usize) {
         }
         while tasks.join_next().await.is_some() {}
         let histogram = histogram.lock().unwrap();
-        let mut report = String::from("d");
+        let mut report = format!("dC {}\n", cpu_us() - cpu_connected);
         for value in histogram.iter_recorded() {
             report.push_str(&format!("{} {}\n", value.value_iterated_to(), value.count_at_value()));
         }
