@@ -24,7 +24,7 @@ use crate::ops::health::{Backplane, Health};
 use crate::state::{AppInner, AppState, ProcessRole};
 use crate::tenants::jobs::{JobDeps, TENANT_QUEUE, provision_handler, update_handler};
 use crate::tenants::repo;
-use crate::{web, with_db};
+use crate::web;
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -146,13 +146,12 @@ pub fn preflight(settings: &Settings) -> Result<(), ConfigError> {
 /// generated password once). Returns the generated password, if one was made.
 pub async fn seed(db: &Db, settings: &Settings) -> Result<Option<String>, sqlx::Error> {
     repo::ensure_root(db).await?;
-    let existing: Option<i32> = with_db!(db, |p| {
-        sqlx::query_scalar("SELECT 1 FROM users u JOIN user_roles r ON r.user_id = u.id WHERE u.tenant_id = $1 AND r.role = $2 LIMIT 1")
-            .bind(ROOT_TENANT)
-            .bind(ROOT_ROLE)
-            .fetch_optional(p)
-            .await?
-    });
+    let existing: Option<i32> = db
+        .query_scalar("SELECT 1 FROM users u JOIN user_roles r ON r.user_id = u.id WHERE u.tenant_id = $1 AND r.role = $2 LIMIT 1")
+        .bind(ROOT_TENANT)
+        .bind(ROOT_ROLE)
+        .fetch_optional()
+        .await?;
     if existing.is_some() {
         return Ok(None);
     }
@@ -190,10 +189,7 @@ pub async fn start(settings: Settings, role: ProcessRole) -> Result<RunningApp, 
         JobStorage::SameDatabase => None,
         JobStorage::SeparateDatabase => Some(Db::connect(&settings.job_storage).await.map_err(StartError::JobDatabase)?),
     };
-    let job_store = match job_db.as_ref().unwrap_or(&db) {
-        Db::Postgres(p) => jobs::JobStore::from_pg_pool(p.clone()).await?,
-        Db::Sqlite(p) => jobs::JobStore::from_sqlite_pool(p.clone()).await?,
-    };
+    let job_store = job_db.as_ref().unwrap_or(&db).job_store().await?;
     if let Some(generated) = seed(&db, &settings).await.map_err(DbError::from)? {
         crate::ops::logging::announce(
             "WARN",

@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DatabaseTarget;
 use crate::db::{Db, Tx};
 use crate::outbox_loop::{Attempt, drain_until_shutdown};
-use crate::{with_db, with_tx};
 
 /// Where the job storage is relative to the application database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +128,7 @@ pub async fn submit(tx: &mut Tx, storage: JobStorage, request: &JobRequest) -> R
     match storage {
         JobStorage::SameDatabase => {
             let job = request.to_job().map_err(|source| SubmitError::Payload { request_id: request.request_id.clone(), source })?;
-            match tx {
-                Tx::Postgres(t) => jobs::enqueue_in_tx(t, job).await?,
-                Tx::Sqlite(t) => jobs::enqueue_in_tx(t, job).await?,
-            };
+            tx.enqueue_job(job).await?;
         }
         JobStorage::SeparateDatabase => insert(tx, request).await?,
     }
@@ -150,33 +146,30 @@ pub fn after_commit(storage: JobStorage, jobs: &JobStore, relay_wake: &Notify) {
 
 /// Writes `request` to the outbox inside `tx`.
 pub async fn insert(tx: &mut Tx, request: &JobRequest) -> Result<(), sqlx::Error> {
-    with_tx!(tx, |c| {
-        sqlx::query(
-            "INSERT INTO job_requests (request_id, name, queue, payload, concurrency_key, created_on) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&request.request_id)
-        .bind(&request.name)
-        .bind(&request.queue)
-        .bind(&request.payload)
-        .bind(&request.concurrency_key)
-        .bind(Utc::now())
-        .execute(&mut *c)
-        .await?;
-    });
+    tx.query(
+        "INSERT INTO job_requests (request_id, name, queue, payload, concurrency_key, created_on) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&request.request_id)
+    .bind(&request.name)
+    .bind(&request.queue)
+    .bind(&request.payload)
+    .bind(&request.concurrency_key)
+    .bind(Utc::now())
+    .execute()
+    .await?;
     Ok(())
 }
 
 /// Requests in the outbox, oldest first, after row `after` (at most `limit`), with their row ids.
 pub async fn pending(db: &Db, after: i64, limit: i64) -> Result<Vec<(i64, JobRequest)>, sqlx::Error> {
     type Row = (i64, String, String, String, String, Option<String>);
-    let rows: Vec<Row> = with_db!(db, |p| {
-        sqlx::query_as("SELECT id, request_id, name, queue, payload, concurrency_key FROM job_requests WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(after)
-            .bind(limit)
-            .fetch_all(p)
-            .await?
-    });
+    let rows: Vec<Row> = db
+        .query_as("SELECT id, request_id, name, queue, payload, concurrency_key FROM job_requests WHERE id > $1 ORDER BY id LIMIT $2")
+        .bind(after)
+        .bind(limit)
+        .fetch_all()
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, request_id, name, queue, payload, concurrency_key)| {
@@ -187,7 +180,7 @@ pub async fn pending(db: &Db, after: i64, limit: i64) -> Result<Vec<(i64, JobReq
 
 /// How many requests wait in the outbox.
 pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
-    with_db!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM job_requests").fetch_one(p).await)
+    db.query_scalar("SELECT COUNT(*) FROM job_requests").fetch_one().await
 }
 
 /// How often the outbox is swept for requests no wake-up announced (another process's, or one
@@ -254,9 +247,7 @@ impl Relay {
         };
         let job_id = self.jobs.enqueue_once(&request.unique_key(), job).await?;
         // A crash here leaves the row: the next sweep enqueues it again, which finds job_id.
-        with_db!(&self.db, |p| {
-            sqlx::query("DELETE FROM job_requests WHERE id = $1").bind(row_id).execute(p).await?;
-        });
+        self.db.query("DELETE FROM job_requests WHERE id = $1").bind(row_id).execute().await?;
         metrics::counter!("diquis_job_requests_relayed_total").increment(1);
         tracing::debug!(request = %request.request_id, job = job_id, name = %request.name, "job request relayed");
         Ok(true)

@@ -238,19 +238,15 @@ async fn a_disabled_account_or_tenant_answers_like_a_wrong_password() {
     let (wrong_status, _, wrong_body) = sign_in(&url, ADMIN_EMAIL, "Wrong-passw0rd", &[]).await;
     assert_eq!(wrong_status, 401);
 
-    diquis::with_db!(&app.state.db, |p| {
-        sqlx::query("UPDATE users SET is_active = $1 WHERE email = $2").bind(false).bind(ADMIN_EMAIL).execute(p).await.unwrap();
-    });
+    app.state.db.query("UPDATE users SET is_active = $1 WHERE email = $2").bind(false).bind(ADMIN_EMAIL).execute().await.unwrap();
     let (status, _, body) = sign_in(&url, ADMIN_EMAIL, ADMIN_PASSWORD, &[]).await;
     assert_eq!((status, &body), (wrong_status, &wrong_body), "a disabled user with the right password");
     let (form_status, form_body) = login_form_post(&url, ADMIN_PASSWORD, "/").await;
     assert_eq!(form_status, 401);
     assert!(form_body.contains("Invalid email, password or tenant.") && !form_body.contains("not active"), "{form_body}");
 
-    diquis::with_db!(&app.state.db, |p| {
-        sqlx::query("UPDATE users SET is_active = $1 WHERE email = $2").bind(true).bind(ADMIN_EMAIL).execute(p).await.unwrap();
-        sqlx::query("UPDATE tenants SET is_active = $1 WHERE id = 'root'").bind(false).execute(p).await.unwrap();
-    });
+    app.state.db.query("UPDATE users SET is_active = $1 WHERE email = $2").bind(true).bind(ADMIN_EMAIL).execute().await.unwrap();
+    app.state.db.query("UPDATE tenants SET is_active = $1 WHERE id = 'root'").bind(false).execute().await.unwrap();
     let (status, _, body) = sign_in(&url, ADMIN_EMAIL, ADMIN_PASSWORD, &[]).await;
     assert_eq!((status, &body), (wrong_status, &wrong_body), "a deactivated tenant with the right password");
     app.stop().await;

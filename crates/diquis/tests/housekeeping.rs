@@ -17,50 +17,48 @@ async fn expired_rows_go_live_ones_stay(db: &TestDb) {
     let now = Utc::now();
     let old = now - Duration::days(3);
     let now_ms = now.timestamp_millis();
-    diquis::with_db!(&app.state.db, |p| {
-        let root: String = sqlx::query_scalar("SELECT id FROM users WHERE tenant_id = 'root'").fetch_one(p).await.unwrap();
-        for (family, created) in [("old-family", old), ("young-family", now)] {
-            sqlx::query("INSERT INTO refresh_families (id, user_id, created_on) VALUES ($1, $2, $3)")
-                .bind(family)
-                .bind(&root)
-                .bind(created)
-                .execute(p)
-                .await
-                .unwrap();
-        }
-        for (hash, family, expires) in
-            [("expired", "old-family", old + Duration::hours(1)), ("live", "young-family", now + Duration::days(7))]
-        {
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, user_id, created_on, expires_on, family_id) VALUES ($1, $2, $3, $4, $5)")
-                .bind(hash)
-                .bind(&root)
-                .bind(old)
-                .bind(expires)
-                .bind(family)
-                .execute(p)
-                .await
-                .unwrap();
-        }
-        for (hash, expires) in [("reset-expired", old.timestamp_millis()), ("reset-live", now_ms + 3_600_000)] {
-            sqlx::query("INSERT INTO password_reset_tokens (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(hash)
-                .bind(&root)
-                .bind(expires)
-                .bind(old.timestamp_millis())
-                .execute(p)
-                .await
-                .unwrap();
-        }
-        for (account, locked_until) in [("forgotten", None), ("still-locked", Some(now_ms + 600_000))] {
-            sqlx::query("INSERT INTO sign_in_failures (account, failures, locked_until, last_failure) VALUES ($1, 5, $2, $3)")
-                .bind(account)
-                .bind(locked_until)
-                .bind(old.timestamp_millis())
-                .execute(p)
-                .await
-                .unwrap();
-        }
-    });
+    let db = &app.state.db;
+    let root: String = db.query_scalar("SELECT id FROM users WHERE tenant_id = 'root'").fetch_one().await.unwrap();
+    for (family, created) in [("old-family", old), ("young-family", now)] {
+        db.query("INSERT INTO refresh_families (id, user_id, created_on) VALUES ($1, $2, $3)")
+            .bind(family)
+            .bind(&root)
+            .bind(created)
+            .execute()
+            .await
+            .unwrap();
+    }
+    for (hash, family, expires) in [("expired", "old-family", old + Duration::hours(1)), ("live", "young-family", now + Duration::days(7))]
+    {
+        db.query("INSERT INTO refresh_tokens (token_hash, user_id, created_on, expires_on, family_id) VALUES ($1, $2, $3, $4, $5)")
+            .bind(hash)
+            .bind(&root)
+            .bind(old)
+            .bind(expires)
+            .bind(family)
+            .execute()
+            .await
+            .unwrap();
+    }
+    for (hash, expires) in [("reset-expired", old.timestamp_millis()), ("reset-live", now_ms + 3_600_000)] {
+        db.query("INSERT INTO password_reset_tokens (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash)
+            .bind(&root)
+            .bind(expires)
+            .bind(old.timestamp_millis())
+            .execute()
+            .await
+            .unwrap();
+    }
+    for (account, locked_until) in [("forgotten", None), ("still-locked", Some(now_ms + 600_000))] {
+        db.query("INSERT INTO sign_in_failures (account, failures, locked_until, last_failure) VALUES ($1, 5, $2, $3)")
+            .bind(account)
+            .bind(locked_until)
+            .bind(old.timestamp_millis())
+            .execute()
+            .await
+            .unwrap();
+    }
 
     // The recurring job is there, on the maintenance queue; "Trigger now" runs it.
     let recurring = app.state.jobs.recurring_jobs().await.unwrap();
@@ -83,10 +81,8 @@ async fn expired_rows_go_live_ones_stay(db: &TestDb) {
     let left = |table: &'static str, column: &'static str| {
         let db = app.state.db.clone();
         async move {
-            diquis::with_db!(&db, |p| {
-                let sql = format!("SELECT {column} FROM {table} ORDER BY {column}");
-                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).fetch_all(p).await.unwrap()
-            })
+            let sql = format!("SELECT {column} FROM {table} ORDER BY {column}");
+            db.query_scalar::<String>(sqlx::AssertSqlSafe(sql)).fetch_all().await.unwrap()
         }
     };
     assert!(!left("refresh_tokens", "token_hash").await.contains(&"expired".to_string()));

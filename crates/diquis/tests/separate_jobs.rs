@@ -95,7 +95,7 @@ async fn jobs_in(store: &JobStore, state: JobState, name: &str) -> Vec<jobs::Job
 
 /// Whether a query on the application database's job table fails (it must not exist there).
 async fn app_database_has_no_job_tables(app: &RunningApp) -> bool {
-    diquis::with_db!(&app.state.db, |p| sqlx::query("SELECT COUNT(*) FROM bg_jobs").fetch_one(p).await.is_err())
+    app.state.db.query("SELECT COUNT(*) FROM bg_jobs").fetch_one().await.is_err()
 }
 
 async fn lifecycle(pair: &Pair) {
@@ -198,10 +198,7 @@ async fn a_request_committed_but_not_relayed_runs_once(pair: &Pair) {
     let settings = settings(&pair.app, &[("ConnectionStrings:HangfireConnection", &pair.hangfire())]);
     let db = diquis::db::Db::open(&settings.database).await.unwrap();
     let job_db = diquis::db::Db::connect(&settings.job_storage).await.unwrap();
-    let store = match &job_db {
-        diquis::db::Db::Postgres(p) => JobStore::from_pg_pool(p.clone()).await.unwrap(),
-        diquis::db::Db::Sqlite(p) => JobStore::from_sqlite_pool(p.clone()).await.unwrap(),
-    };
+    let store = job_db.job_store().await.unwrap();
     diquis::tenants::repo::ensure_root(&db).await.unwrap();
     let first = commit_request(&db, "first").await;
     let second = commit_request(&db, "second").await;

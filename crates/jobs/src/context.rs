@@ -149,8 +149,7 @@ impl JobContext {
     pub async fn progress(&self, percent: u8) -> Result<(), JobError> {
         let lease = self.inner.lease;
         let pct = i32::from(percent.min(100));
-        let held = with_backend!(self.inner.store, Db, pool =>
-            <Db as crate::db::private::Ops>::progress(pool, lease, pct, now_us()).await?);
+        let held = self.inner.store.storage().worker().progress(lease, pct, now_us()).await?;
         if held { Ok(()) } else { Err(JobError::LeaseLost { job_id: lease.job_id, token: lease.token }) }
     }
 
@@ -159,8 +158,7 @@ impl JobContext {
     pub async fn log(&self, line: impl Into<String>) -> Result<(), JobError> {
         let lease = self.inner.lease;
         let line = line.into();
-        let held = with_backend!(self.inner.store, Db, pool =>
-            <Db as crate::db::private::Ops>::log_line(pool, lease, &line, now_us()).await?);
+        let held = self.inner.store.storage().worker().log_line(lease, &line, now_us()).await?;
         if held { Ok(()) } else { Err(JobError::LeaseLost { job_id: lease.job_id, token: lease.token }) }
     }
 
@@ -198,8 +196,7 @@ impl JobContext {
     /// [`JobContext::check_lease_in_tx`] or [`JobContext::complete_in_tx`].
     pub async fn check_lease(&self) -> Result<(), JobError> {
         let lease = self.inner.lease;
-        let held = with_backend!(self.inner.store, Db, pool =>
-            <Db as crate::db::private::Ops>::lease_held(pool, lease).await?);
+        let held = self.inner.store.storage().worker().lease_held(lease).await?;
         if held { Ok(()) } else { Err(JobError::LeaseLost { job_id: lease.job_id, token: lease.token }) }
     }
 

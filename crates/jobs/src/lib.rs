@@ -32,8 +32,6 @@
 
 #![warn(missing_docs)]
 
-#[macro_use]
-mod store;
 mod context;
 pub mod dashboard;
 mod db;
@@ -43,6 +41,7 @@ pub mod fuzzing;
 mod handler;
 mod model;
 mod retry;
+mod store;
 mod time;
 mod worker;
 
@@ -63,7 +62,7 @@ pub use worker::{MetricsSnapshot, Worker, WorkerBuilder, WorkerConfig, WorkerHan
 /// [`JobStore::wake`] after committing (or workers find it at their next poll).
 pub async fn enqueue_in_tx<DB: JobDatabase>(tx: &mut sqlx::Transaction<'_, DB>, job: NewJob) -> Result<JobId, JobError> {
     let now = time::now_us();
-    let insert = store::prepare(&job, now)?;
+    let insert = db::prepare(&job, now)?;
     DB::insert_job(&mut **tx, &insert, now).await
 }
 
@@ -74,5 +73,5 @@ pub async fn continue_with_in_tx<DB: JobDatabase>(
     parent: JobId,
     job: NewJob,
 ) -> Result<JobId, JobError> {
-    store::insert_continuation::<DB>(&mut **tx, parent, &job, time::now_us()).await
+    db::insert_continuation::<DB>(&mut **tx, parent, &job, time::now_us()).await
 }

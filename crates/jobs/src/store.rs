@@ -9,37 +9,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{Notify, broadcast};
 
-use crate::db::private::Ops;
-use crate::db::{InsertJob, JobDatabase, UpsertRecurring};
+use crate::db::{Storage, UpsertRecurring, prepare};
 use crate::error::JobError;
 use crate::model::{CancelOutcome, JobId, JobRecord, JobState, LogLine, NewJob, RecurringJob, StateChange};
 use crate::time::{now_us, to_datetime};
 
-/// The database behind a store.
-#[derive(Debug, Clone)]
-pub(crate) enum Backend {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
-}
-
-/// Runs `$body` with `$db` bound to the backend's sqlx database type and `$pool` to its pool.
-macro_rules! with_backend {
-    ($store:expr, $db:ident, $pool:ident => $body:expr) => {
-        match &$store.inner.backend {
-            $crate::store::Backend::Postgres($pool) => {
-                type $db = sqlx::Postgres;
-                $body
-            }
-            $crate::store::Backend::Sqlite($pool) => {
-                type $db = sqlx::Sqlite;
-                $body
-            }
-        }
-    };
-}
-
 pub(crate) struct StoreInner {
-    pub(crate) backend: Backend,
+    /// The database, by role (`crate::db::Storage`): the one place that picks the backend.
+    pub(crate) storage: Storage,
     /// Wakes this process's dispatchers (enqueues made through this store, NOTIFY on PostgreSQL).
     pub(crate) wake: Notify,
     /// Cancellation requests seen by this process (local `cancel` calls, NOTIFY on PostgreSQL).
@@ -74,50 +51,6 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions { max_connections: None, sqlite_busy_timeout: Duration::from_secs(10) }
     }
-}
-
-/// Builds the insert for a new job.
-pub(crate) fn prepare<'a>(job: &'a NewJob, now: i64) -> Result<InsertJob<'a>, JobError> {
-    let payload = job.payload_json()?;
-    let (state, run_at, reason) = match job.scheduled_for(now) {
-        Some(at) => (JobState::Scheduled, at, Some(format!("Scheduled for {}", to_datetime(at).to_rfc3339()))),
-        None => (JobState::Enqueued, now, None),
-    };
-    Ok(InsertJob {
-        name: &job.name,
-        queue: &job.queue,
-        priority: job.priority,
-        payload,
-        state,
-        run_at,
-        max_attempts: job.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
-        unique_key: job.unique_key.as_deref(),
-        concurrency_key: job.concurrency_key.as_deref(),
-        parent_id: None,
-        recurring_id: None,
-        reason,
-    })
-}
-
-/// Inserts a continuation on an open connection/transaction.
-pub(crate) async fn insert_continuation<DB: JobDatabase>(
-    conn: &mut DB::Connection,
-    parent: JobId,
-    job: &NewJob,
-    now: i64,
-) -> Result<JobId, JobError> {
-    let mut insert = prepare(job, now)?;
-    let parent_state = DB::lock_state(&mut *conn, parent).await?.ok_or(JobError::NotFound(parent))?;
-    insert.parent_id = Some(parent);
-    if parent_state == JobState::Succeeded {
-        insert.state = JobState::Enqueued;
-        insert.run_at = now;
-        insert.reason = Some(format!("Parent job {parent} already succeeded"));
-    } else {
-        insert.state = JobState::Awaiting;
-        insert.reason = Some(format!("Awaiting job {parent}"));
-    }
-    DB::insert_job(conn, &insert, now).await
 }
 
 /// Parses a cron expression; five-field expressions (minute first) get a `0` seconds field.
@@ -181,45 +114,39 @@ impl JobStore {
 
     /// Uses the application's PostgreSQL pool (runs the migrations).
     pub async fn from_pg_pool(pool: PgPool) -> Result<JobStore, JobError> {
-        <sqlx::Postgres as Ops>::migrate(&pool).await?;
-        Ok(JobStore::new(Backend::Postgres(pool)))
+        Ok(JobStore::new(Storage::postgres(pool).await?))
     }
 
     /// Uses the application's SQLite pool (runs the migrations). Configure it with WAL and a
     /// busy timeout, as [`JobStore::connect`] does.
     pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<JobStore, JobError> {
-        <sqlx::Sqlite as Ops>::migrate(&pool).await?;
-        Ok(JobStore::new(Backend::Sqlite(pool)))
+        Ok(JobStore::new(Storage::sqlite(pool).await?))
     }
 
-    fn new(backend: Backend) -> JobStore {
+    fn new(storage: Storage) -> JobStore {
         let (cancels, _) = broadcast::channel(1024);
         let (changes, _) = broadcast::channel(16);
-        JobStore { inner: Arc::new(StoreInner { backend, wake: Notify::new(), cancels, changes }) }
+        JobStore { inner: Arc::new(StoreInner { storage, wake: Notify::new(), cancels, changes }) }
+    }
+
+    /// The database behind this store, by role.
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 
     /// `"postgres"` or `"sqlite"`.
     pub fn backend_name(&self) -> &'static str {
-        match self.inner.backend {
-            Backend::Postgres(_) => "postgres",
-            Backend::Sqlite(_) => "sqlite",
-        }
+        self.inner.storage.backend_name()
     }
 
     /// The PostgreSQL pool, if this store is on PostgreSQL.
     pub fn pg_pool(&self) -> Option<&PgPool> {
-        match &self.inner.backend {
-            Backend::Postgres(p) => Some(p),
-            Backend::Sqlite(_) => None,
-        }
+        self.inner.storage.pg_pool()
     }
 
     /// The SQLite pool, if this store is on SQLite.
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
-        match &self.inner.backend {
-            Backend::Sqlite(p) => Some(p),
-            Backend::Postgres(_) => None,
-        }
+        self.inner.storage.sqlite_pool()
     }
 
     /// Wakes this process's workers so they claim at once. Enqueues through the store do this
@@ -248,20 +175,7 @@ impl JobStore {
     pub async fn enqueue(&self, job: NewJob) -> Result<JobId, JobError> {
         let now = now_us();
         let insert = prepare(&job, now)?;
-        let id = match &self.inner.backend {
-            // One statement (job, history and NOTIFY in a CTE): no transaction needed.
-            Backend::Postgres(pool) => {
-                let mut conn = pool.acquire().await?;
-                <sqlx::Postgres as Ops>::insert_job(&mut conn, &insert, now).await?
-            }
-            // Several statements: a transaction, so no worker sees the job before its history.
-            Backend::Sqlite(pool) => {
-                let mut tx = <sqlx::Sqlite as Ops>::begin_write(pool).await?;
-                let id = <sqlx::Sqlite as Ops>::insert_job(&mut tx, &insert, now).await?;
-                tx.commit().await?;
-                id
-            }
-        };
+        let id = self.storage().admin().insert(&insert, now).await?;
         self.wake();
         Ok(id)
     }
@@ -276,16 +190,7 @@ impl JobStore {
         let job = job.unique_key(key);
         let now = now_us();
         let insert = prepare(&job, now)?;
-        let id = with_backend!(self, Db, pool => {
-            let mut tx = <Db as Ops>::begin_write(pool).await?;
-            <Db as Ops>::lock_unique_key(&mut *tx, key).await?;
-            let id = match <Db as Ops>::find_unique_key(&mut *tx, key).await? {
-                Some(existing) => existing,
-                None => <Db as Ops>::insert_job(&mut *tx, &insert, now).await?,
-            };
-            tx.commit().await?;
-            id
-        });
+        let id = self.storage().admin().insert_once(key, &insert, now).await?;
         self.wake();
         Ok(id)
     }
@@ -294,15 +199,7 @@ impl JobStore {
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, JobError> {
         let now = now_us();
         let inserts = jobs.iter().map(|j| prepare(j, now)).collect::<Result<Vec<_>, _>>()?;
-        let ids = with_backend!(self, Db, pool => {
-            let mut tx = <Db as Ops>::begin_write(pool).await?;
-            let mut ids = Vec::with_capacity(inserts.len());
-            for insert in &inserts {
-                ids.push(<Db as Ops>::insert_job(&mut *tx, insert, now).await?);
-            }
-            tx.commit().await?;
-            ids
-        });
+        let ids = self.storage().admin().insert_many(&inserts, now).await?;
         self.wake();
         Ok(ids)
     }
@@ -316,12 +213,7 @@ impl JobStore {
     /// enqueued. If the parent already succeeded it is enqueued at once.
     pub async fn continue_with(&self, parent: JobId, job: NewJob) -> Result<JobId, JobError> {
         let now = now_us();
-        let id = with_backend!(self, Db, pool => {
-            let mut tx = <Db as Ops>::begin_write(pool).await?;
-            let id = insert_continuation::<Db>(&mut *tx, parent, &job, now).await?;
-            tx.commit().await?;
-            id
-        });
+        let id = self.storage().admin().continue_with(parent, &job, now).await?;
         self.wake();
         Ok(id)
     }
@@ -344,25 +236,24 @@ impl JobStore {
             max_attempts: job.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
             next_run_at: next.timestamp_micros(),
         };
-        with_backend!(self, Db, pool => <Db as Ops>::upsert_recurring(pool, &rec, now_us()).await)
+        self.storage().admin().upsert_recurring(&rec, now_us()).await
     }
 
     /// Removes a recurring job definition (jobs it already created stay). Returns whether it existed.
     pub async fn remove_recurring(&self, id: &str) -> Result<bool, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::remove_recurring(pool, id).await)
+        self.storage().admin().remove_recurring(id).await
     }
 
     /// All recurring job definitions.
     pub async fn recurring_jobs(&self) -> Result<Vec<RecurringJob>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::list_recurring(pool).await)
+        self.storage().monitoring().list_recurring().await
     }
 
     /// Enqueues the recurring job's job now, without changing its schedule.
     pub async fn trigger_recurring(&self, id: &str) -> Result<JobId, JobError> {
-        let created = with_backend!(self, Db, pool => {
-            let rec = <Db as Ops>::get_recurring(pool, id).await?.ok_or_else(|| JobError::RecurringNotFound(id.to_owned()))?;
-            <Db as Ops>::fire_recurring(pool, &rec, None, now_us(), &format!("Triggered manually from recurring job {id}")).await?
-        });
+        let rec = self.storage().monitoring().get_recurring(id).await?.ok_or_else(|| JobError::RecurringNotFound(id.to_owned()))?;
+        let reason = format!("Triggered manually from recurring job {id}");
+        let created = self.storage().admin().fire_recurring(&rec, None, now_us(), &reason).await?;
         self.wake();
         created.ok_or_else(|| JobError::RecurringNotFound(id.to_owned()))
     }
@@ -384,8 +275,7 @@ impl JobStore {
             };
             let expected = (rec.next_run_at.timestamp_micros(), next);
             let reason = format!("Triggered by recurring job {}", rec.id);
-            let created = with_backend!(self, Db, pool =>
-                <Db as Ops>::fire_recurring(pool, &rec, Some(expected), now.timestamp_micros(), &reason).await?);
+            let created = self.storage().admin().fire_recurring(&rec, Some(expected), now.timestamp_micros(), &reason).await?;
             if created.is_some() {
                 fired += 1;
             }
@@ -400,7 +290,7 @@ impl JobStore {
     /// cancellation token fired (its handler decides how to stop; if it returns an error the
     /// job becomes `Deleted`, not retried).
     pub async fn cancel(&self, id: JobId) -> Result<CancelOutcome, JobError> {
-        let outcome = with_backend!(self, Db, pool => <Db as Ops>::cancel(pool, id, now_us()).await?);
+        let outcome = self.storage().admin().cancel(id, now_us()).await?;
         if outcome == CancelOutcome::Signalled {
             let _ = self.inner.cancels.send(id);
         }
@@ -410,7 +300,7 @@ impl JobStore {
 
     /// Enqueues a finished, failed, deleted or scheduled job again (attempts reset to 0).
     pub async fn requeue(&self, id: JobId) -> Result<(), JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::requeue(pool, id, now_us(), "Requeued").await?);
+        self.storage().admin().requeue(id, now_us(), "Requeued").await?;
         self.wake();
         Ok(())
     }
@@ -418,7 +308,7 @@ impl JobStore {
     /// Moves a job to `Deleted`. A running job's worker can no longer write its result and
     /// gets its cancellation token fired.
     pub async fn delete(&self, id: JobId) -> Result<(), JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::delete(pool, id, now_us(), "Deleted").await?);
+        self.storage().admin().delete(id, now_us(), "Deleted").await?;
         let _ = self.inner.cancels.send(id);
         self.changed();
         Ok(())
@@ -426,48 +316,48 @@ impl JobStore {
 
     /// A job by id.
     pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::get(pool, id).await)
+        self.storage().monitoring().get(id).await
     }
 
     /// A job's state history, oldest first.
     pub async fn history(&self, id: JobId) -> Result<Vec<StateChange>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::history(pool, id).await)
+        self.storage().monitoring().history(id).await
     }
 
     /// A job's log lines, oldest first.
     pub async fn logs(&self, id: JobId) -> Result<Vec<LogLine>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::logs(pool, id).await)
+        self.storage().monitoring().logs(id).await
     }
 
     /// Job counts per state (every state listed, zero included).
     pub async fn counts(&self) -> Result<Vec<(JobState, i64)>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::counts(pool).await)
+        self.storage().monitoring().counts().await
     }
 
     /// Jobs in `state`, newest first, `offset`/`limit` paging.
     pub async fn list(&self, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::list(pool, state, offset.max(0), limit.clamp(1, 1000)).await)
+        self.storage().monitoring().list(state, offset.max(0), limit.clamp(1, 1000)).await
     }
 
     /// Jobs matching `filter` (state, retries only, id or name search), newest first,
     /// `offset`/`limit` paging.
     pub async fn list_filtered(&self, filter: &crate::model::JobFilter, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::list_filtered(pool, filter, offset.max(0), limit.clamp(1, 1000)).await)
+        self.storage().monitoring().list_filtered(filter, offset.max(0), limit.clamp(1, 1000)).await
     }
 
     /// The continuations of job `parent` (at most 100), oldest first.
     pub async fn continuations(&self, parent: JobId) -> Result<Vec<JobRecord>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::continuations(pool, parent).await)
+        self.storage().monitoring().continuations(parent).await
     }
 
     /// How many `Scheduled` jobs already ran (waiting for a retry).
     pub async fn count_retries(&self) -> Result<i64, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::count_retries(pool).await)
+        self.storage().monitoring().count_retries().await
     }
 
     /// Every queue with enqueued or processing jobs, by name.
     pub async fn queues(&self) -> Result<Vec<crate::model::QueueStats>, JobError> {
-        let mut queues = with_backend!(self, Db, pool => <Db as Ops>::queue_stats(pool).await?);
+        let mut queues = self.storage().monitoring().queue_stats().await?;
         queues.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(queues)
     }
@@ -480,7 +370,7 @@ impl JobStore {
         let last = now / bucket_us;
         let buckets = (crate::time::dur_us(span) / bucket_us).clamp(1, 10_000);
         let first = last - buckets + 1;
-        let rows = with_backend!(self, Db, pool => <Db as Ops>::throughput(pool, first * bucket_us, bucket_us).await?);
+        let rows = self.storage().monitoring().throughput(first * bucket_us, bucket_us).await?;
         let mut out: Vec<crate::model::Throughput> =
             (first..=last).map(|b| crate::model::Throughput { at: to_datetime(b * bucket_us), succeeded: 0, failed: 0 }).collect();
         for (b, succeeded, failed) in rows {
@@ -499,7 +389,7 @@ impl JobStore {
         const HOUR_US: i64 = 3_600_000_000;
         let last = now_us() / HOUR_US;
         let first = last - hours.clamp(1, 8 * 24) + 1;
-        let rows = with_backend!(self, Db, pool => <Db as Ops>::finished_per_hour(pool, first).await?);
+        let rows = self.storage().monitoring().finished_per_hour(first).await?;
         let mut out: Vec<crate::model::Throughput> =
             (first..=last).map(|h| crate::model::Throughput { at: to_datetime(h * HOUR_US), succeeded: 0, failed: 0 }).collect();
         for (h, succeeded, failed) in rows {
@@ -515,12 +405,12 @@ impl JobStore {
     /// (workers do this in their maintenance loop).
     pub async fn fold_counts(&self) -> Result<(), JobError> {
         let keep_from_hour = now_us() / 3_600_000_000 - 8 * 24;
-        with_backend!(self, Db, pool => <Db as Ops>::fold_counts(pool, keep_from_hour).await)
+        self.storage().maintenance().fold_counts(keep_from_hour).await
     }
 
     /// Disables (or enables again) the recurring job `id`: a disabled one does not fire.
     pub async fn set_recurring_disabled(&self, id: &str, disabled: bool) -> Result<(), JobError> {
-        let found = with_backend!(self, Db, pool => <Db as Ops>::set_recurring_disabled(pool, id, disabled).await?);
+        let found = self.storage().admin().set_recurring_disabled(id, disabled).await?;
         if found { Ok(()) } else { Err(JobError::RecurringNotFound(id.to_owned())) }
     }
 
@@ -528,27 +418,27 @@ impl JobStore {
     /// stopped gracefully is gone; one that died stays until it has been silent for
     /// [`SERVER_TIMEOUT`](crate::worker::SERVER_TIMEOUT).
     pub async fn servers(&self) -> Result<Vec<crate::model::ServerRecord>, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::list_servers(pool).await)
+        self.storage().monitoring().list_servers().await
     }
 
     pub(crate) async fn upsert_server(&self, server: &crate::model::ServerRecord) -> Result<(), JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::upsert_server(pool, server).await)
+        self.storage().worker().upsert_server(server).await
     }
 
     pub(crate) async fn server_heartbeat(&self, id: &str) -> Result<bool, JobError> {
         let now = now_us();
-        with_backend!(self, Db, pool => <Db as Ops>::server_heartbeat(pool, id, now).await)
+        self.storage().worker().server_heartbeat(id, now).await
     }
 
     /// Removes server `id` (if given) and every server silent for longer than `timeout`.
     pub(crate) async fn remove_servers(&self, id: Option<&str>, timeout: Duration) -> Result<u64, JobError> {
         let before = now_us().saturating_sub(crate::time::dur_us(timeout));
-        with_backend!(self, Db, pool => <Db as Ops>::remove_servers(pool, id, before).await)
+        self.storage().maintenance().remove_servers(id, before).await
     }
 
     /// Number of `Enqueued` jobs in `queue`.
     pub async fn queue_depth(&self, queue: &str) -> Result<i64, JobError> {
-        with_backend!(self, Db, pool => <Db as Ops>::queue_depth(pool, queue).await)
+        self.storage().monitoring().queue_depth(queue).await
     }
 
     /// Deletes `Succeeded` and `Deleted` jobs (with their history and logs) that finished more
@@ -557,7 +447,7 @@ impl JobStore {
         let cutoff = now_us().saturating_sub(crate::time::dur_us(older_than));
         let mut total = 0;
         loop {
-            let n = with_backend!(self, Db, pool => <Db as Ops>::purge_finished(pool, cutoff, 500).await?);
+            let n = self.storage().maintenance().purge_finished(cutoff, 500).await?;
             total += n;
             if n < 500 {
                 return Ok(total);

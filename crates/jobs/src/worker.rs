@@ -1,6 +1,7 @@
 //! The worker: per-queue dispatchers claiming in batches, executions guarded by leases, a
 //! heartbeat, a batched completer, a maintenance loop (scheduled jobs, expired leases, recurring
-//! jobs, retention) and, on PostgreSQL, a LISTEN connection for wake-ups and cancellations.
+//! jobs, retention) and a listener for wake-ups and cancellations from other processes (the
+//! storage layer's: LISTEN on PostgreSQL, nothing on SQLite, where workers poll).
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -17,13 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::context::{JobContext, failure_outcome};
-use crate::db::private::Ops;
-use crate::db::{ClaimedJob, FailOutcome};
+use crate::db::{ClaimedJob, FailOutcome, WakeListener, Wakeup};
 use crate::error::JobError;
 use crate::handler::JobHandler;
 use crate::model::{DEFAULT_QUEUE, JobId, JobState, Lease, ServerRecord};
 use crate::retry::RetryPolicy;
-use crate::store::{Backend, JobStore};
+use crate::store::JobStore;
 use crate::time::{dur_us, now_us};
 
 /// Tuning of a worker. The defaults suit production; tests shorten the durations.
@@ -145,11 +145,8 @@ impl WorkerBuilder {
         let started_at = chrono::Utc::now();
         store.upsert_server(&server_record(&rt, workers, started_at)).await?;
         let mut background = Vec::new();
-        if let Backend::Postgres(pool) = &store.inner.backend {
-            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-            listener.listen_all([crate::db::pg_channels::WAKE, crate::db::pg_channels::CANCEL]).await?;
-            background.push(tokio::spawn(run_listener(rt.clone(), listener)));
-        }
+        let listener = store.storage().worker().wake_listener().await?;
+        background.push(tokio::spawn(run_listener(rt.clone(), listener)));
         background.push(tokio::spawn(run_cancel_listener(rt.clone())));
         background.push(tokio::spawn(run_heartbeat(rt.clone(), workers, started_at)));
         background.push(tokio::spawn(run_maintenance(rt.clone())));
@@ -376,12 +373,7 @@ fn hand_back_outcome(worker: &str) -> FailOutcome {
 /// Fenced exit from `Processing` through the pool.
 async fn finish_failed(store: &JobStore, lease: Lease, outcome: &FailOutcome, worker: &str) -> Result<bool, JobError> {
     let now = now_us();
-    let written = with_backend!(store, Db, pool => {
-        let mut tx = <Db as Ops>::begin_write(pool).await?;
-        let written = <Db as Ops>::finish_failed(&mut *tx, lease, outcome, worker, now).await?;
-        tx.commit().await?;
-        written
-    });
+    let written = store.storage().worker().finish_failed(lease, outcome, worker, now).await?;
     if written && outcome.state == JobState::Enqueued {
         store.wake();
     } else if written {
@@ -412,8 +404,7 @@ async fn run_dispatcher(rt: Arc<Runtime>, queue: String, workers: usize) {
         notified.as_mut().enable();
 
         let started = Instant::now();
-        let claimed = with_backend!(rt.store, Db, pool =>
-            <Db as Ops>::claim(pool, &queue, permits.len() as i64, &rt.worker_id, now_us(), lease_us).await);
+        let claimed = rt.store.storage().worker().claim(&queue, permits.len() as i64, &rt.worker_id, now_us(), lease_us).await;
         record_claim(&rt.metrics, started.elapsed());
         let claimed = match claimed {
             Ok(c) => c,
@@ -508,8 +499,7 @@ async fn execute(rt: Arc<Runtime>, job: ClaimedJob, permit: OwnedSemaphorePermit
             let sent = rt.completions.lock().as_ref().map(|tx| tx.send(lease).is_ok()).unwrap_or(false);
             if !sent {
                 // The completer is gone (shutdown raced us): complete directly.
-                let done = with_backend!(rt.store, Db, pool =>
-                    <Db as Ops>::complete_batch(pool, &[lease], &rt.worker_id, now_us()).await);
+                let done = rt.store.storage().worker().complete_batch(&[lease], &rt.worker_id, now_us()).await;
                 rt.store.changed();
                 if let Err(e) = done {
                     tracing::warn!(job = job.id, error = %e, "could not record success; the job will run again after its lease");
@@ -563,8 +553,7 @@ async fn run_completer(rt: Arc<Runtime>, mut rx: mpsc::UnboundedReceiver<Lease>)
                 Err(_) => break,
             }
         }
-        let result = with_backend!(rt.store, Db, pool =>
-            <Db as Ops>::complete_batch(pool, &batch, &rt.worker_id, now_us()).await);
+        let result = rt.store.storage().worker().complete_batch(&batch, &rt.worker_id, now_us()).await;
         rt.store.changed();
         if let Err(e) = result {
             tracing::warn!(jobs = batch.len(), error = %e, "could not record successes; the jobs will run again after their leases");
@@ -604,7 +593,7 @@ async fn run_heartbeat(rt: Arc<Runtime>, workers: i64, started_at: chrono::DateT
             continue;
         }
         let expires = now_us().saturating_add(lease_us);
-        let held = with_backend!(rt.store, Db, pool => <Db as Ops>::heartbeat(pool, &leases, expires).await);
+        let held = rt.store.storage().worker().heartbeat(&leases, expires).await;
         match held {
             Ok(held) => {
                 let held_ids: HashSet<JobId> = held.iter().map(|(id, _)| *id).collect();
@@ -644,19 +633,17 @@ async fn run_cancel_listener(rt: Arc<Runtime>) {
     }
 }
 
-async fn run_listener(rt: Arc<Runtime>, mut listener: sqlx::postgres::PgListener) {
+async fn run_listener(rt: Arc<Runtime>, mut listener: WakeListener) {
     loop {
         let msg = tokio::select! {
             m = listener.recv() => m,
             _ = rt.stop_background.cancelled() => return,
         };
         match msg {
-            Ok(n) if n.channel() == crate::db::pg_channels::CANCEL => {
-                if let Ok(id) = n.payload().parse::<JobId>() {
-                    let _ = rt.store.inner.cancels.send(id);
-                }
+            Ok(Wakeup::Cancel(id)) => {
+                let _ = rt.store.inner.cancels.send(id);
             }
-            Ok(_) => rt.store.wake(),
+            Ok(Wakeup::Queue) => rt.store.wake(),
             Err(e) => {
                 tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
                 tokio::select! {
@@ -675,8 +662,9 @@ async fn run_maintenance(rt: Arc<Runtime>) {
     let mut last_fold: Option<Instant> = None;
     loop {
         let now = now_us();
-        let promoted = with_backend!(rt.store, Db, pool => <Db as Ops>::promote_scheduled(pool, now, &rt.worker_id).await);
-        let reaped = with_backend!(rt.store, Db, pool => <Db as Ops>::reap_expired(pool, now, &rt.worker_id).await);
+        let maintenance = rt.store.storage().maintenance();
+        let promoted = maintenance.promote_scheduled(now, &rt.worker_id).await;
+        let reaped = maintenance.reap_expired(now, &rt.worker_id).await;
         match (&promoted, &reaped) {
             (Ok(p), Ok(r)) if p + r > 0 => rt.store.wake(),
             _ => {}

@@ -7,7 +7,6 @@ use chrono::Utc;
 use super::tokens::{hash_token, random_token};
 use super::users;
 use crate::db::Db;
-use crate::{with_db, with_tx};
 
 /// How long a reset link works.
 pub const TOKEN_LIFETIME_MINUTES: i64 = 60;
@@ -29,30 +28,26 @@ pub async fn create_token(db: &Db, tenant: &str, email: &str) -> Result<Option<S
     let token = random_token();
     let now = Utc::now().timestamp_millis();
     let expires = now + TOKEN_LIFETIME_MINUTES * 60_000;
-    with_db!(db, |p| {
-        // Expired tokens of anyone are of no use: removed as new ones are made.
-        sqlx::query("DELETE FROM password_reset_tokens WHERE expires_at <= $1").bind(now).execute(p).await?;
-        sqlx::query("INSERT INTO password_reset_tokens (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(hash_token(&token))
-            .bind(&user.id)
-            .bind(expires)
-            .bind(now)
-            .execute(p)
-            .await?;
-    });
+    // Expired tokens of anyone are of no use: removed as new ones are made.
+    db.query("DELETE FROM password_reset_tokens WHERE expires_at <= $1").bind(now).execute().await?;
+    db.query("INSERT INTO password_reset_tokens (token_hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(hash_token(&token))
+        .bind(&user.id)
+        .bind(expires)
+        .bind(now)
+        .execute()
+        .await?;
     Ok(Some(token))
 }
 
 /// The user a still valid `token` resets, without using it (the form's first display).
 pub async fn user_of(db: &Db, token: &str) -> Result<Option<String>, sqlx::Error> {
     let now = Utc::now().timestamp_millis();
-    with_db!(db, |p| {
-        sqlx::query_scalar::<_, String>("SELECT user_id FROM password_reset_tokens WHERE token_hash = $1 AND expires_at > $2")
-            .bind(hash_token(token))
-            .bind(now)
-            .fetch_optional(p)
-            .await
-    })
+    db.query_scalar::<String>("SELECT user_id FROM password_reset_tokens WHERE token_hash = $1 AND expires_at > $2")
+        .bind(hash_token(token))
+        .bind(now)
+        .fetch_optional()
+        .await
 }
 
 /// Uses `token` up (at most once, even when two requests race): the id of the user whose
@@ -60,13 +55,12 @@ pub async fn user_of(db: &Db, token: &str) -> Result<Option<String>, sqlx::Error
 pub async fn consume(db: &Db, token: &str) -> Result<String, ResetError> {
     let now = Utc::now().timestamp_millis();
     let mut tx = db.begin().await?;
-    let user: Option<String> = with_tx!(&mut tx, |c| {
-        sqlx::query_scalar("DELETE FROM password_reset_tokens WHERE token_hash = $1 AND expires_at > $2 RETURNING user_id")
-            .bind(hash_token(token))
-            .bind(now)
-            .fetch_optional(&mut *c)
-            .await?
-    });
+    let user: Option<String> = tx
+        .query_scalar("DELETE FROM password_reset_tokens WHERE token_hash = $1 AND expires_at > $2 RETURNING user_id")
+        .bind(hash_token(token))
+        .bind(now)
+        .fetch_optional()
+        .await?;
     tx.commit().await?;
     user.ok_or(ResetError::InvalidToken)
 }

@@ -35,7 +35,6 @@ use super::tokens::tenant_is_usable;
 use super::users::new_security_stamp;
 use crate::db::{Db, Tx};
 use crate::state::AppState;
-use crate::{with_db, with_tx};
 
 /// How long a verdict on a (user, session, stamp) is reused on a node that was not told of a
 /// revocation: the longest a revoked token keeps working there when Redis is away (or without
@@ -209,16 +208,17 @@ impl Revocations {
 
     async fn query(&self, s: &Subject) -> Result<bool, sqlx::Error> {
         type Row = (String, bool, String, String, Option<String>, Option<DateTime<Utc>>);
-        let row: Option<Row> = with_db!(&self.0.db, |p| {
-            sqlx::query_as(
+        let row: Option<Row> = self
+            .0
+            .db
+            .query_as(
                 "SELECT u.security_stamp, u.is_active, u.tenant_id, u.user_name, f.user_id, f.revoked_on FROM users u \
                  LEFT JOIN refresh_families f ON f.id = $2 WHERE u.id = $1",
             )
             .bind(&s.user_id)
             .bind(&s.session_id)
-            .fetch_optional(p)
-            .await?
-        });
+            .fetch_optional()
+            .await?;
         let Some((stamp, active, tenant, user_name, family_user, family_revoked)) = row else { return Ok(false) };
         let matches = stamp == s.security_stamp
             && active
@@ -304,34 +304,26 @@ impl Inner {
 
 /// In `tx`: a new security stamp for the user and every session of it revoked.
 pub async fn revoke_user_in(tx: &mut Tx, user_id: &str) -> Result<(), sqlx::Error> {
-    with_tx!(tx, |c| {
-        sqlx::query("UPDATE users SET security_stamp = $2 WHERE id = $1").bind(user_id).bind(new_security_stamp()).execute(&mut *c).await?;
-        sqlx::query("UPDATE refresh_families SET revoked_on = $2 WHERE user_id = $1 AND revoked_on IS NULL")
-            .bind(user_id)
-            .bind(Utc::now())
-            .execute(&mut *c)
-            .await?;
-    });
+    tx.query("UPDATE users SET security_stamp = $2 WHERE id = $1").bind(user_id).bind(new_security_stamp()).execute().await?;
+    tx.query("UPDATE refresh_families SET revoked_on = $2 WHERE user_id = $1 AND revoked_on IS NULL")
+        .bind(user_id)
+        .bind(Utc::now())
+        .execute()
+        .await?;
     Ok(())
 }
 
 /// In `tx`: [`revoke_user_in`] for every user of a tenant (its deactivation).
 pub async fn revoke_tenant_in(tx: &mut Tx, tenant_id: &str) -> Result<(), sqlx::Error> {
-    with_tx!(tx, |c| {
-        sqlx::query("UPDATE users SET security_stamp = $2 WHERE tenant_id = $1")
-            .bind(tenant_id)
-            .bind(new_security_stamp())
-            .execute(&mut *c)
-            .await?;
-        sqlx::query(
-            "UPDATE refresh_families SET revoked_on = $2 WHERE revoked_on IS NULL \
-             AND user_id IN (SELECT id FROM users WHERE tenant_id = $1)",
-        )
-        .bind(tenant_id)
-        .bind(Utc::now())
-        .execute(&mut *c)
-        .await?;
-    });
+    tx.query("UPDATE users SET security_stamp = $2 WHERE tenant_id = $1").bind(tenant_id).bind(new_security_stamp()).execute().await?;
+    tx.query(
+        "UPDATE refresh_families SET revoked_on = $2 WHERE revoked_on IS NULL \
+         AND user_id IN (SELECT id FROM users WHERE tenant_id = $1)",
+    )
+    .bind(tenant_id)
+    .bind(Utc::now())
+    .execute()
+    .await?;
     Ok(())
 }
 

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use super::tokens::random_token;
 use crate::config::DatabaseTarget;
 use crate::db::Db;
-use crate::with_db;
 
 /// Where the signing key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,17 +82,15 @@ pub async fn signing_key(db: &Db, target: &DatabaseTarget, configured: Option<&s
 
 async fn key_from_database(db: &Db) -> Result<String, sqlx::Error> {
     let candidate = random_token();
-    with_db!(db, |p| {
-        sqlx::query("INSERT INTO app_secrets (name, value) VALUES ('jwt_key', $1) ON CONFLICT (name) DO NOTHING")
-            .bind(&candidate)
-            .execute(p)
-            .await?;
-    });
-    with_db!(db, |p| sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_one(p).await)
+    db.query("INSERT INTO app_secrets (name, value) VALUES ('jwt_key', $1) ON CONFLICT (name) DO NOTHING")
+        .bind(&candidate)
+        .execute()
+        .await?;
+    db.query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_one().await
 }
 
 async fn stored_in_database(db: &Db) -> Result<Option<String>, sqlx::Error> {
-    with_db!(db, |p| { sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional(p).await })
+    db.query_scalar("SELECT value FROM app_secrets WHERE name = 'jwt_key'").fetch_optional().await
 }
 
 async fn key_from_file(db: &Db, file: &Path) -> Result<Vec<u8>, SigningKeyError> {
@@ -107,7 +104,7 @@ async fn key_from_file(db: &Db, file: &Path) -> Result<Vec<u8>, SigningKeyError>
     if key.is_empty() {
         return Err(SigningKeyError::Empty(file.to_path_buf()));
     }
-    with_db!(db, |p| sqlx::query("DELETE FROM app_secrets WHERE name = 'jwt_key'").execute(p).await.map(|_| ()))?;
+    db.query("DELETE FROM app_secrets WHERE name = 'jwt_key'").execute().await.map(|_| ())?;
     Ok(key)
 }
 

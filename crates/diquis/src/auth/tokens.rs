@@ -9,7 +9,6 @@ use super::Identity;
 use super::users::{self, UserRow};
 use crate::db::{Db, Tx};
 use crate::security::hashing::PasswordPool;
-use crate::{with_db, with_tx};
 
 /// What a successful sign-in or refresh returns (Diquis's `TokenResponse`).
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +97,7 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 /// Whether users of `tenant` may sign in: active, provisioned, not failed in provisioning.
 pub async fn tenant_is_usable(db: &Db, tenant: &str) -> Result<bool, sqlx::Error> {
     let row: Option<(bool, String)> =
-        with_db!(db, |p| { sqlx::query_as("SELECT is_active, status FROM tenants WHERE id = $1").bind(tenant).fetch_optional(p).await? });
+        db.query_as("SELECT is_active, status FROM tenants WHERE id = $1").bind(tenant).fetch_optional().await?;
     // A tenant whose update failed stays usable; one that never finished provisioning is not.
     Ok(matches!(row, Some((true, status)) if status == "Active" || status == "Updating" || status == "Failed")
         && provisioned(db, tenant).await?)
@@ -106,7 +105,7 @@ pub async fn tenant_is_usable(db: &Db, tenant: &str) -> Result<bool, sqlx::Error
 
 async fn provisioned(db: &Db, tenant: &str) -> Result<bool, sqlx::Error> {
     let at: Option<Option<DateTime<Utc>>> =
-        with_db!(db, |p| { sqlx::query_scalar("SELECT provisioned_on FROM tenants WHERE id = $1").bind(tenant).fetch_optional(p).await? });
+        db.query_scalar("SELECT provisioned_on FROM tenants WHERE id = $1").bind(tenant).fetch_optional().await?;
     Ok(matches!(at, Some(Some(_))))
 }
 
@@ -124,14 +123,12 @@ pub const BROWSER_REFRESH_GRACE_SECS: i64 = 10;
 pub async fn new_session(db: &Db, user_id: &str, csrf: Option<&str>, days: i64) -> Result<(String, String, DateTime<Utc>), sqlx::Error> {
     let family = uuid::Uuid::new_v4().to_string();
     let mut tx = db.begin().await?;
-    with_tx!(&mut tx, |c| {
-        sqlx::query("INSERT INTO refresh_families (id, user_id, created_on) VALUES ($1, $2, $3)")
-            .bind(&family)
-            .bind(user_id)
-            .bind(Utc::now())
-            .execute(&mut *c)
-            .await?;
-    });
+    tx.query("INSERT INTO refresh_families (id, user_id, created_on) VALUES ($1, $2, $3)")
+        .bind(&family)
+        .bind(user_id)
+        .bind(Utc::now())
+        .execute()
+        .await?;
     let (token, expires) = add_refresh_token(&mut tx, &family, user_id, csrf, days).await?;
     tx.commit().await?;
     Ok((family, token, expires))
@@ -147,20 +144,18 @@ async fn add_refresh_token(
     let token = random_token();
     let now = Utc::now();
     let expires = now + Duration::days(days);
-    with_tx!(tx, |c| {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, user_id, csrf, created_on, expires_on, family_id) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(hash_token(&token))
-        .bind(user_id)
-        .bind(csrf)
-        .bind(now)
-        .bind(expires)
-        .bind(family)
-        .execute(&mut *c)
-        .await?;
-    });
+    tx.query(
+        "INSERT INTO refresh_tokens (token_hash, user_id, csrf, created_on, expires_on, family_id) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(hash_token(&token))
+    .bind(user_id)
+    .bind(csrf)
+    .bind(now)
+    .bind(expires)
+    .bind(family)
+    .execute()
+    .await?;
     Ok((token, expires))
 }
 
@@ -196,15 +191,14 @@ type RefreshRow = (String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>,
 /// user and session so that the caller can announce the revocation.
 pub async fn use_refresh_token(db: &Db, token: &str, by: RefreshBy, days: i64) -> Result<Refreshed, SignInError> {
     let hash = hash_token(token);
-    let row: Option<RefreshRow> = with_db!(db, |p| {
-        sqlx::query_as(
+    let row: Option<RefreshRow> = db
+        .query_as(
             "SELECT t.user_id, t.csrf, t.expires_on, t.revoked_on, f.id, f.revoked_on FROM refresh_tokens t \
              JOIN refresh_families f ON f.id = t.family_id WHERE t.token_hash = $1",
         )
         .bind(&hash)
-        .fetch_optional(p)
-        .await?
-    });
+        .fetch_optional()
+        .await?;
     let Some((user_id, csrf, expires, rotated_on, family, family_revoked)) = row else {
         return Err(SignInError::BadRefreshToken);
     };
@@ -225,15 +219,14 @@ pub async fn use_refresh_token(db: &Db, token: &str, by: RefreshBy, days: i64) -
         return Err(SignInError::RefreshTokenReused { user_id, session_id: family });
     }
     let mut tx = db.begin().await?;
-    let rotated = with_tx!(&mut tx, |c| {
-        sqlx::query("UPDATE refresh_tokens SET revoked_on = $2 WHERE token_hash = $1 AND revoked_on IS NULL")
-            .bind(&hash)
-            .bind(now)
-            .execute(&mut *c)
-            .await?
-            .rows_affected()
-            == 1
-    });
+    let rotated = tx
+        .query("UPDATE refresh_tokens SET revoked_on = $2 WHERE token_hash = $1 AND revoked_on IS NULL")
+        .bind(&hash)
+        .bind(now)
+        .execute()
+        .await?
+        .rows_affected()
+        == 1;
     if !rotated {
         // Used concurrently: the other use rotated it a moment ago.
         tx.rollback().await?;
@@ -251,22 +244,19 @@ pub async fn use_refresh_token(db: &Db, token: &str, by: RefreshBy, days: i64) -
 /// Revokes a session (refresh-token family): every refresh token of it and every access token
 /// naming it. Returns whether it was active until now.
 pub async fn revoke_session(db: &Db, session_id: &str) -> Result<bool, sqlx::Error> {
-    Ok(with_db!(db, |p| {
-        sqlx::query("UPDATE refresh_families SET revoked_on = $2 WHERE id = $1 AND revoked_on IS NULL")
-            .bind(session_id)
-            .bind(Utc::now())
-            .execute(p)
-            .await?
-            .rows_affected()
-            == 1
-    }))
+    Ok(db
+        .query("UPDATE refresh_families SET revoked_on = $2 WHERE id = $1 AND revoked_on IS NULL")
+        .bind(session_id)
+        .bind(Utc::now())
+        .execute()
+        .await?
+        .rows_affected()
+        == 1)
 }
 
 /// The session a refresh token belongs to, if the token is known.
 pub async fn session_of_refresh_token(db: &Db, token: &str) -> Result<Option<String>, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1").bind(hash_token(token)).fetch_optional(p).await
-    })
+    db.query_scalar("SELECT family_id FROM refresh_tokens WHERE token_hash = $1").bind(hash_token(token)).fetch_optional().await
 }
 
 /// 32 random bytes, base64url.

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 
 use crate::db::{Db, Tx};
-use crate::{with_db, with_tx};
 
 /// A stored user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -53,33 +52,27 @@ pub fn new_security_stamp() -> String {
 /// Finds a user by tenant and email.
 pub async fn find_by_email(db: &Db, tenant: &str, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
     let name = user_name(email, tenant);
-    with_db!(db, |p| {
-        sqlx::query_as::<_, UserRow>(
-            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users WHERE user_name = $1",
-        )
-        .bind(&name)
-        .fetch_optional(p)
-        .await
-    })
+    db.query_as::<UserRow>(
+        "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users WHERE user_name = $1",
+    )
+    .bind(&name)
+    .fetch_optional()
+    .await
 }
 
 /// Finds a user by id.
 pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_as::<_, UserRow>(
-            "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(p)
-        .await
-    })
+    db.query_as::<UserRow>(
+        "SELECT id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional()
+    .await
 }
 
 /// The roles of a user, sorted.
 pub async fn roles_of(db: &Db, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_scalar::<_, String>("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all(p).await
-    })
+    db.query_scalar::<String>("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(user_id).fetch_all().await
 }
 
 /// Creates the user unless one with the same user name exists, and grants `roles` either way.
@@ -89,8 +82,8 @@ pub async fn ensure_user(tx: &mut Tx, user: &NewUser<'_>) -> Result<(String, boo
     let name = user_name(user.email, user.tenant_id);
     let new_id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
-    let created = with_tx!(tx, |c| {
-        sqlx::query(
+    let created = tx
+        .query(
             "INSERT INTO users (id, tenant_id, email, user_name, password_hash, first_name, last_name, is_active, created_on, \
              security_stamp) VALUES ($1, $2, $3, $4, $5, 'Default', 'Admin', TRUE, $6, $7) ON CONFLICT (user_name) DO NOTHING",
         )
@@ -101,50 +94,42 @@ pub async fn ensure_user(tx: &mut Tx, user: &NewUser<'_>) -> Result<(String, boo
         .bind(user.password_hash)
         .bind(now)
         .bind(new_security_stamp())
-        .execute(&mut *c)
+        .execute()
         .await?
         .rows_affected()
-            == 1
-    });
-    let id: String =
-        with_tx!(tx, |c| sqlx::query_scalar("SELECT id FROM users WHERE user_name = $1").bind(&name).fetch_one(&mut *c).await?);
+        == 1;
+    let id: String = tx.query_scalar("SELECT id FROM users WHERE user_name = $1").bind(&name).fetch_one().await?;
     for role in user.roles {
-        with_tx!(tx, |c| {
-            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(&id)
-                .bind(*role)
-                .execute(&mut *c)
-                .await?;
-        });
+        tx.query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(&id).bind(*role).execute().await?;
     }
     Ok((id, created))
 }
 
 /// How many users a tenant has (for tests and the UI).
 pub async fn count_in_tenant(db: &Db, tenant: &str) -> Result<i64, sqlx::Error> {
-    with_db!(db, |p| { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE tenant_id = $1").bind(tenant).fetch_one(p).await })
+    db.query_scalar::<i64>("SELECT COUNT(*) FROM users WHERE tenant_id = $1").bind(tenant).fetch_one().await
 }
 
 /// One page of the users of `tenant` (every tenant's with `None`), by user name (unique, so
 /// pages neither overlap nor skip a user).
 pub async fn list_page(db: &Db, tenant: Option<&str>, offset: i64, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
     const COLUMNS: &str = "id, tenant_id, email, user_name, password_hash, is_active, created_on, security_stamp";
-    with_db!(db, |p| match tenant {
+    match tenant {
         Some(t) => {
             let sql = format!("SELECT {COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY user_name, id LIMIT $2 OFFSET $3");
-            sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(t).bind(limit).bind(offset).fetch_all(p).await
+            db.query_as::<UserRow>(sqlx::AssertSqlSafe(sql)).bind(t).bind(limit).bind(offset).fetch_all().await
         }
         None => {
             let sql = format!("SELECT {COLUMNS} FROM users ORDER BY user_name, id LIMIT $1 OFFSET $2");
-            sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql)).bind(limit).bind(offset).fetch_all(p).await
+            db.query_as::<UserRow>(sqlx::AssertSqlSafe(sql)).bind(limit).bind(offset).fetch_all().await
         }
-    })
+    }
 }
 
 /// How many users `tenant` has (every tenant with `None`).
 pub async fn count(db: &Db, tenant: Option<&str>) -> Result<i64, sqlx::Error> {
     match tenant {
         Some(t) => count_in_tenant(db, t).await,
-        None => with_db!(db, |p| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(p).await),
+        None => db.query_scalar::<i64>("SELECT COUNT(*) FROM users").fetch_one().await,
     }
 }

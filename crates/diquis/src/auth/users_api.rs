@@ -31,7 +31,6 @@ use crate::tenants::validation::string_field;
 use crate::web::envelope::{ApiError, Envelope};
 use crate::web::html::url_encode;
 use crate::web::paging::{PageInfo, PageRequest};
-use crate::with_tx;
 
 /// The role of a tenant's other administrators.
 pub const TENANT_ADMIN_ROLE: &str = "academy_admin";
@@ -144,9 +143,7 @@ pub async fn list(
 pub async fn set_active(state: &AppState, caller: &Identity, id: &str, active: bool) -> Result<Json<Envelope<UserDto>>, ApiError> {
     let user = managed_user(state, caller, id).await?;
     let mut tx = state.db.begin().await?;
-    with_tx!(&mut tx, |c| {
-        sqlx::query("UPDATE users SET is_active = $2 WHERE id = $1").bind(&user.id).bind(active).execute(&mut *c).await?;
-    });
+    tx.query("UPDATE users SET is_active = $2 WHERE id = $1").bind(&user.id).bind(active).execute().await?;
     if !active {
         revoke_user_in(&mut tx, &user.id).await?;
     }
@@ -192,16 +189,14 @@ pub async fn remove(
 pub async fn remove_user(state: &AppState, identity: &Identity, id: &str) -> Result<String, ApiError> {
     let user = managed_user(state, identity, id).await?;
     let mut tx = state.db.begin().await?;
-    with_tx!(&mut tx, |c| {
-        for sql in [
-            "DELETE FROM refresh_tokens WHERE user_id = $1",
-            "DELETE FROM refresh_families WHERE user_id = $1",
-            "DELETE FROM user_roles WHERE user_id = $1",
-            "DELETE FROM users WHERE id = $1",
-        ] {
-            sqlx::query(sql).bind(&user.id).execute(&mut *c).await?;
-        }
-    });
+    for sql in [
+        "DELETE FROM refresh_tokens WHERE user_id = $1",
+        "DELETE FROM refresh_families WHERE user_id = $1",
+        "DELETE FROM user_roles WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
+    ] {
+        tx.query(sql).bind(&user.id).execute().await?;
+    }
     tx.commit().await?;
     state.revocations.announce(Revocation::User { user_id: user.id.clone() });
     tracing::info!(user = %user.user_name, by = %identity.user_name, "user deleted");
@@ -266,9 +261,7 @@ pub async fn change_own_password(
 pub async fn set_password(state: &AppState, user_id: &str, new_password: String) -> Result<(), sqlx::Error> {
     let hash = password::hash_async(new_password).await;
     let mut tx = state.db.begin().await?;
-    with_tx!(&mut tx, |c| {
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(user_id).bind(&hash).execute(&mut *c).await?;
-    });
+    tx.query("UPDATE users SET password_hash = $2 WHERE id = $1").bind(user_id).bind(&hash).execute().await?;
     revoke_user_in(&mut tx, user_id).await?;
     tx.commit().await?;
     state.revocations.announce(Revocation::User { user_id: user_id.to_string() });

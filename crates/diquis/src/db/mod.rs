@@ -1,7 +1,8 @@
 //! The main database: PostgreSQL or SQLite behind one handle, connected and migrated at start.
 //!
 //! Queries are written once with `$1`-style parameters (SQLite accepts them too) and run on
-//! either backend through [`with_db!`] / [`with_tx!`], which compile the same body for both.
+//! either backend through [`Db::query`] / [`Tx::query`] and their `query_as` / `query_scalar`
+//! (module `query`, the one place that matches on the backend for them).
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Postgres, Sqlite, Transaction};
 
 use crate::config::{DatabaseTarget, PostgresTarget};
+
+mod query;
+
+pub use query::{FromBothRows, Query, QueryAs, QueryResult, QueryScalar};
 
 /// A pool on the main database.
 #[derive(Clone, Debug)]
@@ -63,34 +68,6 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
 }
 
-/// Runs `$body` with `$c` bound to the pool of either backend.
-#[macro_export]
-macro_rules! with_db {
-    ($db:expr, |$c:ident| $body:expr) => {
-        match $db {
-            $crate::db::Db::Postgres($c) => $body,
-            $crate::db::Db::Sqlite($c) => $body,
-        }
-    };
-}
-
-/// Runs `$body` with `$c` bound to the `&mut` connection of either backend's transaction.
-#[macro_export]
-macro_rules! with_tx {
-    ($tx:expr, |$c:ident| $body:expr) => {
-        match $tx {
-            $crate::db::Tx::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            $crate::db::Tx::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
-}
-
 /// The main schema's migrations table (the job engine keeps its own).
 const MIGRATIONS_TABLE: &str = "_diquis_migrations";
 
@@ -137,9 +114,43 @@ impl Db {
         })
     }
 
+    /// A statement on the pool (`$1`-style parameters).
+    pub fn query(&self, sql: impl sqlx::SqlSafeStr) -> Query<'_> {
+        match self {
+            Db::Postgres(p) => Query::on_pg_pool(p, sql),
+            Db::Sqlite(p) => Query::on_sqlite_pool(p, sql),
+        }
+    }
+
+    /// A query on the pool whose rows decode into `O`.
+    pub fn query_as<O: FromBothRows>(&self, sql: impl sqlx::SqlSafeStr) -> QueryAs<'_, O> {
+        QueryAs::new(self.query(sql))
+    }
+
+    /// A query on the pool whose rows are one value of type `O`.
+    pub fn query_scalar<O>(&self, sql: impl sqlx::SqlSafeStr) -> QueryScalar<'_, O>
+    where
+        (O,): FromBothRows,
+    {
+        QueryScalar::new(self.query(sql))
+    }
+
     /// Whether a trivial query succeeds (readiness).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        with_db!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+        self.query("SELECT 1").execute().await.map(|_| ())
+    }
+
+    /// A job store on this database's pool (runs the job engine's migrations).
+    pub async fn job_store(&self) -> Result<jobs::JobStore, jobs::JobError> {
+        match self {
+            Db::Postgres(p) => jobs::JobStore::from_pg_pool(p.clone()).await,
+            Db::Sqlite(p) => jobs::JobStore::from_sqlite_pool(p.clone()).await,
+        }
+    }
+
+    /// Whether the database is PostgreSQL (for the few statements whose SQL differs).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
     }
 
     /// The backend's name, for logs and health output.
@@ -152,11 +163,73 @@ impl Db {
 
     /// Closes the pool.
     pub async fn close(&self) {
-        with_db!(self, |p| p.close().await)
+        match self {
+            Db::Postgres(p) => p.close().await,
+            Db::Sqlite(p) => p.close().await,
+        }
     }
 }
 
 impl Tx {
+    /// A statement on the transaction's connection (`$1`-style parameters).
+    pub fn query(&mut self, sql: impl sqlx::SqlSafeStr) -> Query<'_> {
+        match self {
+            Tx::Postgres(t) => Query::on_pg_conn(t, sql),
+            Tx::Sqlite(t) => Query::on_sqlite_conn(t, sql),
+        }
+    }
+
+    /// A query on the transaction's connection whose rows decode into `O`.
+    pub fn query_as<O: FromBothRows>(&mut self, sql: impl sqlx::SqlSafeStr) -> QueryAs<'_, O> {
+        QueryAs::new(self.query(sql))
+    }
+
+    /// A query on the transaction's connection whose rows are one value of type `O`.
+    pub fn query_scalar<O>(&mut self, sql: impl sqlx::SqlSafeStr) -> QueryScalar<'_, O>
+    where
+        (O,): FromBothRows,
+    {
+        QueryScalar::new(self.query(sql))
+    }
+
+    /// Whether the transaction is on PostgreSQL (for the few statements whose SQL differs).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Tx::Postgres(_))
+    }
+
+    /// Enqueues `job` in this transaction (job tables in the main database): it exists only if
+    /// the transaction commits.
+    pub async fn enqueue_job(&mut self, job: jobs::NewJob) -> Result<jobs::JobId, jobs::JobError> {
+        match self {
+            Tx::Postgres(t) => jobs::enqueue_in_tx(t, job).await,
+            Tx::Sqlite(t) => jobs::enqueue_in_tx(t, job).await,
+        }
+    }
+
+    /// Marks the running job of `ctx` `Succeeded` in this transaction (fenced by its lease).
+    pub async fn complete_job(&mut self, ctx: &jobs::JobContext) -> Result<(), jobs::JobError> {
+        match self {
+            Tx::Postgres(t) => ctx.complete_in_tx(t).await,
+            Tx::Sqlite(t) => ctx.complete_in_tx(t).await,
+        }
+    }
+
+    /// Records a failure of the running job of `ctx` in this transaction (fenced by its lease).
+    pub async fn fail_job(&mut self, ctx: &jobs::JobContext, error: &jobs::JobError) -> Result<(), jobs::JobError> {
+        match self {
+            Tx::Postgres(t) => ctx.fail_in_tx(t, error).await,
+            Tx::Sqlite(t) => ctx.fail_in_tx(t, error).await,
+        }
+    }
+
+    /// Checks that `ctx` still holds its job and locks the job row until this transaction ends.
+    pub async fn check_job_lease(&mut self, ctx: &jobs::JobContext) -> Result<(), jobs::JobError> {
+        match self {
+            Tx::Postgres(t) => ctx.check_lease_in_tx(t).await,
+            Tx::Sqlite(t) => ctx.check_lease_in_tx(t).await,
+        }
+    }
+
     /// Commits.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {

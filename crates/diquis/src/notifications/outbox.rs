@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::event::Event;
 use crate::db::{Db, Tx};
-use crate::{with_db, with_tx};
 
 /// A stored notification.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -48,12 +47,12 @@ pub struct MissedNotification {
 /// ids become visible in increasing order and a client reading `after=<id>` never skips a row
 /// that commits late.
 pub async fn insert(tx: &mut Tx, event: &Event, outcome_key: Option<&str>) -> Result<Option<i64>, sqlx::Error> {
-    if let Tx::Postgres(t) = tx {
-        sqlx::query("SELECT pg_advisory_xact_lock(72620061)").execute(&mut **t).await?;
+    if tx.is_postgres() {
+        tx.query("SELECT pg_advisory_xact_lock(72620061)").execute().await?;
     }
     let now = Utc::now();
-    let id: Option<i64> = with_tx!(tx, |c| {
-        sqlx::query_scalar(
+    let id: Option<i64> = tx
+        .query_scalar(
             "INSERT INTO notifications (event, payload, tenant_id, recipient_user, created_on, outcome_key) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
         )
@@ -63,36 +62,31 @@ pub async fn insert(tx: &mut Tx, event: &Event, outcome_key: Option<&str>) -> Re
         .bind(&event.user_id)
         .bind(now)
         .bind(outcome_key)
-        .fetch_optional(&mut *c)
-        .await?
-    });
+        .fetch_optional()
+        .await?;
     Ok(id)
 }
 
 /// The id of the notification that recorded `outcome_key`, if one did.
 pub async fn find_outcome(tx: &mut Tx, outcome_key: &str) -> Result<Option<i64>, sqlx::Error> {
-    with_tx!(tx, |c| {
-        sqlx::query_scalar("SELECT id FROM notifications WHERE outcome_key = $1").bind(outcome_key).fetch_optional(&mut *c).await
-    })
+    tx.query_scalar("SELECT id FROM notifications WHERE outcome_key = $1").bind(outcome_key).fetch_optional().await
 }
 
 /// Unsent rows, oldest first (at most `limit`).
 pub async fn unsent(db: &Db, limit: i64) -> Result<Vec<NotificationRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM notifications WHERE sent_on IS NULL ORDER BY id LIMIT $1");
-    with_db!(db, |p| sqlx::query_as::<_, NotificationRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(p).await)
+    db.query_as::<NotificationRow>(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all().await
 }
 
 /// How many rows wait to be published, counted on the partial index of unsent rows without
 /// reading a payload (`/metrics` asks on every scrape).
 pub async fn unsent_count(db: &Db) -> Result<i64, sqlx::Error> {
-    with_db!(db, |p| { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM notifications WHERE sent_on IS NULL").fetch_one(p).await })
+    db.query_scalar::<i64>("SELECT COUNT(*) FROM notifications WHERE sent_on IS NULL").fetch_one().await
 }
 
 /// Marks a row sent.
 pub async fn mark_sent(db: &Db, id: i64) -> Result<(), sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query("UPDATE notifications SET sent_on = $2 WHERE id = $1 AND sent_on IS NULL").bind(id).bind(Utc::now()).execute(p).await?;
-    });
+    db.query("UPDATE notifications SET sent_on = $2 WHERE id = $1 AND sent_on IS NULL").bind(id).bind(Utc::now()).execute().await?;
     Ok(())
 }
 
@@ -101,17 +95,15 @@ pub async fn mark_sent(db: &Db, id: i64) -> Result<(), sqlx::Error> {
 pub async fn visible_after(db: &Db, after: i64, user_name: &str, sees_everything: bool) -> Result<Vec<MissedNotification>, sqlx::Error> {
     let rows: Vec<NotificationRow> = if sees_everything {
         let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id > $1 ORDER BY id LIMIT 200");
-        with_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).fetch_all(p).await?)
+        db.query_as(sqlx::AssertSqlSafe(sql)).bind(after).fetch_all().await?
     } else {
         let sql = format!("SELECT {COLUMNS} FROM notifications WHERE id > $1 AND recipient_user = $2 ORDER BY id LIMIT 200");
-        with_db!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(user_name).fetch_all(p).await?)
+        db.query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(user_name).fetch_all().await?
     };
     Ok(rows.into_iter().map(|r| MissedNotification { id: r.id, data: super::event::with_id(&r.payload, r.id), event: r.event }).collect())
 }
 
 /// The highest notification id (0 when none); pages start listening from here.
 pub async fn latest_id(db: &Db) -> Result<i64, sqlx::Error> {
-    with_db!(db, |p| {
-        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM notifications").fetch_one(p).await.map(|v| v.unwrap_or(0))
-    })
+    db.query_scalar::<Option<i64>>("SELECT MAX(id) FROM notifications").fetch_one().await.map(|v| v.unwrap_or(0))
 }

@@ -21,7 +21,6 @@ use crate::auth::{ROOT_ROLE, ROOT_TENANT};
 use crate::db::{Db, Tx};
 use crate::ops::health::Backplane;
 use crate::outbox_loop::{Attempt, drain_until_shutdown};
-use crate::{with_db, with_tx};
 
 /// The hub group every root administrator's connections join.
 pub const ROOT_GROUP: &str = "role:root";
@@ -104,10 +103,7 @@ impl Publisher {
         }
         let mut sent = 0;
         loop {
-            let n = match &self.db {
-                Db::Postgres(_) => self.publish_batch_locked().await?,
-                Db::Sqlite(_) => self.publish_batch().await?,
-            };
+            let n = if self.db.is_postgres() { self.publish_batch_locked().await? } else { self.publish_batch().await? };
             sent += n;
             if n < BATCH as usize {
                 return Ok(sent);
@@ -130,15 +126,14 @@ impl Publisher {
     /// publish the same row at the same time.
     async fn publish_batch_locked(&self) -> Result<usize, PublishError> {
         let mut tx = self.db.begin().await?;
-        let rows: Vec<NotificationRow> = with_tx!(&mut tx, |c| {
-            sqlx::query_as(
+        let rows: Vec<NotificationRow> = tx
+            .query_as(
                 "SELECT id, event, payload, tenant_id, recipient_user, created_on, sent_on FROM notifications \
                  WHERE sent_on IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             )
             .bind(BATCH)
-            .fetch_all(&mut *c)
-            .await?
-        });
+            .fetch_all()
+            .await?;
         let mut n = 0;
         let mut failure = None;
         for row in &rows {
@@ -198,17 +193,17 @@ impl Publisher {
     }
 
     async fn is_root_admin(&self, user_name: &str) -> Result<bool, sqlx::Error> {
-        let found: Option<i32> = with_db!(&self.db, |p| {
-            sqlx::query_scalar(
+        let found: Option<i32> = self
+            .db
+            .query_scalar(
                 "SELECT 1 FROM users u JOIN user_roles r ON r.user_id = u.id \
                  WHERE u.user_name = $1 AND u.tenant_id = $2 AND r.role = $3",
             )
             .bind(user_name)
             .bind(ROOT_TENANT)
             .bind(ROOT_ROLE)
-            .fetch_optional(p)
-            .await?
-        });
+            .fetch_optional()
+            .await?;
         Ok(found.is_some())
     }
 }
@@ -216,9 +211,7 @@ impl Publisher {
 const BATCH: i64 = 100;
 
 async fn mark_sent_in(tx: &mut Tx, id: i64) -> Result<(), sqlx::Error> {
-    with_tx!(tx, |c| {
-        sqlx::query("UPDATE notifications SET sent_on = $2 WHERE id = $1").bind(id).bind(chrono::Utc::now()).execute(&mut *c).await?;
-    });
+    tx.query("UPDATE notifications SET sent_on = $2 WHERE id = $1").bind(id).bind(chrono::Utc::now()).execute().await?;
     Ok(())
 }
 

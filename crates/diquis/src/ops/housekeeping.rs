@@ -7,7 +7,6 @@ use jobs::{JobContext, JobError, JobHandler, NewJob, handler_fn};
 use serde::Serialize;
 
 use crate::db::Db;
-use crate::with_db;
 
 /// The job's name.
 pub const HOUSEKEEPING: &str = "diquis.housekeeping@1";
@@ -38,27 +37,25 @@ pub async fn run(db: &Db, now: DateTime<Utc>, access_token_lifetime: Duration) -
     let cut_off_ms = cut_off.timestamp_millis();
     let now_ms = now.timestamp_millis();
     let mut removed = Removed::default();
-    with_db!(db, |p| {
-        removed.refresh_tokens =
-            sqlx::query("DELETE FROM refresh_tokens WHERE expires_on < $1").bind(cut_off).execute(p).await?.rows_affected();
-        removed.sessions = sqlx::query(
+    removed.refresh_tokens = db.query("DELETE FROM refresh_tokens WHERE expires_on < $1").bind(cut_off).execute().await?.rows_affected();
+    removed.sessions = db
+        .query(
             "DELETE FROM refresh_families WHERE created_on < $1 \
              AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
         )
         .bind(cut_off)
-        .execute(p)
+        .execute()
         .await?
         .rows_affected();
-        removed.reset_tokens =
-            sqlx::query("DELETE FROM password_reset_tokens WHERE expires_at < $1").bind(cut_off_ms).execute(p).await?.rows_affected();
-        removed.sign_in_failures =
-            sqlx::query("DELETE FROM sign_in_failures WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $2)")
-                .bind(cut_off_ms)
-                .bind(now_ms)
-                .execute(p)
-                .await?
-                .rows_affected();
-    });
+    removed.reset_tokens =
+        db.query("DELETE FROM password_reset_tokens WHERE expires_at < $1").bind(cut_off_ms).execute().await?.rows_affected();
+    removed.sign_in_failures = db
+        .query("DELETE FROM sign_in_failures WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $2)")
+        .bind(cut_off_ms)
+        .bind(now_ms)
+        .execute()
+        .await?
+        .rows_affected();
     Ok(removed)
 }
 

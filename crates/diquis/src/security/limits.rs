@@ -10,7 +10,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::db::Db;
-use crate::with_db;
 
 use super::settings::{LockoutSettings, RateLimit};
 
@@ -76,9 +75,8 @@ impl Lockout {
             return Ok(None);
         }
         let key = stored_key(account);
-        let until: Option<Option<i64>> = with_db!(db, |p| {
-            sqlx::query_scalar("SELECT locked_until FROM sign_in_failures WHERE account = $1").bind(&key).fetch_optional(p).await?
-        });
+        let until: Option<Option<i64>> =
+            db.query_scalar("SELECT locked_until FROM sign_in_failures WHERE account = $1").bind(&key).fetch_optional().await?;
         let left = until.flatten().map(|until| until - now_ms()).filter(|ms| *ms > 0);
         Ok(left.map(|ms| Duration::from_millis(ms as u64)))
     }
@@ -92,50 +90,45 @@ impl Lockout {
         let now = now_ms();
         if self.writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             let forget_before = now - FORGET_AFTER.as_millis() as i64;
-            with_db!(db, |p| {
-                sqlx::query("DELETE FROM sign_in_failures WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $2)")
-                    .bind(forget_before)
-                    .bind(now)
-                    .execute(p)
-                    .await
-                    .map(drop)?
-            });
+            db.query("DELETE FROM sign_in_failures WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $2)")
+                .bind(forget_before)
+                .bind(now)
+                .execute()
+                .await
+                .map(drop)?;
         }
         // Failures reach here only while the account is not locked: a lock still recorded has
         // ended, and the count starts again (as Identity's does once it locks).
-        let failures: i64 = with_db!(db, |p| {
-            sqlx::query_scalar(
+        let failures: i64 = db
+            .query_scalar(
                 "INSERT INTO sign_in_failures (account, failures, locked_until, last_failure) VALUES ($1, 1, NULL, $2) \
                  ON CONFLICT (account) DO UPDATE SET \
-                   failures = CASE WHEN sign_in_failures.locked_until IS NULL THEN sign_in_failures.failures + 1 ELSE 1 END, \
-                   locked_until = NULL, last_failure = excluded.last_failure \
+                 failures = CASE WHEN sign_in_failures.locked_until IS NULL THEN sign_in_failures.failures + 1 ELSE 1 END, \
+                 locked_until = NULL, last_failure = excluded.last_failure \
                  RETURNING failures",
             )
             .bind(&key)
             .bind(now)
-            .fetch_one(p)
-            .await?
-        });
+            .fetch_one()
+            .await?;
         if failures < i64::from(self.settings.max_failed_access_attempts) {
             return Ok(None);
         }
         let length = self.settings.lockout_time_span;
         let until = now + length.as_millis() as i64;
-        with_db!(db, |p| {
-            sqlx::query("UPDATE sign_in_failures SET failures = 0, locked_until = $2 WHERE account = $1")
-                .bind(&key)
-                .bind(until)
-                .execute(p)
-                .await
-                .map(drop)?
-        });
+        db.query("UPDATE sign_in_failures SET failures = 0, locked_until = $2 WHERE account = $1")
+            .bind(&key)
+            .bind(until)
+            .execute()
+            .await
+            .map(drop)?;
         Ok(Some(length))
     }
 
     /// A successful sign-in clears the account's failures.
     pub async fn succeeded(&self, db: &Db, account: &str) -> Result<(), sqlx::Error> {
         let key = stored_key(account);
-        with_db!(db, |p| sqlx::query("DELETE FROM sign_in_failures WHERE account = $1").bind(&key).execute(p).await.map(drop)?);
+        db.query("DELETE FROM sign_in_failures WHERE account = $1").bind(&key).execute().await.map(drop)?;
         Ok(())
     }
 }
@@ -191,13 +184,7 @@ mod tests {
         let left = other.locked_for(&db, &k).await.unwrap().unwrap();
         assert!(left > Duration::from_secs(290), "{left:?}");
         assert!(other.locked_for(&db, &account_key("root", "b@x.test")).await.unwrap().is_none());
-        let stored: Vec<String> = sqlx::query_scalar("SELECT account FROM sign_in_failures")
-            .fetch_all(match &db {
-                Db::Sqlite(p) => p,
-                Db::Postgres(_) => unreachable!(),
-            })
-            .await
-            .unwrap();
+        let stored: Vec<String> = db.query_scalar("SELECT account FROM sign_in_failures").fetch_all().await.unwrap();
         assert!(stored.iter().all(|a| !a.contains('@') && a.len() == 64), "hashed keys: {stored:?}");
         let never = Lockout::new(LockoutSettings { max_failed_access_attempts: 0, lockout_time_span: Duration::from_secs(1) });
         for _ in 0..10 {

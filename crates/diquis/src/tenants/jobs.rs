@@ -131,24 +131,15 @@ pub fn retry_policy(attempts: u32, delay: Option<std::time::Duration>) -> RetryP
 }
 
 async fn complete_in(ctx: &JobContext, tx: &mut Tx) -> Result<(), JobError> {
-    match tx {
-        Tx::Postgres(t) => ctx.complete_in_tx(t).await,
-        Tx::Sqlite(t) => ctx.complete_in_tx(t).await,
-    }
+    tx.complete_job(ctx).await
 }
 
 async fn fail_in(ctx: &JobContext, tx: &mut Tx, error: &JobError) -> Result<(), JobError> {
-    match tx {
-        Tx::Postgres(t) => ctx.fail_in_tx(t, error).await,
-        Tx::Sqlite(t) => ctx.fail_in_tx(t, error).await,
-    }
+    tx.fail_job(ctx, error).await
 }
 
 async fn check_lease(ctx: &JobContext, tx: &mut Tx) -> Result<(), JobError> {
-    match tx {
-        Tx::Postgres(t) => ctx.check_lease_in_tx(t).await,
-        Tx::Sqlite(t) => ctx.check_lease_in_tx(t).await,
-    }
+    tx.check_job_lease(ctx).await
 }
 
 /// Begins a main-database transaction guarded by the job's lease. Same database: the lease is

@@ -1,4 +1,8 @@
-//! The storage layer: one set of operations, implemented for PostgreSQL and SQLite.
+//! The storage layer, by role: the write transaction ([`TransactionOps`]), what a worker does
+//! ([`WorkerOps`]), its maintenance sweeps ([`MaintenanceOps`]), administrators' state changes
+//! ([`AdminOps`]) and the read-only monitoring queries ([`MonitoringOps`]), each implemented for
+//! PostgreSQL and SQLite. [`Storage`] is the one place that picks the backend (see
+//! docs/decisions/0014-storage-by-role.md).
 //!
 //! Most SQL is shared (sqlx binds `$1`-style parameters on SQLite too); the claim, the batched
 //! completion, heartbeats and the maintenance sweeps differ because PostgreSQL has
@@ -9,26 +13,22 @@ mod shared;
 mod migrations;
 mod pg;
 mod sqlite;
+mod storage;
 
 use sqlx::{Pool, Postgres, Sqlite};
 
-/// PostgreSQL NOTIFY channels.
-pub(crate) mod pg_channels {
-    /// Wakes workers; the payload is the queue name.
-    pub const WAKE: &str = "bg_jobs";
-    /// Cancels a running job; the payload is the job id.
-    pub const CANCEL: &str = "bg_jobs_cancel";
-}
+pub(crate) use storage::{Storage, WakeListener, Wakeup};
 
 use crate::error::JobError;
-use crate::model::{CancelOutcome, JobId, JobRecord, JobState, Lease, LogLine, RecurringJob, StateChange};
+use crate::model::{CancelOutcome, JobId, JobRecord, JobState, Lease, LogLine, NewJob, RecurringJob, StateChange};
+use crate::time::to_datetime;
 
 /// A database the job tables can live in: [`sqlx::Postgres`] or [`sqlx::Sqlite`] (sealed).
 ///
 /// It is the bound of [`crate::enqueue_in_tx`] and of the transactional methods of
 /// [`crate::JobContext`], so they accept `&mut sqlx::Transaction<'_, Postgres>` and
 /// `&mut sqlx::Transaction<'_, Sqlite>` alike.
-pub trait JobDatabase: private::Ops {}
+pub trait JobDatabase: private::TransactionOps {}
 impl JobDatabase for Postgres {}
 impl JobDatabase for Sqlite {}
 
@@ -60,7 +60,6 @@ pub struct ClaimedJob {
     pub max_attempts: Option<i32>,
     pub lease_token: i64,
     pub created_at: i64,
-    pub run_at: i64,
 }
 
 impl ClaimedJob {
@@ -101,11 +100,12 @@ pub struct UpsertRecurring<'a> {
 pub(crate) mod private {
     use super::*;
 
-    /// The operations of the store (sealed; not part of the public API).
+    /// The write transaction (Hangfire's write-only transaction): state changes on one open
+    /// connection, usually inside a transaction the caller (or the store) began. Sealed: the
+    /// supertrait of the public [`JobDatabase`](super::JobDatabase), so the application's own
+    /// transactions can carry these writes.
     #[allow(async_fn_in_trait)]
-    pub trait Ops: sqlx::Database + Sized {
-        /// Runs the job-table migrations.
-        async fn migrate(pool: &Pool<Self>) -> Result<(), JobError>;
+    pub trait TransactionOps: sqlx::Database + Sized {
         /// Starts a transaction that writes (SQLite: `BEGIN IMMEDIATE`).
         async fn begin_write(pool: &Pool<Self>) -> Result<sqlx::Transaction<'static, Self>, JobError>;
         /// Inserts a job with its first history entry and wakes workers. Returns the id, or
@@ -119,8 +119,6 @@ pub(crate) mod private {
         async fn notify_cancel(conn: &mut Self::Connection, id: JobId) -> Result<(), JobError>;
         /// Fenced: the job is still `Processing` under this token; locks its row.
         async fn lock_lease(conn: &mut Self::Connection, lease: Lease) -> Result<bool, JobError>;
-        /// Whether the job is still `Processing` under this token, without locking anything.
-        async fn lease_held(pool: &Pool<Self>, lease: Lease) -> Result<bool, JobError>;
         /// Serialises `enqueue_once` for `key` until the transaction ends (PostgreSQL: an
         /// advisory lock; SQLite: the transaction's `BEGIN IMMEDIATE` already does).
         async fn lock_unique_key(conn: &mut Self::Connection, key: &str) -> Result<(), JobError>;
@@ -136,82 +134,161 @@ pub(crate) mod private {
             worker: &str,
             now: i64,
         ) -> Result<bool, JobError>;
-        /// Claims up to `limit` enqueued jobs of `queue`.
-        async fn claim(
-            pool: &Pool<Self>,
-            queue: &str,
-            limit: i64,
-            worker: &str,
-            now: i64,
-            lease_us: i64,
-        ) -> Result<Vec<ClaimedJob>, JobError>;
-        /// Completes many jobs at once; returns how many were still held.
-        async fn complete_batch(pool: &Pool<Self>, leases: &[Lease], worker: &str, now: i64) -> Result<u64, JobError>;
-        /// Extends leases; returns `(id, cancel_requested)` for each lease still held.
-        async fn heartbeat(pool: &Pool<Self>, leases: &[Lease], expires_at: i64) -> Result<Vec<(JobId, bool)>, JobError>;
-        /// Moves due `Scheduled` jobs to `Enqueued`.
-        async fn promote_scheduled(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError>;
-        /// Moves `Processing` jobs whose lease expired back to `Enqueued`.
-        async fn reap_expired(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError>;
-
-        async fn progress(pool: &Pool<Self>, lease: Lease, pct: i32, now: i64) -> Result<bool, JobError>;
-        async fn log_line(pool: &Pool<Self>, lease: Lease, line: &str, now: i64) -> Result<bool, JobError>;
-        async fn cancel(pool: &Pool<Self>, id: JobId, now: i64) -> Result<CancelOutcome, JobError>;
-        async fn requeue(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError>;
-        async fn delete(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError>;
-        async fn upsert_recurring(pool: &Pool<Self>, rec: &UpsertRecurring<'_>, now: i64) -> Result<(), JobError>;
-        async fn remove_recurring(pool: &Pool<Self>, id: &str) -> Result<bool, JobError>;
-        async fn list_recurring(pool: &Pool<Self>) -> Result<Vec<RecurringJob>, JobError>;
-        async fn get_recurring(pool: &Pool<Self>, id: &str) -> Result<Option<RecurringJob>, JobError>;
-        /// Creates the job of a recurring definition. With `expected_next`, only if the
-        /// definition still fires at that time (so two schedulers fire it once), moving it to
-        /// `next_run_at`.
-        async fn fire_recurring(
-            pool: &Pool<Self>,
-            rec: &RecurringJob,
-            expected_next: Option<(i64, i64)>,
-            now: i64,
-            reason: &str,
-        ) -> Result<Option<JobId>, JobError>;
-        async fn purge_finished(pool: &Pool<Self>, finished_before: i64, limit: i64) -> Result<u64, JobError>;
-        async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError>;
-        async fn list(pool: &Pool<Self>, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError>;
-        /// Jobs matching a dashboard filter, newest first.
-        async fn list_filtered(
-            pool: &Pool<Self>,
-            filter: &crate::model::JobFilter,
-            offset: i64,
-            limit: i64,
-        ) -> Result<Vec<JobRecord>, JobError>;
-        /// The continuations of a job (at most 100).
-        async fn continuations(pool: &Pool<Self>, parent: JobId) -> Result<Vec<JobRecord>, JobError>;
-        /// Scheduled jobs that already ran (waiting for a retry).
-        async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError>;
-        /// Enqueued and processing jobs per queue.
-        async fn queue_stats(pool: &Pool<Self>) -> Result<Vec<crate::model::QueueStats>, JobError>;
-        /// `(bucket, succeeded, failed)` per `bucket_us` since `since`, oldest first.
-        async fn throughput(pool: &Pool<Self>, since: i64, bucket_us: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
-        /// `(hour, succeeded, failed)` per hour since `since_hour` (hours since the epoch), from
-        /// the counter rows.
-        async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
-        /// Folds the delta rows into `bg_state_totals` (one row per state and per hour of the
-        /// last 8 days for the history); hours before `keep_from_hour` fold into hour 0.
-        async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError>;
-        /// Disables or enables a recurring job; false when it does not exist.
-        async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError>;
-        async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError>;
-        async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError>;
-        async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError>;
-        async fn queue_depth(pool: &Pool<Self>, queue: &str) -> Result<i64, JobError>;
-        /// Registers a job server (or refreshes its row).
-        async fn upsert_server(pool: &Pool<Self>, server: &crate::model::ServerRecord) -> Result<(), JobError>;
-        /// A server's heartbeat; false when its row is gone (removed as dead meanwhile).
-        async fn server_heartbeat(pool: &Pool<Self>, id: &str, now: i64) -> Result<bool, JobError>;
-        /// Removes server `id` and every server silent since `heartbeat_before`.
-        async fn remove_servers(pool: &Pool<Self>, id: Option<&str>, heartbeat_before: i64) -> Result<u64, JobError>;
-        /// Every registered server.
-        async fn list_servers(pool: &Pool<Self>) -> Result<Vec<crate::model::ServerRecord>, JobError>;
     }
+}
+
+pub(crate) use private::TransactionOps;
+
+/// What a worker does with the jobs it runs (Hangfire's storage connection): claim, renew
+/// leases, complete, report progress and logs, keep its server row.
+#[allow(async_fn_in_trait)]
+pub(crate) trait WorkerOps: TransactionOps {
+    /// Claims up to `limit` enqueued jobs of `queue`.
+    async fn claim(pool: &Pool<Self>, queue: &str, limit: i64, worker: &str, now: i64, lease_us: i64) -> Result<Vec<ClaimedJob>, JobError>;
+    /// Completes many jobs at once; returns how many were still held.
+    async fn complete_batch(pool: &Pool<Self>, leases: &[Lease], worker: &str, now: i64) -> Result<u64, JobError>;
+    /// Extends leases; returns `(id, cancel_requested)` for each lease still held.
+    async fn heartbeat(pool: &Pool<Self>, leases: &[Lease], expires_at: i64) -> Result<Vec<(JobId, bool)>, JobError>;
+    /// Whether the job is still `Processing` under this token, without locking anything.
+    async fn lease_held(pool: &Pool<Self>, lease: Lease) -> Result<bool, JobError>;
+    /// Fenced progress report.
+    async fn progress(pool: &Pool<Self>, lease: Lease, pct: i32, now: i64) -> Result<bool, JobError>;
+    /// Fenced log line.
+    async fn log_line(pool: &Pool<Self>, lease: Lease, line: &str, now: i64) -> Result<bool, JobError>;
+    /// Registers a job server (or refreshes its row).
+    async fn upsert_server(pool: &Pool<Self>, server: &crate::model::ServerRecord) -> Result<(), JobError>;
+    /// A server's heartbeat; false when its row is gone (removed as dead meanwhile).
+    async fn server_heartbeat(pool: &Pool<Self>, id: &str, now: i64) -> Result<bool, JobError>;
+}
+
+/// The sweeps workers run in their maintenance loop (Hangfire's storage components: the
+/// delayed-job scheduler, the expiration manager, the counters aggregator).
+#[allow(async_fn_in_trait)]
+pub(crate) trait MaintenanceOps: TransactionOps {
+    /// Moves due `Scheduled` jobs to `Enqueued`.
+    async fn promote_scheduled(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError>;
+    /// Moves `Processing` jobs whose lease expired back to `Enqueued`.
+    async fn reap_expired(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError>;
+    /// Folds the delta rows into `bg_state_totals` (one row per state and per hour of the
+    /// last 8 days for the history); hours before `keep_from_hour` fold into hour 0.
+    async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError>;
+    /// Deletes up to `limit` finished jobs (with history and logs) finished before the cut-off.
+    async fn purge_finished(pool: &Pool<Self>, finished_before: i64, limit: i64) -> Result<u64, JobError>;
+    /// Removes server `id` and every server silent since `heartbeat_before`.
+    async fn remove_servers(pool: &Pool<Self>, id: Option<&str>, heartbeat_before: i64) -> Result<u64, JobError>;
+}
+
+/// State changes asked for by clients and administrators (the dashboard's buttons, the
+/// application): cancel, requeue, delete, recurring definitions and firing them.
+#[allow(async_fn_in_trait)]
+pub(crate) trait AdminOps: TransactionOps {
+    /// Deletes a job that has not started, or signals a running one.
+    async fn cancel(pool: &Pool<Self>, id: JobId, now: i64) -> Result<CancelOutcome, JobError>;
+    /// Enqueues a job that is not running again.
+    async fn requeue(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError>;
+    /// Moves a job to `Deleted`.
+    async fn delete(pool: &Pool<Self>, id: JobId, now: i64, reason: &str) -> Result<(), JobError>;
+    /// Creates or replaces a recurring definition.
+    async fn upsert_recurring(pool: &Pool<Self>, rec: &UpsertRecurring<'_>, now: i64) -> Result<(), JobError>;
+    /// Removes a recurring definition; false when it did not exist.
+    async fn remove_recurring(pool: &Pool<Self>, id: &str) -> Result<bool, JobError>;
+    /// Disables or enables a recurring job; false when it does not exist.
+    async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError>;
+    /// Creates the job of a recurring definition. With `expected_next`, only if the
+    /// definition still fires at that time (so two schedulers fire it once), moving it to
+    /// `next_run_at`.
+    async fn fire_recurring(
+        pool: &Pool<Self>,
+        rec: &RecurringJob,
+        expected_next: Option<(i64, i64)>,
+        now: i64,
+        reason: &str,
+    ) -> Result<Option<JobId>, JobError>;
+}
+
+/// Read-only queries behind the dashboard and the metrics (Hangfire's `IMonitoringApi`).
+#[allow(async_fn_in_trait)]
+pub(crate) trait MonitoringOps: sqlx::Database + Sized {
+    /// A job by id.
+    async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError>;
+    /// A job's state history, oldest first.
+    async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError>;
+    /// A job's log lines, oldest first.
+    async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError>;
+    /// Job counts per state, from the counter rows.
+    async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError>;
+    /// Jobs in `state`, newest first.
+    async fn list(pool: &Pool<Self>, state: JobState, offset: i64, limit: i64) -> Result<Vec<JobRecord>, JobError>;
+    /// Jobs matching a dashboard filter, newest first.
+    async fn list_filtered(
+        pool: &Pool<Self>,
+        filter: &crate::model::JobFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<JobRecord>, JobError>;
+    /// The continuations of a job (at most 100).
+    async fn continuations(pool: &Pool<Self>, parent: JobId) -> Result<Vec<JobRecord>, JobError>;
+    /// Scheduled jobs that already ran (waiting for a retry).
+    async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError>;
+    /// Enqueued and processing jobs per queue.
+    async fn queue_stats(pool: &Pool<Self>) -> Result<Vec<crate::model::QueueStats>, JobError>;
+    /// `Enqueued` jobs of one queue.
+    async fn queue_depth(pool: &Pool<Self>, queue: &str) -> Result<i64, JobError>;
+    /// `(bucket, succeeded, failed)` per `bucket_us` since `since`, oldest first.
+    async fn throughput(pool: &Pool<Self>, since: i64, bucket_us: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
+    /// `(hour, succeeded, failed)` per hour since `since_hour` (hours since the epoch), from
+    /// the counter rows.
+    async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError>;
+    /// Every recurring definition, by id.
+    async fn list_recurring(pool: &Pool<Self>) -> Result<Vec<RecurringJob>, JobError>;
+    /// One recurring definition.
+    async fn get_recurring(pool: &Pool<Self>, id: &str) -> Result<Option<RecurringJob>, JobError>;
+    /// Every registered server.
+    async fn list_servers(pool: &Pool<Self>) -> Result<Vec<crate::model::ServerRecord>, JobError>;
+}
+
+/// Builds the insert for a new job.
+pub(crate) fn prepare<'a>(job: &'a NewJob, now: i64) -> Result<InsertJob<'a>, JobError> {
+    let payload = job.payload_json()?;
+    let (state, run_at, reason) = match job.scheduled_for(now) {
+        Some(at) => (JobState::Scheduled, at, Some(format!("Scheduled for {}", to_datetime(at).to_rfc3339()))),
+        None => (JobState::Enqueued, now, None),
+    };
+    Ok(InsertJob {
+        name: &job.name,
+        queue: &job.queue,
+        priority: job.priority,
+        payload,
+        state,
+        run_at,
+        max_attempts: job.max_attempts.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        unique_key: job.unique_key.as_deref(),
+        concurrency_key: job.concurrency_key.as_deref(),
+        parent_id: None,
+        recurring_id: None,
+        reason,
+    })
+}
+
+/// Inserts a continuation on an open connection/transaction.
+pub(crate) async fn insert_continuation<DB: TransactionOps>(
+    conn: &mut DB::Connection,
+    parent: JobId,
+    job: &NewJob,
+    now: i64,
+) -> Result<JobId, JobError> {
+    let mut insert = prepare(job, now)?;
+    let parent_state = DB::lock_state(&mut *conn, parent).await?.ok_or(JobError::NotFound(parent))?;
+    insert.parent_id = Some(parent);
+    if parent_state == JobState::Succeeded {
+        insert.state = JobState::Enqueued;
+        insert.run_at = now;
+        insert.reason = Some(format!("Parent job {parent} already succeeded"));
+    } else {
+        insert.state = JobState::Awaiting;
+        insert.reason = Some(format!("Awaiting job {parent}"));
+    }
+    DB::insert_job(conn, &insert, now).await
 }
 
 /// Parses a stored state name; unknown names (from a newer schema) read as `Deleted`.

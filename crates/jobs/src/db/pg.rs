@@ -1,15 +1,38 @@
 //! PostgreSQL: `FOR UPDATE SKIP LOCKED` claims in batches, LISTEN/NOTIFY wake-ups, and
 //! single-round-trip CTEs on the hot path (enqueue, claim, complete).
 
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgListener};
 use sqlx::{Pool, Postgres, Row};
 
-use super::private::Ops;
-use super::{ClaimedJob, FailOutcome, InsertJob, UpsertRecurring};
+use super::{AdminOps, MaintenanceOps, MonitoringOps, TransactionOps, WorkerOps};
+use super::{ClaimedJob, FailOutcome, InsertJob, UpsertRecurring, Wakeup};
 use crate::error::JobError;
 use crate::model::{CancelOutcome, JobId, JobRecord, JobState, Lease, LogLine, RecurringJob, StateChange};
 
-use super::pg_channels::{CANCEL as CANCEL_CHANNEL, WAKE as WAKE_CHANNEL};
+/// NOTIFY channel that wakes workers; the payload is the queue name.
+const WAKE_CHANNEL: &str = "bg_jobs";
+/// NOTIFY channel that cancels a running job; the payload is the job id.
+const CANCEL_CHANNEL: &str = "bg_jobs_cancel";
+
+/// A LISTEN connection on both channels.
+pub(super) async fn listen(pool: &Pool<Postgres>) -> Result<PgListener, JobError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([WAKE_CHANNEL, CANCEL_CHANNEL]).await?;
+    Ok(listener)
+}
+
+/// The next wake-up from `listener`; a cancellation whose payload is not a job id is skipped.
+pub(super) async fn next_wakeup(listener: &mut PgListener) -> Result<Wakeup, JobError> {
+    loop {
+        let notification = listener.recv().await?;
+        if notification.channel() != CANCEL_CHANNEL {
+            return Ok(Wakeup::Queue);
+        }
+        if let Ok(id) = notification.payload().parse::<JobId>() {
+            return Ok(Wakeup::Cancel(id));
+        }
+    }
+}
 
 async fn history(
     conn: &mut PgConnection,
@@ -127,11 +150,7 @@ const FOLD_LOCK: i64 = 0x6267_666f_6c64;
 /// Deleted delta rows from which a fold vacuums the delta table at once.
 const VACUUM_AFTER_ROWS: i64 = 10_000;
 
-impl Ops for Postgres {
-    async fn migrate(pool: &Pool<Self>) -> Result<(), JobError> {
-        super::migrations::migrate_pg(pool).await
-    }
-
+impl TransactionOps for Postgres {
     async fn begin_write(pool: &Pool<Self>) -> Result<sqlx::Transaction<'static, Self>, JobError> {
         Ok(pool.begin().await?)
     }
@@ -200,6 +219,10 @@ impl Ops for Postgres {
         Ok(())
     }
 
+    shared_transaction_ops!();
+}
+
+impl WorkerOps for Postgres {
     async fn claim(pool: &Pool<Self>, queue: &str, limit: i64, worker: &str, now: i64, lease_us: i64) -> Result<Vec<ClaimedJob>, JobError> {
         let mut tries = 0;
         loop {
@@ -237,7 +260,6 @@ impl Ops for Postgres {
                             max_attempts: row.try_get("max_attempts")?,
                             lease_token: row.try_get("lease_token")?,
                             created_at: row.try_get("created_at")?,
-                            run_at: row.try_get("run_at")?,
                         });
                     }
                     let mut paired: Vec<_> = order.into_iter().zip(jobs).collect();
@@ -284,6 +306,10 @@ impl Ops for Postgres {
         Ok(out)
     }
 
+    shared_worker_ops!();
+}
+
+impl MaintenanceOps for Postgres {
     async fn promote_scheduled(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError> {
         let row = sqlx::query(PROMOTE_SQL).bind(now).bind(worker).fetch_one(pool).await?;
         Ok(row.try_get::<i64, _>("moved")? as u64)
@@ -293,12 +319,6 @@ impl Ops for Postgres {
         let row = sqlx::query(REAP_SQL).bind(now).bind(worker).fetch_one(pool).await?;
         Ok(row.try_get::<i64, _>("moved")? as u64)
     }
-
-    async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM bg_jobs WHERE state = 'Scheduled' AND attempt > 0").fetch_one(pool).await?)
-    }
-
-    shared_ops!();
 
     async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError> {
         let mut tx = pool.begin().await?;
@@ -335,5 +355,19 @@ impl Ops for Postgres {
             sqlx::raw_sql("VACUUM bg_state_counts").execute(pool).await?;
         }
         Ok(())
+    }
+
+    shared_maintenance_ops!();
+}
+
+impl AdminOps for Postgres {
+    shared_admin_ops!();
+}
+
+impl MonitoringOps for Postgres {
+    shared_monitoring_ops!();
+
+    async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM bg_jobs WHERE state = 'Scheduled' AND attempt > 0").fetch_one(pool).await?)
     }
 }

@@ -1,4 +1,4 @@
-//! Operations whose SQL is the same on both databases, expanded into each `impl Ops`.
+//! Operations whose SQL is the same on both databases, expanded into each backend's role impls.
 
 /// The columns `decode_record!` reads, in order.
 macro_rules! job_columns {
@@ -68,7 +68,8 @@ macro_rules! decode_recurring {
     }};
 }
 
-macro_rules! shared_ops {
+/// The shared part of `impl TransactionOps`.
+macro_rules! shared_transaction_ops {
     () => {
         async fn complete(conn: &mut Self::Connection, lease: Lease, worker: &str, now: i64) -> Result<bool, JobError> {
             use sqlx::Row as _;
@@ -136,15 +137,6 @@ macro_rules! shared_ops {
             Ok(true)
         }
 
-        async fn lease_held(pool: &Pool<Self>, lease: Lease) -> Result<bool, JobError> {
-            let row = sqlx::query("SELECT 1 AS one FROM bg_jobs WHERE id = $1 AND lease_token = $2 AND state = 'Processing'")
-                .bind(lease.job_id)
-                .bind(lease.token)
-                .fetch_optional(pool)
-                .await?;
-            Ok(row.is_some())
-        }
-
         async fn find_unique_key(conn: &mut Self::Connection, key: &str) -> Result<Option<JobId>, JobError> {
             use sqlx::Row as _;
             let row = sqlx::query("SELECT id FROM bg_jobs WHERE unique_key = $1 ORDER BY id DESC LIMIT 1")
@@ -155,6 +147,20 @@ macro_rules! shared_ops {
                 Some(row) => Some(row.try_get("id")?),
                 None => None,
             })
+        }
+    };
+}
+
+/// The shared part of `impl WorkerOps`.
+macro_rules! shared_worker_ops {
+    () => {
+        async fn lease_held(pool: &Pool<Self>, lease: Lease) -> Result<bool, JobError> {
+            let row = sqlx::query("SELECT 1 AS one FROM bg_jobs WHERE id = $1 AND lease_token = $2 AND state = 'Processing'")
+                .bind(lease.job_id)
+                .bind(lease.token)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.is_some())
         }
 
         async fn progress(pool: &Pool<Self>, lease: Lease, pct: i32, now: i64) -> Result<bool, JobError> {
@@ -184,18 +190,75 @@ macro_rules! shared_ops {
             Ok(r.rows_affected() == 1)
         }
 
+        async fn upsert_server(pool: &Pool<Self>, server: &$crate::model::ServerRecord) -> Result<(), JobError> {
+            sqlx::query(
+                "INSERT INTO bg_servers (id, queues, workers, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, workers = excluded.workers, heartbeat_at = excluded.heartbeat_at",
+            )
+            .bind(&server.id)
+            .bind(server.queues.join(","))
+            .bind(server.workers)
+            .bind(server.started_at.timestamp_micros())
+            .bind(server.heartbeat_at.timestamp_micros())
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn server_heartbeat(pool: &Pool<Self>, id: &str, now: i64) -> Result<bool, JobError> {
+            let done = sqlx::query("UPDATE bg_servers SET heartbeat_at = $1 WHERE id = $2").bind(now).bind(id).execute(pool).await?;
+            Ok(done.rows_affected() > 0)
+        }
+    };
+}
+
+/// The shared part of `impl MaintenanceOps`.
+macro_rules! shared_maintenance_ops {
+    () => {
+        async fn purge_finished(pool: &Pool<Self>, finished_before: i64, limit: i64) -> Result<u64, JobError> {
+            use sqlx::Row as _;
+            let mut tx = Self::begin_write(pool).await?;
+            let rows =
+                sqlx::query("SELECT id FROM bg_jobs WHERE state IN ('Succeeded', 'Deleted') AND finished_at < $1 ORDER BY id LIMIT $2")
+                    .bind(finished_before)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let mut purged = 0;
+            for row in rows {
+                let id: i64 = row.try_get("id")?;
+                sqlx::query("DELETE FROM bg_job_states WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM bg_job_logs WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
+                purged += sqlx::query("DELETE FROM bg_jobs WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(purged)
+        }
+
+        async fn remove_servers(pool: &Pool<Self>, id: Option<&str>, heartbeat_before: i64) -> Result<u64, JobError> {
+            let done = sqlx::query("DELETE FROM bg_servers WHERE id = $1 OR heartbeat_at < $2")
+                .bind(id)
+                .bind(heartbeat_before)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+    };
+}
+
+/// The shared part of `impl AdminOps` (all of it).
+macro_rules! shared_admin_ops {
+    () => {
         async fn cancel(pool: &Pool<Self>, id: JobId, now: i64) -> Result<CancelOutcome, JobError> {
             let mut tx = Self::begin_write(pool).await?;
             let state = Self::lock_state(&mut *tx, id).await?.ok_or(JobError::NotFound(id))?;
             let outcome = match state {
                 JobState::Enqueued | JobState::Scheduled | JobState::Awaiting => {
-                    sqlx::query(
-                        "UPDATE bg_jobs SET state = 'Deleted', updated_at = $2, finished_at = $2 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE bg_jobs SET state = 'Deleted', updated_at = $2, finished_at = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                     history(&mut *tx, id, JobState::Deleted, now, None, Some("Cancelled before it started")).await?;
                     CancelOutcome::Deleted
                 }
@@ -291,26 +354,9 @@ macro_rules! shared_ops {
             Ok(r.rows_affected() == 1)
         }
 
-        async fn list_recurring(pool: &Pool<Self>) -> Result<Vec<RecurringJob>, JobError> {
-            let rows = sqlx::query(concat!("SELECT ", recurring_columns!(), " FROM bg_recurring ORDER BY id"))
-                .fetch_all(pool)
-                .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                out.push(decode_recurring!(row));
-            }
-            Ok(out)
-        }
-
-        async fn get_recurring(pool: &Pool<Self>, id: &str) -> Result<Option<RecurringJob>, JobError> {
-            let row = sqlx::query(concat!("SELECT ", recurring_columns!(), " FROM bg_recurring WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-            Ok(match row {
-                Some(row) => Some(decode_recurring!(&row)),
-                None => None,
-            })
+        async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError> {
+            let r = sqlx::query("UPDATE bg_recurring SET disabled = $2 WHERE id = $1").bind(id).bind(disabled).execute(pool).await?;
+            Ok(r.rows_affected() == 1)
         }
 
         async fn fire_recurring(
@@ -356,26 +402,53 @@ macro_rules! shared_ops {
             tx.commit().await?;
             Ok(Some(id))
         }
+    };
+}
 
-        async fn purge_finished(pool: &Pool<Self>, finished_before: i64, limit: i64) -> Result<u64, JobError> {
+/// The shared part of `impl MonitoringOps` (all of it).
+macro_rules! shared_monitoring_ops {
+    () => {
+        async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError> {
+            let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM bg_jobs WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(match row {
+                Some(row) => Some(decode_record!(&row)),
+                None => None,
+            })
+        }
+
+        async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError> {
             use sqlx::Row as _;
-            let mut tx = Self::begin_write(pool).await?;
-            let rows = sqlx::query(
-                "SELECT id FROM bg_jobs WHERE state IN ('Succeeded', 'Deleted') AND finished_at < $1 ORDER BY id LIMIT $2",
-            )
-            .bind(finished_before)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut purged = 0;
+            let rows = sqlx::query("SELECT state, at, worker, reason FROM bg_job_states WHERE job_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                let id: i64 = row.try_get("id")?;
-                sqlx::query("DELETE FROM bg_job_states WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM bg_job_logs WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
-                purged += sqlx::query("DELETE FROM bg_jobs WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+                let state: String = row.try_get("state")?;
+                out.push(StateChange {
+                    state: $crate::db::parse_state(&state),
+                    at: $crate::time::to_datetime(row.try_get("at")?),
+                    worker: row.try_get("worker")?,
+                    reason: row.try_get("reason")?,
+                });
             }
-            tx.commit().await?;
-            Ok(purged)
+            Ok(out)
+        }
+
+        async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query("SELECT at, line FROM bg_job_logs WHERE job_id = $1 ORDER BY id")
+                .bind(id)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(LogLine { at: $crate::time::to_datetime(row.try_get("at")?), line: row.try_get("line")? });
+            }
+            Ok(out)
         }
 
         async fn counts(pool: &Pool<Self>) -> Result<Vec<(JobState, i64)>, JobError> {
@@ -397,40 +470,6 @@ macro_rules! shared_ops {
                     slot.1 += n;
                 }
             }
-            Ok(out)
-        }
-
-        async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
-            use sqlx::Row as _;
-            let rows = sqlx::query(
-                // Totals at an hour of the graph's range only ever hold arrivals (n > 0).
-                "SELECT hour, state, CAST(SUM(n) AS BIGINT) AS n FROM \
-                 (SELECT state, hour, n FROM bg_state_totals WHERE hour >= $1 AND state IN ('Succeeded', 'Failed') \
-                  UNION ALL SELECT state, hour, n FROM bg_state_counts WHERE n > 0 AND hour >= $1 AND state IN ('Succeeded', 'Failed')) AS c \
-                 GROUP BY hour, state",
-            )
-            .bind(since_hour)
-            .fetch_all(pool)
-            .await?;
-            let mut out: Vec<(i64, i64, i64)> = Vec::new();
-            for row in rows {
-                let hour: i64 = row.try_get("hour")?;
-                let state: String = row.try_get("state")?;
-                let n: i64 = row.try_get("n")?;
-                let i = match out.iter().position(|x| x.0 == hour) {
-                    Some(i) => i,
-                    None => {
-                        out.push((hour, 0, 0));
-                        out.len() - 1
-                    }
-                };
-                if state == "Succeeded" {
-                    out[i].1 += n;
-                } else {
-                    out[i].2 += n;
-                }
-            }
-            out.sort_unstable();
             Ok(out)
         }
 
@@ -567,6 +606,15 @@ macro_rules! shared_ops {
             Ok(out)
         }
 
+        async fn queue_depth(pool: &Pool<Self>, queue: &str) -> Result<i64, JobError> {
+            use sqlx::Row as _;
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM bg_jobs WHERE state = 'Enqueued' AND queue = $1")
+                .bind(queue)
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get("n")?)
+        }
+
         async fn throughput(pool: &Pool<Self>, since: i64, bucket_us: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
             use sqlx::Row as _;
             let rows = sqlx::query(
@@ -599,90 +647,60 @@ macro_rules! shared_ops {
             Ok(out)
         }
 
-        async fn set_recurring_disabled(pool: &Pool<Self>, id: &str, disabled: bool) -> Result<bool, JobError> {
-            let r = sqlx::query("UPDATE bg_recurring SET disabled = $2 WHERE id = $1").bind(id).bind(disabled).execute(pool).await?;
-            Ok(r.rows_affected() == 1)
+        async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query(
+                // Totals at an hour of the graph's range only ever hold arrivals (n > 0).
+                "SELECT hour, state, CAST(SUM(n) AS BIGINT) AS n FROM \
+                 (SELECT state, hour, n FROM bg_state_totals WHERE hour >= $1 AND state IN ('Succeeded', 'Failed') \
+                  UNION ALL SELECT state, hour, n FROM bg_state_counts WHERE n > 0 AND hour >= $1 AND state IN ('Succeeded', 'Failed')) AS c \
+                 GROUP BY hour, state",
+            )
+            .bind(since_hour)
+            .fetch_all(pool)
+            .await?;
+            let mut out: Vec<(i64, i64, i64)> = Vec::new();
+            for row in rows {
+                let hour: i64 = row.try_get("hour")?;
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                let i = match out.iter().position(|x| x.0 == hour) {
+                    Some(i) => i,
+                    None => {
+                        out.push((hour, 0, 0));
+                        out.len() - 1
+                    }
+                };
+                if state == "Succeeded" {
+                    out[i].1 += n;
+                } else {
+                    out[i].2 += n;
+                }
+            }
+            out.sort_unstable();
+            Ok(out)
         }
 
-        async fn get(pool: &Pool<Self>, id: JobId) -> Result<Option<JobRecord>, JobError> {
-            let row = sqlx::query(concat!("SELECT ", job_columns!(), " FROM bg_jobs WHERE id = $1"))
+        async fn list_recurring(pool: &Pool<Self>) -> Result<Vec<RecurringJob>, JobError> {
+            let rows = sqlx::query(concat!("SELECT ", recurring_columns!(), " FROM bg_recurring ORDER BY id"))
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(decode_recurring!(row));
+            }
+            Ok(out)
+        }
+
+        async fn get_recurring(pool: &Pool<Self>, id: &str) -> Result<Option<RecurringJob>, JobError> {
+            let row = sqlx::query(concat!("SELECT ", recurring_columns!(), " FROM bg_recurring WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(pool)
                 .await?;
             Ok(match row {
-                Some(row) => Some(decode_record!(&row)),
+                Some(row) => Some(decode_recurring!(&row)),
                 None => None,
             })
-        }
-
-        async fn history(pool: &Pool<Self>, id: JobId) -> Result<Vec<StateChange>, JobError> {
-            use sqlx::Row as _;
-            let rows = sqlx::query("SELECT state, at, worker, reason FROM bg_job_states WHERE job_id = $1 ORDER BY id")
-                .bind(id)
-                .fetch_all(pool)
-                .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let state: String = row.try_get("state")?;
-                out.push(StateChange {
-                    state: $crate::db::parse_state(&state),
-                    at: $crate::time::to_datetime(row.try_get("at")?),
-                    worker: row.try_get("worker")?,
-                    reason: row.try_get("reason")?,
-                });
-            }
-            Ok(out)
-        }
-
-        async fn logs(pool: &Pool<Self>, id: JobId) -> Result<Vec<LogLine>, JobError> {
-            use sqlx::Row as _;
-            let rows = sqlx::query("SELECT at, line FROM bg_job_logs WHERE job_id = $1 ORDER BY id")
-                .bind(id)
-                .fetch_all(pool)
-                .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push(LogLine { at: $crate::time::to_datetime(row.try_get("at")?), line: row.try_get("line")? });
-            }
-            Ok(out)
-        }
-
-        async fn queue_depth(pool: &Pool<Self>, queue: &str) -> Result<i64, JobError> {
-            use sqlx::Row as _;
-            let row = sqlx::query("SELECT COUNT(*) AS n FROM bg_jobs WHERE state = 'Enqueued' AND queue = $1")
-                .bind(queue)
-                .fetch_one(pool)
-                .await?;
-            Ok(row.try_get("n")?)
-        }
-
-        async fn upsert_server(pool: &Pool<Self>, server: &$crate::model::ServerRecord) -> Result<(), JobError> {
-            sqlx::query(
-                "INSERT INTO bg_servers (id, queues, workers, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, workers = excluded.workers, heartbeat_at = excluded.heartbeat_at",
-            )
-            .bind(&server.id)
-            .bind(server.queues.join(","))
-            .bind(server.workers)
-            .bind(server.started_at.timestamp_micros())
-            .bind(server.heartbeat_at.timestamp_micros())
-            .execute(pool)
-            .await?;
-            Ok(())
-        }
-
-        async fn server_heartbeat(pool: &Pool<Self>, id: &str, now: i64) -> Result<bool, JobError> {
-            let done = sqlx::query("UPDATE bg_servers SET heartbeat_at = $1 WHERE id = $2").bind(now).bind(id).execute(pool).await?;
-            Ok(done.rows_affected() > 0)
-        }
-
-        async fn remove_servers(pool: &Pool<Self>, id: Option<&str>, heartbeat_before: i64) -> Result<u64, JobError> {
-            let done = sqlx::query("DELETE FROM bg_servers WHERE id = $1 OR heartbeat_at < $2")
-                .bind(id)
-                .bind(heartbeat_before)
-                .execute(pool)
-                .await?;
-            Ok(done.rows_affected())
         }
 
         async fn list_servers(pool: &Pool<Self>) -> Result<Vec<$crate::model::ServerRecord>, JobError> {

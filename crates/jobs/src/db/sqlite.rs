@@ -5,7 +5,7 @@
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Pool, Row, Sqlite};
 
-use super::private::Ops;
+use super::{AdminOps, MaintenanceOps, MonitoringOps, TransactionOps, WorkerOps};
 use super::{ClaimedJob, FailOutcome, InsertJob, UpsertRecurring};
 use crate::error::JobError;
 use crate::model::{CancelOutcome, JobId, JobRecord, JobState, Lease, LogLine, RecurringJob, StateChange};
@@ -42,11 +42,7 @@ WHERE id IN (
   LIMIT $2)
 RETURNING id, name, queue, payload, attempt, max_attempts, lease_token, created_at, run_at, priority";
 
-impl Ops for Sqlite {
-    async fn migrate(pool: &Pool<Self>) -> Result<(), JobError> {
-        super::migrations::migrate_sqlite(pool).await
-    }
-
+impl TransactionOps for Sqlite {
     async fn begin_write(pool: &Pool<Self>) -> Result<sqlx::Transaction<'static, Self>, JobError> {
         Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -124,6 +120,10 @@ impl Ops for Sqlite {
         Ok(())
     }
 
+    shared_transaction_ops!();
+}
+
+impl WorkerOps for Sqlite {
     async fn claim(pool: &Pool<Self>, queue: &str, limit: i64, worker: &str, now: i64, lease_us: i64) -> Result<Vec<ClaimedJob>, JobError> {
         let mut tx = Self::begin_write(pool).await?;
         let rows = sqlx::query(CLAIM_SQL)
@@ -148,7 +148,6 @@ impl Ops for Sqlite {
                     max_attempts: row.try_get("max_attempts")?,
                     lease_token: row.try_get("lease_token")?,
                     created_at: row.try_get("created_at")?,
-                    run_at: row.try_get("run_at")?,
                 },
             ));
         }
@@ -193,6 +192,10 @@ impl Ops for Sqlite {
         Ok(out)
     }
 
+    shared_worker_ops!();
+}
+
+impl MaintenanceOps for Sqlite {
     async fn promote_scheduled(pool: &Pool<Self>, now: i64, worker: &str) -> Result<u64, JobError> {
         let mut tx = Self::begin_write(pool).await?;
         let rows = sqlx::query(
@@ -235,16 +238,6 @@ impl Ops for Sqlite {
         Ok(rows.len() as u64)
     }
 
-    async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError> {
-        // SQLite's planner prefers `bg_jobs_state` and filters every scheduled job (30 ms
-        // with 30,000 of them); the partial index holds exactly the retries.
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM bg_jobs INDEXED BY bg_jobs_retries WHERE state = 'Scheduled' AND attempt > 0")
-            .fetch_one(pool)
-            .await?)
-    }
-
-    shared_ops!();
-
     async fn fold_counts(pool: &Pool<Self>, keep_from_hour: i64) -> Result<(), JobError> {
         // The write transaction keeps every other writer (and so every trigger) out meanwhile.
         let mut tx = Self::begin_write(pool).await?;
@@ -269,5 +262,23 @@ impl Ops for Sqlite {
         sqlx::query("DELETE FROM bg_state_totals WHERE hour > 0 AND hour < $1").bind(keep_from_hour).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    shared_maintenance_ops!();
+}
+
+impl AdminOps for Sqlite {
+    shared_admin_ops!();
+}
+
+impl MonitoringOps for Sqlite {
+    shared_monitoring_ops!();
+
+    async fn count_retries(pool: &Pool<Self>) -> Result<i64, JobError> {
+        // SQLite's planner prefers `bg_jobs_state` and filters every scheduled job (30 ms
+        // with 30,000 of them); the partial index holds exactly the retries.
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM bg_jobs INDEXED BY bg_jobs_retries WHERE state = 'Scheduled' AND attempt > 0")
+            .fetch_one(pool)
+            .await?)
     }
 }
