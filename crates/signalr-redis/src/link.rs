@@ -190,11 +190,11 @@ pub enum BackplaneFailure {
         connection_id: String,
         /// Why it could not take it.
         #[source]
-        source: signalr::hub::lifetime::SendError,
+        source: signalr_core::SendError,
     },
 }
 
-impl From<BackplaneFailure> for signalr::hub::lifetime::LifetimeError {
+impl From<BackplaneFailure> for signalr_core::LifetimeError {
     fn from(failure: BackplaneFailure) -> Self {
         Self::Backplane(Box::new(failure))
     }
@@ -1782,7 +1782,7 @@ mod tests {
         use std::error::Error as _;
         let refusal =
             redis::RedisError::from((redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm), "no permission", "PUBLISH".into()));
-        let error = signalr::hub::lifetime::LifetimeError::from(BackplaneFailure::Refused(refusal));
+        let error = signalr_core::LifetimeError::from(BackplaneFailure::Refused(refusal));
         let failure = error.source().and_then(|cause| cause.downcast_ref::<BackplaneFailure>()).expect("the backplane's failure");
         assert!(matches!(failure, BackplaneFailure::Refused(_)));
         let redis_error = failure.source().and_then(|cause| cause.downcast_ref::<redis::RedisError>()).expect("Redis's own error");

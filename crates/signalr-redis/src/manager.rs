@@ -10,15 +10,18 @@
 //! for Redis with their connection ids added to the excluded ids, so the copy that comes back
 //! after the outage reaches only the other nodes' connections (each recipient gets it once).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use parking_lot::{Mutex, RwLock};
-use signalr::hub::lifetime::{Fanout, HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
+use parking_lot::Mutex;
+use signalr_core::{
+    ClientResultsManager, Fanout, HubConnection, HubConnectionStore, HubLifetimeManager, LifetimeError, LocalConnections,
+    SerializedMessage, excluding,
+};
 use signalr_protocol::{
     CompletionMessage, CompletionResult, Headers, HubMessage, HubProtocol, InvocationMessage, JsonHubProtocol, MessagePackHubProtocol,
     Value,
@@ -31,7 +34,7 @@ use crate::link::{BackplaneCounters, BackplaneFailure, BackplaneStatus, LinkOpti
 use crate::protocol::{self, GroupAction, GroupCommand};
 
 /// The error text .NET sends when a connection goes away before answering a client result.
-pub const CONNECTION_DISCONNECTED: &str = "Connection disconnected.";
+pub use signalr_core::CONNECTION_DISCONNECTED;
 
 /// Everything a [`RedisHubLifetimeManager`] needs.
 #[derive(Debug, Clone)]
@@ -133,24 +136,6 @@ pub enum BackplaneError {
     NoRuntime,
 }
 
-struct LocalConnection {
-    connection: Arc<dyn HubConnection>,
-    user: Option<String>,
-    groups: HashSet<String>,
-}
-
-#[derive(Default)]
-struct LocalState {
-    connections: HashMap<String, LocalConnection>,
-    groups: HashMap<String, HashSet<String>>,
-    users: HashMap<String, HashSet<String>>,
-}
-
-struct PendingResult {
-    connection_id: String,
-    reply: oneshot::Sender<Result<Value, LifetimeError>>,
-}
-
 struct RemoteInvocation {
     connection_id: String,
     /// The origin's return channel, with our prefix added.
@@ -168,10 +153,13 @@ struct Inner {
     all_channel: Bytes,
     group_management_channel: Bytes,
     return_channel_unprefixed: String,
-    local: RwLock<LocalState>,
+    /// This node's connections, groups and users (the store the default manager uses too).
+    local: HubConnectionStore,
     next_ack_id: AtomicI32,
     acks: Mutex<HashMap<i32, oneshot::Sender<()>>>,
-    outgoing_results: Mutex<HashMap<String, PendingResult>>,
+    /// Client results this node invoked and waits for.
+    outgoing_results: ClientResultsManager,
+    /// Client results other nodes invoked on this node's connections, with where to answer.
     incoming_results: Mutex<HashMap<String, RemoteInvocation>>,
 }
 
@@ -226,10 +214,10 @@ impl RedisHubLifetimeManager {
             ack_timeout: options.ack_timeout,
             max_message_size: options.max_message_size,
             link,
-            local: RwLock::new(LocalState::default()),
+            local: HubConnectionStore::new(),
             next_ack_id: AtomicI32::new(0),
             acks: Mutex::new(HashMap::new()),
-            outgoing_results: Mutex::new(HashMap::new()),
+            outgoing_results: ClientResultsManager::new(),
             incoming_results: Mutex::new(HashMap::new()),
         });
         tokio::spawn(process_received(inner.clone(), received));
@@ -275,7 +263,7 @@ impl RedisHubLifetimeManager {
 
     /// Number of connections on this node.
     pub fn local_connection_count(&self) -> usize {
-        self.inner.local.read().connections.len()
+        self.inner.local.len()
     }
 
     /// Publishes `message` to `audience` and waits until Redis has acknowledged the PUBLISH;
@@ -378,18 +366,6 @@ pub fn serialize_invocation(
     Ok(protocol::write_invocation(excluded, &borrowed, client_result))
 }
 
-/// Removes a pending client result if the caller stops waiting.
-struct PendingGuard<'a> {
-    inner: &'a Inner,
-    invocation_id: &'a str,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.inner.outgoing_results.lock().remove(self.invocation_id);
-    }
-}
-
 impl Inner {
     fn invocation_payload(
         &self,
@@ -428,15 +404,12 @@ impl Inner {
             return None;
         }
         let mut excluded_now = excluded.to_vec();
-        let local = self.local.read();
-        let list = recipients(&local, target, excluded);
-        excluded_now.extend(list.clone().map(|(id, _)| id.to_string()));
-        Fanout::new(message).deliver_all(list.map(|(_, connection)| connection.as_ref()));
+        deliver_locally(&self.local.read(), target, excluded, message, Some(&mut excluded_now));
         Some(excluded_now)
     }
 
     fn local_connection(&self, connection_id: &str) -> Option<Arc<dyn HubConnection>> {
-        self.local.read().connections.get(connection_id).map(|c| c.connection.clone())
+        self.local.get(connection_id)
     }
 
     /// Adds a local connection to a group; subscribes the group channel for its first member.
@@ -456,36 +429,20 @@ impl Inner {
     /// The state change of [`Inner::local_add_to_group`], made at once: `None` when the
     /// connection is not local, else the SUBSCRIBE confirmation to wait for, if one was needed.
     fn begin_local_add(&self, connection_id: &str, group: &str) -> Option<Option<oneshot::Receiver<()>>> {
+        // Subscribed under the store's lock, so a concurrent last leave cannot unsubscribe after.
         let mut local = self.local.write();
-        let LocalState { connections, groups, .. } = &mut *local;
-        let connection = connections.get_mut(connection_id)?;
-        if !connection.groups.insert(group.to_string()) {
-            return Some(None);
-        }
-        let members = groups.entry(group.to_string()).or_default();
-        members.insert(connection_id.to_string());
-        Some((members.len() == 1).then(|| self.link.subscribe(self.channels.group(group))))
+        let first_member = local.add_to_group(connection_id, group)?;
+        Some(first_member.then(|| self.link.subscribe(self.channels.group(group))))
     }
 
     /// Removes a local connection from a group; unsubscribes after its last member.
     fn local_remove_from_group(&self, connection_id: &str, group: &str) -> bool {
         let mut local = self.local.write();
-        let LocalState { connections, groups, .. } = &mut *local;
-        let Some(connection) = connections.get_mut(connection_id) else { return false };
-        if connection.groups.remove(group) {
-            self.leave_group(groups, connection_id, group);
+        let Some(emptied) = local.remove_from_group(connection_id, group) else { return false };
+        if emptied {
+            self.link.unsubscribe(self.channels.group(group));
         }
         true
-    }
-
-    fn leave_group(&self, groups: &mut HashMap<String, HashSet<String>>, connection_id: &str, group: &str) {
-        if let Some(members) = groups.get_mut(group) {
-            members.remove(connection_id);
-            if members.is_empty() {
-                groups.remove(group);
-                self.link.unsubscribe(self.channels.group(group));
-            }
-        }
     }
 
     async fn remote_group_command(&self, connection_id: &str, group: &str, action: GroupAction) -> Result<(), LifetimeError> {
@@ -538,7 +495,7 @@ impl Inner {
     fn on_invocation(&self, payload: &Bytes, target: Target<'_>) -> Result<(), String> {
         let invocation = protocol::read_invocation(payload).map_err(|e| e.to_string())?;
         if let (Target::Connection(connection_id), Some(route)) = (target, &invocation.client_result)
-            && self.local.read().connections.contains_key(connection_id)
+            && self.local.contains(connection_id)
         {
             self.incoming_results.lock().insert(
                 route.invocation_id.clone(),
@@ -550,14 +507,13 @@ impl Inner {
         }
         let excluded = &invocation.excluded_connection_ids;
         let message = SerializedMessage::from_encoded(invocation.messages);
-        let local = self.local.read();
-        Fanout::new(&message).deliver_all(recipients(&local, target, excluded).map(|(_, connection)| connection.as_ref()));
+        deliver_locally(&self.local.read(), target, excluded, &message, None);
         Ok(())
     }
 
     fn on_group_command(self: &Arc<Self>, payload: &Bytes) -> Result<(), String> {
         let command = protocol::read_group_command(payload).map_err(|e| e.to_string())?;
-        if !self.local.read().connections.contains_key(&command.connection_id) {
+        if !self.local.contains(&command.connection_id) {
             return Ok(());
         }
         // Apply in arrival order; only waiting for the SUBSCRIBE and the ack run on their own.
@@ -593,15 +549,9 @@ impl Inner {
     fn on_completion(&self, payload: &Bytes) -> Result<(), String> {
         let forwarded = protocol::read_completion(payload).map_err(|e| e.to_string())?;
         let completion = parse_completion(&forwarded.protocol_name, &forwarded.frame, self.max_message_size)?;
-        let pending = self.outgoing_results.lock().remove(&completion.invocation_id);
-        match pending {
-            Some(pending) => {
-                let _ = pending.reply.send(completion_outcome(&pending.connection_id, completion));
-            }
-            None => tracing::debug!(
-                invocation_id = %completion.invocation_id,
-                "backplane: completion for an unknown or abandoned client result ignored"
-            ),
+        let invocation_id = completion.invocation_id.clone();
+        if !self.outgoing_results.complete(completion) {
+            tracing::debug!(%invocation_id, "backplane: completion for an unknown or abandoned client result ignored");
         }
         Ok(())
     }
@@ -627,37 +577,45 @@ enum Target<'a> {
     Connection(&'a str),
 }
 
-/// The local connections `target` names, skipping `excluded` ones (on `all`, group and user
-/// channels; .NET never writes exclusions on user channels, and the ones this node writes
-/// there after an outage name only its own connections). Clone, so a fan-out can look ahead.
-fn recipients<'a>(
-    local: &'a LocalState,
-    target: Target<'a>,
-    excluded: &'a [String],
-) -> impl Iterator<Item = (&'a str, &'a Arc<dyn HubConnection>)> + Clone + 'a {
-    let (all, members, single) = match target {
-        Target::All => (Some(local.connections.iter()), None, None),
-        Target::Group(group) => (None, local.groups.get(group), None),
-        Target::User(user) => (None, local.users.get(user), None),
-        Target::Connection(id) => (None, None, Some(id)),
-    };
-    let everyone = all.into_iter().flatten().map(|(id, connection)| (id.as_str(), &connection.connection));
-    let named = members
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .chain(single)
-        .filter_map(move |id| local.connections.get_key_value(id))
-        .map(|(id, connection)| (id.as_str(), &connection.connection));
-    everyone.chain(named).filter(move |(id, _)| !excluded.iter().any(|e| e == id))
-}
-
-fn completion_outcome(connection_id: &str, completion: CompletionMessage) -> Result<Value, LifetimeError> {
-    match completion.result {
-        CompletionResult::Result(value) => Ok(value),
-        CompletionResult::Void => Ok(Value::Json(serde_json::Value::Null)),
-        CompletionResult::Error(error) if error == CONNECTION_DISCONNECTED => Err(LifetimeError::Disconnected(connection_id.to_string())),
-        CompletionResult::Error(error) => Err(LifetimeError::ClientError(error)),
+/// Writes `message` to the local connections `target` names, skipping `excluded` ones (on
+/// `all`, group and user channels; .NET never writes exclusions on user channels, and the ones
+/// this node writes there after an outage name only its own connections). With `record`, the
+/// ids of those it reached are added to it.
+fn deliver_locally(
+    local: &LocalConnections,
+    target: Target<'_>,
+    excluded: &[String],
+    message: &SerializedMessage,
+    record: Option<&mut Vec<String>>,
+) {
+    // One fan-out per kind of target, each over its own iterator type: no dynamic dispatch
+    // and no chained iterators in the per-receiver loop.
+    fn deliver<'a>(
+        message: &SerializedMessage,
+        recipients: impl Iterator<Item = (&'a str, &'a dyn HubConnection)> + Clone,
+        record: Option<&mut Vec<String>>,
+    ) {
+        if let Some(record) = record {
+            record.extend(recipients.clone().map(|(id, _)| id.to_string()));
+        }
+        Fanout::new(message).deliver_all(recipients.map(|(_, connection)| connection));
+    }
+    match target {
+        Target::All => deliver(message, excluding(local.all(), excluded), record),
+        Target::Group(group) => {
+            if let Some(members) = local.group(group) {
+                deliver(message, excluding(members, excluded), record);
+            }
+        }
+        Target::User(user) => {
+            if let Some(connections) = local.user(user) {
+                deliver(message, excluding(connections, excluded), record);
+            }
+        }
+        Target::Connection(id) => {
+            let single = local.get(id).map(|connection| (id, connection.as_ref()));
+            deliver(message, excluding(single.into_iter(), excluded), record);
+        }
     }
 }
 
@@ -696,21 +654,27 @@ async fn process_received(inner: Arc<Inner>, mut received: mpsc::Receiver<Receiv
 
 #[async_trait]
 impl HubLifetimeManager for RedisHubLifetimeManager {
+    fn local_connections(&self) -> &HubConnectionStore {
+        &self.inner.local
+    }
+
+    fn client_results(&self) -> &ClientResultsManager {
+        &self.inner.outgoing_results
+    }
+
     async fn on_connected(&self, connection: Arc<dyn HubConnection>) -> Result<(), LifetimeError> {
         let inner = &self.inner;
         let connection_id = connection.connection_id().to_string();
         let user = connection.user_identifier().filter(|u| !u.is_empty()).map(str::to_string);
         let waits = {
+            // Subscribed under the store's lock, so a concurrent last leave cannot unsubscribe after.
             let mut local = inner.local.write();
             let mut waits = vec![inner.link.subscribe(inner.channels.connection(&connection_id))];
-            if let Some(user) = &user {
-                let members = local.users.entry(user.clone()).or_default();
-                members.insert(connection_id.clone());
-                if members.len() == 1 {
-                    waits.push(inner.link.subscribe(inner.channels.user(user)));
-                }
+            if local.insert(connection)
+                && let Some(user) = &user
+            {
+                waits.push(inner.link.subscribe(inner.channels.user(user)));
             }
-            local.connections.insert(connection_id, LocalConnection { connection, user, groups: HashSet::new() });
             waits
         };
         for done in waits {
@@ -723,34 +687,22 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
         let inner = &self.inner;
         let removed = {
             let mut local = inner.local.write();
-            let LocalState { connections, groups, users } = &mut *local;
-            let removed = connections.remove(connection_id);
+            let removed = local.remove(connection_id);
             if let Some(removed) = &removed {
                 inner.link.unsubscribe(inner.channels.connection(connection_id));
-                for group in &removed.groups {
-                    inner.leave_group(groups, connection_id, group);
+                for group in &removed.emptied_groups {
+                    inner.link.unsubscribe(inner.channels.group(group));
                 }
-                if let Some(user) = &removed.user
-                    && let Some(members) = users.get_mut(user)
+                if removed.emptied_user
+                    && let Some(user) = removed.connection.user_identifier()
                 {
-                    members.remove(connection_id);
-                    if members.is_empty() {
-                        users.remove(user);
-                        inner.link.unsubscribe(inner.channels.user(user));
-                    }
+                    inner.link.unsubscribe(inner.channels.user(user));
                 }
             }
             removed
         };
         // Client results this connection owed.
-        let owed: Vec<PendingResult> = {
-            let mut outgoing = inner.outgoing_results.lock();
-            let ids: Vec<String> = outgoing.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
-            ids.into_iter().filter_map(|id| outgoing.remove(&id)).collect()
-        };
-        for pending in owed {
-            let _ = pending.reply.send(Err(LifetimeError::Disconnected(connection_id.to_string())));
-        }
+        inner.outgoing_results.cancel_connection(connection_id);
         let forwarded: Vec<(String, RemoteInvocation)> = {
             let mut incoming = inner.incoming_results.lock();
             let ids: Vec<String> = incoming.iter().filter(|(_, r)| r.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
@@ -865,13 +817,11 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
 
     async fn invoke_connection(&self, connection_id: &str, target: &str, arguments: Vec<Value>) -> Result<Value, LifetimeError> {
         let inner = &self.inner;
-        let invocation_id = new_invocation_id();
-        let (reply, result) = oneshot::channel();
-        inner.outgoing_results.lock().insert(invocation_id.clone(), PendingResult { connection_id: connection_id.to_string(), reply });
-        let _guard = PendingGuard { inner, invocation_id: &invocation_id };
+        let pending = inner.outgoing_results.add(new_invocation_id(), connection_id);
+        let invocation_id = pending.invocation_id();
         let message = SerializedMessage::new(HubMessage::Invocation(InvocationMessage {
             headers: Headers::new(),
-            invocation_id: Some(invocation_id.clone()),
+            invocation_id: Some(invocation_id.to_string()),
             target: target.to_string(),
             arguments,
             stream_ids: Vec::new(),
@@ -881,7 +831,7 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
                 .send(&message)
                 .map_err(|source| BackplaneFailure::Connection { connection_id: connection_id.to_string(), source })?;
         } else {
-            let payload = inner.invocation_payload(&message, &[], Some((&invocation_id, &inner.return_channel_unprefixed)))?;
+            let payload = inner.invocation_payload(&message, &[], Some((invocation_id, &inner.return_channel_unprefixed)))?;
             let receivers = inner.link.publish_with_reply(Bytes::from(inner.channels.connection(connection_id)), payload);
             match receivers.await {
                 Ok(Ok(0)) => return Err(LifetimeError::UnknownConnection(connection_id.to_string())),
@@ -890,22 +840,13 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
                 Err(_) => return Err(BackplaneFailure::Stopped.into()),
             }
         }
-        result.await.unwrap_or_else(|_| Err(BackplaneFailure::Stopped.into()))
+        pending.wait().await
     }
 
     async fn set_connection_result(&self, connection_id: &str, completion: CompletionMessage) -> bool {
         let inner = &self.inner;
-        let pending = {
-            let mut outgoing = inner.outgoing_results.lock();
-            match outgoing.get(&completion.invocation_id) {
-                Some(p) if p.connection_id == connection_id => outgoing.remove(&completion.invocation_id),
-                _ => None,
-            }
-        };
-        if let Some(pending) = pending {
-            let _ = pending.reply.send(completion_outcome(connection_id, completion));
-            return true;
-        }
+        // A result another node asked for first; invocation ids are random, so one of this
+        // node's own can never be taken for it.
         let route = {
             let mut incoming = inner.incoming_results.lock();
             match incoming.get(&completion.invocation_id) {
@@ -918,7 +859,8 @@ impl HubLifetimeManager for RedisHubLifetimeManager {
                 inner.forward_completion(connection.as_ref(), route, &completion);
                 true
             }
-            _ => false,
+            (Some(_), None) => false,
+            (None, _) => inner.outgoing_results.try_complete(connection_id, completion),
         }
     }
 }
@@ -975,15 +917,5 @@ mod tests {
         assert!(parse_completion("blazorpack", &body, 1 << 20).unwrap_err().contains("unknown protocol"));
         assert!(parse_completion("json", &Bytes::from_static(b"garbage"), 1 << 20).is_err());
         assert!(parse_completion("json", &Bytes::from_static(br#"{"type":6}"#), 1 << 20).is_err());
-    }
-
-    #[test]
-    fn disconnected_completions_map_to_disconnected() {
-        let completion = CompletionMessage {
-            headers: Headers::new(),
-            invocation_id: "i".into(),
-            result: CompletionResult::Error(CONNECTION_DISCONNECTED.into()),
-        };
-        assert!(matches!(completion_outcome("c", completion), Err(LifetimeError::Disconnected(id)) if id == "c"));
     }
 }

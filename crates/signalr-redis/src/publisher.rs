@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use signalr::hub::lifetime::{HubLifetimeManager, LifetimeError, SerializedMessage};
+use signalr_core::{HubLifetimeManager, LifetimeError, SerializedMessage};
 use signalr_protocol::{Headers, HubMessage, InvocationMessage, Value};
 
 use crate::link::{BackplaneCounters, BackplaneStatus};

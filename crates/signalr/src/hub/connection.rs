@@ -14,6 +14,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use signalr_connections::prefetch::PrefetchStep;
 use signalr_connections::{Connection, ConnectionSendError, TransportType};
+use signalr_core::hint::PrefetchStep as FanoutStep;
 use signalr_protocol::value::ValueKind;
 use signalr_protocol::{CloseMessage, HubMessage, HubProtocol, TransferFormat};
 use tokio::sync::mpsc;
@@ -330,8 +331,12 @@ impl HubConnection for HubConnectionState {
             self.close_with(None, false);
         }
     }
-    fn prefetch(&self, step: PrefetchStep) {
-        self.connection.prefetch(step);
+    fn prefetch(&self, step: FanoutStep) {
+        // The core's hint, which cannot name the transport's, maps onto it one to one.
+        self.connection.prefetch(match step {
+            FanoutStep::State => PrefetchStep::State,
+            FanoutStep::Targets => PrefetchStep::Targets,
+        });
     }
 }
 

@@ -1,54 +1,19 @@
 //! [`DefaultHubLifetimeManager`]: delivers within this process (.NET
 //! `DefaultHubLifetimeManager<THub>`).
 //!
-//! Connections, groups and users are kept in maps under short, synchronous locks (never held
-//! across an await). Sends never wait: each receiver gets a clone of the message's encoded
-//! [`bytes::Bytes`] for its protocol; a receiver whose outbound queue is full is disconnected by
-//! its transport and nobody else is affected.
+//! All of it is the defaults of [`HubLifetimeManager`] over a [`HubConnectionStore`] and a
+//! [`ClientResultsManager`], the building blocks the Redis backplane shares. Sends never wait:
+//! each receiver gets a clone of the message's encoded [`bytes::Bytes`] for its protocol; a
+//! receiver whose outbound queue is full is disconnected by its transport and nobody else is
+//! affected.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
-use signalr_protocol::{CompletionMessage, CompletionResult, HubMessage, InvocationMessage, Value};
-use tokio::sync::oneshot;
-
-use super::lifetime::{Fanout, HubConnection, HubLifetimeManager, LifetimeError, SerializedMessage};
-
-struct Entry {
-    connection: Arc<dyn HubConnection>,
-    /// Groups this connection is in, to leave them on disconnect.
-    groups: Vec<String>,
-}
-
-/// A pending client result: which connection must answer, and where the answer goes.
-struct PendingResult {
-    connection_id: String,
-    sender: oneshot::Sender<Result<Value, LifetimeError>>,
-}
-
-/// Members of one group, by connection id.
-type GroupMembers = HashMap<String, Arc<dyn HubConnection>>;
+use super::lifetime::{ClientResultsManager, HubConnectionStore, HubLifetimeManager};
 
 /// The in-process lifetime manager: groups and users in memory, one node.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct DefaultHubLifetimeManager {
-    connections: RwLock<HashMap<String, Entry>>,
-    groups: RwLock<HashMap<String, GroupMembers>>,
-    users: RwLock<HashMap<String, Vec<Arc<dyn HubConnection>>>>,
-    pending: Mutex<HashMap<String, PendingResult>>,
-    next_invocation: AtomicU64,
-}
-
-impl std::fmt::Debug for DefaultHubLifetimeManager {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DefaultHubLifetimeManager")
-            .field("connections", &self.connections.read().len())
-            .field("groups", &self.groups.read().len())
-            .finish()
-    }
+    connections: HubConnectionStore,
+    results: ClientResultsManager,
 }
 
 impl DefaultHubLifetimeManager {
@@ -59,207 +24,28 @@ impl DefaultHubLifetimeManager {
 
     /// How many connections are registered.
     pub fn connection_count(&self) -> usize {
-        self.connections.read().len()
-    }
-
-    fn send_where(&self, message: &SerializedMessage, keep: impl Fn(&str) -> bool) {
-        let connections = self.connections.read();
-        Fanout::new(message).deliver_all(connections.iter().filter(|(id, _)| keep(id)).map(|(_, entry)| entry.connection.as_ref()));
+        self.connections.len()
     }
 }
 
-/// Removes a pending client result when the waiting caller gives up.
-struct PendingGuard<'a> {
-    pending: &'a Mutex<HashMap<String, PendingResult>>,
-    invocation_id: String,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.pending.lock().remove(&self.invocation_id);
-    }
-}
-
-#[async_trait]
 impl HubLifetimeManager for DefaultHubLifetimeManager {
-    async fn on_connected(&self, connection: Arc<dyn HubConnection>) -> Result<(), LifetimeError> {
-        let id = connection.connection_id().to_owned();
-        if let Some(user) = connection.user_identifier() {
-            self.users.write().entry(user.to_owned()).or_default().push(connection.clone());
-        }
-        self.connections.write().insert(id, Entry { connection, groups: Vec::new() });
-        Ok(())
+    fn local_connections(&self) -> &HubConnectionStore {
+        &self.connections
     }
 
-    async fn on_disconnected(&self, connection_id: &str) -> Result<(), LifetimeError> {
-        let Some(entry) = self.connections.write().remove(connection_id) else { return Ok(()) };
-        if !entry.groups.is_empty() {
-            let mut groups = self.groups.write();
-            for group in &entry.groups {
-                if let Some(members) = groups.get_mut(group) {
-                    members.remove(connection_id);
-                    if members.is_empty() {
-                        groups.remove(group);
-                    }
-                }
-            }
-        }
-        if let Some(user) = entry.connection.user_identifier() {
-            let mut users = self.users.write();
-            if let Some(list) = users.get_mut(user) {
-                list.retain(|c| c.connection_id() != connection_id);
-                if list.is_empty() {
-                    users.remove(user);
-                }
-            }
-        }
-        let mut pending = self.pending.lock();
-        let abandoned: Vec<String> = pending.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
-        for id in abandoned {
-            if let Some(p) = pending.remove(&id) {
-                let _ = p.sender.send(Err(LifetimeError::Disconnected(connection_id.to_owned())));
-            }
-        }
-        Ok(())
-    }
-
-    async fn send_all(&self, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        self.send_where(&message, |_| true);
-        Ok(())
-    }
-
-    async fn send_all_except(&self, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError> {
-        self.send_where(&message, |id| !excluded.iter().any(|e| e == id));
-        Ok(())
-    }
-
-    async fn send_connection(&self, connection_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        // .NET ignores sends to unknown connections.
-        if let Some(entry) = self.connections.read().get(connection_id) {
-            Fanout::new(&message).deliver_all(std::iter::once(entry.connection.as_ref()));
-        }
-        Ok(())
-    }
-
-    async fn send_connections(&self, connection_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        let connections = self.connections.read();
-        Fanout::new(&message)
-            .deliver_all(connection_ids.iter().filter_map(|id| connections.get(id)).map(|entry| entry.connection.as_ref()));
-        Ok(())
-    }
-
-    async fn send_group(&self, group: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        if let Some(members) = self.groups.read().get(group) {
-            Fanout::new(&message).deliver_all(members.values().map(|connection| connection.as_ref()));
-        }
-        Ok(())
-    }
-
-    async fn send_groups(&self, groups: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        let all = self.groups.read();
-        Fanout::new(&message)
-            .deliver_all(groups.iter().filter_map(|group| all.get(group)).flat_map(|members| members.values()).map(|c| c.as_ref()));
-        Ok(())
-    }
-
-    async fn send_group_except(&self, group: &str, message: Arc<SerializedMessage>, excluded: &[String]) -> Result<(), LifetimeError> {
-        if let Some(members) = self.groups.read().get(group) {
-            Fanout::new(&message).deliver_all(members.iter().filter(|(id, _)| !excluded.iter().any(|e| e == *id)).map(|(_, c)| c.as_ref()));
-        }
-        Ok(())
-    }
-
-    async fn send_user(&self, user_id: &str, message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        if let Some(list) = self.users.read().get(user_id) {
-            Fanout::new(&message).deliver_all(list.iter().map(|c| c.as_ref()));
-        }
-        Ok(())
-    }
-
-    async fn send_users(&self, user_ids: &[String], message: Arc<SerializedMessage>) -> Result<(), LifetimeError> {
-        let users = self.users.read();
-        Fanout::new(&message).deliver_all(user_ids.iter().filter_map(|user| users.get(user)).flatten().map(|c| c.as_ref()));
-        Ok(())
-    }
-
-    async fn add_to_group(&self, connection_id: &str, group: &str) -> Result<(), LifetimeError> {
-        let mut connections = self.connections.write();
-        // .NET ignores group changes for unknown connections on the default manager.
-        let Some(entry) = connections.get_mut(connection_id) else { return Ok(()) };
-        if entry.groups.iter().any(|g| g == group) {
-            return Ok(());
-        }
-        entry.groups.push(group.to_owned());
-        let connection = entry.connection.clone();
-        drop(connections);
-        self.groups.write().entry(group.to_owned()).or_default().insert(connection_id.to_owned(), connection);
-        Ok(())
-    }
-
-    async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), LifetimeError> {
-        if let Some(entry) = self.connections.write().get_mut(connection_id) {
-            entry.groups.retain(|g| g != group);
-        }
-        let mut groups = self.groups.write();
-        if let Some(members) = groups.get_mut(group) {
-            members.remove(connection_id);
-            if members.is_empty() {
-                groups.remove(group);
-            }
-        }
-        Ok(())
-    }
-
-    async fn invoke_connection(&self, connection_id: &str, target: &str, arguments: Vec<Value>) -> Result<Value, LifetimeError> {
-        let connection = self
-            .connections
-            .read()
-            .get(connection_id)
-            .map(|e| e.connection.clone())
-            .ok_or_else(|| LifetimeError::UnknownConnection(connection_id.to_owned()))?;
-        let invocation_id = format!("s{}", self.next_invocation.fetch_add(1, Ordering::Relaxed) + 1);
-        let (sender, receiver) = oneshot::channel();
-        self.pending.lock().insert(invocation_id.clone(), PendingResult { connection_id: connection_id.to_owned(), sender });
-        let _guard = PendingGuard { pending: &self.pending, invocation_id: invocation_id.clone() };
-        let message = SerializedMessage::new(HubMessage::Invocation(InvocationMessage {
-            headers: Default::default(),
-            invocation_id: Some(invocation_id),
-            target: target.to_owned(),
-            arguments,
-            stream_ids: Vec::new(),
-        }));
-        if connection.send(&message).is_err() {
-            return Err(LifetimeError::Disconnected(connection_id.to_owned()));
-        }
-        match receiver.await {
-            Ok(result) => result,
-            Err(_) => Err(LifetimeError::Disconnected(connection_id.to_owned())),
-        }
-    }
-
-    async fn set_connection_result(&self, connection_id: &str, completion: CompletionMessage) -> bool {
-        let mut pending = self.pending.lock();
-        match pending.get(&completion.invocation_id) {
-            Some(p) if p.connection_id == connection_id => {}
-            _ => return false,
-        }
-        let Some(p) = pending.remove(&completion.invocation_id) else { return false };
-        drop(pending);
-        let result = match completion.result {
-            CompletionResult::Result(value) => Ok(value),
-            CompletionResult::Void => Ok(Value::Json(serde_json::Value::Null)),
-            CompletionResult::Error(error) => Err(LifetimeError::ClientError(error)),
-        };
-        let _ = p.sender.send(result);
-        true
+    fn client_results(&self) -> &ClientResultsManager {
+        &self.results
     }
 }
-
 #[cfg(test)]
 mod tests {
-    use super::super::lifetime::SendError;
-    use super::*;
+    use std::sync::Arc;
+
     use bytes::Bytes;
+    use parking_lot::Mutex;
+
+    use super::super::lifetime::{HubConnection, SendError, SerializedMessage};
+    use super::*;
     use signalr_protocol::{HubProtocol, JsonHubProtocol, MessagePackHubProtocol};
 
     struct Recorder {

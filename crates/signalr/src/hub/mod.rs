@@ -37,7 +37,9 @@ pub use connection::HubConnectionState;
 pub use context::{HubCallContext, HubCallerContext};
 pub use default_lifetime::DefaultHubLifetimeManager;
 pub use error::HubError;
-pub use lifetime::{Fanout, HubConnection, HubLifetimeManager, LifetimeError, SendError, SerializedMessage};
+pub use lifetime::{
+    ClientResultsManager, Fanout, HubConnection, HubConnectionStore, HubLifetimeManager, LifetimeError, SendError, SerializedMessage,
+};
 pub use options::HubOptions;
 pub use service::HubService;
 pub use upload::{ClientStream, UploadStreams};
