@@ -323,6 +323,41 @@ class RedisCluster {
         return this.nodes.find((n) => n.port === range.primaryPort);
     }
 
+    /** The hash slot of `key` (`CLUSTER KEYSLOT`). */
+    async keySlot(key) {
+        return Number.parseInt((await this.running()[0].cli(["CLUSTER", "KEYSLOT", key])).trim(), 10);
+    }
+
+    /**
+     * Moves `slot` from the primary `source` to the primary `target` while the cluster runs, the
+     * way `redis-cli --cluster reshard` does: `CLUSTER SETSLOT … IMPORTING` on the target and
+     * `MIGRATING` on the source, the slot's keys `MIGRATE`d (Pub/Sub channels have none), then
+     * `CLUSTER SETSLOT … NODE` on the target, the source and every other primary.
+     */
+    async migrateSlot(slot, source, target) {
+        const ok = async (node, args) => {
+            const out = (await node.cli(args)).trim();
+            if (out !== "OK" && out !== "NOKEY") {
+                throw new Error(`${args.join(" ")} on ${node.port}: ${out}`);
+            }
+        };
+        const id = async (node) => (await node.cli(["CLUSTER", "MYID"])).trim();
+        const [sourceId, targetId] = [await id(source), await id(target)];
+        const others = (await this.primaries()).filter((p) => p !== source && p !== target);
+        await ok(target, ["CLUSTER", "SETSLOT", String(slot), "IMPORTING", sourceId]);
+        await ok(source, ["CLUSTER", "SETSLOT", String(slot), "MIGRATING", targetId]);
+        for (;;) {
+            const keys = (await source.cli(["CLUSTER", "GETKEYSINSLOT", String(slot), "100"])).split("\n").filter((k) => k.trim());
+            if (keys.length === 0) {
+                break;
+            }
+            await ok(source, ["MIGRATE", "127.0.0.1", String(target.port), "", "0", "5000", "KEYS", ...keys.map((k) => k.trim())]);
+        }
+        for (const node of [target, source, ...others]) {
+            await ok(node, ["CLUSTER", "SETSLOT", String(slot), "NODE", targetId]);
+        }
+    }
+
     async stop() {
         await Promise.allSettled(this.nodes.map((n) => n.stop()));
     }

@@ -49,10 +49,7 @@ pub fn parse_redirect(message: &str) -> Option<(u16, Endpoint)> {
         return None;
     }
     let slot: u16 = words.next()?.parse().ok().filter(|slot| *slot < SLOTS)?;
-    let address = words.next()?;
-    let (host, port) = address.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((slot, Endpoint { host: host.to_string(), port: port.parse().ok()? }))
+    Some((slot, parse_address(words.next()?)?))
 }
 
 /// One shard's slots and primary, from `CLUSTER SLOTS`.
@@ -120,6 +117,72 @@ impl SlotMap {
         }
         shards
     }
+}
+
+/// `host:port` as a redirection names a node (IPv6 hosts with or without brackets).
+pub fn parse_address(address: &str) -> Option<Endpoint> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some(Endpoint { host: host.to_string(), port: port.parse().ok()? })
+}
+
+/// Slots leaving one shard for another primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotMove {
+    /// Index of the shard the slots leave.
+    pub from: usize,
+    /// The primary that owns them now.
+    pub to: Endpoint,
+    /// The slots, ascending.
+    pub slots: Vec<u16>,
+}
+
+/// What moved, given `table` (slot → shard index) and what shards' primaries say.
+///
+/// `views` holds, for some shards, `(shard, its primary, that primary's CLUSTER SLOTS)`; only a
+/// primary's word about its *own* slots counts. Until a primary gives a slot up it still serves
+/// it (sharded channels stay on the source during a migration, until `CLUSTER SETSLOT … NODE`),
+/// and once it has, it answers `MOVED` and has dropped the slot's sharded subscribers: so a slot
+/// moves exactly when its old primary stops serving it, whatever a lagging node still reports.
+/// `hints` are `MOVED` replies `(slot, new owner)` from the shard the slot is routed to, the
+/// same word in another form; `primaries` (by shard) tells a stale hint, about a slot already
+/// routed to the named primary. A slot its primary reports as unassigned is left where it is.
+pub fn slot_moves(
+    table: &[u8],
+    primaries: &[Option<Endpoint>],
+    views: &[(usize, Endpoint, SlotMap)],
+    hints: &[(u16, Endpoint)],
+) -> Vec<SlotMove> {
+    let mut owner: Vec<Option<&Endpoint>> = vec![None; table.len()];
+    for (shard, primary, map) in views {
+        for range in &map.ranges {
+            if range.primary == *primary {
+                continue;
+            }
+            for slot in range.start..=range.end.min(SLOTS - 1) {
+                if table.get(usize::from(slot)).is_some_and(|&routed| usize::from(routed) == *shard) {
+                    owner[usize::from(slot)] = Some(&range.primary);
+                }
+            }
+        }
+    }
+    for (slot, to) in hints {
+        let Some(&routed) = table.get(usize::from(*slot)) else { continue };
+        let stale = primaries.get(usize::from(routed)).is_some_and(|primary| primary.as_ref() == Some(to));
+        if !stale && owner[usize::from(*slot)].is_none() {
+            owner[usize::from(*slot)] = Some(to);
+        }
+    }
+    let mut moves: Vec<SlotMove> = Vec::new();
+    for (slot, to) in owner.iter().enumerate() {
+        let Some(to) = to else { continue };
+        let from = usize::from(table[slot]);
+        match moves.iter_mut().find(|m| m.from == from && m.to == **to) {
+            Some(found) => found.slots.push(slot as u16),
+            None => moves.push(SlotMove { from, to: (*to).clone(), slots: vec![slot as u16] }),
+        }
+    }
+    moves
 }
 
 fn as_int(value: &redis::Value) -> Option<i64> {
@@ -194,5 +257,54 @@ mod tests {
         assert_eq!(map.shards().iter().map(|(first, _)| *first).collect::<Vec<_>>(), vec![0, 5461, 10923]);
         assert_eq!(map.nodes().len(), 5);
         assert_eq!(SlotMap::from_cluster_slots(&Value::Int(1), &asked), None);
+    }
+
+    fn map_of(ranges: &[(u16, u16, u16)]) -> SlotMap {
+        let endpoint = |port| Endpoint { host: "127.0.0.1".into(), port };
+        SlotMap {
+            ranges: ranges.iter().map(|&(start, end, port)| SlotRange { start, end, primary: endpoint(port), replicas: vec![] }).collect(),
+        }
+    }
+
+    #[test]
+    fn a_slot_moves_only_when_its_own_primary_gave_it_up() {
+        let endpoint = |port| Endpoint { host: "127.0.0.1".into(), port };
+        // Shard 0 (7000) owns 0..=5460, shard 1 (7001) 5461..=10922, shard 2 (7002) the rest.
+        let mut table = vec![0u8; usize::from(SLOTS)];
+        table[5461..=10922].fill(1);
+        table[10923..].fill(2);
+        let before = map_of(&[(0, 5460, 7000), (5461, 10922, 7001), (10923, 16383, 7002)]);
+        let views = |maps: [&SlotMap; 3]| -> Vec<(usize, Endpoint, SlotMap)> {
+            maps.iter().enumerate().map(|(shard, map)| (shard, endpoint(7000 + shard as u16), (*map).clone())).collect()
+        };
+        let primaries: Vec<Option<Endpoint>> = (7000..7003).map(|port| Some(endpoint(port))).collect();
+        assert_eq!(slot_moves(&table, &primaries, &views([&before, &before, &before]), &[]), vec![], "nothing moved");
+
+        // Slots 100..=102 migrated from 7000 to 7002, and 7000 knows it.
+        let after = map_of(&[(0, 99, 7000), (100, 102, 7002), (103, 5460, 7000), (5461, 10922, 7001), (10923, 16383, 7002)]);
+        let moves = slot_moves(&table, &primaries, &views([&after, &before, &before]), &[]);
+        assert_eq!(moves, vec![SlotMove { from: 0, to: endpoint(7002), slots: vec![100, 101, 102] }]);
+
+        // The target knows first (CLUSTER SETSLOT … NODE on the target, then the source): the
+        // source still serves the slots, so they stay until it gives them up.
+        assert_eq!(
+            slot_moves(&table, &primaries, &views([&before, &before, &after]), &[]),
+            vec![],
+            "the target's word does not move a slot"
+        );
+        // A lagging node's stale view of another shard's slots changes nothing either.
+        let stale = map_of(&[(0, 16383, 7001)]);
+        assert_eq!(slot_moves(&table, &primaries, &views([&before, &stale, &before]), &[]), vec![]);
+
+        // A MOVED reply is the source's word too; one about a slot already routed there is stale.
+        let moves = slot_moves(&table, &primaries, &views([&before, &before, &before]), &[(7, endpoint(7001)), (11000, endpoint(7002))]);
+        assert_eq!(moves, vec![SlotMove { from: 0, to: endpoint(7001), slots: vec![7] }]);
+        // To a primary no shard has yet (a new node): still a move, to that endpoint.
+        let moves = slot_moves(&table, &primaries, &[], &[(16000, endpoint(7009))]);
+        assert_eq!(moves, vec![SlotMove { from: 2, to: endpoint(7009), slots: vec![16000] }]);
+
+        // A slot the primary reports as unassigned stays where it is.
+        let gap = map_of(&[(0, 99, 7000), (103, 5460, 7000)]);
+        assert_eq!(slot_moves(&table, &primaries, &views([&gap, &before, &before]), &[]), vec![]);
     }
 }

@@ -16,22 +16,24 @@
 //! On a Redis Cluster (found with `INFO cluster` before the first message goes out) there is one
 //! such pair per shard (`ServerLink`), each channel going to the shard owning its hash slot
 //! (see [`crate::cluster`]); with sharded Pub/Sub the subscriber speaks RESP3 and uses
-//! `SSUBSCRIBE`, the publisher `SPUBLISH`.
+//! `SSUBSCRIBE`, the publisher `SPUBLISH`. The slot → shard routing follows resharding while
+//! running: see [`ClusterRouter`].
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RedisConfig;
+use crate::cluster::SlotMove;
+use crate::config::{Endpoint, RedisConfig};
 
 /// Most PUBLISH commands sent in one pipeline.
 pub const MAX_BATCH: usize = 1024;
@@ -135,6 +137,10 @@ pub struct LinkOptions {
     /// cluster, a message is handled only by the shard that owns its channel. Every node of the
     /// fleet must use it (a .NET node or a classic node does not see sharded messages).
     pub sharded: bool,
+    /// On a cluster, how often each shard's primary is asked which slots it still serves (a
+    /// slot migrated away is then followed); a `MOVED` reply or a server-side `sunsubscribe`
+    /// makes it ask at once.
+    pub slot_refresh_interval: Duration,
 }
 
 impl LinkOptions {
@@ -154,6 +160,7 @@ impl LinkOptions {
             resubscribe_grace: Duration::from_secs(5),
             presence_channel: None,
             sharded: false,
+            slot_refresh_interval: Duration::from_secs(5),
         }
     }
 }
@@ -212,6 +219,19 @@ struct Outgoing {
 enum SubCommand {
     Subscribe(String, Option<oneshot::Sender<()>>),
     Unsubscribe(String),
+    /// The wanted channels whose hash slot is in the (sorted) list: a slot move.
+    List(Arc<Vec<u16>>, Option<oneshot::Sender<Vec<String>>>),
+    /// Drops channels from the wanted set, with an `UNSUBSCRIBE` when `true` (classic); a
+    /// sharded subscription of a slot that moved away was dropped by the server itself.
+    Release(Vec<String>, bool),
+}
+
+/// What a cluster shard's connections report to the [`ClusterRouter`].
+pub(crate) enum ClusterEvent {
+    /// A publish was answered `MOVED`: the slot lives on `to` now.
+    Moved { slot: u16, to: Endpoint },
+    /// The server dropped a sharded subscription of ours (its slot moved away).
+    Dropped,
 }
 
 struct Shared {
@@ -226,7 +246,23 @@ struct Shared {
     cancel: CancellationToken,
     /// Most subscribers seen on the presence channel (from PUBLISH replies and NUMSUB).
     presence_peak: AtomicU64,
+    /// Cluster only: the primary the publisher is connected to (or will be).
+    endpoint: Mutex<Option<Endpoint>>,
+    /// Cluster only: publishes answered `MOVED` (their slot left this shard), oldest first, until
+    /// the router hands them to the slot's new shard.
+    redirected: Mutex<VecDeque<Outgoing>>,
+    /// Held by the publisher while a batch is out, so that a slot move collects every publish
+    /// of its slots: none is in flight while it takes them.
+    sending: tokio::sync::Mutex<()>,
+    /// Sharded cluster only: the subscriber count of each channel's last `SPUBLISH`, what the
+    /// new shard must show before a moved slot's publishes go there.
+    channel_counts: Mutex<HashMap<Bytes, i64>>,
+    /// Cluster only: where `MOVED` replies and dropped subscriptions are reported.
+    events: Option<mpsc::UnboundedSender<ClusterEvent>>,
 }
+
+/// Most channels whose last subscriber count is remembered (then the memory starts again).
+const CHANNEL_COUNTS_MAX: usize = 10_000;
 
 impl Shared {
     /// Records a connection's state and publishes the resulting status. Everything happens
@@ -279,6 +315,17 @@ impl Shared {
         self.queue_notify.notify_one();
     }
 
+    /// Remembers the subscriber count `channel`'s last publish reached (sharded cluster).
+    fn record_count(&self, channel: &Bytes, count: i64) {
+        let mut counts = self.channel_counts.lock();
+        if counts.get(channel) != Some(&count) {
+            if counts.len() >= CHANNEL_COUNTS_MAX {
+                counts.clear();
+            }
+            counts.insert(channel.clone(), count);
+        }
+    }
+
     /// Up to [`MAX_BATCH`] queued publishes, oldest first. A publish whose caller stopped
     /// waiting for its acknowledgement is left out: that caller sends it again itself (an outbox
     /// row retried after a timeout), so sending the stale copy too would only add a repeat.
@@ -313,9 +360,16 @@ pub(crate) struct ServerLink {
 
 impl ServerLink {
     /// Starts both connection tasks; returns at once, whether Redis is reachable or not.
-    /// Received messages go to `received_tx`.
-    fn start(options: LinkOptions, topology: Topology, received_tx: mpsc::Sender<Received>) -> Self {
+    /// Received messages go to `received_tx`. `cluster`: the shard's primary and where to report
+    /// slot moves.
+    fn start(
+        options: LinkOptions,
+        topology: Topology,
+        received_tx: mpsc::Sender<Received>,
+        cluster: Option<(Endpoint, mpsc::UnboundedSender<ClusterEvent>)>,
+    ) -> Self {
         let (status, _) = watch::channel(BackplaneStatus::starting());
+        let (endpoint, events) = cluster.unzip();
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             queue_notify: Notify::new(),
@@ -327,6 +381,11 @@ impl ServerLink {
             status,
             cancel: CancellationToken::new(),
             presence_peak: AtomicU64::new(0),
+            endpoint: Mutex::new(endpoint),
+            redirected: Mutex::new(VecDeque::new()),
+            sending: tokio::sync::Mutex::new(()),
+            channel_counts: Mutex::new(HashMap::new()),
+            events,
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (switches, _) = watch::channel(0u64);
@@ -360,7 +419,7 @@ impl ServerLink {
             published: c.published.load(Ordering::Relaxed),
             received: c.received.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
-            queued: self.shared.queue.lock().len() as u64,
+            queued: (self.shared.queue.lock().len() + self.shared.redirected.lock().len()) as u64,
             dropped: c.dropped.load(Ordering::Relaxed),
             receive_dropped: c.receive_dropped.load(Ordering::Relaxed),
             invalid: c.invalid.load(Ordering::Relaxed),
@@ -420,44 +479,37 @@ enum Op {
 
 enum Mode {
     Single(ServerLink),
-    Cluster {
-        /// One link per shard.
-        shards: Vec<ServerLink>,
-        /// Slot → index in `shards`.
-        table: Vec<u8>,
-    },
+    Cluster(Arc<ClusterRouter>),
 }
 
 impl Mode {
-    fn link_for(&self, channel: &[u8]) -> &ServerLink {
+    /// Calls `f` with every link (every shard's, on a cluster).
+    fn each_link(&self, mut f: impl FnMut(&ServerLink)) {
         match self {
-            Self::Single(link) => link,
-            Self::Cluster { shards, table } => &shards[usize::from(table[usize::from(crate::cluster::slot(channel))])],
-        }
-    }
-
-    fn links(&self) -> &[ServerLink] {
-        match self {
-            Self::Single(link) => std::slice::from_ref(link),
-            Self::Cluster { shards, .. } => shards,
+            Self::Single(link) => f(link),
+            Self::Cluster(router) => router.routes.read().shards.iter().for_each(|shard| f(&shard.link)),
         }
     }
 
     fn apply(&self, op: Op) {
-        match op {
-            Op::Publish(outgoing) => self.link_for(&outgoing.channel).shared.enqueue(outgoing),
-            Op::Subscribe(channel, done) => {
-                let _ = self.link_for(channel.as_bytes()).commands.send(SubCommand::Subscribe(channel, done));
-            }
-            Op::Unsubscribe(channel) => {
-                let _ = self.link_for(channel.as_bytes()).commands.send(SubCommand::Unsubscribe(channel));
-            }
+        match self {
+            Self::Single(link) => match op {
+                Op::Publish(outgoing) => link.shared.enqueue(outgoing),
+                Op::Subscribe(channel, done) => {
+                    let _ = link.commands.send(SubCommand::Subscribe(channel, done));
+                }
+                Op::Unsubscribe(channel) => {
+                    let _ = link.commands.send(SubCommand::Unsubscribe(channel));
+                }
+            },
+            Self::Cluster(router) => router.apply(op),
         }
     }
 
     /// The status of all links together: healthy when every shard is.
     fn status(&self) -> BackplaneStatus {
-        let statuses: Vec<BackplaneStatus> = self.links().iter().map(ServerLink::status).collect();
+        let mut statuses: Vec<BackplaneStatus> = Vec::new();
+        self.each_link(|link| statuses.push(link.status()));
         if let [only] = &statuses[..] {
             return only.clone();
         }
@@ -473,6 +525,348 @@ impl Mode {
             publisher_connected,
             subscriber_connected,
             last_error,
+        }
+    }
+}
+
+/// [`Routes::moving`] of a slot that is not moving.
+const NOT_MOVING: u8 = u8::MAX;
+
+/// One shard of a cluster: its connections, and the slot they find its primary by.
+struct Shard {
+    link: ServerLink,
+    /// A slot the shard owns; changed when that slot moves away.
+    slot: Arc<AtomicU16>,
+}
+
+struct Routes {
+    shards: Vec<Arc<Shard>>,
+    /// Slot → index in `shards`.
+    table: Vec<u8>,
+    /// Slot → index of the shard it is moving to, or [`NOT_MOVING`].
+    moving: Vec<u8>,
+}
+
+/// The slot → shard routing of a Redis Cluster, replaced while the node runs.
+///
+/// A supervisor task ([`supervise`]) asks each shard's primary every
+/// [`LinkOptions::slot_refresh_interval`] which of its slots it still serves, and at once when a
+/// publish is answered `MOVED` or the server drops a sharded subscription (Redis 7 sends
+/// `sunsubscribe` when the channel's slot leaves). Only a primary's word about its own slots
+/// counts ([`crate::cluster::slot_moves`]). A move of slots from shard A to B:
+/// 1. new publishes of the slots wait here, in order; new subscriptions go to B;
+/// 2. A's publishes of the slots (those answered `MOVED`, then those queued) are taken back
+///    while none is in flight;
+/// 3. the node's subscriptions of the slots are made on B, confirmed, then released on A
+///    (classic: `UNSUBSCRIBE`; sharded: A dropped them already);
+/// 4. sharded: the publishes wait until B shows as many subscribers of their channels as A
+///    last counted (the other nodes move their subscriptions when they notice), at most
+///    [`LinkOptions::resubscribe_grace`];
+/// 5. they go to B's queue, oldest first, and the slots are routed to B.
+///
+/// A shard left with no slot closes its connections; a primary no shard had gets new ones.
+pub(crate) struct ClusterRouter {
+    routes: RwLock<Routes>,
+    /// Publishes of moving slots, oldest first.
+    held: Mutex<VecDeque<Outgoing>>,
+    /// Bumped when shards come or go (the node's status follows the current set).
+    generation: watch::Sender<u64>,
+    nodes: Arc<Mutex<Vec<Endpoint>>>,
+    options: LinkOptions,
+    received_tx: mpsc::Sender<Received>,
+    events: mpsc::UnboundedSender<ClusterEvent>,
+    /// What the shards closed after losing every slot had counted (counters never go down).
+    retired_counters: Mutex<BackplaneCounters>,
+}
+
+impl ClusterRouter {
+    fn apply(&self, op: Op) {
+        let routes = self.routes.read();
+        let slot_of = |channel: &[u8]| usize::from(crate::cluster::slot(channel));
+        match op {
+            Op::Publish(outgoing) => {
+                let slot = slot_of(&outgoing.channel);
+                if routes.moving[slot] != NOT_MOVING {
+                    self.held.lock().push_back(outgoing);
+                } else {
+                    routes.shards[usize::from(routes.table[slot])].link.shared.enqueue(outgoing);
+                }
+            }
+            Op::Subscribe(channel, done) => {
+                let slot = slot_of(channel.as_bytes());
+                let index = if routes.moving[slot] != NOT_MOVING { routes.moving[slot] } else { routes.table[slot] };
+                let _ = routes.shards[usize::from(index)].link.commands.send(SubCommand::Subscribe(channel, done));
+            }
+            Op::Unsubscribe(channel) => {
+                let slot = slot_of(channel.as_bytes());
+                if routes.moving[slot] != NOT_MOVING {
+                    let _ = routes.shards[usize::from(routes.moving[slot])].link.commands.send(SubCommand::Unsubscribe(channel.clone()));
+                }
+                let _ = routes.shards[usize::from(routes.table[slot])].link.commands.send(SubCommand::Unsubscribe(channel));
+            }
+        }
+    }
+
+    fn start_shard(&self, primary: Endpoint, slot: u16) -> Arc<Shard> {
+        let slot = Arc::new(AtomicU16::new(slot));
+        let topology = Topology::ClusterShard { nodes: self.nodes.clone(), slot: slot.clone() };
+        let link = ServerLink::start(self.options.clone(), topology, self.received_tx.clone(), Some((primary, self.events.clone())));
+        Arc::new(Shard { link, slot })
+    }
+
+    /// Asks every shard's primary which of its slots it still serves and follows what moved
+    /// (`hints`: `MOVED` replies).
+    async fn refresh(&self, hints: &[(u16, Endpoint)]) {
+        let (table, primaries) = {
+            let routes = self.routes.read();
+            let primaries: Vec<Option<Endpoint>> = routes.shards.iter().map(|shard| shard.link.shared.endpoint.lock().clone()).collect();
+            (routes.table.clone(), primaries)
+        };
+        let asks = primaries.iter().enumerate().filter_map(|(index, primary)| {
+            let primary = primary.clone()?;
+            Some(async move { own_view(&primary, &self.options).await.map(|map| (index, primary, map)) })
+        });
+        let views: Vec<(usize, Endpoint, crate::cluster::SlotMap)> =
+            futures_util::future::join_all(asks).await.into_iter().flatten().collect();
+        {
+            let mut nodes = self.nodes.lock();
+            for node in views.iter().flat_map(|(_, _, map)| map.nodes()) {
+                if !nodes.contains(&node) {
+                    nodes.push(node);
+                }
+            }
+        }
+        for slot_move in crate::cluster::slot_moves(&table, &primaries, &views, hints) {
+            self.move_slots(slot_move).await;
+        }
+    }
+
+    /// Moves `slots` from shard `from` to the shard of primary `to` (see the type's doc).
+    async fn move_slots(&self, SlotMove { from, to, slots }: SlotMove) {
+        let Some(&first) = slots.first() else { return };
+        let (source, target, target_index) = {
+            let mut routes = self.routes.write();
+            if slots.iter().any(|&slot| usize::from(routes.table[usize::from(slot)]) != from) {
+                return; // Moved meanwhile; the next refresh sees where.
+            }
+            let existing = routes.shards.iter().position(|shard| shard.link.shared.endpoint.lock().as_ref() == Some(&to));
+            let index = match existing {
+                Some(index) => index,
+                None if routes.shards.len() < usize::from(NOT_MOVING) => {
+                    tracing::info!(primary = %format!("{}:{}", to.host, to.port), "backplane: a cluster primary new to this node owns slots now; connecting");
+                    routes.shards.push(self.start_shard(to.clone(), first));
+                    self.generation.send_modify(|generation| *generation += 1);
+                    routes.shards.len() - 1
+                }
+                None => {
+                    tracing::error!("backplane: too many cluster shards; slots not followed");
+                    return;
+                }
+            };
+            if index == from {
+                return;
+            }
+            for &slot in &slots {
+                routes.moving[usize::from(slot)] = index as u8;
+            }
+            (routes.shards[from].clone(), routes.shards[index].clone(), index)
+        };
+        tracing::info!(
+            slots = slots.len(),
+            first,
+            to = %format!("{}:{}", to.host, to.port),
+            "backplane: cluster slots moved to another primary; following them"
+        );
+        let moving = |channel: &[u8]| slots.binary_search(&crate::cluster::slot(channel)).is_ok();
+        let handed: Vec<Outgoing> = {
+            let _sending = source.link.shared.sending.lock().await;
+            let mut handed = take_matching(&mut source.link.shared.redirected.lock(), &moving);
+            handed.extend(take_matching(&mut source.link.shared.queue.lock(), &moving));
+            handed
+        };
+        let (reply, listed) = oneshot::channel();
+        let _ = source.link.commands.send(SubCommand::List(Arc::new(slots.clone()), Some(reply)));
+        let channels = listed.await.unwrap_or_default();
+        let confirmations: Vec<oneshot::Receiver<()>> = channels
+            .iter()
+            .map(|channel| {
+                let (done, confirmed) = oneshot::channel();
+                let _ = target.link.commands.send(SubCommand::Subscribe(channel.clone(), Some(done)));
+                confirmed
+            })
+            .collect();
+        for confirmed in confirmations {
+            let _ = confirmed.await;
+        }
+        let _ = source.link.commands.send(SubCommand::Release(channels, !self.options.sharded));
+        if self.options.sharded {
+            // A sharded message reaches only the subscribers on the shard it is published on.
+            let wanted: HashMap<Bytes, i64> = {
+                let counts = source.link.shared.channel_counts.lock();
+                let held = self.held.lock();
+                let presence = self.options.presence_channel.as_ref().map(|p| Bytes::from(p.clone().into_bytes()));
+                handed
+                    .iter()
+                    .chain(held.iter().filter(|outgoing| moving(&outgoing.channel)))
+                    .map(|outgoing| outgoing.channel.clone())
+                    .chain(presence.filter(|p| moving(p)))
+                    .filter_map(|channel| counts.get(&channel).map(|&count| (channel, count)))
+                    .collect()
+            };
+            if !wanted.is_empty() {
+                wait_for_subscribers(&self.options, &to, &wanted, &source.link.shared.cancel).await;
+            }
+            let mut counts = target.link.shared.channel_counts.lock();
+            for (channel, count) in wanted {
+                counts.insert(channel, count);
+            }
+        }
+        let retired = {
+            let mut routes = self.routes.write();
+            let waiting = take_matching(&mut self.held.lock(), &moving);
+            for outgoing in handed.into_iter().chain(waiting) {
+                target.link.shared.enqueue(outgoing);
+            }
+            let Routes { shards, table, moving: moving_to } = &mut *routes;
+            for &slot in &slots {
+                table[usize::from(slot)] = target_index as u8;
+                moving_to[usize::from(slot)] = NOT_MOVING;
+            }
+            match table.iter().position(|&index| usize::from(index) == from) {
+                Some(kept) => {
+                    if slots.binary_search(&source.slot.load(Ordering::Relaxed)).is_ok() {
+                        source.slot.store(kept as u16, Ordering::Relaxed);
+                    }
+                    None
+                }
+                None => {
+                    // No slot left (a primary emptied before it leaves the cluster).
+                    let retired = shards.remove(from);
+                    for index in table.iter_mut().chain(moving_to.iter_mut()) {
+                        if *index != NOT_MOVING && usize::from(*index) > from {
+                            *index -= 1;
+                        }
+                    }
+                    self.generation.send_modify(|generation| *generation += 1);
+                    Some(retired)
+                }
+            }
+        };
+        if let Some(retired) = retired {
+            tracing::info!("backplane: a cluster primary owns no slot any more; closing its connections");
+            retired.link.shutdown();
+            let counters = retired.link.counters();
+            let mut total = self.retired_counters.lock();
+            total.published += counters.published;
+            total.received += counters.received;
+            total.reconnects += counters.reconnects;
+            total.dropped += counters.dropped;
+            total.receive_dropped += counters.receive_dropped;
+        }
+    }
+}
+
+/// Removes the publishes `moving` selects from `queue`, in order.
+fn take_matching(queue: &mut VecDeque<Outgoing>, moving: &impl Fn(&[u8]) -> bool) -> Vec<Outgoing> {
+    let mut taken = Vec::new();
+    let mut kept = VecDeque::with_capacity(queue.len());
+    for outgoing in queue.drain(..) {
+        if moving(&outgoing.channel) {
+            taken.push(outgoing);
+        } else {
+            kept.push_back(outgoing);
+        }
+    }
+    *queue = kept;
+    taken
+}
+
+/// A primary's own `CLUSTER SLOTS`; `None` when it cannot be asked or is no primary (a failover,
+/// which the shard's connections follow by themselves).
+async fn own_view(primary: &Endpoint, options: &LinkOptions) -> Option<crate::cluster::SlotMap> {
+    let timeout = options.config.command_timeout;
+    let ask = async {
+        let client = build_client(options, primary, false).ok()?;
+        let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
+        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await.ok()?;
+        if !is_primary(&mut connection).await.ok()? {
+            return None;
+        }
+        let reply: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut connection).await.ok()?;
+        crate::cluster::SlotMap::from_cluster_slots(&reply, primary)
+    };
+    tokio::time::timeout(timeout.saturating_mul(3), ask).await.ok().flatten()
+}
+
+/// Waits until `at` shows at least the wanted number of sharded subscribers of each channel
+/// (`PUBSUB SHARDNUMSUB`), or [`LinkOptions::resubscribe_grace`] passes.
+async fn wait_for_subscribers(options: &LinkOptions, at: &Endpoint, wanted: &HashMap<Bytes, i64>, cancel: &CancellationToken) {
+    let deadline = tokio::time::Instant::now() + options.resubscribe_grace;
+    let timeout = options.config.command_timeout;
+    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
+    let client = build_client(options, at, false).ok();
+    let mut connection: Option<MultiplexedConnection> = None;
+    loop {
+        if connection.is_none()
+            && let Some(client) = &client
+        {
+            connection = client.get_multiplexed_async_connection_with_config(&config).await.ok();
+        }
+        if let Some(open) = &mut connection {
+            let mut short = 0usize;
+            for (channel, &count) in wanted {
+                match redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(&channel[..]).query_async::<(Vec<u8>, i64)>(open).await {
+                    Ok((_, now)) if now >= count => {}
+                    Ok(_) => short += 1,
+                    Err(_) => {
+                        short += 1;
+                        connection = None;
+                        break;
+                    }
+                }
+            }
+            if short == 0 {
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("backplane: sending a moved slot's publishes before every node subscribed on its new shard");
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+}
+
+/// Follows slot moves of a cluster: on every report of a shard and every
+/// [`LinkOptions::slot_refresh_interval`].
+async fn supervise(router: Arc<ClusterRouter>, mut events: mpsc::UnboundedReceiver<ClusterEvent>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(router.options.slot_refresh_interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let note = |event: ClusterEvent, hints: &mut Vec<(u16, Endpoint)>| {
+        if let ClusterEvent::Moved { slot, to } = event {
+            hints.push((slot, to));
+        }
+    };
+    loop {
+        let mut hints = Vec::new();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+            event = events.recv() => match event {
+                None => return,
+                Some(event) => note(event, &mut hints),
+            },
+        }
+        while let Ok(event) = events.try_recv() {
+            note(event, &mut hints);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = router.refresh(&hints) => {}
         }
     }
 }
@@ -512,16 +906,17 @@ impl Facade {
                 mode.apply(op);
             }
         }
-        let receivers: Vec<watch::Receiver<BackplaneStatus>> = mode.links().iter().map(ServerLink::watch_status).collect();
         if self.mode.set(mode).is_err() {
             return;
         }
         drop(pending);
         if self.cancel.is_cancelled() {
-            self.mode.get().into_iter().flat_map(Mode::links).for_each(ServerLink::shutdown);
+            if let Some(mode) = self.mode.get() {
+                mode.each_link(ServerLink::shutdown);
+            }
             return;
         }
-        tokio::spawn(forward_status(self.clone(), receivers));
+        tokio::spawn(forward_status(self.clone()));
     }
 
     /// Redis could not be reached yet: subscribers stop waiting (the subscriptions are made
@@ -546,23 +941,47 @@ impl Facade {
 }
 
 /// Keeps the node's status equal to its links' combined status.
-async fn forward_status(facade: Arc<Facade>, mut receivers: Vec<watch::Receiver<BackplaneStatus>>) {
+async fn forward_status(facade: Arc<Facade>) {
+    let Some(mode) = facade.mode.get() else { return };
+    let mut generation = match mode {
+        Mode::Cluster(router) => Some(router.generation.subscribe()),
+        Mode::Single(_) => None,
+    };
     loop {
-        if let Some(mode) = facade.mode.get() {
-            let status = mode.status();
-            facade.status.send_if_modified(|current| {
-                if *current != status {
-                    *current = status;
-                    true
-                } else {
-                    false
+        // Watched before the status is read, so that no change falls in between.
+        let mut receivers: Vec<watch::Receiver<BackplaneStatus>> = Vec::new();
+        mode.each_link(|link| receivers.push(link.watch_status()));
+        let status = mode.status();
+        facade.status.send_if_modified(|current| {
+            if *current != status {
+                *current = status;
+                true
+            } else {
+                false
+            }
+        });
+        let shards_changed = async {
+            match &mut generation {
+                Some(generation) => {
+                    if generation.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
                 }
-            });
-        }
-        let changes: Vec<_> = receivers.iter_mut().map(|receiver| Box::pin(receiver.changed())).collect();
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let link_changed = async {
+            if receivers.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            let changes: Vec<_> = receivers.iter_mut().map(|receiver| Box::pin(receiver.changed())).collect();
+            // A closed link (one retired) is dropped from the set on the next round.
+            let _ = futures_util::future::select_all(changes).await;
+        };
         tokio::select! {
             _ = facade.cancel.cancelled() => return,
-            (result, _, _) = futures_util::future::select_all(changes) => if result.is_err() { return },
+            _ = link_changed => {}
+            _ = shards_changed => {}
         }
     }
 }
@@ -577,7 +996,7 @@ async fn detect(facade: Arc<Facade>, clients: Vec<Client>, options: LinkOptions,
         };
         let error = match probe {
             Ok(false) => {
-                let link = ServerLink::start(options, Topology::Direct(clients), received_tx);
+                let link = ServerLink::start(options, Topology::Direct(clients), received_tx, None);
                 facade.settle(Mode::Single(link));
                 return;
             }
@@ -590,14 +1009,26 @@ async fn detect(facade: Arc<Facade>, clients: Vec<Client>, options: LinkOptions,
                                 shards = shards.len(),
                                 "backplane: Redis is a cluster; routing each channel to its slot's primary"
                             );
-                            let links = shards
-                                .into_iter()
-                                .map(|slot| {
-                                    let topology = Topology::ClusterShard { nodes: nodes.clone(), slot };
-                                    ServerLink::start(options.clone(), topology, received_tx.clone())
-                                })
-                                .collect();
-                            facade.settle(Mode::Cluster { shards: links, table });
+                            let (events, events_rx) = mpsc::unbounded_channel();
+                            let router = Arc::new(ClusterRouter {
+                                routes: RwLock::new(Routes {
+                                    shards: Vec::new(),
+                                    table,
+                                    moving: vec![NOT_MOVING; usize::from(crate::cluster::SLOTS)],
+                                }),
+                                held: Mutex::new(VecDeque::new()),
+                                generation: watch::channel(0).0,
+                                nodes,
+                                options: options.clone(),
+                                received_tx,
+                                events,
+                                retired_counters: Mutex::new(BackplaneCounters::default()),
+                            });
+                            let links: Vec<Arc<Shard>> =
+                                shards.into_iter().map(|(slot, primary)| router.start_shard(primary, slot)).collect();
+                            router.routes.write().shards = links;
+                            tokio::spawn(supervise(router.clone(), events_rx, facade.cancel.clone()));
+                            facade.settle(Mode::Cluster(router));
                             return;
                         }
                         None => "cluster: not every slot is served yet".to_string(),
@@ -616,11 +1047,14 @@ async fn detect(facade: Arc<Facade>, clients: Vec<Client>, options: LinkOptions,
     }
 }
 
-/// The shards (each named by its first slot) and the slot → shard table, when every slot is
-/// served.
-fn shard_table(map: &crate::cluster::SlotMap) -> Option<(Vec<u16>, Vec<u8>)> {
+/// The shards (each named by its first slot, with its primary) and the slot → shard table.
+type ShardTable = (Vec<(u16, Endpoint)>, Vec<u8>);
+
+/// The shards (each named by its first slot, with its primary) and the slot → shard table, when
+/// every slot is served.
+fn shard_table(map: &crate::cluster::SlotMap) -> Option<ShardTable> {
     let shards = map.shards();
-    if shards.len() > usize::from(u8::MAX) {
+    if shards.len() >= usize::from(NOT_MOVING) {
         return None;
     }
     let mut table = vec![u8::MAX; usize::from(crate::cluster::SLOTS)];
@@ -631,7 +1065,7 @@ fn shard_table(map: &crate::cluster::SlotMap) -> Option<(Vec<u16>, Vec<u8>)> {
     if table.contains(&u8::MAX) {
         return None;
     }
-    Some((shards.into_iter().map(|(slot, _)| slot).collect(), table))
+    Some((shards, table))
 }
 
 /// Whether the first server that answers runs in cluster mode (`cluster_enabled:1`). A server
@@ -681,7 +1115,7 @@ impl RedisLink {
                 tokio::spawn(detect(facade.clone(), clients, options, received_tx));
             }
             topology => {
-                let link = ServerLink::start(options, topology, received_tx);
+                let link = ServerLink::start(options, topology, received_tx, None);
                 facade.settle(Mode::Single(link));
             }
         }
@@ -718,7 +1152,11 @@ impl RedisLink {
 
     /// Whether every connection is up now (cheap: a few atomic loads, for the send path).
     pub fn is_healthy(&self) -> bool {
-        self.facade.mode.get().is_some_and(|mode| mode.links().iter().all(ServerLink::is_healthy))
+        self.facade.mode.get().is_some_and(|mode| {
+            let mut healthy = true;
+            mode.each_link(|link| healthy &= link.is_healthy());
+            healthy
+        })
     }
 
     /// The current status.
@@ -743,14 +1181,19 @@ impl RedisLink {
         };
         match self.facade.mode.get() {
             Some(mode) => {
-                for counters in mode.links().iter().map(ServerLink::counters) {
+                let mut add = |counters: BackplaneCounters| {
                     total.published += counters.published;
                     total.received += counters.received;
                     total.reconnects += counters.reconnects;
                     total.queued += counters.queued;
                     total.dropped += counters.dropped;
                     total.receive_dropped += counters.receive_dropped;
+                };
+                if let Mode::Cluster(router) = mode {
+                    add(*router.retired_counters.lock());
+                    add(BackplaneCounters { queued: router.held.lock().len() as u64, ..BackplaneCounters::default() });
                 }
+                mode.each_link(|link| add(link.counters()));
             }
             None => total.queued = self.facade.pending.lock().as_ref().map_or(0, |waiting| waiting.publishes as u64),
         }
@@ -766,9 +1209,7 @@ impl RedisLink {
     pub fn shutdown(&self) {
         self.facade.cancel.cancel();
         if let Some(mode) = self.facade.mode.get() {
-            for link in mode.links() {
-                link.shutdown();
-            }
+            mode.each_link(ServerLink::shutdown);
         }
     }
 }
@@ -796,8 +1237,8 @@ enum Topology {
     ClusterShard {
         /// Nodes to ask, the configured ones first; grows with what the cluster reports.
         nodes: Arc<Mutex<Vec<crate::config::Endpoint>>>,
-        /// A slot of the shard.
-        slot: u16,
+        /// A slot of the shard (another one once that slot moves away).
+        slot: Arc<AtomicU16>,
     },
 }
 
@@ -829,8 +1270,9 @@ impl Topology {
             Self::Direct(clients) => return Ok(clients.clone()),
             Self::Sentinel { sentinels, service } => (sentinels, service),
             Self::ClusterShard { nodes, slot } => {
+                let slot = slot.load(Ordering::Relaxed);
                 let map = ask_for_slots(nodes, options).await?;
-                let Some(range) = map.range_of(*slot) else { return Err(format!("the cluster assigns slot {slot} to no node")) };
+                let Some(range) = map.range_of(slot) else { return Err(format!("the cluster assigns slot {slot} to no node")) };
                 let primary = build_client(options, &range.primary, false).map_err(|error| describe(&error))?;
                 return Ok(vec![primary]);
             }
@@ -1009,7 +1451,15 @@ fn is_server_refusal(error: &redis::RedisError) -> bool {
     matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) && !error.is_unrecoverable_error()
 }
 
-async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result<MultiplexedConnection, String> {
+/// The address a client connects to.
+fn endpoint_of(client: &Client) -> Option<Endpoint> {
+    match client.get_connection_info().addr() {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => Some(Endpoint { host: host.clone(), port: *port }),
+        _ => None,
+    }
+}
+
+async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result<(MultiplexedConnection, Option<Endpoint>), String> {
     let mut last = String::from("no endpoint configured");
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(options.config.connect_timeout))
@@ -1033,7 +1483,7 @@ async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result
                 if let Some(name) = &options.config.client_name {
                     let _: Result<(), _> = redis::cmd("CLIENT").arg("SETNAME").arg(name).query_async(&mut connection).await;
                 }
-                return Ok(connection);
+                return Ok((connection, endpoint_of(&client)));
             }
             Err(error) => last = format!("publisher: {}", describe(&error)),
         }
@@ -1050,7 +1500,12 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
             result = connect_publisher(&topology, &options) => result,
         };
         let mut connection = match connection {
-            Ok(connection) => connection,
+            Ok((connection, endpoint)) => {
+                if topology.is_cluster() {
+                    *shared.endpoint.lock() = endpoint;
+                }
+                connection
+            }
             Err(error) => {
                 tracing::warn!(%error, "backplane: cannot connect the publisher to Redis; retrying");
                 shared.set_state(Some(false), None, Some(error));
@@ -1089,11 +1544,14 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
         let mut health_check = tokio::time::interval(PRESENCE_REFRESH_INTERVAL);
         health_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let batch = loop {
+            let (batch, sending) = loop {
+                // Taken before the batch: a slot move waits for the batch to be answered.
+                let sending = shared.sending.lock().await;
                 let batch = shared.take_batch();
                 if !batch.is_empty() {
-                    break batch;
+                    break (batch, sending);
                 }
+                drop(sending);
                 if !shared.queue.lock().is_empty() {
                     continue;
                 }
@@ -1134,33 +1592,62 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                 }
             };
             let mut pipe = redis::pipe();
+            // Each command's own answer: on a cluster some may be redirected (`MOVED`) while the
+            // others went out.
+            pipe.ignore_errors();
             for outgoing in &batch {
                 pipe.cmd(if options.sharded { "SPUBLISH" } else { "PUBLISH" }).arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
             }
-            match pipe.query_async::<Vec<i64>>(&mut connection).await {
-                Ok(counts) => {
-                    shared.counters.published.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    for (outgoing, count) in batch.into_iter().zip(counts) {
-                        if Some(&outgoing.channel[..]) == presence {
-                            shared.presence_peak.fetch_max(count.max(0) as u64, Ordering::Relaxed);
-                        }
-                        if let Some(reply) = outgoing.reply {
-                            let _ = reply.send(Ok(count));
+            let record_counts = options.sharded && shared.events.is_some();
+            match pipe.query_async::<Vec<redis::RedisResult<i64>>>(&mut connection).await {
+                Ok(results) => {
+                    let mut redirected = Vec::new();
+                    let mut refused = 0u64;
+                    let mut published = 0u64;
+                    for (outgoing, result) in batch.into_iter().zip(results) {
+                        match result {
+                            Ok(count) => {
+                                published += 1;
+                                if Some(&outgoing.channel[..]) == presence {
+                                    shared.presence_peak.fetch_max(count.max(0) as u64, Ordering::Relaxed);
+                                }
+                                if record_counts {
+                                    shared.record_count(&outgoing.channel, count);
+                                }
+                                if let Some(reply) = outgoing.reply {
+                                    let _ = reply.send(Ok(count));
+                                }
+                            }
+                            Err(error) if error.redirect_node().is_some() => redirected.push((outgoing, error)),
+                            Err(error) => {
+                                if refused == 0 {
+                                    tracing::error!(%error, "backplane: Redis refused PUBLISH; message dropped");
+                                }
+                                refused += 1;
+                                if let Some(reply) = outgoing.reply {
+                                    let _ = reply.send(Err(BackplaneFailure::Refused(error)));
+                                }
+                            }
                         }
                     }
-                }
-                Err(error) if is_server_refusal(&error) && error.redirect_node().is_none() => {
-                    tracing::error!(%error, count = batch.len(), "backplane: Redis refused PUBLISH; messages dropped");
-                    shared.counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    for outgoing in batch {
-                        if let Some(reply) = outgoing.reply {
-                            let _ = reply.send(Err(BackplaneFailure::Refused(error.clone())));
+                    shared.counters.published.fetch_add(published, Ordering::Relaxed);
+                    shared.counters.dropped.fetch_add(refused, Ordering::Relaxed);
+                    if !redirected.is_empty()
+                        && let Err(error) = follow_redirects(&shared, &options, &mut connection, redirected).await
+                    {
+                        drop(sending);
+                        tracing::warn!(%error, "backplane: publisher connection unusable; reconnecting");
+                        shared.set_state(Some(false), None, Some(error));
+                        tokio::select! {
+                            _ = shared.cancel.cancelled() => return,
+                            _ = tokio::time::sleep(backoff.next_delay()) => continue 'connect,
                         }
                     }
                 }
                 Err(error) => {
                     // The batch may or may not have reached Redis; it is sent again after the
                     // reconnect (at-least-once for the batch in flight at the moment of loss).
+                    drop(sending);
                     tracing::warn!(%error, "backplane: publisher lost its Redis connection; reconnecting");
                     shared.requeue_front(batch);
                     let reason = if error.is_timeout() {
@@ -1175,6 +1662,85 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                     }
                 }
             }
+        }
+    }
+}
+
+/// Publishes a server redirected. `ASK` (a slot being imported): sent once to the named node
+/// after `ASKING`. `MOVED` from a primary (the slot left this shard): kept, oldest first, for
+/// the cluster router to hand to the slot's new shard, which it is told of. `MOVED` from a
+/// server that is no primary any more (a failover), or outside a cluster: back to the front of
+/// the queue, and `Err`: the connection must be replaced.
+async fn follow_redirects(
+    shared: &Shared,
+    options: &LinkOptions,
+    connection: &mut MultiplexedConnection,
+    redirected: Vec<(Outgoing, redis::RedisError)>,
+) -> Result<(), String> {
+    let mut moved = Vec::new();
+    for (outgoing, error) in redirected {
+        let asked = matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::Ask));
+        let target = error.redirect_node().and_then(|(address, slot)| Some((slot, crate::cluster::parse_address(address)?)));
+        match target {
+            Some((_, target)) if asked && shared.events.is_some() => {
+                if let Err((outgoing, slot)) = publish_asking(options, &target, outgoing).await {
+                    moved.push((outgoing, Some((slot, target))));
+                }
+            }
+            Some((slot, target)) => moved.push((outgoing, Some((slot, target)))),
+            // An address not understood: the periodic refresh finds where the slot went.
+            None => moved.push((outgoing, None)),
+        }
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let primary = shared.events.is_some() && is_primary(connection).await.unwrap_or(false);
+    let Some(events) = shared.events.as_ref().filter(|_| primary) else {
+        shared.requeue_front(moved.into_iter().map(|(outgoing, _)| outgoing).collect());
+        return Err("publisher: redirected (MOVED) by a server that is no longer the primary".into());
+    };
+    tracing::debug!(count = moved.len(), "backplane: publishes answered MOVED; they follow their slot to its new shard");
+    let mut reported: Vec<u16> = Vec::new();
+    let mut redirected = shared.redirected.lock();
+    for (outgoing, target) in moved {
+        redirected.push_back(outgoing);
+        if let Some((slot, to)) = target
+            && !reported.contains(&slot)
+        {
+            reported.push(slot);
+            let _ = events.send(ClusterEvent::Moved { slot, to });
+        }
+    }
+    Ok(())
+}
+
+/// `ASKING` then the publish, on the node a slot is being imported to. `Err` gives the publish
+/// back (with its slot) when that fails.
+async fn publish_asking(options: &LinkOptions, target: &Endpoint, outgoing: Outgoing) -> Result<(), (Outgoing, u16)> {
+    let slot = crate::cluster::slot(&outgoing.channel);
+    let timeout = options.config.command_timeout;
+    let answer: Result<i64, String> = async {
+        let client = build_client(options, target, false).map_err(|error| describe(&error))?;
+        let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
+        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await.map_err(|error| describe(&error))?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ASKING").ignore();
+        pipe.cmd(if options.sharded { "SPUBLISH" } else { "PUBLISH" }).arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
+        let (count,): (i64,) = pipe.query_async(&mut connection).await.map_err(|error| describe(&error))?;
+        Ok(count)
+    }
+    .await;
+    match answer {
+        Ok(count) => {
+            if let Some(reply) = outgoing.reply {
+                let _ = reply.send(Ok(count));
+            }
+            Ok(())
+        }
+        Err(error) => {
+            tracing::debug!(%error, "backplane: ASK redirection not followed; the slot map is asked again");
+            Err((outgoing, slot))
         }
     }
 }
@@ -1377,11 +1943,37 @@ async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Resul
     Err(last)
 }
 
-/// Applies one command to the wanted set; returns the Redis change to make, if any.
+/// Applies a subscribe or unsubscribe to the wanted set; returns whether Redis must be told.
 fn apply(desired: &mut HashSet<String>, command: &SubCommand) -> bool {
     match command {
         SubCommand::Subscribe(channel, _) => desired.insert(channel.clone()),
         SubCommand::Unsubscribe(channel) => desired.remove(channel),
+        SubCommand::List(..) | SubCommand::Release(..) => false,
+    }
+}
+
+/// The wanted channels whose slot is in `slots` (sorted).
+fn channels_in(desired: &HashSet<String>, slots: &[u16]) -> Vec<String> {
+    desired.iter().filter(|channel| slots.binary_search(&crate::cluster::slot(channel.as_bytes())).is_ok()).cloned().collect()
+}
+
+/// Applies a command to the wanted set alone (no connection, or the connection failed) and
+/// answers whoever waits for it; Redis gets the wanted set on the next connect.
+fn apply_offline(desired: &mut HashSet<String>, command: SubCommand) {
+    apply(desired, &command);
+    match command {
+        SubCommand::Subscribe(_, Some(done)) => {
+            let _ = done.send(());
+        }
+        SubCommand::List(slots, Some(reply)) => {
+            let _ = reply.send(channels_in(desired, &slots));
+        }
+        SubCommand::Release(channels, _) => {
+            for channel in &channels {
+                desired.remove(channel);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1415,12 +2007,7 @@ async fn run_subscriber(
                         _ = &mut delay => break,
                         command = commands.recv() => match command {
                             None => return,
-                            Some(command) => {
-                                apply(&mut desired, &command);
-                                if let SubCommand::Subscribe(_, Some(done)) = command {
-                                    let _ = done.send(());
-                                }
-                            }
+                            Some(command) => apply_offline(&mut desired, command),
                         }
                     }
                 }
@@ -1462,8 +2049,10 @@ async fn run_subscriber(
         shared.set_state(None, Some(true), None);
 
         let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
-        let reader = tokio::spawn(read_messages(shared.clone(), stream, received.clone(), closed_tx));
-        let error = serve_subscriptions(&shared, &options, &mut sink, &mut commands, &mut desired, &mut closed_rx, &mut switches).await;
+        let (dropped_tx, mut dropped_rx) = mpsc::unbounded_channel::<String>();
+        let reader = tokio::spawn(read_messages(shared.clone(), stream, received.clone(), closed_tx, dropped_tx));
+        let mut connection = Subscribed { sink: &mut sink, closed: &mut closed_rx, dropped: &mut dropped_rx };
+        let error = serve_subscriptions(&shared, &options, &mut connection, &mut commands, &mut desired, &mut switches).await;
         reader.abort();
         match error {
             None => return,
@@ -1479,29 +2068,49 @@ async fn run_subscriber(
     }
 }
 
+/// A connected subscriber: where commands go, and what its reader reports.
+struct Subscribed<'a> {
+    sink: &'a mut SubSink,
+    /// Fires when the connection closed.
+    closed: &'a mut oneshot::Receiver<()>,
+    /// Channels the server unsubscribed us from (sharded: `sunsubscribe` pushes).
+    dropped: &'a mut mpsc::UnboundedReceiver<String>,
+}
+
 /// Applies subscription commands while connected. Returns `None` on shutdown, or why the
 /// connection must be replaced.
 async fn serve_subscriptions(
     shared: &Shared,
     options: &LinkOptions,
-    sink: &mut SubSink,
+    connection: &mut Subscribed<'_>,
     commands: &mut mpsc::UnboundedReceiver<SubCommand>,
     desired: &mut HashSet<String>,
-    closed: &mut oneshot::Receiver<()>,
     switches: &mut watch::Receiver<u64>,
 ) -> Option<String> {
     let timeout = options.config.command_timeout;
+    let Subscribed { sink, closed, dropped } = connection;
     loop {
         let idle = tokio::time::sleep(options.keepalive_interval);
         let command = tokio::select! {
             _ = shared.cancel.cancelled() => return None,
-            _ = &mut *closed => return Some("subscriber: connection closed by Redis".into()),
+            _ = &mut **closed => return Some("subscriber: connection closed by Redis".into()),
             Ok(()) = switches.changed() => return Some("subscriber: the sentinels switched the primary".into()),
             _ = idle => {
                 match keepalive(shared, options, sink, closed).await {
                     Ok(()) => continue,
                     Err(error) => return error,
                 }
+            }
+            Some(channel) = dropped.recv() => {
+                // Still wanted: not our own SUNSUBSCRIBE's confirmation but the server's doing
+                // (Redis 7 drops a slot's sharded subscribers when the slot moves away).
+                if desired.contains(&channel)
+                    && let Some(events) = &shared.events
+                {
+                    tracing::info!(%channel, "backplane: the server dropped a sharded subscription (its slot moved)");
+                    let _ = events.send(ClusterEvent::Dropped);
+                }
+                continue;
             }
             command = commands.recv() => match command {
                 None => return None,
@@ -1518,16 +2127,48 @@ async fn serve_subscriptions(
         }
         let mut start = 0;
         while start < batch.len() {
+            // A slot move's commands, in their place in the order.
+            match &mut batch[start] {
+                SubCommand::List(slots, reply) => {
+                    if let Some(reply) = reply.take() {
+                        let _ = reply.send(channels_in(desired, slots));
+                    }
+                    start += 1;
+                    continue;
+                }
+                SubCommand::Release(channels, unsubscribe) => {
+                    let released: Vec<String> = channels.drain(..).filter(|channel| desired.remove(channel)).collect();
+                    if *unsubscribe && !released.is_empty() {
+                        let names: Vec<&str> = released.iter().map(String::as_str).collect();
+                        let result = tokio::time::timeout(timeout, sink.unsubscribe(&names)).await;
+                        if !matches!(result, Ok(Ok(()))) {
+                            // Applying a command twice changes nothing: the whole batch goes to
+                            // the wanted set, which the reconnect makes real.
+                            for command in batch.drain(..) {
+                                apply_offline(desired, command);
+                            }
+                            return Some("subscriber: UNSUBSCRIBE failed".to_string());
+                        }
+                    }
+                    start += 1;
+                    continue;
+                }
+                _ => {}
+            }
             let subscribing = matches!(batch[start], SubCommand::Subscribe(..));
             let mut end = start;
-            while end < batch.len() && matches!(batch[end], SubCommand::Subscribe(..)) == subscribing {
+            while end < batch.len()
+                && matches!(batch[end], SubCommand::Subscribe(..) | SubCommand::Unsubscribe(..))
+                && matches!(batch[end], SubCommand::Subscribe(..)) == subscribing
+            {
                 end += 1;
             }
             let changed: Vec<&str> = batch[start..end]
                 .iter()
                 .filter(|command| apply(desired, command))
-                .map(|command| match command {
-                    SubCommand::Subscribe(channel, _) | SubCommand::Unsubscribe(channel) => channel.as_str(),
+                .filter_map(|command| match command {
+                    SubCommand::Subscribe(channel, _) | SubCommand::Unsubscribe(channel) => Some(channel.as_str()),
+                    SubCommand::List(..) | SubCommand::Release(..) => None,
                 })
                 .collect();
             if !changed.is_empty() {
@@ -1542,11 +2183,10 @@ async fn serve_subscriptions(
                     Err(_) => Some("subscriber: SUBSCRIBE timed out".to_string()),
                 };
                 if let Some(error) = error {
-                    // The wanted set already holds the change; the reconnect applies it.
+                    // The wanted set takes the whole batch (applying a command twice changes
+                    // nothing); the reconnect makes it real.
                     for command in batch.drain(..) {
-                        if let SubCommand::Subscribe(_, Some(done)) = command {
-                            let _ = done.send(());
-                        }
+                        apply_offline(desired, command);
                     }
                     return Some(error);
                 }
@@ -1612,7 +2252,13 @@ async fn keepalive(
 }
 
 /// Only reads and hands off: never decodes, never waits on the hub.
-async fn read_messages(shared: Arc<Shared>, mut stream: SubStream, received: mpsc::Sender<Received>, closed: oneshot::Sender<()>) {
+async fn read_messages(
+    shared: Arc<Shared>,
+    mut stream: SubStream,
+    received: mpsc::Sender<Received>,
+    closed: oneshot::Sender<()>,
+    dropped: mpsc::UnboundedSender<String>,
+) {
     loop {
         let item = match &mut stream {
             SubStream::Classic(stream) => match stream.next().await {
@@ -1633,7 +2279,14 @@ async fn read_messages(shared: Arc<Shared>, mut stream: SubStream, received: mps
                     };
                     Received { channel: String::from_utf8_lossy(&channel).into_owned(), payload: Bytes::from(payload) }
                 }
-                // Confirmations of our own (un)subscriptions.
+                Some(push) if push.kind == redis::PushKind::SUnsubscribe => {
+                    // Ours, or the server's when the channel's slot moved: the subscriber tells.
+                    if let Some(redis::Value::BulkString(channel)) = push.data.into_iter().next() {
+                        let _ = dropped.send(String::from_utf8_lossy(&channel).into_owned());
+                    }
+                    continue;
+                }
+                // Confirmations of our own subscriptions.
                 Some(_) => continue,
             },
         };
@@ -1678,7 +2331,11 @@ mod tests {
         let range = |start, end, port| SlotRange { start, end, primary: endpoint(port), replicas: vec![] };
         let map = SlotMap { ranges: vec![range(0, 99, 7000), range(100, 10922, 7001), range(10923, 16383, 7000)] };
         let (shards, table) = shard_table(&map).unwrap();
-        assert_eq!(shards, vec![0, 100], "one shard per primary, named by its lowest slot");
+        assert_eq!(
+            shards.iter().map(|(first, _)| *first).collect::<Vec<_>>(),
+            vec![0, 100],
+            "one shard per primary, named by its lowest slot"
+        );
         assert_eq!(table[usize::from(slot(b"foo"))], 0, "slot 12182 is served by 7000");
         assert_eq!(table[5000], 1);
         let gap = SlotMap { ranges: vec![range(0, 99, 7000), range(101, 16383, 7001)] };
@@ -1710,6 +2367,11 @@ mod tests {
             status,
             cancel: CancellationToken::new(),
             presence_peak: AtomicU64::new(0),
+            endpoint: Mutex::new(None),
+            redirected: Mutex::new(VecDeque::new()),
+            sending: tokio::sync::Mutex::new(()),
+            channel_counts: Mutex::new(HashMap::new()),
+            events: None,
         }
     }
 
