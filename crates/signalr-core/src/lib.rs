@@ -13,7 +13,7 @@
 //! * [`HubConnection`] and [`SerializedMessage`]: a connection and a message as a lifetime
 //!   manager sees them.
 //!
-//! `signalr` re-exports all of it under `signalr::hub::lifetime`; docs/decisions/0014 says why
+//! `signalr` re-exports all of it under `signalr::hub::lifetime`; docs/decisions/0015 says why
 //! the seam is cut here.
 
 #![warn(missing_docs)]

@@ -9,7 +9,9 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::html::{escape, page, page_on};
+use maud::{Markup, html};
+
+use super::html::{page, page_on};
 use crate::auth::extract::PageCaller;
 use crate::auth::password_reset::{self, ResetError};
 use crate::auth::session::{AUTH_COOKIE, CSRF_FIELD, LOGIN_CSRF_COOKIE, REFRESH_COOKIE, cookie, is_https, secrets_equal, set_cookie};
@@ -22,28 +24,31 @@ use crate::web::forms::{Fields, field, forbidden_csrf, problems_html};
 // ---------- reset link ----------
 
 fn reset_page(csrf: &str, token: &str, problems: &[String]) -> String {
-    let body = format!(
-        r#"<div class="card login">
-<h1>Choose a new password</h1>
-{problems}
-<form method="post" action="/reset-password">
-<input type="hidden" name="_csrf" value="{csrf}">
-<input type="hidden" name="token" value="{token}">
-<label for="newPassword">New password</label><input id="newPassword" name="newPassword" type="password" autocomplete="new-password" required minlength="8">
-<p class="hint">At least 8 characters, with a letter and a digit.</p>
-<p><button type="submit" id="reset-password">Set password</button></p>
-</form>
-</div>"#,
-        problems = problems_html(problems),
-        csrf = escape(csrf),
-        token = escape(token),
-    );
-    page("Reset password", None, "", &body, "")
+    let body = html! {
+        div class="card login" {
+            h1 { "Choose a new password" }
+            (problems_html(problems))
+            form method="post" action="/reset-password" {
+                input type="hidden" name="_csrf" value=(csrf);
+                input type="hidden" name="token" value=(token);
+                label for="newPassword" { "New password" }
+                input id="newPassword" name="newPassword" type="password" autocomplete="new-password" required minlength="8";
+                (password_hint())
+                p { button type="submit" id="reset-password" { "Set password" } }
+            }
+        }
+    };
+    page("Reset password", None, "", body, "")
+}
+
+/// The password rule under a new-password field.
+pub(crate) fn password_hint() -> Markup {
+    html! { p class="hint" { "At least 8 characters, with a letter and a digit." } }
 }
 
 fn invalid_link() -> Response {
-    let body = format!(r#"<div class="card"><h1>Reset password</h1>{}</div>"#, problems_html(&[ResetError::InvalidToken.to_string()]));
-    (StatusCode::NOT_FOUND, Html(page("Reset password", None, "", &body, ""))).into_response()
+    let body = html! { div class="card" { h1 { "Reset password" } (problems_html(&[ResetError::InvalidToken.to_string()])) } };
+    (StatusCode::NOT_FOUND, Html(page("Reset password", None, "", body, ""))).into_response()
 }
 
 /// The reset form with a fresh double-submit CSRF cookie (the login form's).
@@ -99,27 +104,25 @@ pub async fn reset(State(state): State<AppState>, headers: HeaderMap, Form(f): F
 
 /// The page on this node: a jobs node's header has no links to the pages only web nodes serve.
 fn password_page(identity: &crate::auth::Identity, problems: &[String], done: bool, web: bool) -> String {
-    let notice = if done {
-        r#"<div class="notice" id="password-changed">Your password has been changed; your other sessions have ended.</div>"#
-    } else {
-        ""
+    let body = html! {
+        div class="card login" {
+            h1 { "Change password" }
+            @if done {
+                div class="notice" id="password-changed" { "Your password has been changed; your other sessions have ended." }
+            }
+            (problems_html(problems))
+            form method="post" action="/account/password" {
+                input type="hidden" name="_csrf" value=(identity.csrf.as_deref().unwrap_or(""));
+                label for="password" { "Current password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                label for="newPassword" { "New password" }
+                input id="newPassword" name="newPassword" type="password" autocomplete="new-password" required minlength="8";
+                (password_hint())
+                p { button type="submit" id="change-password" { "Change password" } }
+            }
+        }
     };
-    let body = format!(
-        r#"<div class="card login">
-<h1>Change password</h1>
-{notice}{problems}
-<form method="post" action="/account/password">
-<input type="hidden" name="_csrf" value="{csrf}">
-<label for="password">Current password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<label for="newPassword">New password</label><input id="newPassword" name="newPassword" type="password" autocomplete="new-password" required minlength="8">
-<p class="hint">At least 8 characters, with a letter and a digit.</p>
-<p><button type="submit" id="change-password">Change password</button></p>
-</form>
-</div>"#,
-        problems = problems_html(problems),
-        csrf = escape(identity.csrf.as_deref().unwrap_or("")),
-    );
-    page_on("Change password", Some(identity), "", &body, "", web)
+    page_on("Change password", Some(identity), "", body, "", web)
 }
 
 /// `GET /account/password`.

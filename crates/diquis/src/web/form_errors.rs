@@ -2,7 +2,7 @@
 //! (`'adminEmail' is required.`); a form puts it next to the field, in the field's label
 //! (`Admin email is required.`). Problems about no field of the form stay in the box above it.
 
-use super::html::escape;
+use maud::{Markup, html};
 
 /// A form field: the API's name and the label the form shows.
 pub type FieldLabel = (&'static str, &'static str);
@@ -45,22 +45,30 @@ impl FormErrors {
     }
 
     /// The box above the form: the problems of no field.
-    pub fn summary_html(&self) -> String {
+    pub fn summary_html(&self) -> Markup {
         super::forms::problems_html(&self.general)
     }
 
-    /// The messages under `field`, and the attributes its input takes (`aria-invalid`,
-    /// `aria-describedby`), both empty when the field has no problem.
-    pub fn field(&self, field: &str) -> (String, String) {
+    /// Whether `field` has a problem (its input then takes `aria-invalid` and
+    /// `aria-describedby`, see [`FormErrors::described_by`]).
+    pub fn invalid(&self, field: &str) -> bool {
+        self.by_field.iter().any(|(f, _)| *f == field)
+    }
+
+    /// The value of `aria-describedby` for `field`'s input: the id of its messages, when it has
+    /// a problem.
+    pub fn described_by(&self, field: &str) -> Option<String> {
+        self.invalid(field).then(|| format!("{field}-error"))
+    }
+
+    /// The messages under `field`; nothing when the field has no problem.
+    pub fn field(&self, field: &str) -> Markup {
         let messages: Vec<&str> = self.by_field.iter().filter(|(f, _)| *f == field).map(|(_, m)| m.as_str()).collect();
-        if messages.is_empty() {
-            return (String::new(), String::new());
+        html! {
+            @if !messages.is_empty() {
+                p class="field-error" id={ (field) "-error" } { (messages.join(" ")) }
+            }
         }
-        let text: String = messages.iter().map(|m| escape(m)).collect::<Vec<_>>().join(" ");
-        (
-            format!(r#"<p class="field-error" id="{field}-error">{text}</p>"#),
-            format!(r#" aria-invalid="true" aria-describedby="{field}-error""#),
-        )
     }
 }
 
@@ -84,11 +92,14 @@ mod tests {
             ]
         );
         assert_eq!(errors.general, vec!["A tenant with id 'acme' already exists.".to_string()]);
-        let (html, attrs) = errors.field("adminEmail");
-        assert_eq!(html, r#"<p class="field-error" id="adminEmail-error">Admin email must be an email address; &#39;x&#39; is not.</p>"#);
-        assert_eq!(attrs, r#" aria-invalid="true" aria-describedby="adminEmail-error""#);
-        assert_eq!(errors.field("id"), (String::new(), String::new()));
-        assert!(errors.summary_html().contains("already exists"));
-        assert_eq!(FormErrors::sort(&problems[..1], CREATE_TENANT_FIELDS).summary_html(), "");
+        assert_eq!(
+            errors.field("adminEmail").into_string(),
+            r#"<p class="field-error" id="adminEmail-error">Admin email must be an email address; 'x' is not.</p>"#
+        );
+        assert!(errors.invalid("adminEmail") && !errors.invalid("id"));
+        assert_eq!(errors.described_by("adminEmail").as_deref(), Some("adminEmail-error"));
+        assert_eq!((errors.field("id").into_string(), errors.described_by("id")), (String::new(), None));
+        assert!(errors.summary_html().into_string().contains("already exists"));
+        assert_eq!(FormErrors::sort(&problems[..1], CREATE_TENANT_FIELDS).summary_html().into_string(), "");
     }
 }

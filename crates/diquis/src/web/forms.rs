@@ -7,7 +7,8 @@ use axum::Form;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::html::escape;
+use maud::{Markup, html};
+
 use crate::auth::Identity;
 use crate::auth::session::{CSRF_FIELD, secrets_equal};
 
@@ -20,12 +21,12 @@ pub fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
 }
 
 /// The problems as an alert box above a form; nothing when there are none.
-pub fn problems_html(problems: &[String]) -> String {
-    if problems.is_empty() {
-        return String::new();
+pub fn problems_html(problems: &[String]) -> Markup {
+    html! {
+        @if !problems.is_empty() {
+            div class="problems" role="alert" { ul { @for p in problems { li { (p) } } } }
+        }
     }
-    let items: String = problems.iter().map(|p| format!("<li>{}</li>", escape(p))).collect();
-    format!(r#"<div class="problems" role="alert"><ul>{items}</ul></div>"#)
 }
 
 /// Whether the form carries the signed-in session's CSRF token.

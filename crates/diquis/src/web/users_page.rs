@@ -10,7 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::html::{escape, page, url_encode};
+use maud::{Markup, html};
+
+use super::account::password_hint;
+use super::html::{page, url_encode};
 use crate::auth::extract::PageCaller;
 use crate::auth::user_admin::{AddUser, add_user, roles_for_tenant};
 use crate::auth::users_api::{may_manage, remove_user, set_active};
@@ -44,15 +47,16 @@ fn paging_of(f: &HashMap<String, String>) -> PageRequest {
     PageRequest::from_query(f).unwrap_or_default()
 }
 
-fn action_form(csrf: &str, tenant: &str, paging: PageRequest, user_id: &str, action: &str, label: &str, class: &str) -> String {
-    format!(
-        r#"<form method="post" action="/users/{id}/{action}" class="inline"><input type="hidden" name="_csrf" value="{csrf}"><input type="hidden" name="tenant" value="{tenant}"><input type="hidden" name="page" value="{page}"><input type="hidden" name="pageSize" value="{page_size}"><button type="submit" class="{class}" id="{action}-{id}">{label}</button></form>"#,
-        id = escape(user_id),
-        csrf = escape(csrf),
-        tenant = escape(tenant),
-        page = paging.page,
-        page_size = paging.page_size,
-    )
+fn action_form(csrf: &str, tenant: &str, paging: PageRequest, user_id: &str, action: &str, label: &str, class: &str) -> Markup {
+    html! {
+        form method="post" action={ "/users/" (user_id) "/" (action) } class="inline" {
+            input type="hidden" name="_csrf" value=(csrf);
+            input type="hidden" name="tenant" value=(tenant);
+            input type="hidden" name="page" value=(paging.page);
+            input type="hidden" name="pageSize" value=(paging.page_size);
+            button type="submit" class=(class) id={ (action) "-" (user_id) } { (label) }
+        }
+    }
 }
 
 async fn users_page(
@@ -71,7 +75,7 @@ async fn users_page(
                 "Users",
                 Some(identity),
                 "",
-                "<div class=\"card\"><h1>Users</h1><p>You may not manage the users of this tenant.</p></div>",
+                html! { div class="card" { h1 { "Users" } p { "You may not manage the users of this tenant." } } },
                 "",
             )),
         )
@@ -87,55 +91,64 @@ async fn users_page(
     };
     let pager = pager(&users_url(tenant), "users", &PageInfo::new(paging, total));
     let csrf = identity.csrf.as_deref().unwrap_or("");
-    let mut rows = String::new();
+    let mut rows = Vec::with_capacity(list.len());
     for u in &list {
         let roles = match users::roles_of(&state.db, &u.id).await {
             Ok(r) => r.join(", "),
             Err(e) => return ApiError::from(e).into_response(),
         };
-        let actions = if u.id == identity.user_id {
-            r#"<span class="muted">you</span>"#.to_string()
-        } else {
-            let toggle = if u.is_active {
-                action_form(csrf, tenant, paging, &u.id, "disable", "Disable", "secondary")
-            } else {
-                action_form(csrf, tenant, paging, &u.id, "enable", "Enable", "secondary")
-            };
-            format!("{toggle} {}", action_form(csrf, tenant, paging, &u.id, "remove", "Remove", "danger"))
-        };
-        rows.push_str(&format!(
-            r#"<tr id="user-{id}" data-email="{email}" data-active="{active}"><td>{email}</td><td>{roles}</td><td>{active_text}</td><td>{actions}</td></tr>"#,
-            id = escape(&u.id),
-            email = escape(&u.email),
-            active = u.is_active,
-            roles = escape(&roles),
-            active_text = if u.is_active { "Yes" } else { "No" },
-        ));
+        rows.push(html! {
+            tr id={ "user-" (u.id) } data-email=(u.email) data-active=(u.is_active.to_string()) {
+                td { (u.email) }
+                td { (roles) }
+                td { @if u.is_active { "Yes" } @else { "No" } }
+                td {
+                    @if u.id == identity.user_id {
+                        span class="muted" { "you" }
+                    } @else {
+                        @if u.is_active {
+                            (action_form(csrf, tenant, paging, &u.id, "disable", "Disable", "secondary"))
+                        } @else {
+                            (action_form(csrf, tenant, paging, &u.id, "enable", "Enable", "secondary"))
+                        }
+                        " "
+                        (action_form(csrf, tenant, paging, &u.id, "remove", "Remove", "danger"))
+                    }
+                }
+            }
+        });
     }
-    let problems_html = problems_html(problems);
-    let role_options: String = roles_for_tenant(tenant)
-        .iter()
-        .map(|r| format!(r#"<option value="{r}"{sel}>{r}</option>"#, sel = if field(values, "role") == *r { " selected" } else { "" }))
-        .collect();
-    let body = format!(
-        r#"<h1>Users of <code>{tenant}</code></h1>{problems_html}
-<div class="card"><table><thead><tr><th>Email</th><th>Roles</th><th>Active</th><th></th></tr></thead>
-<tbody id="user-rows">{rows}</tbody></table>{pager}</div>
-<div class="card" id="add-user"><h2>Add user</h2>
-<form method="post" action="/users" novalidate>
-<input type="hidden" name="_csrf" value="{csrf}">
-<input type="hidden" name="tenant" value="{tenant}">
-<label for="email">Email</label><input id="email" name="email" type="email" required value="{email}">
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="new-password" required minlength="8">
-<p class="hint">At least 8 characters, with a letter and a digit.</p>
-<label for="role">Role</label><select id="role" name="role">{role_options}</select>
-<p><button type="submit" id="add-user-button">Add user</button></p>
-</form></div>"#,
-        tenant = escape(tenant),
-        csrf = escape(csrf),
-        email = escape(field(values, "email")),
-    );
-    (status, Html(page("Users", Some(identity), "", &body, ""))).into_response()
+    let body = html! {
+        h1 { "Users of " code { (tenant) } }
+        (problems_html(problems))
+        div class="card" {
+            table {
+                thead { tr { th { "Email" } th { "Roles" } th { "Active" } th {} } }
+                tbody id="user-rows" { @for row in &rows { (row) } }
+            }
+            (pager)
+        }
+        div class="card" id="add-user" {
+            h2 { "Add user" }
+            form method="post" action="/users" novalidate {
+                input type="hidden" name="_csrf" value=(csrf);
+                input type="hidden" name="tenant" value=(tenant);
+                label for="email" { "Email" }
+                input id="email" name="email" type="email" required value=(field(values, "email"));
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="new-password" required minlength="8";
+                (password_hint())
+                label for="role" { "Role" }
+                select id="role" name="role" {
+                    @for r in roles_for_tenant(tenant) {
+                        option value=(r) selected[field(values, "role") == *r] { (r) }
+                    }
+                }
+                p { button type="submit" id="add-user-button" { "Add user" } }
+            }
+        }
+    };
+    (status, Html(page("Users", Some(identity), "", body, ""))).into_response()
 }
 
 /// `GET /users?tenant=ID&page=1&pageSize=20` (default: the caller's tenant, the first page;
@@ -144,7 +157,7 @@ pub async fn list(State(state): State<AppState>, PageCaller(identity): PageCalle
     let paging = match PageRequest::from_query(&q) {
         Ok(p) => p,
         Err(problems) => {
-            return (StatusCode::BAD_REQUEST, Html(page("Users", Some(&identity), "", &problems_html(&problems), ""))).into_response();
+            return (StatusCode::BAD_REQUEST, Html(page("Users", Some(&identity), "", problems_html(&problems), ""))).into_response();
         }
     };
     let tenant = tenant_of(&identity, q.get("tenant").map(String::as_str)).to_string();

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use maud::{Markup, html};
+
 use crate::model::Throughput;
 
 /// Width and height of the drawing area, in SVG units.
@@ -12,7 +14,7 @@ const PAD_BOTTOM: f64 = 20.0;
 
 /// A line graph of succeeded and failed jobs per bucket. `label` formats a bucket's time for
 /// the axis; `id` is the element id (the live script swaps it by id).
-pub fn line_graph(id: &str, title: &str, points: &[Throughput], label: impl Fn(&Throughput) -> String) -> String {
+pub fn line_graph(id: &str, title: &str, points: &[Throughput], label: impl Fn(&Throughput) -> String) -> Markup {
     let max = points.iter().map(|p| p.succeeded.max(p.failed)).max().unwrap_or(0).max(1);
     let n = points.len().max(2) as f64 - 1.0;
     let x = |i: usize| PAD_LEFT + (W - PAD_LEFT) * i as f64 / n;
@@ -25,29 +27,30 @@ pub fn line_graph(id: &str, title: &str, points: &[Throughput], label: impl Fn(&
     };
     let succeeded: i64 = points.iter().map(|p| p.succeeded).sum();
     let failed: i64 = points.iter().map(|p| p.failed).sum();
-    let mut svg = format!(
-        "<figure class=\"graph\" id=\"{id}\" data-live><figcaption>{title} <span class=\"legend ok\">succeeded <b class=\"sum-succeeded\">{succeeded}</b></span> \
-<span class=\"legend bad\">failed <b class=\"sum-failed\">{failed}</b></span></figcaption>\
-<svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{title}: {succeeded} succeeded, {failed} failed\" preserveAspectRatio=\"none\">\
-<line class=\"axis\" x1=\"{PAD_LEFT}\" y1=\"{b}\" x2=\"{W}\" y2=\"{b}\"/><line class=\"axis\" x1=\"{PAD_LEFT}\" y1=\"8\" x2=\"{PAD_LEFT}\" y2=\"{b}\"/>\
-<text x=\"{tx}\" y=\"14\" class=\"tick\" text-anchor=\"end\">{max}</text><text x=\"{tx}\" y=\"{b}\" class=\"tick\" text-anchor=\"end\">0</text>",
-        b = H - PAD_BOTTOM,
-        tx = PAD_LEFT - 4.0,
-    );
-    let _ = write!(
-        svg,
-        "<polyline class=\"line ok\" points=\"{}\"/><polyline class=\"line bad\" points=\"{}\"/>",
-        line(|p| p.succeeded),
-        line(|p| p.failed)
-    );
-    if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        let _ = write!(
-            svg,
-            "<text x=\"{PAD_LEFT}\" y=\"{H}\" class=\"tick\">{}</text><text x=\"{W}\" y=\"{H}\" class=\"tick\" text-anchor=\"end\">{}</text>",
-            super::esc(&label(first)),
-            super::esc(&label(last))
-        );
+    let b = H - PAD_BOTTOM;
+    let tx = PAD_LEFT - 4.0;
+    // SVG elements are closed explicitly (`{}`): in foreign content an unclosed `<line>` would
+    // take the next element as its child.
+    html! {
+        figure class="graph" id=(id) data-live {
+            figcaption {
+                (title) " "
+                span class="legend ok" { "succeeded " b class="sum-succeeded" { (succeeded) } }
+                " "
+                span class="legend bad" { "failed " b class="sum-failed" { (failed) } }
+            }
+            svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-label={ (title) ": " (succeeded) " succeeded, " (failed) " failed" } preserveAspectRatio="none" {
+                line class="axis" x1=(PAD_LEFT) y1=(b) x2=(W) y2=(b) {}
+                line class="axis" x1=(PAD_LEFT) y1="8" x2=(PAD_LEFT) y2=(b) {}
+                text x=(tx) y="14" class="tick" text-anchor="end" { (max) }
+                text x=(tx) y=(b) class="tick" text-anchor="end" { "0" }
+                polyline class="line ok" points=(line(|p| p.succeeded)) {}
+                polyline class="line bad" points=(line(|p| p.failed)) {}
+                @if let (Some(first), Some(last)) = (points.first(), points.last()) {
+                    text x=(PAD_LEFT) y=(H) class="tick" { (label(first)) }
+                    text x=(W) y=(H) class="tick" text-anchor="end" { (label(last)) }
+                }
+            }
+        }
     }
-    svg.push_str("</svg></figure>");
-    svg
 }

@@ -50,7 +50,9 @@ pub trait CsrfGuard: Send + Sync + 'static {
     fn verify(&self, headers: &HeaderMap, token: &str) -> bool;
 }
 
-/// The parts of a dashboard page the layout places.
+/// The parts of a dashboard page the layout places. `head`, `body` and `scripts` are markup the
+/// dashboard's templates rendered (every value in them escaped): a layout inserts them as they
+/// are, e.g. with `maud::PreEscaped`, and escapes `title` like any text.
 #[derive(Debug, Clone, Copy)]
 pub struct LayoutPage<'a> {
     /// The page title (plain text).
@@ -168,12 +170,14 @@ impl From<JobError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let body = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error · Jobs</title></head><body><h1>Error</h1>\
-<p class=\"error\">{}</p></body></html>",
-            esc(&self.1)
-        );
-        (self.0, Html(body)).into_response()
+        let body = maud::html! {
+            (maud::DOCTYPE)
+            html lang="en" {
+                head { meta charset="utf-8"; title { "Error · Jobs" } }
+                body { h1 { "Error" } p class="error" { (self.1) } }
+            }
+        };
+        (self.0, Html(body.into_string())).into_response()
     }
 }
 
@@ -234,22 +238,6 @@ pub fn redact_payload(payload: &str) -> String {
 /// Whether text contains what looks like a password hash in PHC or modular crypt format.
 fn looks_like_hash(s: &str) -> bool {
     ["$argon2", "$2a$", "$2b$", "$2y$", "$scrypt$", "$pbkdf2"].iter().any(|p| s.contains(p))
-}
-
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encodes a path segment or query value: everything but RFC 3986's unreserved

@@ -6,7 +6,7 @@
 //! to every node. Hub code never knows which one it runs on.
 //!
 //! The seam lives in the `signalr-core` crate, which a backplane depends on without the HTTP
-//! side; it is re-exported here unchanged (docs/decisions/0014-lifetime-manager-core.md).
+//! side; it is re-exported here unchanged (docs/decisions/0015-lifetime-manager-core.md).
 
 pub use signalr_core::{
     CONNECTION_DISCONNECTED, ClientResultsManager, Fanout, HubConnection, HubConnectionStore, HubLifetimeManager, LifetimeError,
