@@ -95,7 +95,7 @@ async fn jobs_in(store: &JobStore, state: JobState, name: &str) -> Vec<jobs::Job
 
 /// Whether a query on the application database's job table fails (it must not exist there).
 async fn app_database_has_no_job_tables(app: &RunningApp) -> bool {
-    app.state.db.query("SELECT COUNT(*) FROM bg_jobs").fetch_one().await.is_err()
+    app.state.db.query_scalar::<i64>("SELECT COUNT(*) FROM bg_jobs").fetch_one().await.is_err()
 }
 
 async fn lifecycle(pair: &Pair) {

@@ -36,9 +36,8 @@ pub async fn run(db: &Db, now: DateTime<Utc>, access_token_lifetime: Duration) -
     let cut_off = now - Duration::days(1).max(access_token_lifetime);
     let cut_off_ms = cut_off.timestamp_millis();
     let now_ms = now.timestamp_millis();
-    let mut removed = Removed::default();
-    removed.refresh_tokens = db.query("DELETE FROM refresh_tokens WHERE expires_on < $1").bind(cut_off).execute().await?.rows_affected();
-    removed.sessions = db
+    let refresh_tokens = db.query("DELETE FROM refresh_tokens WHERE expires_on < $1").bind(cut_off).execute().await?.rows_affected();
+    let sessions = db
         .query(
             "DELETE FROM refresh_families WHERE created_on < $1 \
              AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.id)",
@@ -47,16 +46,16 @@ pub async fn run(db: &Db, now: DateTime<Utc>, access_token_lifetime: Duration) -
         .execute()
         .await?
         .rows_affected();
-    removed.reset_tokens =
+    let reset_tokens =
         db.query("DELETE FROM password_reset_tokens WHERE expires_at < $1").bind(cut_off_ms).execute().await?.rows_affected();
-    removed.sign_in_failures = db
+    let sign_in_failures = db
         .query("DELETE FROM sign_in_failures WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $2)")
         .bind(cut_off_ms)
         .bind(now_ms)
         .execute()
         .await?
         .rows_affected();
-    Ok(removed)
+    Ok(Removed { refresh_tokens, sessions, reset_tokens, sign_in_failures })
 }
 
 /// The job that runs [`run`] and writes what it removed to the job's log.
