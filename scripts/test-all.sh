@@ -12,9 +12,11 @@ ensure_debian_packages redis-server redis-tools openssl chromium
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 step() { printf '\n=== %s ===\n' "$*"; }
 
-step "format, lint and dependency gates (rustfmt.toml; clippy with warnings as errors; no unused dependency)"
+step "format, lint, documentation and dependency gates (rustfmt.toml; clippy and rustdoc with warnings as errors; no unused dependency)"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+# Broken or private intra-doc links are doc comments that drifted from the code.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 ensure_cargo_tool cargo-machete 0.9.2
 cargo machete
 

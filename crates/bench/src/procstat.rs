@@ -39,13 +39,13 @@ pub struct Sample {
     pub cpu_seconds: f64,
 }
 
-/// `VmRSS` in KiB from the text of /proc/<pid>/status.
+/// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
 pub fn parse_rss_kb(status: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// utime + stime in clock ticks from the text of /proc/<pid>/stat.
+/// utime + stime in clock ticks from the text of `/proc/<pid>/stat`.
 ///
 /// The command name (field 2) may hold spaces and parentheses, so fields are counted from the
 /// last `)`: utime and stime are fields 14 and 15 overall, the 12th and 13th after it.

@@ -416,7 +416,7 @@ impl JobStore {
 
     /// Every registered job server (running worker), with its last heartbeat. A server that
     /// stopped gracefully is gone; one that died stays until it has been silent for
-    /// [`SERVER_TIMEOUT`](crate::worker::SERVER_TIMEOUT).
+    /// five minutes (the worker's `SERVER_TIMEOUT`).
     pub async fn servers(&self) -> Result<Vec<crate::model::ServerRecord>, JobError> {
         self.storage().monitoring().list_servers().await
     }

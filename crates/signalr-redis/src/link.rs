@@ -17,7 +17,7 @@
 //! such pair per shard (`ServerLink`), each channel going to the shard owning its hash slot
 //! (see [`crate::cluster`]); with sharded Pub/Sub the subscriber speaks RESP3 and uses
 //! `SSUBSCRIBE`, the publisher `SPUBLISH`. The slot → shard routing follows resharding while
-//! running: see [`ClusterRouter`].
+//! running: see `ClusterRouter`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

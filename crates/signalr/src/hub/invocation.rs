@@ -3,7 +3,7 @@
 //! limited), server-to-client streams with cancellation, and completions.
 //!
 //! An invocation first runs in the connection's task; one that has to wait gets a task of its own
-//! ([`start_here`]). Nothing runs for an idle connection.
+//! (`start_here`). Nothing runs for an idle connection.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
