@@ -3,7 +3,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// A redis-server owned by one test; killed on drop.
 pub struct RedisServer {
@@ -37,14 +36,8 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
         let server = Self { port, dir, child };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if server.query::<String>(&["PING"]).await.is_ok() {
-                return server;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        test_support::wait_for("redis-server to answer PING", || async { server.query::<String>(&["PING"]).await.ok() }).await;
+        server
     }
 
     /// The StackExchange.Redis connection string.

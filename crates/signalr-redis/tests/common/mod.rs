@@ -69,17 +69,11 @@ impl RedisServer {
     /// Polls until the server accepts a PING (plain TCP servers only).
     pub async fn wait_ready(&self) {
         let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap();
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
-                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
-                if pong.is_ok() {
-                    return;
-                }
-            }
-            assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        test_support::wait_for("redis-server to answer PING", || async {
+            let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING").query_async::<String>(&mut connection).await.ok()
+        })
+        .await;
     }
 
     /// SIGKILLs the process and reaps it.
