@@ -7,7 +7,11 @@ use bytes::Bytes;
 use signalr_protocol::CompletionMessage;
 
 /// Reads the completion frame of a forwarded client result (`internal:return:{server}`) in its
-/// protocol, as the invoking node does; `Err` carries the reason it is skipped.
-pub fn parse_forwarded_completion(protocol_name: &str, frame: &Bytes, max_message_size: usize) -> Result<CompletionMessage, String> {
+/// protocol, as the invoking node does; `Err` says why it is skipped.
+pub fn parse_forwarded_completion(
+    protocol_name: &str,
+    frame: &Bytes,
+    max_message_size: usize,
+) -> Result<CompletionMessage, crate::manager::CompletionError> {
     crate::manager::parse_completion(protocol_name, frame, max_message_size)
 }

@@ -207,6 +207,174 @@ impl From<BackplaneFailure> for signalr_core::LifetimeError {
     }
 }
 
+/// A Redis server named in an error, with what it is to the node.
+#[derive(Debug, Clone)]
+pub(crate) enum Server {
+    /// A server the node publishes to or subscribes on (one server, a primary).
+    Redis(String),
+    /// A sentinel asked for the primary.
+    Sentinel(String),
+    /// A cluster node asked for the slot map.
+    ClusterNode(String),
+}
+
+impl Server {
+    /// The server `client` connects to.
+    fn of(client: &Client) -> Self {
+        Self::Redis(client.get_connection_info().addr().to_string())
+    }
+
+    /// The server at `endpoint`.
+    fn at(endpoint: &Endpoint) -> Self {
+        Self::Redis(address(endpoint))
+    }
+}
+
+impl std::fmt::Display for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redis(address) => f.write_str(address),
+            Self::Sentinel(address) => write!(f, "sentinel {address}"),
+            Self::ClusterNode(address) => write!(f, "cluster node {address}"),
+        }
+    }
+}
+
+/// `host:port` of an endpoint.
+fn address(endpoint: &Endpoint) -> String {
+    format!("{}:{}", endpoint.host, endpoint.port)
+}
+
+/// Why no usable Redis server could be reached: finding the server (the sentinels' primary, the
+/// cluster's slot map) or connecting to it failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReachError {
+    /// The configuration names no server of the kind needed.
+    #[error("no {0} configured")]
+    NothingConfigured(&'static str),
+    /// A client for the server could not be set up (e.g. unusable TLS settings).
+    #[error("cannot set up a client for {server}")]
+    Client {
+        /// The server.
+        server: Server,
+        /// Redis's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The connection could not be opened (refused, unreachable, TLS or AUTH failed, timed out).
+    #[error("cannot connect to {server}")]
+    Connect {
+        /// The server.
+        server: Server,
+        /// Redis's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A command was answered with an error, or the connection broke meanwhile.
+    #[error("{command} on {server} failed")]
+    Command {
+        /// The server.
+        server: Server,
+        /// The command.
+        command: &'static str,
+        /// Redis's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The server did not answer in time.
+    #[error("{server} did not answer within {} ms", .after.as_millis())]
+    Timeout {
+        /// The server.
+        server: Server,
+        /// How long the node waited.
+        after: Duration,
+    },
+    /// A cluster node answered `CLUSTER SLOTS` with something that is no slot map.
+    #[error("{server} answered CLUSTER SLOTS without a slot map")]
+    NoSlotMap {
+        /// The cluster node.
+        server: Server,
+    },
+    /// The cluster's slot map gives this slot to no node.
+    #[error("the cluster assigns slot {0} to no node")]
+    UnassignedSlot(u16),
+    /// Some slot of the cluster is served by no node yet (a cluster being set up).
+    #[error("not every cluster slot is served yet")]
+    UncoveredSlots,
+    /// The sentinel does not monitor the configured service.
+    #[error("{server} knows no primary for service '{service}'")]
+    UnknownService {
+        /// The sentinel.
+        server: Server,
+        /// The service (`serviceName=`).
+        service: String,
+    },
+    /// The server is a replica (a primary being demoted, or not promoted yet).
+    #[error("{server} is not a primary (yet)")]
+    NotPrimary {
+        /// The server.
+        server: Server,
+    },
+}
+
+/// Why a publisher or subscriber connection is down or has to be replaced.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// No usable server could be reached.
+    #[error(transparent)]
+    Unreachable(#[from] ReachError),
+    /// The sentinels announced a failover.
+    #[error("the sentinels switched the primary")]
+    PrimarySwitched,
+    /// The server became a replica (a failover whose announcement did not reach the node).
+    #[error("the server is no longer the primary")]
+    NoLongerPrimary,
+    /// Publishes were redirected (`MOVED`) by a server that is no longer the primary.
+    #[error("redirected (MOVED) by a server that is no longer the primary")]
+    RedirectedByReplica,
+    /// Redis closed the connection.
+    #[error("connection closed by Redis")]
+    Closed,
+    /// A command was answered with an error, or the connection broke meanwhile.
+    #[error("{what} failed")]
+    Command {
+        /// The command or check.
+        what: &'static str,
+        /// Redis's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// Redis did not answer in time.
+    #[error("Redis did not answer {what} within {} ms", .after.as_millis())]
+    Timeout {
+        /// The command or check.
+        what: &'static str,
+        /// How long the node waited.
+        after: Duration,
+    },
+}
+
+/// `error` followed by its causes, each after a colon: what the status and the logs show. A cause
+/// whose text ends the text so far is left out (Redis's errors print their own cause).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+/// The status text of a failure of the `connection` ("publisher" or "subscriber").
+fn status_text(connection: &str, error: &dyn std::error::Error) -> String {
+    format!("{connection}: {}", chain(error))
+}
+
 /// The number of subscribers that got a PUBLISH, or why it failed.
 pub(crate) type PublishReply = Result<i64, BackplaneFailure>;
 
@@ -1031,13 +1199,14 @@ async fn detect(facade: Arc<Facade>, clients: Vec<Client>, options: LinkOptions,
                             facade.settle(Mode::Cluster(router));
                             return;
                         }
-                        None => "cluster: not every slot is served yet".to_string(),
+                        None => ReachError::UncoveredSlots,
                     },
-                    Err(error) => format!("cluster: {error}"),
+                    Err(error) => error,
                 }
             }
             Err(error) => error,
         };
+        let error = chain(&error);
         tracing::warn!(%error, "backplane: cannot reach Redis yet; retrying");
         facade.not_reachable(error);
         tokio::select! {
@@ -1070,24 +1239,24 @@ fn shard_table(map: &crate::cluster::SlotMap) -> Option<ShardTable> {
 
 /// Whether the first server that answers runs in cluster mode (`cluster_enabled:1`). A server
 /// that refuses `INFO` (an ACL) is taken for a single server.
-async fn is_cluster(clients: &[Client], options: &LinkOptions) -> Result<bool, String> {
+async fn is_cluster(clients: &[Client], options: &LinkOptions) -> Result<bool, ReachError> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(options.config.connect_timeout))
         .set_response_timeout(Some(options.config.command_timeout));
-    let mut last = String::from("no endpoint configured");
+    let mut last = ReachError::NothingConfigured("endpoint");
     for client in clients {
-        let address = client.get_connection_info().addr().to_string();
+        let server = Server::of(client);
         let mut connection = match client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(connection) => connection,
-            Err(error) => {
-                last = format!("{address}: {}", describe(&error));
+            Err(source) => {
+                last = ReachError::Connect { server, source };
                 continue;
             }
         };
         match redis::cmd("INFO").arg("cluster").query_async::<String>(&mut connection).await {
             Ok(info) => return Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1")),
             Err(error) if is_server_refusal(&error) => return Ok(false),
-            Err(error) => last = format!("{address}: {}", describe(&error)),
+            Err(source) => last = ReachError::Command { server, command: "INFO cluster", source },
         }
     }
     Err(last)
@@ -1265,30 +1434,32 @@ impl Topology {
 
     /// The servers to connect to now, in order: the fixed list, or the primary the first
     /// answering sentinel names.
-    async fn servers(&self, options: &LinkOptions) -> Result<Vec<Client>, String> {
+    async fn servers(&self, options: &LinkOptions) -> Result<Vec<Client>, ReachError> {
         let (sentinels, service) = match self {
             Self::Direct(clients) => return Ok(clients.clone()),
             Self::Sentinel { sentinels, service } => (sentinels, service),
             Self::ClusterShard { nodes, slot } => {
                 let slot = slot.load(Ordering::Relaxed);
                 let map = ask_for_slots(nodes, options).await?;
-                let Some(range) = map.range_of(slot) else { return Err(format!("the cluster assigns slot {slot} to no node")) };
-                let primary = build_client(options, &range.primary, false).map_err(|error| describe(&error))?;
+                let Some(range) = map.range_of(slot) else { return Err(ReachError::UnassignedSlot(slot)) };
+                let primary = build_client(options, &range.primary, false)
+                    .map_err(|source| ReachError::Client { server: Server::at(&range.primary), source })?;
                 return Ok(vec![primary]);
             }
         };
-        let mut last = String::from("no sentinel configured");
+        let mut last = ReachError::NothingConfigured("sentinel");
         for sentinel in sentinels {
-            let address = sentinel.get_connection_info().addr().to_string();
-            match tokio::time::timeout(options.config.connect_timeout, ask_for_primary(sentinel, service, options)).await {
+            let server = Server::Sentinel(sentinel.get_connection_info().addr().to_string());
+            match tokio::time::timeout(options.config.connect_timeout, ask_for_primary(sentinel, &server, service, options)).await {
                 Ok(Ok(Some((host, port)))) => {
-                    let primary = build_client(options, &crate::config::Endpoint { host, port }, false)
-                        .map_err(|error| format!("sentinel {address}: {}", describe(&error)))?;
+                    let endpoint = Endpoint { host, port };
+                    let primary = build_client(options, &endpoint, false)
+                        .map_err(|source| ReachError::Client { server: Server::at(&endpoint), source })?;
                     return Ok(vec![primary]);
                 }
-                Ok(Ok(None)) => last = format!("sentinel {address} knows no primary for service '{service}'"),
-                Ok(Err(error)) => last = format!("sentinel {address}: {}", describe(&error)),
-                Err(_) => last = format!("sentinel {address}: no answer within {} ms", options.config.connect_timeout.as_millis()),
+                Ok(Ok(None)) => last = ReachError::UnknownService { server, service: service.clone() },
+                Ok(Err(error)) => last = error,
+                Err(_) => last = ReachError::Timeout { server, after: options.config.connect_timeout },
             }
         }
         Err(last)
@@ -1300,21 +1471,23 @@ impl Topology {
 pub(crate) async fn ask_for_slots(
     nodes: &Mutex<Vec<crate::config::Endpoint>>,
     options: &LinkOptions,
-) -> Result<crate::cluster::SlotMap, String> {
+) -> Result<crate::cluster::SlotMap, ReachError> {
     let known = nodes.lock().clone();
-    let mut last = String::from("no cluster node configured");
+    let mut last = ReachError::NothingConfigured("cluster node");
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(options.config.connect_timeout))
         .set_response_timeout(Some(options.config.command_timeout));
     for endpoint in &known {
-        let address = format!("{}:{}", endpoint.host, endpoint.port);
-        let client = build_client(options, endpoint, false).map_err(|error| describe(&error))?;
-        let reply: Result<redis::Value, redis::RedisError> = async {
-            let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
-            redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut connection).await
-        }
-        .await;
-        match reply {
+        let server = Server::ClusterNode(address(endpoint));
+        let client = build_client(options, endpoint, false).map_err(|source| ReachError::Client { server: server.clone(), source })?;
+        let mut connection = match client.get_multiplexed_async_connection_with_config(&config).await {
+            Ok(connection) => connection,
+            Err(source) => {
+                last = ReachError::Connect { server, source };
+                continue;
+            }
+        };
+        match redis::cmd("CLUSTER").arg("SLOTS").query_async::<redis::Value>(&mut connection).await {
             Ok(reply) => match crate::cluster::SlotMap::from_cluster_slots(&reply, endpoint) {
                 Some(map) if !map.ranges.is_empty() => {
                     let mut nodes = nodes.lock();
@@ -1325,9 +1498,9 @@ pub(crate) async fn ask_for_slots(
                     }
                     return Ok(map);
                 }
-                _ => last = format!("cluster node {address}: no slot map"),
+                _ => last = ReachError::NoSlotMap { server },
             },
-            Err(error) => last = format!("cluster node {address}: {}", describe(&error)),
+            Err(source) => last = ReachError::Command { server, command: "CLUSTER SLOTS", source },
         }
     }
     Err(last)
@@ -1335,12 +1508,25 @@ pub(crate) async fn ask_for_slots(
 
 /// `SENTINEL GET-MASTER-ADDR-BY-NAME service`: the primary's address, or `None` when the
 /// sentinel does not monitor that service.
-async fn ask_for_primary(sentinel: &Client, service: &str, options: &LinkOptions) -> Result<Option<(String, u16)>, redis::RedisError> {
+async fn ask_for_primary(
+    sentinel: &Client,
+    server: &Server,
+    service: &str,
+    options: &LinkOptions,
+) -> Result<Option<(String, u16)>, ReachError> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(options.config.connect_timeout))
         .set_response_timeout(Some(options.config.command_timeout));
-    let mut connection = sentinel.get_multiplexed_async_connection_with_config(&config).await?;
-    redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(service).query_async(&mut connection).await
+    let mut connection = sentinel
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(|source| ReachError::Connect { server: server.clone(), source })?;
+    redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(service)
+        .query_async(&mut connection)
+        .await
+        .map_err(|source| ReachError::Command { server: server.clone(), command: "SENTINEL GET-MASTER-ADDR-BY-NAME", source })
 }
 
 /// Whether the server behind `connection` is a primary (`ROLE` answers `master`). After a
@@ -1442,10 +1628,6 @@ impl Backoff {
     }
 }
 
-fn describe(error: &redis::RedisError) -> String {
-    error.to_string()
-}
-
 /// A server that answered with an error (e.g. NOPERM) rather than a broken connection.
 fn is_server_refusal(error: &redis::RedisError) -> bool {
     matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) && !error.is_unrecoverable_error()
@@ -1459,23 +1641,24 @@ fn endpoint_of(client: &Client) -> Option<Endpoint> {
     }
 }
 
-async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result<(MultiplexedConnection, Option<Endpoint>), String> {
-    let mut last = String::from("no endpoint configured");
+async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result<(MultiplexedConnection, Option<Endpoint>), ReachError> {
+    let mut last = ReachError::NothingConfigured("endpoint");
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(options.config.connect_timeout))
         .set_response_timeout(Some(options.config.command_timeout));
-    for client in topology.servers(options).await.map_err(|error| format!("publisher: {error}"))? {
+    for client in topology.servers(options).await? {
+        let server = Server::of(&client);
         match client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(mut connection) => {
                 if topology.checks_role() {
                     match is_primary(&mut connection).await {
                         Ok(true) => {}
                         Ok(false) => {
-                            last = format!("publisher: {} is not a primary (yet)", client.get_connection_info().addr());
+                            last = ReachError::NotPrimary { server };
                             continue;
                         }
-                        Err(error) => {
-                            last = format!("publisher: ROLE: {}", describe(&error));
+                        Err(source) => {
+                            last = ReachError::Command { server, command: "ROLE", source };
                             continue;
                         }
                     }
@@ -1485,7 +1668,7 @@ async fn connect_publisher(topology: &Topology, options: &LinkOptions) -> Result
                 }
                 return Ok((connection, endpoint_of(&client)));
             }
-            Err(error) => last = format!("publisher: {}", describe(&error)),
+            Err(source) => last = ReachError::Connect { server, source },
         }
     }
     Err(last)
@@ -1507,6 +1690,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                 connection
             }
             Err(error) => {
+                let error = status_text("publisher", &error);
                 tracing::warn!(%error, "backplane: cannot connect the publisher to Redis; retrying");
                 shared.set_state(Some(false), None, Some(error));
                 tokio::select! {
@@ -1559,7 +1743,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                     _ = shared.cancel.cancelled() => return,
                     _ = shared.queue_notify.notified() => {}
                     Ok(()) = switches.changed() => {
-                        shared.set_state(Some(false), None, Some("publisher: the sentinels switched the primary".into()));
+                        shared.set_state(Some(false), None, Some(status_text("publisher", &LinkError::PrimarySwitched)));
                         continue 'connect;
                     }
                     _ = health_check.tick() => {
@@ -1570,17 +1754,17 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                                 None
                             }
                             Ok(Ok(None)) => None,
-                            Ok(Err(ProbeFailure::NotPrimary)) => Some("publisher: the server is no longer the primary".to_string()),
+                            Ok(Err(ProbeFailure::NotPrimary)) => Some(LinkError::NoLongerPrimary),
                             Ok(Err(ProbeFailure::Redis(error))) if is_server_refusal(&error) => None,
-                            Ok(Err(ProbeFailure::Redis(error))) if !error.is_timeout() => {
-                                Some(format!("publisher: health check failed: {}", describe(&error)))
+                            Ok(Err(ProbeFailure::Redis(source))) if !source.is_timeout() => {
+                                Some(LinkError::Command { what: "health check", source })
                             }
-                            Ok(Err(_)) | Err(_) => Some(format!(
-                                "publisher: Redis did not answer a health check within {} ms",
-                                options.config.command_timeout.as_millis()
-                            )),
+                            Ok(Err(_)) | Err(_) => {
+                                Some(LinkError::Timeout { what: "a health check", after: options.config.command_timeout })
+                            }
                         };
                         if let Some(error) = failure {
+                            let error = status_text("publisher", &error);
                             tracing::warn!(%error, "backplane: publisher connection unusable; reconnecting");
                             shared.set_state(Some(false), None, Some(error));
                             tokio::select! {
@@ -1636,6 +1820,7 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                         && let Err(error) = follow_redirects(&shared, &options, &mut connection, redirected).await
                     {
                         drop(sending);
+                        let error = status_text("publisher", &error);
                         tracing::warn!(%error, "backplane: publisher connection unusable; reconnecting");
                         shared.set_state(Some(false), None, Some(error));
                         tokio::select! {
@@ -1648,14 +1833,15 @@ async fn run_publisher(shared: Arc<Shared>, topology: Topology, options: LinkOpt
                     // The batch may or may not have reached Redis; it is sent again after the
                     // reconnect (at-least-once for the batch in flight at the moment of loss).
                     drop(sending);
-                    tracing::warn!(%error, "backplane: publisher lost its Redis connection; reconnecting");
                     shared.requeue_front(batch);
-                    let reason = if error.is_timeout() {
-                        format!("publisher: Redis did not answer PUBLISH within {} ms", options.config.command_timeout.as_millis())
+                    let error = if error.is_timeout() {
+                        LinkError::Timeout { what: "PUBLISH", after: options.config.command_timeout }
                     } else {
-                        format!("publisher: {}", describe(&error))
+                        LinkError::Command { what: "PUBLISH", source: error }
                     };
-                    shared.set_state(Some(false), None, Some(reason));
+                    let error = status_text("publisher", &error);
+                    tracing::warn!(%error, "backplane: publisher lost its Redis connection; reconnecting");
+                    shared.set_state(Some(false), None, Some(error));
                     tokio::select! {
                         _ = shared.cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff.next_delay()) => continue 'connect,
@@ -1676,7 +1862,7 @@ async fn follow_redirects(
     options: &LinkOptions,
     connection: &mut MultiplexedConnection,
     redirected: Vec<(Outgoing, redis::RedisError)>,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let mut moved = Vec::new();
     for (outgoing, error) in redirected {
         let asked = matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::Ask));
@@ -1698,7 +1884,7 @@ async fn follow_redirects(
     let primary = shared.events.is_some() && is_primary(connection).await.unwrap_or(false);
     let Some(events) = shared.events.as_ref().filter(|_| primary) else {
         shared.requeue_front(moved.into_iter().map(|(outgoing, _)| outgoing).collect());
-        return Err("publisher: redirected (MOVED) by a server that is no longer the primary".into());
+        return Err(LinkError::RedirectedByReplica);
     };
     tracing::debug!(count = moved.len(), "backplane: publishes answered MOVED; they follow their slot to its new shard");
     let mut reported: Vec<u16> = Vec::new();
@@ -1720,14 +1906,22 @@ async fn follow_redirects(
 async fn publish_asking(options: &LinkOptions, target: &Endpoint, outgoing: Outgoing) -> Result<(), (Outgoing, u16)> {
     let slot = crate::cluster::slot(&outgoing.channel);
     let timeout = options.config.command_timeout;
-    let answer: Result<i64, String> = async {
-        let client = build_client(options, target, false).map_err(|error| describe(&error))?;
+    let server = Server::at(target);
+    let answer: Result<i64, ReachError> = async {
+        let client = build_client(options, target, false).map_err(|source| ReachError::Client { server: server.clone(), source })?;
         let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
-        let mut connection = client.get_multiplexed_async_connection_with_config(&config).await.map_err(|error| describe(&error))?;
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|source| ReachError::Connect { server: server.clone(), source })?;
         let mut pipe = redis::pipe();
         pipe.cmd("ASKING").ignore();
         pipe.cmd(if options.sharded { "SPUBLISH" } else { "PUBLISH" }).arg(&outgoing.channel[..]).arg(&outgoing.payload[..]);
-        let (count,): (i64,) = pipe.query_async(&mut connection).await.map_err(|error| describe(&error))?;
+        let (count,): (i64,) = pipe.query_async(&mut connection).await.map_err(|source| ReachError::Command {
+            server: server.clone(),
+            command: "ASKING and PUBLISH",
+            source,
+        })?;
         Ok(count)
     }
     .await;
@@ -1739,7 +1933,7 @@ async fn publish_asking(options: &LinkOptions, target: &Endpoint, outgoing: Outg
             Ok(())
         }
         Err(error) => {
-            tracing::debug!(%error, "backplane: ASK redirection not followed; the slot map is asked again");
+            tracing::debug!(error = %chain(&error), "backplane: ASK redirection not followed; the slot map is asked again");
             Err((outgoing, slot))
         }
     }
@@ -1913,13 +2107,15 @@ impl SubSink {
     }
 }
 
-async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Result<(SubSink, SubStream), String> {
-    let mut last = String::from("no endpoint configured");
-    for client in topology.servers(options).await.map_err(|error| format!("subscriber: {error}"))? {
+async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Result<(SubSink, SubStream), ReachError> {
+    let mut last = ReachError::NothingConfigured("endpoint");
+    for client in topology.servers(options).await? {
+        let server = Server::of(&client);
         if options.sharded {
             let info = client.get_connection_info().clone();
             let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
-            let resp3 = Client::open(info.set_redis_settings(settings)).map_err(|error| format!("subscriber: {}", describe(&error)))?;
+            let resp3 =
+                Client::open(info.set_redis_settings(settings)).map_err(|source| ReachError::Client { server: server.clone(), source })?;
             let (push_tx, push_rx) = mpsc::unbounded_channel();
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(options.config.connect_timeout))
@@ -1927,7 +2123,7 @@ async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Resul
                 .set_push_sender(push_tx);
             match resp3.get_multiplexed_async_connection_with_config(&config).await {
                 Ok(connection) => return Ok((SubSink::Sharded(connection), SubStream::Sharded(push_rx))),
-                Err(error) => last = format!("subscriber: {}", describe(&error)),
+                Err(source) => last = ReachError::Connect { server, source },
             }
             continue;
         }
@@ -1936,8 +2132,8 @@ async fn connect_subscriber(topology: &Topology, options: &LinkOptions) -> Resul
                 let (sink, stream) = pubsub.split();
                 return Ok((SubSink::Classic(sink), SubStream::Classic(stream)));
             }
-            Ok(Err(error)) => last = format!("subscriber: {}", describe(&error)),
-            Err(_) => last = "subscriber: connect timed out".to_string(),
+            Ok(Err(source)) => last = ReachError::Connect { server, source },
+            Err(_) => last = ReachError::Timeout { server, after: options.config.connect_timeout },
         }
     }
     Err(last)
@@ -1996,6 +2192,7 @@ async fn run_subscriber(
         let (mut sink, stream) = match pubsub {
             Ok(pubsub) => pubsub,
             Err(error) => {
+                let error = status_text("subscriber", &error);
                 tracing::warn!(%error, "backplane: cannot connect the subscriber to Redis; retrying");
                 shared.set_state(None, Some(false), Some(error));
                 // Keep taking subscription changes while waiting, so callers never block.
@@ -2021,17 +2218,18 @@ async fn run_subscriber(
             let result = tokio::time::timeout(options.config.command_timeout, sink.subscribe(chunk)).await;
             match result {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    failed = Some(format!("subscriber: {}", describe(&error)));
+                Ok(Err(source)) => {
+                    failed = Some(LinkError::Command { what: "SUBSCRIBE", source });
                     break;
                 }
                 Err(_) => {
-                    failed = Some("subscriber: SUBSCRIBE timed out".into());
+                    failed = Some(LinkError::Timeout { what: "SUBSCRIBE", after: options.config.command_timeout });
                     break;
                 }
             }
         }
         if let Some(error) = failed {
+            let error = status_text("subscriber", &error);
             tracing::warn!(%error, "backplane: re-subscribing failed; reconnecting");
             shared.set_state(None, Some(false), Some(error));
             tokio::select! {
@@ -2057,6 +2255,7 @@ async fn run_subscriber(
         match error {
             None => return,
             Some(error) => {
+                let error = status_text("subscriber", &error);
                 tracing::warn!(%error, "backplane: subscriber lost its Redis connection; reconnecting");
                 shared.set_state(None, Some(false), Some(error));
             }
@@ -2086,15 +2285,15 @@ async fn serve_subscriptions(
     commands: &mut mpsc::UnboundedReceiver<SubCommand>,
     desired: &mut HashSet<String>,
     switches: &mut watch::Receiver<u64>,
-) -> Option<String> {
+) -> Option<LinkError> {
     let timeout = options.config.command_timeout;
     let Subscribed { sink, closed, dropped } = connection;
     loop {
         let idle = tokio::time::sleep(options.keepalive_interval);
         let command = tokio::select! {
             _ = shared.cancel.cancelled() => return None,
-            _ = &mut **closed => return Some("subscriber: connection closed by Redis".into()),
-            Ok(()) = switches.changed() => return Some("subscriber: the sentinels switched the primary".into()),
+            _ = &mut **closed => return Some(LinkError::Closed),
+            Ok(()) = switches.changed() => return Some(LinkError::PrimarySwitched),
             _ = idle => {
                 match keepalive(shared, options, sink, closed).await {
                     Ok(()) => continue,
@@ -2140,14 +2339,18 @@ async fn serve_subscriptions(
                     let released: Vec<String> = channels.drain(..).filter(|channel| desired.remove(channel)).collect();
                     if *unsubscribe && !released.is_empty() {
                         let names: Vec<&str> = released.iter().map(String::as_str).collect();
-                        let result = tokio::time::timeout(timeout, sink.unsubscribe(&names)).await;
-                        if !matches!(result, Ok(Ok(()))) {
+                        let failure = match tokio::time::timeout(timeout, sink.unsubscribe(&names)).await {
+                            Ok(Ok(())) => None,
+                            Ok(Err(source)) => Some(LinkError::Command { what: "UNSUBSCRIBE", source }),
+                            Err(_) => Some(LinkError::Timeout { what: "UNSUBSCRIBE", after: timeout }),
+                        };
+                        if let Some(error) = failure {
                             // Applying a command twice changes nothing: the whole batch goes to
                             // the wanted set, which the reconnect makes real.
                             for command in batch.drain(..) {
                                 apply_offline(desired, command);
                             }
-                            return Some("subscriber: UNSUBSCRIBE failed".to_string());
+                            return Some(error);
                         }
                     }
                     start += 1;
@@ -2177,10 +2380,11 @@ async fn serve_subscriptions(
                 } else {
                     tokio::time::timeout(timeout, sink.unsubscribe(&changed)).await
                 };
+                let what = if subscribing { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
                 let error = match result {
                     Ok(Ok(())) => None,
-                    Ok(Err(error)) => Some(format!("subscriber: {error}")),
-                    Err(_) => Some("subscriber: SUBSCRIBE timed out".to_string()),
+                    Ok(Err(source)) => Some(LinkError::Command { what, source }),
+                    Err(_) => Some(LinkError::Timeout { what, after: timeout }),
                 };
                 if let Some(error) = error {
                     // The wanted set takes the whole batch (applying a command twice changes
@@ -2211,7 +2415,7 @@ async fn keepalive(
     options: &LinkOptions,
     sink: &mut SubSink,
     closed: &mut oneshot::Receiver<()>,
-) -> Result<(), Option<String>> {
+) -> Result<(), Option<LinkError>> {
     let timeout = options.config.command_timeout;
     // A subscribed RESP2 connection answers PING with `["pong", ""]`.
     let ping = sink.ping();
@@ -2222,7 +2426,7 @@ async fn keepalive(
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return Err(None),
-            _ = &mut *closed => return Err(Some("subscriber: connection closed by Redis".into())),
+            _ = &mut *closed => return Err(Some(LinkError::Closed)),
             answer = &mut ping => {
                 return match answer {
                     Ok(_) => {
@@ -2232,20 +2436,17 @@ async fn keepalive(
                         }
                         Ok(())
                     }
-                    Err(error) => Err(Some(format!("subscriber: PING failed: {error}"))),
+                    Err(source) => Err(Some(LinkError::Command { what: "PING", source })),
                 };
             }
             _ = tokio::time::sleep(timeout), if !hung => {
                 hung = true;
-                let error = format!("subscriber: Redis did not answer PING within {} ms", timeout.as_millis());
+                let error = status_text("subscriber", &LinkError::Timeout { what: "PING", after: timeout });
                 tracing::warn!(%error, "backplane: Redis is not answering; keeping the connection while it may recover");
                 shared.set_state(None, Some(false), Some(error));
             }
             _ = &mut give_up => {
-                return Err(Some(format!(
-                    "subscriber: no answer to PING for {} ms",
-                    timeout.max(options.hung_connection_limit).as_millis()
-                )));
+                return Err(Some(LinkError::Timeout { what: "PING", after: timeout.max(options.hung_connection_limit) }));
             }
         }
     }
@@ -2449,6 +2650,22 @@ mod tests {
         assert!(matches!(failure, BackplaneFailure::Refused(_)));
         let redis_error = failure.source().and_then(|cause| cause.downcast_ref::<redis::RedisError>()).expect("Redis's own error");
         assert!(redis_error.to_string().contains("no permission"), "{redis_error}");
+    }
+
+    #[test]
+    fn a_connection_failure_keeps_redis_error_and_shows_the_whole_chain() {
+        use std::error::Error as _;
+        let refused = redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"));
+        let error = LinkError::from(ReachError::Connect { server: Server::Redis("127.0.0.1:1".into()), source: refused });
+        let cause = error.source().and_then(|cause| cause.downcast_ref::<redis::RedisError>()).expect("Redis's own error");
+        assert_eq!(cause.kind(), redis::ErrorKind::Io);
+        // Redis's error prints its I/O cause itself: the chain shows it once.
+        assert_eq!(status_text("publisher", &error), "publisher: cannot connect to 127.0.0.1:1: connection refused");
+
+        let map = ReachError::NoSlotMap { server: Server::ClusterNode("10.0.0.1:7000".into()) };
+        assert_eq!(chain(&map), "cluster node 10.0.0.1:7000 answered CLUSTER SLOTS without a slot map");
+        let silent = LinkError::Timeout { what: "PING", after: Duration::from_secs(5) };
+        assert_eq!(status_text("subscriber", &silent), "subscriber: Redis did not answer PING within 5000 ms");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::channels::{ChannelKind, RedisChannels};
 use crate::config::{ConfigError, RedisConfig};
 use crate::link::{BackplaneCounters, BackplaneFailure, BackplaneStatus, LinkOptions, Received, RedisLink};
-use crate::protocol::{self, GroupAction, GroupCommand};
+use crate::protocol::{self, EnvelopeError, GroupAction, GroupCommand};
 
 /// The error text .NET sends when a connection goes away before answering a client result.
 pub use signalr_core::CONNECTION_DISCONNECTED;
@@ -479,7 +479,7 @@ impl Inner {
             ChannelKind::User(user) => self.on_invocation(&received.payload, Target::User(user)),
             ChannelKind::Connection(id) => self.on_invocation(&received.payload, Target::Connection(id)),
             ChannelKind::GroupManagement => self.on_group_command(&received.payload),
-            ChannelKind::Ack(_) => protocol::read_ack(&received.payload).map_err(|e| e.to_string()).map(|ack| {
+            ChannelKind::Ack(_) => protocol::read_ack(&received.payload).map_err(ReceiveError::from).map(|ack| {
                 if let Some(waiter) = self.acks.lock().remove(&ack.id) {
                     let _ = waiter.send(());
                 }
@@ -488,12 +488,12 @@ impl Inner {
         };
         if let Err(error) = outcome {
             self.link.count_invalid();
-            tracing::warn!(channel = %received.channel, %error, "backplane: unreadable message skipped");
+            tracing::warn!(channel = %received.channel, error = %crate::link::chain(&error), "backplane: unreadable message skipped");
         }
     }
 
-    fn on_invocation(&self, payload: &Bytes, target: Target<'_>) -> Result<(), String> {
-        let invocation = protocol::read_invocation(payload).map_err(|e| e.to_string())?;
+    fn on_invocation(&self, payload: &Bytes, target: Target<'_>) -> Result<(), ReceiveError> {
+        let invocation = protocol::read_invocation(payload)?;
         if let (Target::Connection(connection_id), Some(route)) = (target, &invocation.client_result)
             && self.local.contains(connection_id)
         {
@@ -511,8 +511,8 @@ impl Inner {
         Ok(())
     }
 
-    fn on_group_command(self: &Arc<Self>, payload: &Bytes) -> Result<(), String> {
-        let command = protocol::read_group_command(payload).map_err(|e| e.to_string())?;
+    fn on_group_command(self: &Arc<Self>, payload: &Bytes) -> Result<(), ReceiveError> {
+        let command = protocol::read_group_command(payload)?;
         if !self.local.contains(&command.connection_id) {
             return Ok(());
         }
@@ -546,8 +546,8 @@ impl Inner {
         self.link.publish(Bytes::from(channel), Bytes::from(protocol::write_ack(command.id)));
     }
 
-    fn on_completion(&self, payload: &Bytes) -> Result<(), String> {
-        let forwarded = protocol::read_completion(payload).map_err(|e| e.to_string())?;
+    fn on_completion(&self, payload: &Bytes) -> Result<(), ReceiveError> {
+        let forwarded = protocol::read_completion(payload)?;
         let completion = parse_completion(&forwarded.protocol_name, &forwarded.frame, self.max_message_size)?;
         let invocation_id = completion.invocation_id.clone();
         if !self.outgoing_results.complete(completion) {
@@ -619,30 +619,65 @@ fn deliver_locally(
     }
 }
 
+/// Why a message received on one of the hub's channels was skipped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReceiveError {
+    /// The .NET envelope around the message could not be read.
+    #[error("malformed envelope")]
+    MalformedEnvelope(#[from] EnvelopeError),
+    /// The envelope is fine but the client result it forwards could not be read.
+    #[error("unreadable forwarded completion")]
+    UnreadableCompletion(#[from] CompletionError),
+}
+
+/// Why a client result forwarded by another node (`internal:return:{server}`) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CompletionError {
+    /// The frame is not a valid hub message in its protocol.
+    #[error("the {protocol} frame cannot be read")]
+    Decode {
+        /// The hub protocol the frame is in (`json` or `messagepack`).
+        protocol: &'static str,
+        /// The protocol decoder's error.
+        #[source]
+        source: signalr_protocol::ProtocolError,
+    },
+    /// The frame is in a protocol this node does not speak.
+    #[error("completion in unknown protocol '{0}'")]
+    UnknownProtocol(String),
+    /// The frame is a hub message of another kind.
+    #[error("forwarded message is not a completion")]
+    NotACompletion,
+    /// The frame holds no message, or one of a type the protocol does not know.
+    #[error("forwarded completion is empty or of an unknown type")]
+    Empty,
+}
+
 /// Parses a forwarded completion frame. Also accepts frames without their framing (no JSON
 /// record separator, no MessagePack length prefix), as in .NET's own test vectors.
-pub(crate) fn parse_completion(protocol_name: &str, frame: &Bytes, max: usize) -> Result<CompletionMessage, String> {
+pub(crate) fn parse_completion(protocol_name: &str, frame: &Bytes, max: usize) -> Result<CompletionMessage, CompletionError> {
     let message = match protocol_name {
         "json" => {
             let mut buf = BytesMut::from(&frame[..]);
             if buf.last() != Some(&signalr_protocol::RECORD_SEPARATOR) {
                 buf.extend_from_slice(&[signalr_protocol::RECORD_SEPARATOR]);
             }
-            JsonHubProtocol.parse_message(&mut buf, max).map_err(|e| e.to_string())?
+            JsonHubProtocol.parse_message(&mut buf, max).map_err(|source| CompletionError::Decode { protocol: "json", source })?
         }
         "messagepack" => {
             let mut buf = BytesMut::from(&frame[..]);
             match MessagePackHubProtocol.parse_message(&mut buf, max) {
                 Ok(Some(message)) if buf.is_empty() => Some(message),
-                _ => MessagePackHubProtocol::parse_body(frame).map_err(|e| e.to_string())?,
+                _ => MessagePackHubProtocol::parse_body(frame)
+                    .map_err(|source| CompletionError::Decode { protocol: "messagepack", source })?,
             }
         }
-        other => return Err(format!("completion in unknown protocol '{other}'")),
+        other => return Err(CompletionError::UnknownProtocol(other.to_string())),
     };
     match message {
         Some(HubMessage::Completion(completion)) => Ok(completion),
-        Some(_) => Err("forwarded message is not a completion".into()),
-        None => Err("forwarded completion is empty or of an unknown type".into()),
+        Some(_) => Err(CompletionError::NotACompletion),
+        None => Err(CompletionError::Empty),
     }
 }
 
@@ -883,6 +918,23 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_messages_keep_the_decoder_error_as_their_cause() {
+        use std::error::Error as _;
+        let garbage = parse_completion("json", &Bytes::from_static(b"garbage"), 1 << 20).unwrap_err();
+        assert!(matches!(garbage, CompletionError::Decode { protocol: "json", .. }), "{garbage:?}");
+        let cause = garbage.source().and_then(|cause| cause.downcast_ref::<signalr_protocol::ProtocolError>());
+        assert!(matches!(cause, Some(signalr_protocol::ProtocolError::Json(_))), "{cause:?}");
+
+        let skipped = ReceiveError::from(garbage);
+        let chain = crate::link::chain(&skipped);
+        assert!(chain.starts_with("unreadable forwarded completion: the json frame cannot be read: invalid JSON"), "{chain}");
+
+        let truncated = ReceiveError::from(protocol::read_ack(&Bytes::from_static(&[0x91])).unwrap_err());
+        let cause = truncated.source().and_then(|cause| cause.downcast_ref::<EnvelopeError>());
+        assert!(matches!(cause, Some(EnvelopeError::Truncated { .. })), "{cause:?}");
+    }
+
+    #[test]
     fn invocation_ids_look_like_dotnet_ones() {
         let id = new_invocation_id();
         assert_eq!(id.len(), 22);
@@ -914,8 +966,11 @@ mod tests {
         let mut prefixed = vec![0x09];
         prefixed.extend_from_slice(&body);
         assert_eq!(parse_completion("messagepack", &Bytes::from(prefixed), 1 << 20).unwrap().invocation_id, "xyz");
-        assert!(parse_completion("blazorpack", &body, 1 << 20).unwrap_err().contains("unknown protocol"));
+        assert!(matches!(
+            parse_completion("blazorpack", &body, 1 << 20),
+            Err(CompletionError::UnknownProtocol(name)) if name == "blazorpack"
+        ));
         assert!(parse_completion("json", &Bytes::from_static(b"garbage"), 1 << 20).is_err());
-        assert!(parse_completion("json", &Bytes::from_static(br#"{"type":6}"#), 1 << 20).is_err());
+        assert!(matches!(parse_completion("json", &Bytes::from_static(br#"{"type":6}"#), 1 << 20), Err(CompletionError::NotACompletion)));
     }
 }

@@ -387,9 +387,20 @@ fn percent_decode(s: &str) -> String {
 /// machinery: one server, a Sentinel group (the primary followed across failovers) or a Redis
 /// Cluster (the channel on its slot's primary, followed across a shard's failover), as the
 /// connection string says.
-fn channel_for(connection_string: &str, channel: String) -> Result<signalr_redis::AppChannel, String> {
-    let config = signalr_redis::RedisConfig::parse(connection_string).map_err(|e| e.to_string())?;
-    signalr_redis::AppChannel::start(signalr_redis::LinkOptions::new(config), channel).map_err(|e| e.to_string())
+fn channel_for(connection_string: &str, channel: String) -> Result<signalr_redis::AppChannel, ChannelError> {
+    let config = signalr_redis::RedisConfig::parse(connection_string)?;
+    Ok(signalr_redis::AppChannel::start(signalr_redis::LinkOptions::new(config), channel)?)
+}
+
+/// Why the revocations channel could not be set up on Redis.
+#[derive(Debug, thiserror::Error)]
+enum ChannelError {
+    /// The Redis connection string is wrong.
+    #[error("{0}")]
+    InvalidConnectionString(#[from] signalr_redis::ConfigError),
+    /// The Redis client could not be configured (e.g. an unreadable TLS root certificate).
+    #[error("Redis client configuration: {0}")]
+    Client(#[from] redis::RedisError),
 }
 
 async fn publish_loop(bus: Arc<signalr_redis::AppChannel>, mut rx: mpsc::UnboundedReceiver<Revocation>, shutdown: CancellationToken) {
@@ -494,6 +505,16 @@ mod tests {
         let none =
             Request::builder().uri("/hubs/notifications").header("authorization", "Basic x").body(axum::body::Body::empty()).unwrap();
         assert!(hub_tokens(&none).is_empty());
+    }
+
+    #[test]
+    fn a_wrong_connection_string_keeps_the_parse_error_as_its_cause() {
+        use std::error::Error as _;
+        let Err(error) = channel_for("localhost,bogus=1", "c".into()) else { panic!("an unknown option is refused") };
+        assert!(matches!(error, ChannelError::InvalidConnectionString(_)), "{error:?}");
+        let cause = error.source().and_then(|cause| cause.downcast_ref::<signalr_redis::ConfigError>());
+        assert!(matches!(cause, Some(signalr_redis::ConfigError::UnknownOption(option)) if option == "bogus"), "{cause:?}");
+        assert!(error.to_string().contains("unknown option 'bogus'"), "the log line names the cause: {error}");
     }
 
     #[test]
