@@ -185,7 +185,7 @@ pub enum BackplaneFailure {
     #[error("dropped: the publish queue was full")]
     QueueFull,
     /// Redis answered the PUBLISH with an error (e.g. NOPERM for an ACL user).
-    #[error("Redis refused the PUBLISH")]
+    #[error("Redis refused the PUBLISH: {0}")]
     Refused(#[source] redis::RedisError),
     /// No configured hub protocol could encode the message.
     #[error("the message could not be encoded in any configured protocol")]
@@ -2648,6 +2648,8 @@ mod tests {
         let error = signalr_core::LifetimeError::from(BackplaneFailure::Refused(refusal));
         let failure = error.source().and_then(|cause| cause.downcast_ref::<BackplaneFailure>()).expect("the backplane's failure");
         assert!(matches!(failure, BackplaneFailure::Refused(_)));
+        // What the app logs (`%error`) names Redis's reason, e.g. NOPERM for an ACL user.
+        assert!(failure.to_string().contains("no permission"), "{failure}");
         let redis_error = failure.source().and_then(|cause| cause.downcast_ref::<redis::RedisError>()).expect("Redis's own error");
         assert!(redis_error.to_string().contains("no permission"), "{redis_error}");
     }
