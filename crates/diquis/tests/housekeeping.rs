@@ -98,4 +98,4 @@ async fn expired_rows_go_live_ones_stay(db: &TestDb) {
     app.stop().await;
 }
 
-both_storages!(expired_rows_go_live_ones_stay);
+both_databases!(expired_rows_go_live_ones_stay);
