@@ -12,6 +12,7 @@ use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
 use serde_json::{Value, json};
+use test_support::both_databases;
 
 /// The headers every response carries, checked on a page, the API, an asset and the dashboard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
 use serde_json::{Value, json};
+use test_support::both_databases;
 
 both_databases!(lifecycle_with_live_events);
 both_databases!(every_bad_input_is_named);

@@ -21,8 +21,8 @@ pub const ADMIN_EMAIL: &str = "admin@test.local";
 /// A database for one test: a fresh SQLite file (`diquis.db` in a temporary directory) or a
 /// fresh PostgreSQL database, dropped with the value together with the isolated tenant databases
 /// made from it (`<name>-<tenant>`). `TestDb::postgres()` only picks the name: Diquis creates
-/// its database at start; `both_databases!` creates it first (Diquis opens an existing one).
-pub use test_support::{ScratchDb as TestDb, both_databases, postgres_url};
+/// its database at start; `test_support::both_databases!` creates it first (Diquis opens an existing one).
+pub use test_support::{ScratchDb as TestDb, postgres_url};
 
 /// Settings for a test app on `db`, with extra `key=value` pairs.
 pub fn settings(db: &TestDb, extra: &[(&str, &str)]) -> Settings {
