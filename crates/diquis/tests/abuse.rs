@@ -172,7 +172,6 @@ async fn the_lockout_is_shared_by_every_web_node() {
     assert_eq!(sign_in(&b.url(), ADMIN_EMAIL, ADMIN_PASSWORD, &[]).await.0, 429);
     a.stop().await;
     b.stop().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

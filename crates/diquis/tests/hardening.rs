@@ -12,6 +12,7 @@ use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
 use serde_json::{Value, json};
+use test_support::both_databases;
 
 /// The headers every response carries, checked on a page, the API, an asset and the dashboard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +123,6 @@ async fn anonymous_readiness_shows_statuses_only() {
     }
     sqlx::query(sqlx::AssertSqlSafe(set_allowed(true))).execute(&mut admin).await.unwrap();
     app.stop().await;
-    db.cleanup().await;
 }
 
 /// `ConnectionStrings__DefaultConnection=/tmp` (a directory) names the key and exits with 2.
@@ -148,9 +148,9 @@ fn a_directory_as_the_database_is_a_configuration_error() {
     assert!(!dir.path().join("diquis.db").exists(), "nothing was opened");
 }
 
-both_storages!(isolated_database_named_like_the_job_storage_is_refused);
-both_storages!(an_existing_database_is_never_provisioned_into);
-both_storages!(requeue_of_a_succeeded_job_adds_no_second_event);
+both_databases!(isolated_database_named_like_the_job_storage_is_refused);
+both_databases!(an_existing_database_is_never_provisioned_into);
+both_databases!(requeue_of_a_succeeded_job_adds_no_second_event);
 
 /// The job storage's connection string for `db`: its own database named `<main>-jobs`, which is
 /// also the isolated database a tenant `jobs` would get.

@@ -8,6 +8,7 @@ use chrono::{Duration, Utc};
 use common::*;
 use diquis::ProcessRole;
 use diquis::ops::housekeeping::{HOUSEKEEPING, RECURRING_ID};
+use test_support::both_databases;
 
 async fn expired_rows_go_live_ones_stay(db: &TestDb) {
     let app = start(db, ProcessRole::All, &[]).await;
@@ -98,4 +99,4 @@ async fn expired_rows_go_live_ones_stay(db: &TestDb) {
     app.stop().await;
 }
 
-both_storages!(expired_rows_go_live_ones_stay);
+both_databases!(expired_rows_go_live_ones_stay);

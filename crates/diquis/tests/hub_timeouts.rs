@@ -45,5 +45,4 @@ async fn the_first_hub_connection_after_an_idle_spell_connects() {
     assert!(first.starts_with("{}\u{1e}"), "handshake response: {first}");
 
     app.stop().await;
-    db.cleanup().await;
 }

@@ -30,5 +30,4 @@ async fn a_web_node_without_a_jobs_process_is_degraded() {
     let (_, body) = readiness(&web.url()).await;
     assert_eq!(body["status"], "Degraded", "{body}");
     web.stop().await;
-    db.cleanup().await;
 }

@@ -129,7 +129,6 @@ async fn dashboard_in_the_app(db: TestDb) {
     assert!(queues.contains("<td>nobody-listens</td><td class=\"queue-length\">60</td>"), "{queues}");
 
     app.stop().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

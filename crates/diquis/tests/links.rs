@@ -51,7 +51,6 @@ async fn every_link_leads_somewhere(role: ProcessRole) {
         }
     }
     app.stop().await;
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -403,7 +403,7 @@ async fn on_a_cluster_announcements_follow_a_failover_of_their_shard() {
     let channel = format!("Diquis{}", diquis::auth::revocation::CHANNEL_SUFFIX);
     let db = TestDb::postgres();
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("--ConnectionStrings:DefaultConnection={}", db.connection_string());
+    let database = format!("--ConnectionStrings:DefaultConnection={}", db.url());
     let backplane = format!("--ConnectionStrings:RedisConnection={}", cluster.connection_string());
     let args = [
         "web".to_string(),
@@ -435,7 +435,6 @@ async fn on_a_cluster_announcements_follow_a_failover_of_their_shard() {
 
     a.stop();
     b.stop();
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +442,7 @@ async fn hub_connections_on_the_other_web_node_close() {
     let redis = RedisServer::start().await;
     let db = TestDb::postgres();
     let dir = tempfile::tempdir().unwrap();
-    let database = format!("--ConnectionStrings:DefaultConnection={}", db.connection_string());
+    let database = format!("--ConnectionStrings:DefaultConnection={}", db.url());
     let backplane = format!("--ConnectionStrings:RedisConnection={}", redis.connection_string());
     let args = |role: &'static str| {
         vec![
@@ -491,7 +490,6 @@ async fn hub_connections_on_the_other_web_node_close() {
 
     a.stop();
     b.stop();
-    db.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,18 +29,13 @@ impl Pair {
     }
 
     fn hangfire(&self) -> String {
-        self.jobs.connection_string()
+        self.jobs.url()
     }
 
     async fn start(&self, role: ProcessRole) -> RunningApp {
         let app = start(&self.app, role, &[("ConnectionStrings:HangfireConnection", &self.hangfire())]).await;
         assert_eq!(app.state.job_storage, JobStorage::SeparateDatabase);
         app
-    }
-
-    async fn cleanup(&self) {
-        self.app.cleanup().await;
-        self.jobs.cleanup().await;
     }
 }
 
@@ -51,7 +46,6 @@ macro_rules! pair_test {
         async fn $test() {
             let pair = Pair::new($app, $jobs);
             super::$body(&pair).await;
-            pair.cleanup().await;
         }
     };
 }
@@ -403,7 +397,6 @@ async fn readiness_checks_the_separate_job_database() {
     let jobs = jobs_in(&app.state.jobs, JobState::Enqueued, tenant_jobs::PROVISION_TENANT).await;
     assert_eq!(jobs.len(), 1, "one job per request: {jobs:?}");
     app.stop().await;
-    pair.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

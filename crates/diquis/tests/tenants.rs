@@ -8,13 +8,14 @@ use common::*;
 use diquis::ProcessRole;
 use reqwest::Method;
 use serde_json::{Value, json};
+use test_support::both_databases;
 
-both_storages!(lifecycle_with_live_events);
-both_storages!(every_bad_input_is_named);
-both_storages!(half_finished_provisioning_is_retried);
-both_storages!(failed_provisioning_then_retry);
-both_storages!(failed_provisioning_gives_up_after_its_attempts);
-both_storages!(update_job_of_a_missing_tenant_fails_with_an_event);
+both_databases!(lifecycle_with_live_events);
+both_databases!(every_bad_input_is_named);
+both_databases!(half_finished_provisioning_is_retried);
+both_databases!(failed_provisioning_then_retry);
+both_databases!(failed_provisioning_gives_up_after_its_attempts);
+both_databases!(update_job_of_a_missing_tenant_fails_with_an_event);
 
 fn assert_round_trip_timestamp(v: &Value) {
     let t = v.as_str().expect("timestamp string");

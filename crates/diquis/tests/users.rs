@@ -16,7 +16,7 @@ fn reset_command(db: &TestDb, dir: &std::path::Path, args: &[&str]) -> std::proc
         .current_dir(dir)
         .args(["users", "reset-password"])
         .args(args)
-        .arg(format!("--ConnectionStrings:DefaultConnection={}", db.connection_string()))
+        .arg(format!("--ConnectionStrings:DefaultConnection={}", db.url()))
         .arg("--Jwt:Key=a-test-signing-key-that-is-long-enough-0123456789")
         .output()
         .expect("the diquis binary runs")
@@ -36,7 +36,6 @@ async fn reset_link_sets_a_password_once_and_ends_every_session() {
 async fn reset_link_on_postgres() {
     let db = TestDb::postgres();
     reset_flow(&db).await;
-    db.cleanup().await;
 }
 
 /// The reset command and its link on `db`.
@@ -382,7 +381,6 @@ async fn user_lists_are_paged() {
 async fn user_lists_are_paged_on_postgres() {
     let db = TestDb::postgres();
     user_paging(&db).await;
-    db.cleanup().await;
 }
 
 /// `GET /api/users` and `/users?tenant=` in pages, like the tenant list, on `db`.

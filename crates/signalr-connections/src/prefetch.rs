@@ -8,7 +8,9 @@
 /// Hints the CPU to load the `lines` cache lines from `ptr` into its cache.
 ///
 /// Never faults, whatever `ptr` points to; does nothing on targets without a prefetch
-/// instruction in stable Rust.
+/// instruction in stable Rust. `signalr_core::hint::prefetch_lines` is the same ten lines: the
+/// connection layer knows nothing of hubs and the hub core carries no HTTP, so neither depends
+/// on the other (docs/decisions/0015-lifetime-manager-core.md); change both together.
 #[inline(always)]
 pub fn prefetch_lines<T: ?Sized>(ptr: *const T, lines: usize) {
     #[cfg(target_arch = "x86_64")]

@@ -3,6 +3,14 @@
 //! state that can be read (a row, a status, a counter), they poll it with these helpers, which
 //! fail with the awaited condition's name once a generous deadline passes. The deadline bounds
 //! a hang; it is never a timing assertion.
+//!
+//! With the `databases` feature: a scratch database per test ([`ScratchDb`]) and
+//! [`both_databases!`], which runs a test on PostgreSQL and on SQLite.
+
+#[cfg(feature = "databases")]
+mod databases;
+#[cfg(feature = "databases")]
+pub use databases::{SQLITE_FILE, ScratchDb, postgres_server, postgres_url, run};
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Shared test harness: a fresh database per test (SQLite temp file or a new PostgreSQL database
-//! on the server of [`postgres_server`]), Diquis started in-process on a free port, an HTTP client, and a minimal
-//! SignalR JSON client over WebSockets.
+//! Shared test harness: a fresh database per test ([`TestDb`]: an SQLite temp file or a new
+//! PostgreSQL database on the server of [`test_support::postgres_server`]), Diquis started
+//! in-process on a free port, an HTTP client, and a minimal SignalR JSON client over WebSockets.
 
 #![allow(dead_code)]
 
@@ -18,89 +18,16 @@ pub const ADMIN_PASSWORD: &str = "Adm1nPassw0rd";
 /// The root administrator's email in tests.
 pub const ADMIN_EMAIL: &str = "admin@test.local";
 
-/// The PostgreSQL server of the tests: `DIQUIS_TEST_POSTGRES` (a `postgres://` URL without a
-/// database), by default the machine's `postgres://postgres@127.0.0.1:5432` (trust auth).
-pub fn postgres_server() -> String {
-    std::env::var("DIQUIS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()).trim_end_matches('/').to_string()
-}
-
-/// The URL of database `name` on [`postgres_server`].
-pub fn postgres_url(name: &str) -> String {
-    format!("{}/{name}", postgres_server())
-}
-
-/// `both_storages!(name)` runs the test `async fn name(db: &TestDb)` of the calling file twice, on
-/// a fresh SQLite file and on a fresh PostgreSQL database (the file must have `TestDb` in scope).
-#[macro_export]
-macro_rules! both_storages {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = super::TestDb::sqlite();
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let db = super::TestDb::postgres();
-                super::$name(&db).await;
-                db.cleanup().await;
-            }
-        }
-    };
-}
-
-/// A database for one test.
-pub enum TestDb {
-    /// An SQLite file in a temp dir.
-    Sqlite(tempfile::TempDir),
-    /// A fresh PostgreSQL database (created by Diquis at start).
-    Postgres(String),
-}
-
-impl TestDb {
-    pub fn sqlite() -> Self {
-        TestDb::Sqlite(tempfile::tempdir().expect("tempdir"))
-    }
-
-    pub fn postgres() -> Self {
-        TestDb::Postgres(format!("diquis_test_{}", uuid::Uuid::new_v4().simple()))
-    }
-
-    pub fn connection_string(&self) -> String {
-        match self {
-            TestDb::Sqlite(dir) => dir.path().join("diquis.db").display().to_string(),
-            TestDb::Postgres(name) => postgres_url(name),
-        }
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, TestDb::Postgres(_))
-    }
-
-    /// Drops the PostgreSQL database and every isolated tenant database made from it.
-    pub async fn cleanup(&self) {
-        if let TestDb::Postgres(name) = self {
-            use sqlx::Connection;
-            let Ok(mut c) = sqlx::PgConnection::connect(&postgres_url("postgres")).await else { return };
-            let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2")
-                .bind(name)
-                .bind(format!("{name}-%"))
-                .fetch_all(&mut c)
-                .await
-                .unwrap_or_default();
-            for n in names {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)"))).execute(&mut c).await;
-            }
-        }
-    }
-}
+/// A database for one test: a fresh SQLite file (`diquis.db` in a temporary directory) or a
+/// fresh PostgreSQL database, dropped with the value together with the isolated tenant databases
+/// made from it (`<name>-<tenant>`). `TestDb::postgres()` only picks the name: Diquis creates
+/// its database at start; `test_support::both_databases!` creates it first (Diquis opens an existing one).
+pub use test_support::{ScratchDb as TestDb, postgres_url};
 
 /// Settings for a test app on `db`, with extra `key=value` pairs.
 pub fn settings(db: &TestDb, extra: &[(&str, &str)]) -> Settings {
     let mut c = Configuration::new();
-    c.set("ConnectionStrings:DefaultConnection", db.connection_string(), "test");
+    c.set("ConnectionStrings:DefaultConnection", db.url(), "test");
     c.set("Urls", "http://127.0.0.1:0", "test");
     c.set("Seed:AdminEmail", ADMIN_EMAIL, "test");
     c.set("Seed:AdminPassword", ADMIN_PASSWORD, "test");

@@ -295,3 +295,48 @@ pub(crate) async fn insert_continuation<DB: TransactionOps>(
 pub(crate) fn parse_state(s: &str) -> JobState {
     s.parse().unwrap_or(JobState::Deleted)
 }
+
+/// Folds rows `(bucket, state, count)` of finished jobs into `(bucket, succeeded, failed)`, one
+/// per bucket, sorted by bucket: the dashboard's throughput and per-hour graphs. A state other
+/// than `Succeeded` counts as failed (their queries select those two only).
+pub(crate) fn fold_finished(
+    rows: impl IntoIterator<Item = Result<(i64, String, i64), sqlx::Error>>,
+) -> Result<Vec<(i64, i64, i64)>, JobError> {
+    let mut out: Vec<(i64, i64, i64)> = Vec::new();
+    for row in rows {
+        let (bucket, state, n) = row?;
+        let i = match out.iter().position(|x| x.0 == bucket) {
+            Some(i) => i,
+            None => {
+                out.push((bucket, 0, 0));
+                out.len() - 1
+            }
+        };
+        if state == "Succeeded" {
+            out[i].1 += n;
+        } else {
+            out[i].2 += n;
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_rows_fold_into_sorted_buckets() {
+        let rows = [(7, "Failed", 2), (3, "Succeeded", 5), (7, "Succeeded", 1), (3, "Failed", 4), (7, "Failed", 3)];
+        let folded = fold_finished(rows.map(|(b, s, n)| Ok((b, s.to_string(), n)))).unwrap();
+        assert_eq!(folded, [(3, 5, 4), (7, 1, 5)]);
+        assert!(fold_finished([]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_read_is_an_error() {
+        let rows = [Ok((1, "Succeeded".to_string(), 1)), Err(sqlx::Error::RowNotFound)];
+        assert!(matches!(fold_finished(rows), Err(JobError::Database(_))));
+    }
+}

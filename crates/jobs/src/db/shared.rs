@@ -625,26 +625,7 @@ macro_rules! shared_monitoring_ops {
             .bind(bucket_us)
             .fetch_all(pool)
             .await?;
-            let mut out: Vec<(i64, i64, i64)> = Vec::new();
-            for row in rows {
-                let b: i64 = row.try_get("b")?;
-                let state: String = row.try_get("state")?;
-                let n: i64 = row.try_get("n")?;
-                let i = match out.iter().position(|x| x.0 == b) {
-                    Some(i) => i,
-                    None => {
-                        out.push((b, 0, 0));
-                        out.len() - 1
-                    }
-                };
-                if state == "Succeeded" {
-                    out[i].1 += n;
-                } else {
-                    out[i].2 += n;
-                }
-            }
-            out.sort_unstable();
-            Ok(out)
+            $crate::db::fold_finished(rows.iter().map(|row| Ok((row.try_get("b")?, row.try_get("state")?, row.try_get("n")?))))
         }
 
         async fn finished_per_hour(pool: &Pool<Self>, since_hour: i64) -> Result<Vec<(i64, i64, i64)>, JobError> {
@@ -659,26 +640,7 @@ macro_rules! shared_monitoring_ops {
             .bind(since_hour)
             .fetch_all(pool)
             .await?;
-            let mut out: Vec<(i64, i64, i64)> = Vec::new();
-            for row in rows {
-                let hour: i64 = row.try_get("hour")?;
-                let state: String = row.try_get("state")?;
-                let n: i64 = row.try_get("n")?;
-                let i = match out.iter().position(|x| x.0 == hour) {
-                    Some(i) => i,
-                    None => {
-                        out.push((hour, 0, 0));
-                        out.len() - 1
-                    }
-                };
-                if state == "Succeeded" {
-                    out[i].1 += n;
-                } else {
-                    out[i].2 += n;
-                }
-            }
-            out.sort_unstable();
-            Ok(out)
+            $crate::db::fold_finished(rows.iter().map(|row| Ok((row.try_get("hour")?, row.try_get("state")?, row.try_get("n")?))))
         }
 
         async fn list_recurring(pool: &Pool<Self>) -> Result<Vec<RecurringJob>, JobError> {

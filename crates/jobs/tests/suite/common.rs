@@ -3,71 +3,18 @@
 use std::time::Duration;
 
 use jobs::{JobId, JobRecord, JobState, JobStore, WorkerConfig};
-use sqlx::Connection;
 
-/// The PostgreSQL server of the tests: `DIQUIS_TEST_POSTGRES` (a `postgres://` URL without a
-/// database), by default the machine's `postgres://postgres@127.0.0.1:5432` (trust auth).
-pub fn pg_server() -> String {
-    std::env::var("DIQUIS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()).trim_end_matches('/').to_string()
+pub use test_support::ScratchDb as TestDb;
+
+/// Opens a [`JobStore`] on a test database.
+pub trait OpenStore {
+    /// A store on this database (its migrations run).
+    async fn store(&self) -> JobStore;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Postgres,
-    Sqlite,
-}
-
-/// A fresh database, dropped (PostgreSQL) or deleted (SQLite) when the value is dropped.
-pub struct TestDb {
-    pub kind: Kind,
-    pub url: String,
-    pg_name: Option<String>,
-    dir: Option<std::path::PathBuf>,
-}
-
-impl TestDb {
-    pub async fn new(kind: Kind) -> TestDb {
-        let suffix = format!("{:016x}", rand::random::<u64>());
-        match kind {
-            Kind::Postgres => {
-                let name = format!("jobs_test_{suffix}");
-                let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await.expect("connect to PostgreSQL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create db");
-                TestDb { kind, url: format!("{}/{name}", pg_server()), pg_name: Some(name), dir: None }
-            }
-            Kind::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("jobs-test-{suffix}"));
-                std::fs::create_dir_all(&dir).expect("temp dir");
-                let url = dir.join("jobs.db").to_string_lossy().to_string();
-                TestDb { kind, url, pg_name: None, dir: Some(dir) }
-            }
-        }
-    }
-
-    pub async fn store(&self) -> JobStore {
-        JobStore::connect(&self.url).await.expect("connect store")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            // Drop runs outside async; use a private runtime on a helper thread.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                rt.block_on(async move {
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                            .execute(&mut admin)
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+impl OpenStore for TestDb {
+    async fn store(&self) -> JobStore {
+        JobStore::connect(&self.url()).await.expect("connect store")
     }
 }
 
@@ -99,24 +46,3 @@ pub async fn wait_state(store: &JobStore, id: JobId, state: JobState) -> JobReco
 }
 
 pub use test_support::wait_for as wait_until;
-
-/// Defines `mod $name { postgres, sqlite }` tests running `$body(db: TestDb)`.
-#[macro_export]
-macro_rules! both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let db = $crate::common::TestDb::new($crate::common::Kind::Postgres).await;
-                ($body)(db).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let db = $crate::common::TestDb::new($crate::common::Kind::Sqlite).await;
-                ($body)(db).await;
-            }
-        }
-    };
-}

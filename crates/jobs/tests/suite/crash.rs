@@ -10,17 +10,17 @@ use jobs::{JobContext, JobError, JobState, Lease, NewJob, Worker, WorkerConfig, 
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::both_backends;
-use crate::common::{TestDb, wait_state, wait_until};
+use crate::common::{OpenStore, TestDb, wait_state, wait_until};
+use test_support::both_databases;
 
-both_backends!(sigkilled_worker_loses_its_lease_and_the_job_runs_again_once, |db: TestDb| async move {
+both_databases!(sigkilled_worker_loses_its_lease_and_the_job_runs_again_once, |db: TestDb| async move {
     let store = db.store().await;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(store.enqueue(NewJob::new("crash@1", i)).await.unwrap());
     }
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jobs-test-worker"))
-        .args(["--db", &db.url, "--worker-id", "doomed-worker", "--lease-ms", "1500", "--workers", "2"])
+        .args(["--db", &db.url(), "--worker-id", "doomed-worker", "--lease-ms", "1500", "--workers", "2"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -109,7 +109,7 @@ both_backends!(sigkilled_worker_loses_its_lease_and_the_job_runs_again_once, |db
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(a_stale_worker_still_running_cannot_write_after_its_lease_expired, |db: TestDb| async move {
+both_databases!(a_stale_worker_still_running_cannot_write_after_its_lease_expired, |db: TestDb| async move {
     // A live but stalled worker: its heartbeat cannot keep up (lease 300 ms, heartbeat 10 s),
     // so another worker re-claims the job. The stalled execution's writes are all refused.
     let store = db.store().await;

@@ -9,8 +9,8 @@ use jobs::{JobContext, JobError, JobState, JobStore, NewJob, Worker, handler_fn}
 use serde::Deserialize;
 use tower::ServiceExt;
 
-use crate::both_backends;
-use crate::common::{TestDb, fast_config, wait_state};
+use crate::common::{OpenStore, TestDb, fast_config, wait_state};
+use test_support::both_databases;
 
 #[derive(Deserialize)]
 #[allow(dead_code)]
@@ -40,7 +40,7 @@ fn app(store: &JobStore, options: DashboardOptions) -> Router {
     Router::new().nest("/jobs", dashboard::router_with(store.clone(), options))
 }
 
-both_backends!(bad_input_fails_clearly_and_the_worker_keeps_running, |db: TestDb| async move {
+both_databases!(bad_input_fails_clearly_and_the_worker_keeps_running, |db: TestDb| async move {
     let store = db.store().await;
     let worker = Worker::builder(store.clone())
         .config(fast_config("w1"))
@@ -86,7 +86,7 @@ both_backends!(bad_input_fails_clearly_and_the_worker_keeps_running, |db: TestDb
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(dashboard_pages_and_actions, |db: TestDb| async move {
+both_databases!(dashboard_pages_and_actions, |db: TestDb| async move {
     let store = db.store().await;
     let app = app(&store, DashboardOptions { page_size: 2, ..DashboardOptions::default() });
     let mut ids = Vec::new();
@@ -164,7 +164,7 @@ impl dashboard::CsrfGuard for FixedToken {
     }
 }
 
-both_backends!(csrf_guard_and_origin_checks_protect_actions, |db: TestDb| async move {
+both_databases!(csrf_guard_and_origin_checks_protect_actions, |db: TestDb| async move {
     let store = db.store().await;
     let id = store.enqueue(NewJob::new("nobody@1", ())).await.unwrap();
     let app = app(&store, DashboardOptions { csrf: Some(std::sync::Arc::new(FixedToken)), ..DashboardOptions::default() });
@@ -203,7 +203,7 @@ async fn post_form(app: &Router, path: &str, body: String) -> (StatusCode, Optio
     (resp.status(), location)
 }
 
-both_backends!(paging_search_and_bulk_actions, |db: TestDb| async move {
+both_databases!(paging_search_and_bulk_actions, |db: TestDb| async move {
     let store = db.store().await;
     let app = app(&store, DashboardOptions { page_size: 10, ..DashboardOptions::default() });
     let mut ids = Vec::new();
@@ -259,7 +259,7 @@ both_backends!(paging_search_and_bulk_actions, |db: TestDb| async move {
     assert_eq!(status, StatusCode::FORBIDDEN);
 });
 
-both_backends!(retries_recurring_servers_queues_and_graphs, |db: TestDb| async move {
+both_databases!(retries_recurring_servers_queues_and_graphs, |db: TestDb| async move {
     let store = db.store().await;
     let app = app(&store, DashboardOptions::default());
     let worker = Worker::builder(store.clone())
@@ -339,7 +339,7 @@ both_backends!(retries_recurring_servers_queues_and_graphs, |db: TestDb| async m
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(no_secret_is_shown_on_any_page, |db: TestDb| async move {
+both_databases!(no_secret_is_shown_on_any_page, |db: TestDb| async move {
     let store = db.store().await;
     let app = app(&store, DashboardOptions::default());
     let id = store
@@ -356,7 +356,7 @@ both_backends!(no_secret_is_shown_on_any_page, |db: TestDb| async move {
     }
 });
 
-both_backends!(a_keys_jobs_in_every_state_with_the_applications_link, |db: TestDb| async move {
+both_databases!(a_keys_jobs_in_every_state_with_the_applications_link, |db: TestDb| async move {
     let store = db.store().await;
     let options = DashboardOptions {
         key_links: vec![dashboard::KeyLink { prefix: "tenant:".into(), label: "Tenant".into(), href: "/tenants?id={}".into() }],
@@ -423,7 +423,7 @@ async fn scalar(store: &JobStore, sql: &str) -> i64 {
     }
 }
 
-both_backends!(counters_fold_into_totals_and_age_out_of_the_graph, |db: TestDb| async move {
+both_databases!(counters_fold_into_totals_and_age_out_of_the_graph, |db: TestDb| async move {
     let store = db.store().await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -478,7 +478,7 @@ both_backends!(counters_fold_into_totals_and_age_out_of_the_graph, |db: TestDb| 
     assert_eq!(sum(&after), sum(&before) + 2, "the recent arrival is in the graph, the old one is not");
 });
 
-both_backends!(text_search_reads_a_bounded_window_of_the_newest_jobs, |db: TestDb| async move {
+both_databases!(text_search_reads_a_bounded_window_of_the_newest_jobs, |db: TestDb| async move {
     let store = db.store().await;
     let app = app(&store, DashboardOptions::default());
     let old = store.enqueue(NewJob::new("needle@1", ())).await.unwrap();

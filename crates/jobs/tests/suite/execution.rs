@@ -11,15 +11,17 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::both_backends;
-use crate::common::{TestDb, fast_config, wait_state, wait_until};
+use crate::common::{OpenStore, TestDb, fast_config, wait_state, wait_until};
+use test_support::both_databases;
 
 #[derive(Deserialize, serde::Serialize, Debug, Clone)]
 struct Greet {
     who: String,
 }
 
-/// Runs `$body` with `$tx` bound to a transaction of the store's own pool.
+/// Runs `$body` with `$tx` bound to a transaction of the store's own pool. A macro, not a
+/// function: the body is written once but type-checked twice, against `Transaction<Postgres>` and
+/// `Transaction<Sqlite>` (the jobs API is generic over the two; the raw queries beside it are not).
 macro_rules! with_tx {
     ($store:expr, $tx:ident => $body:block) => {
         if let Some(pool) = $store.pg_pool() {
@@ -33,7 +35,7 @@ macro_rules! with_tx {
     };
 }
 
-both_backends!(fire_and_forget_runs_once_with_history, |db: TestDb| async move {
+both_databases!(fire_and_forget_runs_once_with_history, |db: TestDb| async move {
     let store = db.store().await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let worker = Worker::builder(store.clone())
@@ -67,7 +69,7 @@ both_backends!(fire_and_forget_runs_once_with_history, |db: TestDb| async move {
     assert!(rx.try_recv().is_err(), "ran more than once");
 });
 
-both_backends!(retries_follow_the_per_type_policy, |db: TestDb| async move {
+both_databases!(retries_follow_the_per_type_policy, |db: TestDb| async move {
     let store = db.store().await;
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
@@ -109,7 +111,7 @@ both_backends!(retries_follow_the_per_type_policy, |db: TestDb| async move {
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(default_policy_is_hangfires, |db: TestDb| async move {
+both_databases!(default_policy_is_hangfires, |db: TestDb| async move {
     let store = db.store().await;
     let worker = Worker::builder(store.clone())
         .config(fast_config("w1"))
@@ -128,7 +130,7 @@ both_backends!(default_policy_is_hangfires, |db: TestDb| async move {
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(cancel_running_and_pending_jobs, |db: TestDb| async move {
+both_databases!(cancel_running_and_pending_jobs, |db: TestDb| async move {
     let store = db.store().await;
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let worker = Worker::builder(store.clone())
@@ -160,7 +162,7 @@ both_backends!(cancel_running_and_pending_jobs, |db: TestDb| async move {
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(graceful_shutdown_finishes_or_hands_back, |db: TestDb| async move {
+both_databases!(graceful_shutdown_finishes_or_hands_back, |db: TestDb| async move {
     let store = db.store().await;
     // 1. A job that finishes within the grace period completes.
     let (started_tx, mut started) = mpsc::unbounded_channel();
@@ -213,7 +215,7 @@ both_backends!(graceful_shutdown_finishes_or_hands_back, |db: TestDb| async move
     assert!(last.reason.unwrap().contains("Handed back"));
 });
 
-both_backends!(progress_and_log_lines_are_stored, |db: TestDb| async move {
+both_databases!(progress_and_log_lines_are_stored, |db: TestDb| async move {
     let store = db.store().await;
     let worker = Worker::builder(store.clone())
         .config(fast_config("w1"))
@@ -234,7 +236,7 @@ both_backends!(progress_and_log_lines_are_stored, |db: TestDb| async move {
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(unique_keys_deduplicate_unfinished_jobs, |db: TestDb| async move {
+both_databases!(unique_keys_deduplicate_unfinished_jobs, |db: TestDb| async move {
     let store = db.store().await;
     let a = store.enqueue(NewJob::new("u@1", 1).unique_key("tenant-7")).await.unwrap();
     let b = store.enqueue(NewJob::new("u@1", 2).unique_key("tenant-7")).await.unwrap();
@@ -254,7 +256,7 @@ both_backends!(unique_keys_deduplicate_unfinished_jobs, |db: TestDb| async move 
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(enqueue_once_makes_one_job_per_key_even_after_it_ran, |db: TestDb| async move {
+both_databases!(enqueue_once_makes_one_job_per_key_even_after_it_ran, |db: TestDb| async move {
     let store = db.store().await;
     // Concurrent hand-overs of one request (relays in several processes): one job.
     let mut tasks = Vec::new();
@@ -286,7 +288,7 @@ both_backends!(enqueue_once_makes_one_job_per_key_even_after_it_ran, |db: TestDb
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(jobs_sharing_a_concurrency_key_never_overlap, |db: TestDb| async move {
+both_databases!(jobs_sharing_a_concurrency_key_never_overlap, |db: TestDb| async move {
     let store = db.store().await;
     let running = Arc::new(AtomicUsize::new(0));
     let max_seen = Arc::new(AtomicUsize::new(0));
@@ -324,7 +326,7 @@ both_backends!(jobs_sharing_a_concurrency_key_never_overlap, |db: TestDb| async 
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(enqueue_in_tx_commits_or_rolls_back_with_the_caller, |db: TestDb| async move {
+both_databases!(enqueue_in_tx_commits_or_rolls_back_with_the_caller, |db: TestDb| async move {
     let store = db.store().await;
     exec_raw(&store, "CREATE TABLE tenants (id BIGINT PRIMARY KEY, name TEXT NOT NULL)").await;
     with_tx!(store, tx => {
@@ -392,7 +394,7 @@ impl AnyConn {
     }
 }
 
-both_backends!(complete_in_tx_commits_app_rows_with_the_job_and_fences_stale_leases, |db: TestDb| async move {
+both_databases!(complete_in_tx_commits_app_rows_with_the_job_and_fences_stale_leases, |db: TestDb| async move {
     let store = db.store().await;
     exec_raw(&store, "CREATE TABLE app_rows (job_id BIGINT NOT NULL, note TEXT NOT NULL)").await;
     let leases = Arc::new(Mutex::new(HashMap::new()));
@@ -436,7 +438,7 @@ both_backends!(complete_in_tx_commits_app_rows_with_the_job_and_fences_stale_lea
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(retention_purges_old_finished_jobs_only, |db: TestDb| async move {
+both_databases!(retention_purges_old_finished_jobs_only, |db: TestDb| async move {
     let store = db.store().await;
     let worker = Worker::builder(store.clone())
         .config(fast_config("w1"))

@@ -6,8 +6,8 @@ use std::time::Duration;
 use jobs::{JobContext, JobError, JobState, JobStore, NewJob, Worker, handler_fn};
 use tokio::sync::mpsc;
 
-use crate::both_backends;
-use crate::common::{Kind, TestDb, fast_config, pg_server, wait_state, wait_until};
+use crate::common::{OpenStore, TestDb, fast_config, wait_state, wait_until};
+use test_support::both_databases;
 
 fn recorder(name: &str) -> (impl jobs::JobHandler, mpsc::UnboundedReceiver<(i64, serde_json::Value)>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -21,7 +21,7 @@ fn recorder(name: &str) -> (impl jobs::JobHandler, mpsc::UnboundedReceiver<(i64,
     (h, rx)
 }
 
-both_backends!(delayed_jobs_wait_scheduled_then_run, |db: TestDb| async move {
+both_databases!(delayed_jobs_wait_scheduled_then_run, |db: TestDb| async move {
     let store = db.store().await;
     let soon = store.schedule(NewJob::new("rec@1", "soon"), Duration::from_millis(300)).await.unwrap();
     let later = store.schedule(NewJob::new("rec@1", "later"), Duration::from_secs(3600)).await.unwrap();
@@ -38,7 +38,7 @@ both_backends!(delayed_jobs_wait_scheduled_then_run, |db: TestDb| async move {
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(recurring_jobs_fire_by_cron_in_their_time_zone, |db: TestDb| async move {
+both_databases!(recurring_jobs_fire_by_cron_in_their_time_zone, |db: TestDb| async move {
     let store = db.store().await;
     assert!(matches!(store.add_recurring("bad", "not a cron", "UTC", NewJob::new("rec@1", ())).await, Err(JobError::InvalidCron { .. })));
     assert!(matches!(
@@ -82,7 +82,7 @@ both_backends!(recurring_jobs_fire_by_cron_in_their_time_zone, |db: TestDb| asyn
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(continuations_wait_for_their_parent, |db: TestDb| async move {
+both_databases!(continuations_wait_for_their_parent, |db: TestDb| async move {
     let store = db.store().await;
     let parent = store.enqueue(NewJob::new("rec@1", "parent")).await.unwrap();
     let child = store.continue_with(parent, NewJob::new("rec@1", "child")).await.unwrap();
@@ -114,7 +114,7 @@ both_backends!(continuations_wait_for_their_parent, |db: TestDb| async move {
     worker.shutdown().await.unwrap();
 });
 
-both_backends!(named_queues_with_priorities_and_worker_counts, |db: TestDb| async move {
+both_databases!(named_queues_with_priorities_and_worker_counts, |db: TestDb| async move {
     let store = db.store().await;
     let low = store.enqueue(NewJob::new("rec@1", "low").priority(-5)).await.unwrap();
     let mid = store.enqueue(NewJob::new("rec@1", "mid")).await.unwrap();
@@ -144,19 +144,20 @@ both_backends!(named_queues_with_priorities_and_worker_counts, |db: TestDb| asyn
     assert_eq!(store.queue_depth("reports").await.unwrap(), 1);
 });
 
-both_backends!(migrations_are_idempotent_and_pools_can_be_shared, |db: TestDb| async move {
+both_databases!(migrations_are_idempotent_and_pools_can_be_shared, |db: TestDb| async move {
     let first = db.store().await;
     let id = first.enqueue(NewJob::new("rec@1", 1)).await.unwrap();
     // Connecting again runs the migrations again: nothing breaks, nothing is lost.
     let second = db.store().await;
     assert_eq!(second.get(id).await.unwrap().unwrap().state, JobState::Enqueued);
     // The application's own pool.
-    let shared = match db.kind {
-        Kind::Postgres => JobStore::from_pg_pool(sqlx::PgPool::connect(&db.url).await.unwrap()).await.unwrap(),
-        Kind::Sqlite => JobStore::from_sqlite_pool(sqlx::SqlitePool::connect(&db.url).await.unwrap()).await.unwrap(),
+    let shared = if db.is_postgres() {
+        JobStore::from_pg_pool(sqlx::PgPool::connect(&db.url()).await.unwrap()).await.unwrap()
+    } else {
+        JobStore::from_sqlite_pool(sqlx::SqlitePool::connect(&db.url()).await.unwrap()).await.unwrap()
     };
     assert_eq!(shared.get(id).await.unwrap().unwrap().name, "rec@1");
-    assert_eq!(shared.backend_name(), if db.kind == Kind::Postgres { "postgres" } else { "sqlite" });
+    assert_eq!(shared.backend_name(), if db.is_postgres() { "postgres" } else { "sqlite" });
 });
 
 #[tokio::test]
@@ -165,6 +166,6 @@ async fn bad_locations_are_clear_errors() {
     assert!(matches!(err, JobError::InvalidLocation { .. }), "{err}");
     let err = JobStore::connect("").await.unwrap_err();
     assert!(err.to_string().contains("empty location"), "{err}");
-    let err = JobStore::connect(&format!("{}/no_such_db_for_jobs", pg_server())).await.unwrap_err();
+    let err = JobStore::connect(&test_support::postgres_url("no_such_db_for_jobs")).await.unwrap_err();
     assert!(matches!(err, JobError::Database(_)), "{err}");
 }

@@ -3,10 +3,10 @@
 
 use jobs::{JobContext, Worker, handler_fn};
 
-use crate::both_backends;
-use crate::common::{TestDb, fast_config, wait_until};
+use crate::common::{OpenStore, TestDb, fast_config, wait_until};
+use test_support::both_databases;
 
-both_backends!(a_worker_is_listed_while_it_runs_and_heartbeats_when_idle, |db: TestDb| async move {
+both_databases!(a_worker_is_listed_while_it_runs_and_heartbeats_when_idle, |db: TestDb| async move {
     let store = db.store().await;
     assert!(store.servers().await.unwrap().is_empty());
     let worker = Worker::builder(store.clone())
