@@ -195,7 +195,8 @@ async fn websocket_get(manager: Arc<Manager>, mut parts: Parts) -> Response {
         },
     };
     let info = info.retained(manager.options.max_retained_request_bytes);
-    websocket::handle(manager, conn, accepted, info)
+    let raw = parts.extensions.get::<websocket::RawSocket>().copied();
+    websocket::handle(manager, conn, accepted, info, raw)
 }
 
 async fn post(manager: Arc<Manager>, request: Request) -> Response {

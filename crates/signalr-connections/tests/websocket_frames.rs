@@ -5,17 +5,23 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::Server;
 use signalr_connections::HttpConnectionOptions;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 const MASK: [u8; 4] = [0xA1, 0x05, 0x7C, 0x33];
 
 /// Opens a WebSocket on `/echo` (skipNegotiation) by hand and returns the raw stream.
 async fn open(server: &Server) -> TcpStream {
+    open_on(server, TcpSocket::new_v4().unwrap()).await
+}
+
+/// [`open`] from `socket` (options set beforehand).
+async fn open_on(server: &Server, socket: TcpSocket) -> TcpStream {
     let addr = server.base.trim_start_matches("http://").trim_end_matches("/echo");
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
     let request = format!(
         "GET /echo HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
@@ -53,7 +59,7 @@ fn frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Reads one server frame: (first byte, payload). Server frames are never masked.
-async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> (u8, Vec<u8>) {
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut head = [0u8; 2];
         stream.read_exact(&mut head).await.unwrap();
@@ -181,4 +187,80 @@ async fn a_frame_over_the_limit_is_refused_from_its_header() {
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&MASK);
     refused_with(header, 1009).await;
+}
+
+/// Sends from other tasks to an idle connection are written by flushes straight to the socket,
+/// while the connection's task answers pings on the same socket: every frame arrives whole,
+/// the messages in order, and the pongs in order up to the last ping's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_other_tasks_and_pongs_share_the_socket_frame_by_frame() {
+    const MESSAGES: usize = 3000;
+    const PINGS: usize = 200;
+    const LIMIT: usize = 64 * 1024;
+    let mut server = Server::start(HttpConnectionOptions::default().outbound_buffer_limit(LIMIT)).await;
+    let ws = open(&server).await;
+    let connection = server.connected().await;
+    let (mut reader, mut writer) = ws.into_split();
+    let sender = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            connection.send(Bytes::from(format!("{i};"))).unwrap();
+            if i % 2 == 0 {
+                // Until it is written: the next send finds the connection idle again.
+                connection.send_space(LIMIT).await;
+            }
+        }
+        connection
+    });
+    let pinger = tokio::spawn(async move {
+        for k in 0..PINGS {
+            writer.write_all(&frame(0x89, format!("p{k}").as_bytes())).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        writer
+    });
+    let expected: String = (0..MESSAGES).map(|i| format!("{i};")).collect();
+    let last_ping = PINGS - 1;
+    let (mut data, mut pongs) = (Vec::new(), Vec::new());
+    while data.len() < expected.len() || pongs.last() != Some(&last_ping) {
+        match read_frame(&mut reader).await {
+            (0x81, payload) => data.extend(payload),
+            (0x8A, payload) => pongs.push(String::from_utf8(payload).unwrap()[1..].parse::<usize>().unwrap()),
+            (other, _) => panic!("unexpected frame {other:#x}"),
+        }
+    }
+    assert_eq!(String::from_utf8(data).unwrap(), expected);
+    // Pings read together get one pong, for the newest (RFC 6455 §5.5.3).
+    assert!(pongs.windows(2).all(|pair| pair[0] < pair[1]), "{pongs:?}");
+    assert!(!sender.await.unwrap().is_closed());
+    drop(pinger.await.unwrap());
+}
+
+/// A message larger than the socket takes at once, sent while the client does not read: the
+/// flush writes part of it and hands the rest to the connection's task, which finishes it once
+/// the client reads; the message after it follows whole, and the client gets every byte in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_the_socket_takes_in_part_is_finished_in_order() {
+    const SIZE: usize = 8 << 20;
+    let big = Bytes::from((0..SIZE).map(|i| b'a' + (i % 23) as u8).collect::<Vec<u8>>());
+    let mut server = Server::start(HttpConnectionOptions::default().outbound_buffer_limit(2 * SIZE)).await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut ws = open_on(&server, socket).await;
+    let connection = server.connected().await;
+    connection.send(big.clone()).unwrap();
+    connection.send(Bytes::from_static(b"after")).unwrap();
+    let mut data = Vec::new();
+    while data.len() < SIZE + 5 {
+        let (first, payload) = read_frame(&mut ws).await;
+        assert_eq!(first, 0x81, "a whole text frame");
+        data.extend(payload);
+    }
+    assert_eq!(data.len(), SIZE + 5);
+    assert!(data[..SIZE] == big[..], "the large message arrived whole");
+    assert_eq!(&data[SIZE..], b"after");
+    // Idle again: the next message is written as before.
+    connection.send(Bytes::from_static(b"again")).unwrap();
+    assert_eq!(read_frame(&mut ws).await, (0x81, b"again".to_vec()));
+    assert!(!connection.is_closed());
 }

@@ -213,8 +213,9 @@ where
             tracing::debug!(%error, "could not set TCP_NODELAY on an accepted connection");
         }
         let shared = Arc::new(ConnectionShared::new());
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         let io = GuardedStream::new(stream, limits.clone(), shared.clone(), permit);
-        let service = ConnectionService::new(router.clone(), shared, remote, limits.min_request_body_data_rate);
+        let service = ConnectionService::new(router.clone(), shared, remote, limits.min_request_body_data_rate).with_descriptor(fd);
         let builder = builder.clone();
         let stopping = stopping.clone();
         tracker.spawn(async move {

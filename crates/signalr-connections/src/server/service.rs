@@ -31,13 +31,22 @@ pub struct ConnectionService {
     /// `MinRequestBodyDataRate`; `None` (or a zero rate): bodies are not timed.
     min_body_rate: Option<MinDataRate>,
     requests: AtomicU64,
+    /// The connection's descriptor, for the WebSocket transport's flushes.
+    raw: Option<crate::websocket::RawSocket>,
 }
 
 impl ConnectionService {
     /// The service of a connection from `remote`.
     pub fn new(router: Router, shared: Arc<ConnectionShared>, remote: SocketAddr, min_body_rate: Option<MinDataRate>) -> Self {
         let min_body_rate = min_body_rate.filter(|rate| rate.bytes_per_second > 0.0);
-        ConnectionService { router, shared, remote, min_body_rate, requests: AtomicU64::new(0) }
+        ConnectionService { router, shared, remote, min_body_rate, requests: AtomicU64::new(0), raw: None }
+    }
+
+    /// Lets a WebSocket upgraded on this connection be written from flushes, straight to `fd`,
+    /// the accepted socket's descriptor, which must stay open as long as the connection's I/O.
+    pub(crate) fn with_descriptor(mut self, fd: std::os::fd::RawFd) -> Self {
+        self.raw = Some(crate::websocket::RawSocket(fd));
+        self
     }
 }
 
@@ -72,6 +81,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             return Box::pin(std::future::ready(Ok(refusal(status))));
         }
         request.extensions_mut().insert(ConnectInfo(self.remote));
+        if let Some(raw) = self.raw {
+            request.extensions_mut().insert(raw);
+        }
         let is_connect = request.method() == Method::CONNECT;
         let router = self.router.clone();
         let request = match self.min_body_rate {

@@ -8,12 +8,14 @@
 //! concatenated, as .NET's transport does with its pipe buffer) in one vectored write of the
 //! queued `Bytes` themselves, so a burst costs one `write` per connection per batch and no copy.
 
+pub(crate) mod flush;
 pub(crate) mod frame;
 mod handshake;
 mod socket;
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -23,13 +25,16 @@ use bytes::Bytes;
 use http::StatusCode;
 use hyper_util::rt::TokioIo;
 
+use self::flush::DirectWrites;
 use self::frame::{CLOSE_NORMAL, OP_BINARY, OP_TEXT};
 use self::socket::{ReadEvent, WsSocket};
 use crate::responses::{self, CANNOT_CHANGE_TRANSPORT, NO_CONNECTION};
-use crate::state::{ConnState, Manager, Status};
+use crate::state::{ConnState, Manager, Shared, Status};
 use crate::{RequestInfo, TransferFormat, TransportType};
 
+pub(crate) use self::flush::RawSocket;
 pub(crate) use self::handshake::{Accepted, accept};
+pub(crate) use self::socket::Outgoing;
 
 /// The upgraded connection as this transport reads and writes it.
 type Socket = WsSocket<TokioIo<hyper::upgrade::Upgraded>>;
@@ -39,8 +44,15 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// The most messages joined into one frame: with the header they fill one vectored write.
 const MAX_BATCH_MESSAGES: usize = 63;
 
-/// Validates a WebSocket request for `conn` and upgrades it.
-pub(crate) fn handle(manager: Arc<Manager>, conn: Arc<ConnState>, accepted: Accepted, info: RequestInfo) -> Response {
+/// Validates a WebSocket request for `conn` and upgrades it. `raw` is the TCP connection's
+/// descriptor when the server gave it (then broadcasts write from flushes, [`flush`]).
+pub(crate) fn handle(
+    manager: Arc<Manager>,
+    conn: Arc<ConnState>,
+    accepted: Accepted,
+    info: RequestInfo,
+    raw: Option<RawSocket>,
+) -> Response {
     if !manager.options.is_enabled(TransportType::WebSockets) {
         return responses::transport_not_supported(TransportType::WebSockets);
     }
@@ -79,7 +91,7 @@ pub(crate) fn handle(manager: Arc<Manager>, conn: Arc<ConnState>, accepted: Acce
             Ok(upgraded) => {
                 let options = &manager.options;
                 let socket = WsSocket::new(TokioIo::new(upgraded), options.transport_max_buffer_size, options.websocket_read_buffer_size);
-                run(manager, conn, socket, takeover).await;
+                run(manager, conn, socket, takeover, raw.map(|raw| raw.0)).await;
             }
             Err(error) => {
                 tracing::debug!(%error, "WebSocket upgrade failed");
@@ -116,12 +128,32 @@ struct Writer {
     data_in_flight: bool,
     /// This wake-up already gave way once (see [`Writer::poll_event`]).
     deferred: bool,
+    /// Flushes may write to the socket's descriptor while the task is idle.
+    direct: bool,
+    /// The write side is lent to flushes (`Shared::write_lent` as this task last set it).
+    lent: bool,
 }
 
 impl Writer {
+    /// Takes the socket's write side back from flushes, with a frame one of them left
+    /// unfinished (written first).
+    fn take_back(&mut self, shared: &mut Shared, socket: &mut Socket) {
+        shared.write_lent = false;
+        self.lent = false;
+        if let Some(out) = shared.handoff.take() {
+            socket.resume_data(*out);
+            self.data_in_flight = true;
+        }
+    }
+
     /// Drives writing and, if `read`, reading, until something needs the task's attention.
     fn poll_event(&mut self, cx: &mut Context<'_>, conn: &ConnState, socket: &mut Socket, read: bool) -> Poll<Event> {
         loop {
+            if self.lent && !socket.send_idle() {
+                // A pong was queued: take the write side back from flushes before writing it.
+                let mut shared = conn.shared.lock();
+                self.take_back(&mut shared, socket);
+            }
             let mut written = false;
             match socket.poll_send(cx) {
                 Poll::Ready(Ok(())) => {
@@ -133,6 +165,11 @@ impl Writer {
             {
                 // One lock per turn: clears the finished write and takes the next batch.
                 let mut shared = conn.shared.lock();
+                if shared.handoff.is_some() {
+                    // A flush left a frame half written: finish it before anything else.
+                    self.take_back(&mut shared, socket);
+                    continue;
+                }
                 if written {
                     shared.in_flight_bytes = 0;
                     shared.write_started = None;
@@ -160,6 +197,8 @@ impl Writer {
                     }
                     if !shared.queue.is_empty() {
                         self.deferred = false;
+                        shared.write_lent = false;
+                        self.lent = false;
                         // The last write's emptied list becomes the queue: no allocation per write.
                         let spare = socket.take_spare();
                         let (batch, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, spare);
@@ -182,11 +221,14 @@ impl Writer {
                     if shared.close_requested {
                         return Poll::Ready(Event::Finished);
                     }
-                    // Going idle: an idle connection keeps no queue allocation.
+                    // Going idle: an idle connection keeps no queue allocation, and the next
+                    // broadcast is written by a flush without waking this task.
                     if shared.queue.capacity() > 0 {
                         shared.queue = VecDeque::new();
                     }
                     socket.release_spare();
+                    shared.write_lent = self.direct;
+                    self.lent = self.direct;
                 }
                 shared.register(cx.waker());
             }
@@ -214,16 +256,18 @@ impl Writer {
     }
 }
 
-async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, takeover: bool) {
+async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, takeover: bool, fd: Option<RawFd>) {
     // Waits for the previous socket's task to let go of the application (stateful reconnect).
     // Cold-path futures are boxed so the task, which lives as long as the connection, stays
     // small (idle memory).
     let mut slot = Box::pin(conn.app.lock()).await;
-    {
+    let direct = {
         let mut shared = conn.shared.lock();
         if shared.status == Status::Disposed {
             return;
         }
+        // Dropped before the socket: the descriptor is forgotten before it closes.
+        let direct = DirectWrites::new(&conn, &mut shared, fd);
         shared.superseded = false;
         if takeover {
             // What the old socket did not write is replayed by the application from its own
@@ -233,7 +277,8 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
             shared.in_flight_bytes = 0;
             shared.write_started = None;
         }
-    }
+        direct
+    };
     let reconnected = slot.is_some();
     Box::pin(manager.start_app(&conn, &mut slot)).await;
     let Some(app) = slot.as_mut() else { return };
@@ -241,7 +286,7 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
         app.on_reconnected().await;
     }
 
-    let mut writer = Writer::default();
+    let mut writer = Writer { direct: fd.is_some(), ..Writer::default() };
     let end = loop {
         let event = poll_fn(|cx| writer.poll_event(cx, &conn, &mut socket, true)).await;
         let Event::Data(data) = event else {
@@ -266,6 +311,13 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
             break event;
         }
     };
+    {
+        // Whatever follows (a close frame, the socket's end) is the task's alone.
+        let mut shared = conn.shared.lock();
+        if let Some(out) = direct.end(&mut shared) {
+            socket.resume_data(out);
+        }
+    }
 
     let close_timeout = manager.options.websocket_close_timeout;
     match end {

@@ -21,7 +21,7 @@ use super::frame::{self, Control, Decoder, FrameError, MAX_HEADER};
 /// Size of the per-thread read buffer: the most one read can take.
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// The most slices given to one vectored write.
-const MAX_SLICES: usize = 64;
+pub(crate) const MAX_SLICES: usize = 64;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
@@ -46,7 +46,7 @@ pub(crate) enum ReadEvent {
 
 /// The frame being written: a header and the parts of its payload, or a whole control frame.
 #[derive(Default)]
-struct Outgoing {
+pub(crate) struct Outgoing {
     header: [u8; MAX_HEADER],
     header_len: usize,
     /// The queue taken from the connection, moved here whole.
@@ -56,8 +56,40 @@ struct Outgoing {
 }
 
 impl Outgoing {
-    fn is_empty(&self) -> bool {
+    /// A data frame carrying `parts` in order (`total` bytes).
+    pub(crate) fn data(opcode: u8, parts: VecDeque<Bytes>, total: usize) -> Self {
+        let (header, header_len) = frame::server_header(opcode, total);
+        Self { header, header_len, parts, total: header_len + total, sent: 0 }
+    }
+
+    /// Whether everything was written.
+    pub(crate) fn is_empty(&self) -> bool {
         self.sent == self.total
+    }
+
+    /// Fills `slices` with what is left to write, in order; returns how many it filled.
+    pub(crate) fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
+        let mut count = 0;
+        let mut skip = self.sent;
+        let header = &self.header[..self.header_len];
+        for chunk in std::iter::once(header).chain(self.parts.iter().map(|p| &p[..])) {
+            if skip >= chunk.len() {
+                skip -= chunk.len();
+                continue;
+            }
+            slices[count] = IoSlice::new(&chunk[skip..]);
+            skip = 0;
+            count += 1;
+            if count == MAX_SLICES {
+                break;
+            }
+        }
+        count
+    }
+
+    /// Notes that `written` more bytes went out.
+    pub(crate) fn advance(&mut self, written: usize) {
+        self.sent += written;
     }
 
     fn clear(&mut self) {
@@ -129,12 +161,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
     /// Call only when [`WsSocket::send_idle`].
     pub(crate) fn start_data(&mut self, opcode: u8, parts: VecDeque<Bytes>, total: usize) {
         debug_assert!(self.send_idle());
-        let (header, header_len) = frame::server_header(opcode, total);
-        self.out.header = header;
-        self.out.header_len = header_len;
-        self.out.parts = parts;
-        self.out.total = header_len + total;
-        self.out.sent = 0;
+        self.out = Outgoing::data(opcode, parts, total);
+    }
+
+    /// Takes over a data frame a flush started and did not finish; it is written before any
+    /// control frame queued meanwhile. Call only while no data frame is being written.
+    pub(crate) fn resume_data(&mut self, out: Outgoing) {
+        debug_assert!(self.out.is_empty());
+        self.out = out;
     }
 
     /// Queues a control frame behind the data frame being written (a newer one replaces an
@@ -168,28 +202,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
 
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let out = &mut self.out;
-        while out.sent < out.total {
+        while !out.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let mut count = 0;
-            let mut skip = out.sent;
-            let header = &out.header[..out.header_len];
-            for chunk in std::iter::once(header).chain(out.parts.iter().map(|p| &p[..])) {
-                if skip >= chunk.len() {
-                    skip -= chunk.len();
-                    continue;
-                }
-                slices[count] = IoSlice::new(&chunk[skip..]);
-                skip = 0;
-                count += 1;
-                if count == MAX_SLICES {
-                    break;
-                }
-            }
+            let count = out.slices(&mut slices);
             let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            out.sent += written;
+            out.advance(written);
         }
         Poll::Ready(Ok(()))
     }

@@ -1,0 +1,219 @@
+//! Writing a broadcast without a task round per receiver.
+//!
+//! A broadcast queues one message on thousands of idle WebSockets. Waking each connection's task
+//! to write it costs a task round per delivery (wake, schedule, poll, tokio's readiness
+//! bookkeeping for the socket), a fifth of the server's CPU per delivery (docs/benchmarks.md,
+//! "Where the server's time goes"). So a task going idle *lends* its socket's write side
+//! (`Shared::write_lent`), and a send to such a connection puts it in the thread's open
+//! [`Flush`] instead of waking the task: up to [`FLUSH_SIZE`] connections that one spawned task
+//! visits in turn, writing each one's message as a frame with one `writev` on its descriptor,
+//! under the connection's lock.
+//!
+//! A flush gives way once before it writes, so the flushes of a long sweep spread over the
+//! worker threads while the sweep goes on, and what more was queued by then leaves in the same
+//! write. A connection with a long backlog by then is in a burst and is left to its task, which
+//! joins more messages per write ([`BURST_BACKLOG`]; decision 0017). The task
+//! takes the write side back under the lock before it writes anything itself (a pong, a close,
+//! a reply the client waits for, a burst's batch); a frame the socket does not take whole is
+//! handed to the task (`Shared::handoff`), which finishes it through tokio.
+//!
+//! The descriptor is used only under the connection's lock and only while `Shared::raw_fd`
+//! holds it: the task clears it before its socket closes ([`DirectWrites`]), so a flush never
+//! writes to a descriptor number the kernel gave to another connection.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::socket::Outgoing;
+use super::{MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, frame};
+use crate::TransferFormat;
+use crate::state::{ConnState, Shared, Status};
+
+/// The most connections one flush writes: large enough that a sweep spawns few tasks (one per
+/// 128 receivers instead of one wake each), small enough that a sweep's flushes spread over the
+/// worker threads and the first receivers are written while the sweep goes on.
+const FLUSH_SIZE: usize = 128;
+
+/// More messages than this queued by the time a flush comes means a burst: the connection's
+/// task writes them instead. It waits longer before its write (it gives way behind every other
+/// task of the node) and so joins many more messages per write, which is what a burst's
+/// throughput lives on; a flush would write what is there and meet the connection again soon.
+/// Below it (a paced broadcast, or messages across nodes arriving a few at a time) the flush
+/// writes, as the task would, without its round. (Chosen by A/B, docs/benchmarks.md: flushes
+/// writing every backlog cost a burst a fifth of its throughput; handing backlogs over 1 or 4
+/// messages to the task grew cross-node's tail to seconds.)
+const BURST_BACKLOG: usize = 8;
+
+/// The descriptor of an accepted TCP connection, put in each request's extensions by the
+/// server ([`crate::server::serve`]) so that a WebSocket upgraded from it can be written from
+/// a flush. Requests from other servers do not have it; their WebSockets write from their task.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawSocket(pub(crate) RawFd);
+
+/// Connections with queued messages, written by one task.
+struct Flush {
+    /// `None` once the task took the list: later sends start a new flush.
+    connections: Mutex<Option<Vec<Arc<ConnState>>>>,
+}
+
+thread_local! {
+    /// The flush this thread's sends are filling.
+    static OPEN: RefCell<Option<Arc<Flush>>> = const { RefCell::new(None) };
+}
+
+/// Adds `conn`, whose queue just stopped being empty, to this thread's open flush, starting one
+/// if there is none or it is full. Gives `conn` back when no tokio runtime can run a flush here.
+pub(crate) fn schedule(conn: Arc<ConnState>) -> Result<(), Arc<ConnState>> {
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        let conn = match open.as_ref() {
+            Some(flush) => match flush.add(conn) {
+                Ok(()) => return Ok(()),
+                Err(conn) => conn,
+            },
+            None => conn,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(conn);
+        };
+        let mut list = Vec::with_capacity(FLUSH_SIZE);
+        list.push(conn);
+        let flush = Arc::new(Flush { connections: Mutex::new(Some(list)) });
+        *open = Some(flush.clone());
+        drop(runtime.spawn(flush.run()));
+        Ok(())
+    })
+}
+
+impl Flush {
+    fn add(&self, conn: Arc<ConnState>) -> Result<(), Arc<ConnState>> {
+        match self.connections.lock().as_mut() {
+            Some(list) if list.len() < FLUSH_SIZE => {
+                list.push(conn);
+                Ok(())
+            }
+            _ => Err(conn),
+        }
+    }
+
+    /// Gives way once, as the connection task did before a batch, so that the broadcasts
+    /// already scheduled queue more first; then writes the connections' queues.
+    async fn run(self: Arc<Self>) {
+        tokio::task::yield_now().await;
+        let connections = self.connections.lock().take().unwrap_or_default();
+        for conn in connections {
+            write_queued(&conn);
+        }
+    }
+}
+
+/// Writes what `conn` has queued if its task lent the write side, in frames of at most
+/// [`MAX_BATCH_MESSAGES`] messages and [`MAX_BATCH_BYTES`] bytes as the task would; otherwise,
+/// or for a burst's backlog ([`BURST_BACKLOG`]), leaves it to the task, as it does the rest of
+/// a frame the socket does not take at once.
+fn write_queued(conn: &ConnState) {
+    let mut shared = conn.shared.lock();
+    if shared.queue.len() > BURST_BACKLOG {
+        conn.wake_all(&mut shared);
+        return;
+    }
+    while !shared.queue.is_empty() {
+        let Some(fd) = lent_descriptor(&shared) else {
+            conn.wake_all(&mut shared);
+            return;
+        };
+        let (parts, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, VecDeque::new());
+        conn.note_queue(&shared);
+        let opcode = match shared.format {
+            TransferFormat::Text => frame::OP_TEXT,
+            TransferFormat::Binary => frame::OP_BINARY,
+        };
+        let mut out = Outgoing::data(opcode, parts, bytes);
+        let now = Instant::now();
+        shared.last_write_started = Some(now);
+        if !write_some(fd, &mut out) {
+            // The socket's buffer is full (or the socket failed): the task finishes the frame
+            // through tokio, which waits for room, or ends the connection on the error.
+            shared.in_flight_bytes = bytes;
+            shared.write_started = Some(now);
+            shared.write_lent = false;
+            shared.handoff = Some(Box::new(out));
+            conn.wake_all(&mut shared);
+            return;
+        }
+    }
+    if shared.queue.capacity() > 0 {
+        // Only part of the queue was taken last: an idle connection keeps no allocation.
+        shared.queue = VecDeque::new();
+    }
+}
+
+/// The descriptor a flush may write to now: the task lent its write side and nothing asks the
+/// task to act (a close, an abort, a newer socket).
+fn lent_descriptor(shared: &Shared) -> Option<RawFd> {
+    let usable = shared.write_lent && shared.status == Status::Active && !shared.aborted && !shared.close_requested && !shared.superseded;
+    if usable { shared.raw_fd } else { None }
+}
+
+/// Writes as much of `out` as the socket takes without waiting; true when all of it went.
+fn write_some(fd: RawFd, out: &mut Outgoing) -> bool {
+    // SAFETY: the caller holds the connection's lock and `Shared::raw_fd` names this descriptor,
+    // so the socket that owns it is open (its task clears `raw_fd` under the lock before closing
+    // it); `ManuallyDrop` leaves it open here.
+    let stream = ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); super::socket::MAX_SLICES];
+        let count = out.slices(&mut slices);
+        match (&*stream).write_vectored(&slices[..count]) {
+            Ok(0) => return false,
+            Ok(written) => out.advance(written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Takes the write side back from flushes for good when the task's socket goes away, also when
+/// the task is dropped without finishing (runtime shut down): the descriptor is forgotten before
+/// the socket closes it. Must be dropped before the socket.
+pub(crate) struct DirectWrites<'a> {
+    conn: &'a ConnState,
+    fd: Option<RawFd>,
+}
+
+impl<'a> DirectWrites<'a> {
+    /// Lets flushes write to `fd` (if any) for `conn` while its task lends the write side.
+    pub(crate) fn new(conn: &'a ConnState, shared: &mut Shared, fd: Option<RawFd>) -> Self {
+        shared.raw_fd = fd;
+        shared.write_lent = false;
+        shared.handoff = None;
+        Self { conn, fd }
+    }
+
+    /// Ends direct writes; returns a frame a flush started and did not finish, which the task
+    /// must finish before anything else it writes.
+    pub(crate) fn end(&self, shared: &mut Shared) -> Option<Outgoing> {
+        if self.fd.is_none() || shared.raw_fd != self.fd {
+            // A newer socket's task (stateful reconnect) owns the fields now.
+            return None;
+        }
+        shared.raw_fd = None;
+        shared.write_lent = false;
+        shared.handoff.take().map(|out| *out)
+    }
+}
+
+impl Drop for DirectWrites<'_> {
+    fn drop(&mut self) {
+        let mut shared = self.conn.shared.lock();
+        self.end(&mut shared);
+    }
+}
