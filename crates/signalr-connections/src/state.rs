@@ -339,6 +339,16 @@ impl ConnState {
         Ok(())
     }
 
+    /// The address of the endpoint: which connections share a runtime.
+    pub(crate) fn endpoint_address(&self) -> usize {
+        self.manager.as_ptr() as usize
+    }
+
+    /// The runtime serving the endpoint, unless the endpoint is gone.
+    pub(crate) fn endpoint_runtime(&self) -> Option<tokio::runtime::Handle> {
+        self.manager.upgrade()?.runtime.get().cloned()
+    }
+
     /// Records where the next message goes after the queue was replaced (a prefetch hint).
     pub(crate) fn note_queue(&self, shared: &Shared) {
         self.hints.note_queue(&shared.queue);

@@ -264,3 +264,22 @@ async fn a_frame_the_socket_takes_in_part_is_finished_in_order() {
     assert_eq!(read_frame(&mut ws).await, (0x81, b"again".to_vec()));
     assert!(!connection.is_closed());
 }
+
+/// A send from a thread of another runtime, one that ends right after, is written by the
+/// endpoint's runtime: the message arrives although the sender's runtime is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_from_a_runtime_that_ends_at_once_is_still_written() {
+    let mut server = Server::start(HttpConnectionOptions::default()).await;
+    let mut ws = open(&server).await;
+    let connection = server.connected().await;
+    // A round trip first: then the connection is idle, its task waiting on the socket.
+    ws.write_all(&frame(0x81, b"hello")).await.unwrap();
+    assert_eq!(read_frame(&mut ws).await, (0x81, b"hello".to_vec()));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async { connection.send(Bytes::from_static(b"from elsewhere")).unwrap() });
+    })
+    .join()
+    .unwrap();
+    assert_eq!(read_frame(&mut ws).await, (0x81, b"from elsewhere".to_vec()));
+}

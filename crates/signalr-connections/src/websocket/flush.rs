@@ -57,8 +57,11 @@ const BURST_BACKLOG: usize = 8;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawSocket(pub(crate) RawFd);
 
-/// Connections with queued messages, written by one task.
+/// Connections of one endpoint with queued messages, written by one task.
 struct Flush {
+    /// The endpoint (its address): a flush runs on the endpoint's runtime, so it takes only
+    /// that endpoint's connections.
+    endpoint: usize,
     /// `None` once the task took the list: later sends start a new flush.
     connections: Mutex<Option<Vec<Arc<ConnState>>>>,
 }
@@ -69,27 +72,31 @@ thread_local! {
 }
 
 /// Adds `conn`, whose queue just stopped being empty, to this thread's open flush, starting one
-/// if there is none or it is full. Gives `conn` back when no tokio runtime can run a flush here.
+/// on the runtime serving its endpoint if there is none, it is full or it is another endpoint's.
+/// Gives `conn` back if the endpoint is gone.
 pub(crate) fn schedule(conn: Arc<ConnState>) -> Result<(), Arc<ConnState>> {
-    OPEN.with(|open| {
+    let endpoint = conn.endpoint_address();
+    let previous = OPEN.with(|open| {
         let mut open = open.borrow_mut();
         let conn = match open.as_ref() {
-            Some(flush) => match flush.add(conn) {
-                Ok(()) => return Ok(()),
+            Some(flush) if flush.endpoint == endpoint => match flush.add(conn) {
+                Ok(()) => return Ok(None),
                 Err(conn) => conn,
             },
-            None => conn,
+            _ => conn,
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = conn.endpoint_runtime() else {
             return Err(conn);
         };
-        let mut list = Vec::with_capacity(FLUSH_SIZE);
+        let mut list = Vec::with_capacity(16);
         list.push(conn);
-        let flush = Arc::new(Flush { connections: Mutex::new(Some(list)) });
-        *open = Some(flush.clone());
-        drop(runtime.spawn(flush.run()));
-        Ok(())
-    })
+        let flush = Arc::new(Flush { endpoint, connections: Mutex::new(Some(list)) });
+        drop(runtime.spawn(Unrun(flush.clone()).run()));
+        Ok(open.replace(flush))
+    })?;
+    // Dropped outside the thread-local's borrow.
+    drop(previous);
+    Ok(())
 }
 
 impl Flush {
@@ -102,14 +109,30 @@ impl Flush {
             _ => Err(conn),
         }
     }
+}
 
+/// A flush's task. If the task is dropped before it ran (its runtime shut down), the flush's
+/// connections are left to their tasks and the flush takes no more.
+struct Unrun(Arc<Flush>);
+
+impl Unrun {
     /// Gives way once, as the connection task did before a batch, so that the broadcasts
     /// already scheduled queue more first; then writes the connections' queues.
-    async fn run(self: Arc<Self>) {
+    async fn run(self) {
         tokio::task::yield_now().await;
-        let connections = self.connections.lock().take().unwrap_or_default();
+        let connections = self.0.connections.lock().take().unwrap_or_default();
         for conn in connections {
             write_queued(&conn);
+        }
+    }
+}
+
+impl Drop for Unrun {
+    fn drop(&mut self) {
+        let connections = self.0.connections.lock().take().unwrap_or_default();
+        for conn in connections {
+            let mut shared = conn.shared.lock();
+            conn.wake_all(&mut shared);
         }
     }
 }
@@ -120,6 +143,10 @@ impl Flush {
 /// a frame the socket does not take at once.
 fn write_queued(conn: &ConnState) {
     let mut shared = conn.shared.lock();
+    if shared.queue.is_empty() {
+        // The task took it (and may be reusing the queue's allocation).
+        return;
+    }
     if shared.queue.len() > BURST_BACKLOG {
         conn.wake_all(&mut shared);
         return;

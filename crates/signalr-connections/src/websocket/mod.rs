@@ -266,7 +266,8 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
         if shared.status == Status::Disposed {
             return;
         }
-        // Dropped before the socket: the descriptor is forgotten before it closes.
+        // Dropped before the socket, a parameter (locals go first): the descriptor is forgotten
+        // before it closes. Keep `socket` a parameter, or declare it before this.
         let direct = DirectWrites::new(&conn, &mut shared, fd);
         shared.superseded = false;
         if takeover {
