@@ -11,8 +11,9 @@
 //!
 //! A flush gives way once before it writes, so the flushes of a long sweep spread over the
 //! worker threads while the sweep goes on, and what more was queued by then leaves in the same
-//! write. A connection with a long backlog by then is in a burst and is left to its task, which
-//! joins more messages per write ([`BURST_BACKLOG`]; decision 0017). The task
+//! write. A connection with a backlog by then gets messages faster than flushes write them one
+//! by one: its task takes over for what follows, joining more messages per write, until its
+//! writes carry single messages again (decision 0017). The task
 //! takes the write side back under the lock before it writes anything itself (a pong, a close,
 //! a reply the client waits for, a burst's batch); a frame the socket does not take whole is
 //! handed to the task (`Shared::handoff`), which finishes it through tokio.
@@ -41,15 +42,9 @@ use crate::state::{ConnState, Shared, Status};
 /// worker threads and the first receivers are written while the sweep goes on.
 const FLUSH_SIZE: usize = 128;
 
-/// More messages than this queued by the time a flush comes means a burst: the connection's
-/// task writes them instead. It waits longer before its write (it gives way behind every other
-/// task of the node) and so joins many more messages per write, which is what a burst's
-/// throughput lives on; a flush would write what is there and meet the connection again soon.
-/// Below it (a paced broadcast, or messages across nodes arriving a few at a time) the flush
-/// writes, as the task would, without its round. (Chosen by A/B, docs/benchmarks.md: flushes
-/// writing every backlog cost a burst a fifth of its throughput; handing backlogs over 1 or 4
-/// messages to the task grew cross-node's tail to seconds.)
-const BURST_BACKLOG: usize = 8;
+/// How many writes in a row of a single message the connection's task makes before it lends
+/// the write side to flushes again, after a flush found a backlog (see [`write_queued`]).
+pub(crate) const LEND_AFTER_SINGLES: u8 = 4;
 
 /// The descriptor of an accepted TCP connection, put in each request's extensions by the
 /// server ([`crate::server::serve`]) so that a WebSocket upgraded from it can be written from
@@ -138,19 +133,25 @@ impl Drop for Unrun {
 }
 
 /// Writes what `conn` has queued if its task lent the write side, in frames of at most
-/// [`MAX_BATCH_MESSAGES`] messages and [`MAX_BATCH_BYTES`] bytes as the task would; otherwise,
-/// or for a burst's backlog ([`BURST_BACKLOG`]), leaves it to the task, as it does the rest of
-/// a frame the socket does not take at once.
+/// [`MAX_BATCH_MESSAGES`] messages and [`MAX_BATCH_BYTES`] bytes as the task would; otherwise
+/// leaves it to the task, as it does the rest of a frame the socket does not take at once.
+///
+/// More than one message queued by now means messages come faster than flushes write them one
+/// by one (a burst, or a node behind): the backlog is written at once, and the write side goes
+/// back to the task for what follows. The task waits longer before a write (it gives way behind
+/// every other task of the node), so one write carries more messages, and it lends the write
+/// side again once its own last [`LEND_AFTER_SINGLES`] writes each carried a single message, so a
+/// connection does not flip between the two on every message. Without that hysteresis, and
+/// when the backlog itself was handed to the task, cross-node's tail grew to seconds; with
+/// flushes never giving the write side back, a burst lost a fifth of its throughput
+/// (docs/benchmarks.md, "Experiments not kept").
 fn write_queued(conn: &ConnState) {
     let mut shared = conn.shared.lock();
     if shared.queue.is_empty() {
         // The task took it (and may be reusing the queue's allocation).
         return;
     }
-    if shared.queue.len() > BURST_BACKLOG {
-        conn.wake_all(&mut shared);
-        return;
-    }
+    let backlog = shared.queue.len() > 1;
     while !shared.queue.is_empty() {
         let Some(fd) = lent_descriptor(&shared) else {
             conn.wake_all(&mut shared);
@@ -179,6 +180,9 @@ fn write_queued(conn: &ConnState) {
     if shared.queue.capacity() > 0 {
         // Only part of the queue was taken last: an idle connection keeps no allocation.
         shared.queue = VecDeque::new();
+    }
+    if backlog {
+        shared.write_lent = false;
     }
 }
 

@@ -132,6 +132,9 @@ struct Writer {
     direct: bool,
     /// The write side is lent to flushes (`Shared::write_lent` as this task last set it).
     lent: bool,
+    /// Writes in a row (up to 255) of this task that carried a single message; the write side
+    /// is lent to flushes only after [`flush::LEND_AFTER_SINGLES`] (see `flush::write_queued`).
+    singles: u8,
 }
 
 impl Writer {
@@ -202,6 +205,7 @@ impl Writer {
                         // The last write's emptied list becomes the queue: no allocation per write.
                         let spare = socket.take_spare();
                         let (batch, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, spare);
+                        self.singles = if batch.len() > 1 { 0 } else { self.singles.saturating_add(1) };
                         conn.note_queue(&shared);
                         let opcode = match shared.format {
                             // The application sends UTF-8 on a text connection (the hub
@@ -221,14 +225,15 @@ impl Writer {
                     if shared.close_requested {
                         return Poll::Ready(Event::Finished);
                     }
-                    // Going idle: an idle connection keeps no queue allocation, and the next
-                    // broadcast is written by a flush without waking this task.
+                    // Going idle: an idle connection keeps no queue allocation, and unless
+                    // messages came in batches lately, the next one is written by a flush
+                    // without waking this task.
                     if shared.queue.capacity() > 0 {
                         shared.queue = VecDeque::new();
                     }
                     socket.release_spare();
-                    shared.write_lent = self.direct;
-                    self.lent = self.direct;
+                    self.lent = self.direct && self.singles >= flush::LEND_AFTER_SINGLES;
+                    shared.write_lent = self.lent;
                 }
                 shared.register(cx.waker());
             }
@@ -287,7 +292,7 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
         app.on_reconnected().await;
     }
 
-    let mut writer = Writer { direct: fd.is_some(), ..Writer::default() };
+    let mut writer = Writer { direct: fd.is_some(), singles: flush::LEND_AFTER_SINGLES, ..Writer::default() };
     let end = loop {
         let event = poll_fn(|cx| writer.poll_event(cx, &conn, &mut socket, true)).await;
         let Event::Data(data) = event else {
