@@ -33,8 +33,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use super::socket::Outgoing;
-use super::{MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, frame};
-use crate::TransferFormat;
+use super::take_frame;
 use crate::state::{ConnState, Shared, Status};
 
 /// The most connections one flush writes: large enough that a sweep spawns few tasks (one per
@@ -132,8 +131,8 @@ impl Drop for Unrun {
     }
 }
 
-/// Writes what `conn` has queued if its task lent the write side, in frames of at most
-/// [`MAX_BATCH_MESSAGES`] messages and [`MAX_BATCH_BYTES`] bytes as the task would; otherwise
+/// Writes what `conn` has queued if its task lent the write side, in frames as the task would
+/// ([`take_frame`]); otherwise
 /// leaves it to the task, as it does the rest of a frame the socket does not take at once.
 ///
 /// More than one message queued by now means messages come faster than flushes write them one
@@ -157,13 +156,7 @@ fn write_queued(conn: &ConnState) {
             conn.wake_all(&mut shared);
             return;
         };
-        let (parts, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, VecDeque::new());
-        conn.note_queue(&shared);
-        let opcode = match shared.format {
-            TransferFormat::Text => frame::OP_TEXT,
-            TransferFormat::Binary => frame::OP_BINARY,
-        };
-        let mut out = Outgoing::data(opcode, parts, bytes);
+        let (mut out, bytes, _) = take_frame(conn, &mut shared, VecDeque::new());
         let now = Instant::now();
         shared.last_write_started = Some(now);
         if !write_some(fd, &mut out) {

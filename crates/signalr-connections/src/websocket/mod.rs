@@ -203,22 +203,14 @@ impl Writer {
                         shared.write_lent = false;
                         self.lent = false;
                         // The last write's emptied list becomes the queue: no allocation per write.
-                        let spare = socket.take_spare();
-                        let (batch, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, spare);
-                        self.singles = if batch.len() > 1 { 0 } else { self.singles.saturating_add(1) };
-                        conn.note_queue(&shared);
-                        let opcode = match shared.format {
-                            // The application sends UTF-8 on a text connection (the hub
-                            // protocols do); like .NET, the bytes are not checked again here.
-                            TransferFormat::Text => OP_TEXT,
-                            TransferFormat::Binary => OP_BINARY,
-                        };
+                        let (frame, bytes, messages) = take_frame(conn, &mut shared, socket.take_spare());
+                        self.singles = if messages > 1 { 0 } else { self.singles.saturating_add(1) };
                         shared.in_flight_bytes = bytes;
                         let now = Instant::now();
                         shared.write_started = Some(now);
                         shared.last_write_started = Some(now);
                         drop(shared);
-                        socket.start_data(opcode, batch, bytes);
+                        socket.start_data(frame);
                         self.data_in_flight = true;
                         continue;
                     }
@@ -259,6 +251,23 @@ impl Writer {
             return Poll::Pending;
         }
     }
+}
+
+/// Takes the next frame's worth of `conn`'s queue (at most [`MAX_BATCH_MESSAGES`] messages and
+/// [`MAX_BATCH_BYTES`] bytes, or one larger message) as a data frame in the connection's
+/// transfer format; returns it with its payload's bytes and messages. `spare` becomes the queue
+/// if all of it is taken. The task and flushes write what this gives them.
+pub(crate) fn take_frame(conn: &ConnState, shared: &mut Shared, spare: VecDeque<Bytes>) -> (Outgoing, usize, usize) {
+    let (batch, bytes) = shared.take_batch(MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, spare);
+    conn.note_queue(shared);
+    let messages = batch.len();
+    let opcode = match shared.format {
+        // The application sends UTF-8 on a text connection (the hub protocols do); like .NET,
+        // the bytes are not checked again here.
+        TransferFormat::Text => OP_TEXT,
+        TransferFormat::Binary => OP_BINARY,
+    };
+    (Outgoing::data(opcode, batch, bytes), bytes, messages)
 }
 
 async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, takeover: bool, fd: Option<RawFd>) {

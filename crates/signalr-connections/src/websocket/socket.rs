@@ -157,11 +157,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         }
     }
 
-    /// Starts writing one data frame carrying `parts` in order (`total` bytes).
+    /// Starts writing the data frame `frame`.
     /// Call only when [`WsSocket::send_idle`].
-    pub(crate) fn start_data(&mut self, opcode: u8, parts: VecDeque<Bytes>, total: usize) {
+    pub(crate) fn start_data(&mut self, frame: Outgoing) {
         debug_assert!(self.send_idle());
-        self.out = Outgoing::data(opcode, parts, total);
+        self.out = frame;
     }
 
     /// Takes over a data frame a flush started and did not finish; it is written before any
