@@ -60,8 +60,10 @@ pub(crate) struct Shared {
     /// Long polling: the generation of the newest poll; an older poll that sees a newer one ends
     /// with 204.
     pub(crate) poll_generation: u64,
-    /// WebSockets: a newer socket is taking over (stateful reconnect).
-    pub(crate) superseded: bool,
+    /// WebSockets: the number of the newest socket accepted for this connection. A task whose
+    /// socket is older gives way (stateful reconnect); a number, not a flag, so that of two
+    /// quick takeovers only the newest socket runs.
+    pub(crate) newest_socket: u32,
     /// POST data that arrived before the application started.
     pub(crate) pending_inbound: Vec<Bytes>,
     /// The single task or body stream that writes for this connection (WebSockets, SSE).
@@ -251,7 +253,7 @@ impl ConnState {
                 aborted: false,
                 inactive_since: Some(Instant::now()),
                 poll_generation: 0,
-                superseded: false,
+                newest_socket: 0,
                 pending_inbound: Vec::new(),
                 waker: None,
                 prompt: false,

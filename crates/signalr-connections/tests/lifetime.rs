@@ -130,6 +130,36 @@ async fn a_new_socket_takes_over_a_live_one_without_409() {
 }
 
 #[tokio::test]
+async fn of_two_sockets_waiting_to_take_over_the_newest_wins() {
+    let mut server = Server::start(stateful()).await;
+    let token = stateful_token(&server).await;
+    let url = format!("{}?id={token}", server.ws_base);
+    let _first = connect(&url).await;
+    let connection = server.connected().await;
+    // The second socket takes over and keeps the application in `on_reconnected`.
+    let gate = server.reconnect_gate.clone().lock_owned().await;
+    let _second = connect(&url).await;
+    match server.next_event().await {
+        Event::Reconnected(id) => assert_eq!(id, connection.connection_id()),
+        other => panic!("expected Reconnected, got {other:?}"),
+    }
+    // Two more sockets come while it does; both wait for the application.
+    let mut third = connect(&url).await;
+    let mut fourth = connect(&url).await;
+    drop(gate);
+    // Only the newest gets it: the third gives way without reconnecting the application.
+    match server.next_event().await {
+        Event::Reconnected(id) => assert_eq!(id, connection.connection_id()),
+        other => panic!("expected Reconnected, got {other:?}"),
+    }
+    assert_eq!(next_message(&mut fourth).await, Message::text("welcome back"));
+    fourth.send(Message::text("four")).await.unwrap();
+    assert_eq!(next_message(&mut fourth).await, Message::text("four"));
+    let end = tokio::time::timeout(Duration::from_secs(10), third.next()).await.unwrap();
+    assert!(matches!(end, None | Some(Err(_))), "{end:?}");
+}
+
+#[tokio::test]
 async fn an_abandoned_stateful_connection_is_closed_after_the_disconnect_timeout() {
     let mut server = Server::start(stateful().disconnect_timeout(Duration::from_millis(300))).await;
     let token = stateful_token(&server).await;

@@ -180,9 +180,9 @@ fn write_queued(conn: &ConnState) {
 }
 
 /// The descriptor a flush may write to now: the task lent its write side and nothing asks the
-/// task to act (a close, an abort, a newer socket).
+/// task to act (a close, an abort; a newer socket takes the write side back when it comes).
 fn lent_descriptor(shared: &Shared) -> Option<RawFd> {
-    let usable = shared.write_lent && shared.status == Status::Active && !shared.aborted && !shared.close_requested && !shared.superseded;
+    let usable = shared.write_lent && shared.status == Status::Active && !shared.aborted && !shared.close_requested;
     if usable { shared.raw_fd } else { None }
 }
 

@@ -56,9 +56,9 @@ pub(crate) fn handle(
     if !manager.options.is_enabled(TransportType::WebSockets) {
         return responses::transport_not_supported(TransportType::WebSockets);
     }
-    let takeover = {
+    let (takeover, number) = {
         let mut shared = conn.shared.lock();
-        match (shared.status, shared.transport) {
+        let takeover = match (shared.status, shared.transport) {
             (Status::Disposed, _) => return responses::text(StatusCode::NOT_FOUND, NO_CONNECTION),
             (_, Some(transport)) if transport != TransportType::WebSockets => {
                 return responses::text(StatusCode::BAD_REQUEST, CANNOT_CHANGE_TRANSPORT);
@@ -75,13 +75,16 @@ pub(crate) fn handle(
                 true
             }
             (Status::Active, _) if conn.stateful_reconnect && !shared.close_requested && !shared.aborted => {
-                // The client saw its socket die before we did: retire the old one.
-                shared.superseded = true;
+                // The client saw its socket die before we did: retire the old one. Its task
+                // sees a newer number, and flushes stop writing to its socket.
+                shared.write_lent = false;
                 conn.wake_all(&mut shared);
                 true
             }
             (Status::Active, _) => return responses::empty(StatusCode::CONFLICT),
-        }
+        };
+        shared.newest_socket = shared.newest_socket.wrapping_add(1);
+        (takeover, shared.newest_socket)
     };
     let _ = conn.request.set(info);
 
@@ -91,7 +94,7 @@ pub(crate) fn handle(
             Ok(upgraded) => {
                 let options = &manager.options;
                 let socket = WsSocket::new(TokioIo::new(upgraded), options.transport_max_buffer_size, options.websocket_read_buffer_size);
-                run(manager, conn, socket, takeover, raw.map(|raw| raw.0)).await;
+                run(manager, conn, socket, takeover, number, raw.map(|raw| raw.0)).await;
             }
             Err(error) => {
                 tracing::debug!(%error, "WebSocket upgrade failed");
@@ -132,6 +135,8 @@ struct Writer {
     direct: bool,
     /// The write side is lent to flushes (`Shared::write_lent` as this task last set it).
     lent: bool,
+    /// This socket's number (`Shared::newest_socket` when it was accepted).
+    number: u32,
     /// Writes in a row (up to 255) of this task that carried a single message; the write side
     /// is lent to flushes only after [`flush::LEND_AFTER_SINGLES`] (see `flush::write_queued`).
     singles: u8,
@@ -181,7 +186,7 @@ impl Writer {
                 if shared.aborted || shared.status == Status::Disposed {
                     return Poll::Ready(Event::Aborted);
                 }
-                if shared.superseded {
+                if shared.newest_socket != self.number {
                     return Poll::Ready(Event::Superseded);
                 }
                 if socket.send_idle() {
@@ -270,20 +275,20 @@ pub(crate) fn take_frame(conn: &ConnState, shared: &mut Shared, spare: VecDeque<
     (Outgoing::data(opcode, batch, bytes), bytes, messages)
 }
 
-async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, takeover: bool, fd: Option<RawFd>) {
+async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, takeover: bool, number: u32, fd: Option<RawFd>) {
     // Waits for the previous socket's task to let go of the application (stateful reconnect).
     // Cold-path futures are boxed so the task, which lives as long as the connection, stays
     // small (idle memory).
     let mut slot = Box::pin(conn.app.lock()).await;
     let direct = {
         let mut shared = conn.shared.lock();
-        if shared.status == Status::Disposed {
+        if shared.status == Status::Disposed || shared.newest_socket != number {
+            // Closed, or a newer socket came while this one waited: it takes over instead.
             return;
         }
         // Dropped before the socket, a parameter (locals go first): the descriptor is forgotten
         // before it closes. Keep `socket` a parameter, or declare it before this.
         let direct = DirectWrites::new(&conn, &mut shared, fd);
-        shared.superseded = false;
         if takeover {
             // What the old socket did not write is replayed by the application from its own
             // buffer of unacknowledged messages.
@@ -301,7 +306,7 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
         app.on_reconnected().await;
     }
 
-    let mut writer = Writer { direct: fd.is_some(), singles: flush::LEND_AFTER_SINGLES, ..Writer::default() };
+    let mut writer = Writer { direct: fd.is_some(), number, singles: flush::LEND_AFTER_SINGLES, ..Writer::default() };
     let end = loop {
         let event = poll_fn(|cx| writer.poll_event(cx, &conn, &mut socket, true)).await;
         let Event::Data(data) = event else {
@@ -339,7 +344,7 @@ async fn run(manager: Arc<Manager>, conn: Arc<ConnState>, mut socket: Socket, ta
         Event::Superseded => return,
         Event::Dropped if conn.stateful_reconnect => {
             let mut shared = conn.shared.lock();
-            if shared.superseded {
+            if shared.newest_socket != number {
                 return;
             }
             if !shared.close_requested && !shared.aborted && shared.status == Status::Active {

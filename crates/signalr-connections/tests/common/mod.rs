@@ -33,6 +33,7 @@ pub struct TestHandler {
     /// Set while an on_data call runs, to detect overlapping calls.
     busy: Arc<AtomicBool>,
     pub overlap: Arc<AtomicBool>,
+    reconnect_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct TestApp {
@@ -40,12 +41,19 @@ struct TestApp {
     events: mpsc::UnboundedSender<Event>,
     busy: Arc<AtomicBool>,
     overlap: Arc<AtomicBool>,
+    reconnect_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ConnectionHandler for TestHandler {
     fn on_connected(&self, connection: Connection) -> Box<dyn ConnectionApplication> {
         let _ = self.events.send(Event::Connected(connection.clone()));
-        Box::new(TestApp { connection, events: self.events.clone(), busy: self.busy.clone(), overlap: self.overlap.clone() })
+        Box::new(TestApp {
+            connection,
+            events: self.events.clone(),
+            busy: self.busy.clone(),
+            overlap: self.overlap.clone(),
+            reconnect_gate: self.reconnect_gate.clone(),
+        })
     }
 }
 
@@ -91,6 +99,8 @@ impl ConnectionApplication for TestApp {
 
     async fn on_reconnected(&mut self) {
         let _ = self.events.send(Event::Reconnected(self.connection.connection_id().to_owned()));
+        // A test holding the gate keeps the new socket's task here, with the application.
+        drop(self.reconnect_gate.lock().await);
         let _ = self.connection.send(Bytes::from_static(b"welcome back"));
     }
 }
@@ -101,6 +111,8 @@ pub struct Server {
     pub ws_base: String,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub overlap: Arc<AtomicBool>,
+    /// While a test holds this lock, `on_reconnected` does not return.
+    pub reconnect_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Server {
@@ -108,14 +120,20 @@ impl Server {
     pub async fn start(options: HttpConnectionOptions) -> Server {
         let (tx, rx) = mpsc::unbounded_channel();
         let overlap = Arc::new(AtomicBool::new(false));
-        let handler = Arc::new(TestHandler { events: tx, busy: Arc::new(AtomicBool::new(false)), overlap: overlap.clone() });
+        let reconnect_gate = Arc::new(tokio::sync::Mutex::new(()));
+        let handler = Arc::new(TestHandler {
+            events: tx,
+            busy: Arc::new(AtomicBool::new(false)),
+            overlap: overlap.clone(),
+            reconnect_gate: reconnect_gate.clone(),
+        });
         let app = case_insensitive_paths(Router::new().nest("/echo", endpoint(options, handler)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             signalr_connections::server::serve(listener, app, Default::default(), std::future::pending()).await.unwrap();
         });
-        Server { base: format!("http://{addr}/echo"), ws_base: format!("ws://{addr}/echo"), events: rx, overlap }
+        Server { base: format!("http://{addr}/echo"), ws_base: format!("ws://{addr}/echo"), events: rx, overlap, reconnect_gate }
     }
 
     /// The next event, failing the test after 10 s without one.
