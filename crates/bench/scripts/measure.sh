@@ -5,7 +5,7 @@
 #
 #   crates/bench/scripts/measure.sh [scenario ...]     (default: all but scale)
 #   scenarios: idle connect connect-skip broadcast-burst broadcast-paced echo group cross-node scale
-#   env: RUNS (3), SCALE (1: divide connection counts by it), NICE (-15 as root), NODE_THREADS (1), READ_PAUSE_US (0: passed to every run as --read-pause-us), BURST_WORKERS (1: bench workers of broadcast-burst), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
+#   env: RUNS (3), PERF_SECONDS (unset: when set, a system-wide perf profile of each run's measured phase, PERF_DELAY and PERF_FREQUENCY), SCALE (1: divide connection counts by it), NICE (-15 as root), NODE_THREADS (1), READ_PAUSE_US (0: passed to every run as --read-pause-us), BURST_WORKERS (1: bench workers of broadcast-burst), OUT (results dir, default /tmp/diquis-bench-<time>), DIQUIS_BENCH, SIGNALR_TESTSERVER
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -91,6 +91,19 @@ bench_run() { # name run args...
     local name="$1" run="$2"; shift 2
     local json="$out/$name-$run.json"
     echo "=== $name run $run: diquis-bench $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/log.txt"
+    if [ -n "${PERF_SECONDS:-}" ]; then
+        # A system-wide profile of the measured phase: from PERF_DELAY (2) s after every client
+        # connected, for PERF_SECONDS; `perf report -i FILE --sort comm,dso,symbol` splits it.
+        local progress="$out/$name-$run.progress"
+        timeout 150 nice -n "$nice_level" "$bench" "$@" --read-pause-us "${READ_PAUSE_US:-0}" --json "$json" >"$progress" 2>&1 &
+        local bench_pid=$!
+        until grep -q '^connected ' "$progress" || ! kill -0 "$bench_pid" 2>/dev/null; do sleep 0.2; done
+        sleep "${PERF_DELAY:-2}"
+        perf record -e cpu-clock -F "${PERF_FREQUENCY:-499}" -a -g -o "$out/$name-$run.perf.data" -- sleep "$PERF_SECONDS" >/dev/null 2>&1 || true
+        wait "$bench_pid" || echo "(exit status $?)" | tee -a "$out/log.txt"
+        grep -v '^\[' "$progress" | tee -a "$out/log.txt"
+        return
+    fi
     timeout 150 nice -n "$nice_level" "$bench" "$@" --read-pause-us "${READ_PAUSE_US:-0}" --quiet --json "$json" 2>&1 | tee -a "$out/log.txt" || echo "(exit status $?)" | tee -a "$out/log.txt"
 }
 
