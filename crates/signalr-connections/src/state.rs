@@ -23,6 +23,16 @@ use crate::{
 /// Slots a connection's outbound queue starts with when the first message arrives.
 const QUEUE_START_CAPACITY: usize = 16;
 
+/// Slots the queue of a WebSocket that lent its write side to flushes starts with, and keeps
+/// between broadcasts: flushes write one message at a time, and a queue kept from one message
+/// to the next spares a `malloc` on the sender's thread and a `free` on the flush's, which
+/// contend for the same allocator arena (`websocket::flush`).
+pub(crate) const LENT_QUEUE_CAPACITY: usize = 1;
+
+/// How long a connection keeps an empty queue's allocation after its last write; then the
+/// heartbeat's sweep drops it (an idle connection holds none).
+const QUEUE_KEEP: Duration = Duration::from_secs(5);
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -146,6 +156,16 @@ impl Shared {
             std::mem::replace(&mut self.queue, rest)
         };
         (batch, taken)
+    }
+
+    /// Drops an empty queue's allocation once nothing was written for [`QUEUE_KEEP`].
+    fn release_idle_queue(&mut self, now: Instant) {
+        if self.queue.is_empty()
+            && self.queue.capacity() > 0
+            && self.last_write_started.is_none_or(|at| now.saturating_duration_since(at) > QUEUE_KEEP)
+        {
+            self.queue = VecDeque::new();
+        }
     }
 
     fn wake(&mut self) {
@@ -315,8 +335,10 @@ impl ConnState {
         }
         let was_empty = shared.queue.is_empty();
         if shared.queue.capacity() == 0 {
-            // Room for a burst's batch at once rather than growing 4, 8, 16 (each a realloc).
-            shared.queue.reserve_exact(QUEUE_START_CAPACITY);
+            // Room for a burst's batch at once rather than growing 4, 8, 16 (each a realloc);
+            // one slot when a flush is to write it.
+            let capacity = if shared.write_lent { LENT_QUEUE_CAPACITY } else { QUEUE_START_CAPACITY };
+            shared.queue.reserve_exact(capacity);
         }
         shared.queued_bytes += data.len();
         shared.queue.push_back(data);
@@ -685,6 +707,7 @@ impl Manager {
                     shared.wake_space_waiters();
                     conn.wake_all(&mut shared);
                 }
+                shared.release_idle_queue(now);
             }
         }
         for conn in expired {
@@ -739,6 +762,28 @@ mod prompt_tests {
 
         conn.send(Bytes::from_static(b"later")).unwrap();
         assert!(!conn.shared.lock().prompt);
+    }
+
+    /// A send to a connection that lent its write side to flushes queues in one slot, which
+    /// the connection keeps for the next message until it is idle for `QUEUE_KEEP`.
+    #[test]
+    fn a_lent_connection_keeps_a_one_slot_queue_until_idle() {
+        let conn = active_connection();
+        conn.send(Bytes::from_static(b"to the task")).unwrap();
+        assert_eq!(conn.shared.lock().queue.capacity(), QUEUE_START_CAPACITY);
+        let conn = active_connection();
+        conn.shared.lock().write_lent = true;
+        conn.send(Bytes::from_static(b"to a flush")).unwrap();
+        let mut shared = conn.shared.lock();
+        assert_eq!(shared.queue.capacity(), LENT_QUEUE_CAPACITY);
+        // Written as a flush does; the slot stays.
+        assert_eq!(shared.queue.pop_front(), Some(Bytes::from_static(b"to a flush")));
+        let written = Instant::now();
+        shared.last_write_started = Some(written);
+        shared.release_idle_queue(written + Duration::from_secs(1));
+        assert_eq!(shared.queue.capacity(), LENT_QUEUE_CAPACITY);
+        shared.release_idle_queue(written + QUEUE_KEEP + Duration::from_secs(1));
+        assert_eq!(shared.queue.capacity(), 0);
     }
 
     /// A closed connection refuses a reply like any send, and marks nothing.

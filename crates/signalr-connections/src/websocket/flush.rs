@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 
 use super::socket::Outgoing;
 use super::take_frame;
-use crate::state::{ConnState, Shared, Status};
+use crate::state::{ConnState, LENT_QUEUE_CAPACITY, Shared, Status};
 
 /// The most connections one flush writes: large enough that a sweep spawns few tasks (one per
 /// 128 receivers instead of one wake each), small enough that a sweep's flushes spread over the
@@ -150,12 +150,13 @@ fn write_queued(conn: &ConnState) {
         return;
     }
     let backlog = shared.queue.len() > 1;
+    let mut spare = VecDeque::new();
     while !shared.queue.is_empty() {
         let Some(fd) = lent_descriptor(&shared) else {
             conn.wake_all(&mut shared);
             return;
         };
-        let (mut out, bytes, _) = take_frame(conn, &mut shared, VecDeque::new());
+        let (mut out, bytes, _) = take_frame(conn, &mut shared, std::mem::take(&mut spare));
         let now = Instant::now();
         shared.last_write_started = Some(now);
         if !write_some(fd, &mut out) {
@@ -168,13 +169,18 @@ fn write_queued(conn: &ConnState) {
             conn.wake_all(&mut shared);
             return;
         }
-    }
-    if shared.queue.capacity() > 0 {
-        // Only part of the queue was taken last: an idle connection keeps no allocation.
-        shared.queue = VecDeque::new();
+        spare = out.into_spare();
     }
     if backlog {
         shared.write_lent = false;
+    }
+    // The next message reuses a one-slot queue, allocated on the sender's thread, instead of
+    // this thread freeing it now (see `LENT_QUEUE_CAPACITY`); the heartbeat drops it when the
+    // connection stays idle. Anything larger goes now: an idle connection keeps no more.
+    if shared.queue.capacity() == 0 && spare.capacity() <= LENT_QUEUE_CAPACITY && !backlog {
+        shared.queue = spare;
+    } else if shared.queue.capacity() > LENT_QUEUE_CAPACITY {
+        shared.queue = VecDeque::new();
     }
 }
 

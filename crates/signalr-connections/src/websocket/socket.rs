@@ -92,6 +92,12 @@ impl Outgoing {
         self.sent += written;
     }
 
+    /// The frame's emptied part list, to hold the connection's next messages.
+    pub(crate) fn into_spare(mut self) -> VecDeque<Bytes> {
+        self.parts.clear();
+        self.parts
+    }
+
     fn clear(&mut self) {
         // The part list is kept for the connection's next queue (`WsSocket::take_spare`), so a
         // busy connection does not allocate one per write; `release_spare` drops it when idle.
