@@ -90,7 +90,7 @@ class DiquisProcess {
         const onLine = (line) => {
             this.lines.push(line);
             if (this.lines.length > 400) this.lines.shift();
-            log.write(line + "\n");
+            if (!log.writableEnded) log.write(line + "\n");
             const m = LISTENING.exec(line);
             if (m && !this.url) {
                 this.url = m[1].replace(/\/$/, "");
@@ -100,11 +100,15 @@ class DiquisProcess {
         readline.createInterface({ input: child.stdout }).on("line", onLine);
         readline.createInterface({ input: child.stderr }).on("line", onLine);
         child.on("error", (e) => listening.reject(new Error(`cannot run ${binary}: ${e.message}`)));
+        // The log ends on "close", once the child's output pipes are drained too: on "exit" the
+        // last lines may still be on their way, and writing them to an ended stream throws.
+        child.on("close", (code, signal) => {
+            log.write(`===== ${this.name} exited: ${code ?? signal} =====\n`);
+            log.end();
+        });
         child.on("exit", (code, signal) => {
             LIVE_CHILDREN.delete(child);
             this.exitStatus = code ?? signal;
-            log.write(`===== ${this.name} exited: ${code ?? signal} =====\n`);
-            log.end();
             listening.reject(new Error(`${this.name} exited (${code ?? signal}) before listening:\n${this.tail()}`));
             if (this.child === child) this.child = null;
             exit.resolve(code ?? signal);
