@@ -91,11 +91,12 @@ bench_run() { # name run args...
     local name="$1" run="$2"; shift 2
     local json="$out/$name-$run.json"
     echo "=== $name run $run: diquis-bench $* (load: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/log.txt"
+    local run_bench=(timeout 150 nice -n "$nice_level" "$bench" "$@" --read-pause-us "${READ_PAUSE_US:-0}" --json "$json")
     if [ -n "${PERF_SECONDS:-}" ]; then
         # A system-wide profile of the measured phase: from PERF_DELAY (2) s after every client
         # connected, for PERF_SECONDS; `perf report -i FILE --sort comm,dso,symbol` splits it.
         local progress="$out/$name-$run.progress"
-        timeout 150 nice -n "$nice_level" "$bench" "$@" --read-pause-us "${READ_PAUSE_US:-0}" --json "$json" >"$progress" 2>&1 &
+        "${run_bench[@]}" >"$progress" 2>&1 &
         local bench_pid=$!
         until grep -q '^connected ' "$progress" || ! kill -0 "$bench_pid" 2>/dev/null; do sleep 0.2; done
         sleep "${PERF_DELAY:-2}"
@@ -104,7 +105,7 @@ bench_run() { # name run args...
         grep -v '^\[' "$progress" | tee -a "$out/log.txt"
         return
     fi
-    timeout 150 nice -n "$nice_level" "$bench" "$@" --read-pause-us "${READ_PAUSE_US:-0}" --quiet --json "$json" 2>&1 | tee -a "$out/log.txt" || echo "(exit status $?)" | tee -a "$out/log.txt"
+    "${run_bench[@]}" --quiet 2>&1 | tee -a "$out/log.txt" || echo "(exit status $?)" | tee -a "$out/log.txt"
 }
 
 for scenario in "${scenarios[@]}"; do
