@@ -20,13 +20,18 @@ async fn open(server: &Server) -> TcpStream {
 
 /// [`open`] from `socket` (options set beforehand).
 async fn open_on(server: &Server, socket: TcpSocket) -> TcpStream {
+    open_sending(server, socket, &[]).await
+}
+
+/// [`open_on`], sending `early` in the same write as the upgrade request.
+async fn open_sending(server: &Server, socket: TcpSocket, early: &[u8]) -> TcpStream {
     let addr = server.base.trim_start_matches("http://").trim_end_matches("/echo");
     let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
     let request = format!(
         "GET /echo HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&[request.as_bytes(), early].concat()).await.unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -95,6 +100,21 @@ async fn pings_are_answered_with_their_payload() {
     ws.write_all(&frame(0x8A, b"")).await.unwrap();
     ws.write_all(&frame(0x81, b"still here")).await.unwrap();
     assert_eq!(read_frame(&mut ws).await, (0x81, b"still here".to_vec()));
+}
+
+/// Frames a client sends before it sees the 101 arrive, in order: the server takes the socket
+/// back from hyper with the bytes read behind the upgrade request.
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_read_first() {
+    let mut server = Server::start(HttpConnectionOptions::default()).await;
+    let early = [frame(0x89, b"early ping"), frame(0x81, b"early text")].concat();
+    let mut ws = open_sending(&server, TcpSocket::new_v4().unwrap(), &early).await;
+    server.connected().await;
+    assert_eq!(read_frame(&mut ws).await, (0x8A, b"early ping".to_vec()));
+    assert_eq!(&server.data().await[..], b"early text");
+    assert_eq!(read_frame(&mut ws).await, (0x81, b"early text".to_vec()));
+    ws.write_all(&frame(0x81, b"later")).await.unwrap();
+    assert_eq!(read_frame(&mut ws).await, (0x81, b"later".to_vec()));
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -399,25 +399,86 @@ impl AsyncRead for GuardedStream {
     }
 }
 
-impl AsyncWrite for GuardedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
-    }
+/// Writes go straight to the socket (`inner`); shutting the write side down gives back the
+/// connection's `permit` first.
+macro_rules! write_to_socket {
+    ($stream:ty) => {
+        impl AsyncWrite for $stream {
+            fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+                Pin::new(&mut self.inner).poll_write(cx, data)
+            }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> Poll<std::io::Result<usize>> {
+                Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+            }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+                Pin::new(&mut self.inner).poll_flush(cx)
+            }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.permit = None;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+            fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+                self.permit = None;
+                Pin::new(&mut self.inner).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+write_to_socket!(GuardedStream);
+
+/// A connection whose protocol switched, taken back from hyper: the socket, its place in
+/// `MaxConcurrentConnections`, and the bytes read before the switch that the new protocol has
+/// not seen. The guard's state, buffers and [`ConnectionShared`] are gone: a WebSocket lives
+/// for hours, and they were a third of an idle one's memory besides hyper's box.
+#[derive(Debug)]
+pub struct SwitchedStream {
+    /// First field: given back before the socket closes (see [`GuardedStream`]).
+    permit: Option<ConnectionPermit>,
+    inner: TcpStream,
+    /// Bytes the client sent behind its upgrade request (boxed: seldom any).
+    early: Option<Box<Bytes>>,
+}
+
+impl GuardedStream {
+    /// The stream of a connection that switched protocols; `read_buf` is what hyper read and
+    /// did not parse, which came before what the guard still holds.
+    pub fn into_switched(self, read_buf: Bytes) -> SwitchedStream {
+        let early = match (read_buf.is_empty(), self.pending.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some(read_buf),
+            (true, false) => Some(self.pending.freeze()),
+            (false, false) => {
+                let mut joined = BytesMut::with_capacity(read_buf.len() + self.pending.len());
+                joined.extend_from_slice(&read_buf);
+                joined.extend_from_slice(&self.pending);
+                Some(joined.freeze())
+            }
+        };
+        SwitchedStream { permit: self.permit, inner: self.inner, early: early.map(Box::new) }
     }
 }
+
+impl AsyncRead for SwitchedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(early) = self.early.as_mut() {
+            let n = early.len().min(buf.remaining());
+            buf.put_slice(&early[..n]);
+            early.advance(n);
+            if early.is_empty() {
+                self.early = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+write_to_socket!(SwitchedStream);

@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use guard::SwitchedStream;
 use guard::{ConnectionPermit, GuardedStream};
 use service::ConnectionService;
 use shared::ConnectionShared;
@@ -238,6 +239,13 @@ where
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// The stream of a connection [`serve`] accepted and hyper upgraded, without hyper's box and the
+/// HTTP guard; gives back an upgrade from another server.
+pub(crate) fn switched_stream(upgraded: hyper::upgrade::Upgraded) -> Result<SwitchedStream, hyper::upgrade::Upgraded> {
+    let parts = upgraded.downcast::<TokioIo<GuardedStream>>()?;
+    Ok(parts.io.into_inner().into_switched(parts.read_buf))
 }
 
 /// Like `axum::serve`: errors of one connection are skipped; others (out of file descriptors)

@@ -12,6 +12,7 @@ pub(crate) mod flush;
 pub(crate) mod frame;
 mod handshake;
 mod socket;
+mod stream;
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -24,11 +25,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 
 use self::flush::DirectWrites;
 use self::frame::{CLOSE_NORMAL, OP_BINARY, OP_TEXT};
 use self::socket::{ReadEvent, WsSocket};
+use self::stream::SocketStream;
 use crate::responses::{self, CANNOT_CHANGE_TRANSPORT, NO_CONNECTION};
 use crate::state::{ConnState, Manager, Shared, Status};
 use crate::{RequestInfo, TransferFormat, TransportType};
@@ -38,7 +39,7 @@ pub(crate) use self::handshake::{Accepted, accept};
 pub(crate) use self::socket::Outgoing;
 
 /// The upgraded connection as this transport reads and writes it.
-type Socket = WsSocket<TokioIo<hyper::upgrade::Upgraded>>;
+type Socket = WsSocket<SocketStream>;
 
 /// The most bytes joined into one WebSocket frame (unless a single message is larger).
 const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -291,8 +292,11 @@ fn run(
         };
         // Declared before `direct`, so dropped after it: the descriptor is forgotten before the
         // socket closes it.
-        let mut socket: Socket =
-            WsSocket::new(TokioIo::new(upgraded), manager.options.transport_max_buffer_size, manager.options.websocket_read_buffer_size);
+        let mut socket: Socket = WsSocket::new(
+            SocketStream::from(upgraded),
+            manager.options.transport_max_buffer_size,
+            manager.options.websocket_read_buffer_size,
+        );
         // Waits for the previous socket's task to let go of the application (stateful reconnect).
         // Cold-path futures are boxed so the task, which lives as long as the connection, stays
         // small (idle memory).
