@@ -204,19 +204,10 @@ fn write_some(fd: RawFd, out: &mut Outgoing) -> bool {
         // `IoSlice` is ABI-compatible with `iovec` on Unix (documented by std).
         message.msg_iov = slices.as_mut_ptr().cast::<libc::iovec>();
         message.msg_iovlen = count as _;
-        // The system call itself, not glibc's `sendmsg`: that one is a thread cancellation
-        // point, which costs two calls around every write (2 % of a paced broadcast's time).
         // SAFETY: the caller holds the connection's lock and `Shared::raw_fd` names this
         // descriptor, so the socket that owns it is open (its task clears `raw_fd` under the lock
         // before closing it); `message` points at `count` live slices.
-        let sent = unsafe {
-            libc::syscall(
-                libc::SYS_sendmsg,
-                libc::c_long::from(fd),
-                &raw const message,
-                libc::c_long::from(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT),
-            )
-        };
+        let sent = unsafe { send_message(fd, &message) };
         match sent {
             0 => return false,
             n if n > 0 => out.advance(n as usize),
@@ -225,6 +216,30 @@ fn write_some(fd: RawFd, out: &mut Outgoing) -> bool {
         }
     }
     true
+}
+
+/// `sendmsg(2)` without waiting and without `SIGPIPE`. On Linux the system call itself, not
+/// glibc's wrapper: that one is a thread cancellation point, which costs two calls around every
+/// write (2 % of a paced broadcast's time).
+///
+/// # Safety
+/// `fd` must be an open socket and `message` must point at live buffers.
+#[cfg(target_os = "linux")]
+unsafe fn send_message(fd: RawFd, message: &libc::msghdr) -> isize {
+    let flags = libc::c_long::from(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+    // SAFETY: as the caller promises.
+    let sent = unsafe { libc::syscall(libc::SYS_sendmsg, libc::c_long::from(fd), std::ptr::from_ref(message), flags) };
+    sent as isize
+}
+
+/// `sendmsg(2)` without waiting and without `SIGPIPE`.
+///
+/// # Safety
+/// `fd` must be an open socket and `message` must point at live buffers.
+#[cfg(not(target_os = "linux"))]
+unsafe fn send_message(fd: RawFd, message: &libc::msghdr) -> isize {
+    // SAFETY: as the caller promises.
+    unsafe { libc::sendmsg(fd, message, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) }
 }
 
 /// Takes the write side back from flushes for good when the task's socket goes away, also when
