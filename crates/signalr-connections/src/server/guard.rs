@@ -451,18 +451,17 @@ impl GuardedStream {
     /// The stream of a connection that switched protocols; `read_buf` is what hyper read and
     /// did not parse, which came before what the guard still holds.
     pub fn into_switched(self, read_buf: Bytes) -> SwitchedStream {
-        let early = match (read_buf.is_empty(), self.pending.is_empty()) {
-            (true, true) => None,
-            (false, true) => Some(read_buf),
-            (true, false) => Some(self.pending.freeze()),
-            (false, false) => {
-                let mut joined = BytesMut::with_capacity(read_buf.len() + self.pending.len());
-                joined.extend_from_slice(&read_buf);
-                joined.extend_from_slice(&self.pending);
-                Some(joined.freeze())
-            }
+        let early = if self.pending.is_empty() {
+            read_buf
+        } else if read_buf.is_empty() {
+            self.pending.freeze()
+        } else {
+            let mut joined = BytesMut::with_capacity(read_buf.len() + self.pending.len());
+            joined.extend_from_slice(&read_buf);
+            joined.extend_from_slice(&self.pending);
+            joined.freeze()
         };
-        SwitchedStream { permit: self.permit, inner: self.inner, early: early.map(Box::new) }
+        SwitchedStream { permit: self.permit, inner: self.inner, early: (!early.is_empty()).then(|| Box::new(early)) }
     }
 }
 

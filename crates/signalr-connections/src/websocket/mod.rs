@@ -12,7 +12,6 @@ pub(crate) mod flush;
 pub(crate) mod frame;
 mod handshake;
 mod socket;
-mod stream;
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -24,13 +23,15 @@ use std::time::Instant;
 use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_util::either::Either;
 
 use self::flush::DirectWrites;
 use self::frame::{CLOSE_NORMAL, OP_BINARY, OP_TEXT};
 use self::socket::{ReadEvent, WsSocket};
-use self::stream::SocketStream;
 use crate::responses::{self, CANNOT_CHANGE_TRANSPORT, NO_CONNECTION};
+use crate::server::{SwitchedStream, switched_stream};
 use crate::state::{ConnState, Manager, Shared, Status};
 use crate::{RequestInfo, TransferFormat, TransportType};
 
@@ -38,8 +39,10 @@ pub(crate) use self::flush::RawSocket;
 pub(crate) use self::handshake::{Accepted, accept};
 pub(crate) use self::socket::Outgoing;
 
-/// The upgraded connection as this transport reads and writes it.
-type Socket = WsSocket<SocketStream>;
+/// The upgraded connection as this transport reads and writes it: the TCP stream itself when
+/// our server ([`crate::server::serve`]) accepted it (no box, no HTTP guard: idle memory),
+/// hyper's upgraded stream from any other server.
+type Socket = WsSocket<Either<SwitchedStream, TokioIo<Upgraded>>>;
 
 /// The most bytes joined into one WebSocket frame (unless a single message is larger).
 const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -290,10 +293,11 @@ fn run(
                 return;
             }
         };
-        // Declared before `direct`, so dropped after it: the descriptor is forgotten before the
-        // socket closes it.
         let mut socket: Socket = WsSocket::new(
-            SocketStream::from(upgraded),
+            match switched_stream(upgraded) {
+                Ok(switched) => Either::Left(switched),
+                Err(upgraded) => Either::Right(TokioIo::new(upgraded)),
+            },
             manager.options.transport_max_buffer_size,
             manager.options.websocket_read_buffer_size,
         );
@@ -307,8 +311,8 @@ fn run(
                 // Closed, or a newer socket came while this one waited: it takes over instead.
                 return;
             }
-            // Dropped before the socket, declared earlier: the descriptor is forgotten before it
-            // closes.
+            // Dropped before `socket`, which is declared earlier: the descriptor is forgotten
+            // before the socket closes it.
             let direct = DirectWrites::new(&conn, &mut shared, fd);
             if takeover {
                 // What the old socket did not write is replayed by the application from its own
